@@ -1,0 +1,76 @@
+# pgrepart: build like a PostgreSQL client. Paths come from pg_config; the
+# libraries are Debian's packages (libpq, libpqtypes, xxHash), never vendored.
+
+PG_CONFIG ?= pg_config
+PREFIX    ?= /usr/local
+VERSION   := 0.1.0
+
+PG_INCLUDEDIR := $(shell $(PG_CONFIG) --includedir)
+PG_LIBDIR     := $(shell $(PG_CONFIG) --libdir)
+PG_BINDIR     := $(shell $(PG_CONFIG) --bindir)
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARNINGS = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wmissing-prototypes \
+           -Wstrict-prototypes -Wvla -Wpointer-arith -Wno-missing-field-initializers
+CPPFLAGS += -Iinclude -I$(PG_INCLUDEDIR) -D_GNU_SOURCE \
+            -DPGREPART_VERSION='"$(VERSION)"'
+LDLIBS  += -L$(PG_LIBDIR) -lpqtypes -lpq -lxxhash
+SANITIZE = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+# BUILD is where objects go; the sanitizer build uses its own tree so the two
+# never mix objects.
+BUILD ?= build
+BIN   ?= pgrepart
+
+SRCS      := $(wildcard src/*.c)
+LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS  := $(LIB_SRCS:src/%.c=$(BUILD)/src/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS) $(EXTRA_CFLAGS)
+
+.PHONY: all asan check check-unit check-integration check-asan bench demo clean install
+
+all: $(BIN) $(UNIT_BINS)
+
+$(BIN): $(LIB_OBJS) $(BUILD)/src/main.o
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/src/%.o: src/%.c $(wildcard include/pgrepart/*.h) | $(BUILD)/src
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB_OBJS) | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
+$(BUILD)/src $(BUILD)/tests:
+	mkdir -p $@
+
+# The sanitizer build: ./build/asan/pgrepart and its unit tests.
+asan:
+	$(MAKE) BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
+	        LDFLAGS="$(SANITIZE)" all
+
+# Every test: unit tests (pure code) and integration tests against throwaway
+# PostgreSQL clusters, all under prove so the closing line is its summary.
+check: all
+	PGREPART=$(CURDIR)/$(BIN) PGREPART_UNIT_DIR=$(CURDIR)/$(BUILD)/tests \
+	PG_BINDIR=$(PG_BINDIR) prove -I tests/lib $(PROVE_FLAGS) $(UNIT_BINS) tests/t/
+
+check-asan: asan
+	$(MAKE) BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
+	        LDFLAGS="$(SANITIZE)" check
+
+bench: all
+	@echo "no benchmarks yet"
+
+demo:
+	@echo "make demo is coming: see README.md"
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pgrepart
+
+clean:
+	rm -rf build pgrepart

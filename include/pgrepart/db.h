@@ -1,0 +1,59 @@
+/*
+ * db.h: one PostgreSQL connection, with failures logged once and their
+ * SQLSTATE kept.
+ *
+ * Connections take a libpq conninfo string or URI (or nothing, for the PG*
+ * environment variables, ~/.pgpass and service files, which libpq handles).
+ * Right after connecting, search_path is set to '' so that every name in
+ * pgrepart's SQL is schema-qualified and user objects cannot shadow
+ * pg_catalog; the schemas the role would have searched are kept to resolve an
+ * unqualified table name the way the user meant it.
+ *
+ * Queries go through libpqtypes (PQexecf: values as typed $n parameters,
+ * results read with PQgetf).  On failure, db_* functions log one message
+ * naming what was being done, with the server's primary message, SQLSTATE,
+ * detail and hint, and return NULL/false; d->sqlstate tells callers a lost
+ * connection (class 08) from a lock timeout (55P03) from anything else.
+ */
+#ifndef PGREPART_DB_H
+#define PGREPART_DB_H
+
+#include <stdbool.h>
+
+#include <libpq-fe.h>
+
+typedef struct db
+{
+	PGconn	   *conn;
+	const char *label;			/* "source", "target": used in messages */
+	char		sqlstate[6];	/* SQLSTATE of the last failure, "" if none */
+	int			server_version; /* PQserverVersion, e.g. 150018 */
+	int			encoding;		/* client encoding id, for name truncation */
+	char	   *search_path;	/* current_schemas(false) as a text[] literal */
+} db;
+
+/* Connect; on failure logs and returns false with d->conn == NULL. */
+bool		db_connect(db *d, const char *conninfo, const char *label);
+/* Close; accepts a db that never connected. */
+void		db_close(db *d);
+
+/*
+ * Run a libpqtypes command spec (e.g. "SELECT ... WHERE oid = %oid") with its
+ * arguments.  Returns the result (caller PQclears) when it succeeded, or NULL
+ * after logging "could not <what>: ...".
+ */
+PGresult   *db_execf(db *d, const char *what, const char *spec,...);
+
+/* Run plain SQL without parameters; false after logging. */
+bool		db_exec(db *d, const char *what, const char *sql);
+
+/*
+ * Read row's fields with a libpqtypes spec ("%text %int4 ...").  False after
+ * logging (a type mismatch between query and code is a bug).
+ */
+bool		db_getf(const PGresult *res, int row, const char *spec,...);
+
+/* Whether the last failure was a lost or refused connection (class 08). */
+bool		db_lost_connection(const db *d);
+
+#endif

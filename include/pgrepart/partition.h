@@ -1,0 +1,93 @@
+/*
+ * partition.h: range partitions for a column at an interval, and their names.
+ *
+ * Names follow the user's convention (seed note): the final table's name and
+ * the start of the range, "chat_messages_2024_q1" for quarters,
+ * "_2024_01" for months, "_2024" for years, "_2024_01_15" for days and weeks,
+ * "_2024_01_15_0600" below a day, "_p1000000" for integer ranges ("_m" for
+ * negative starts), "_default" for the DEFAULT partition.
+ *
+ * Time bounds are aligned with date_trunc on the interval's unit (a
+ * timestamptz column in the session's TimeZone) and computed by the server,
+ * so calendar arithmetic is PostgreSQL's own.
+ */
+#ifndef PGREPART_PARTITION_H
+#define PGREPART_PARTITION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pgrepart/buf.h"
+#include "pgrepart/catalog.h"
+#include "pgrepart/db.h"
+
+/* More partitions than this is a mistake in the interval, not a plan. */
+#define PARTITION_MAX_COUNT 10000
+
+typedef enum partition_kind
+{
+	PARTITION_YEAR,
+	PARTITION_QUARTER,
+	PARTITION_MONTH,
+	PARTITION_DAY,				/* whole days, weeks included */
+	PARTITION_TIME,				/* below a day */
+	PARTITION_INTEGER
+} partition_kind;
+
+typedef struct partition_scheme
+{
+	partition_kind kind;
+	const char *trunc_unit;		/* date_trunc unit that aligns the first bound */
+	int64_t		step;			/* PARTITION_INTEGER only */
+} partition_scheme;
+
+/* Where a time partition starts, as the server printed its fields. */
+typedef struct partition_start
+{
+	int			year, month, day, hour, minute, quarter;
+	int64_t		integer;		/* PARTITION_INTEGER only */
+} partition_start;
+
+typedef struct partition_bound
+{
+	char	   *name;
+	char	   *from;			/* the column type's text form; NULL for DEFAULT */
+	char	   *to;
+	bool		is_default;
+} partition_bound;
+
+typedef struct partition_set
+{
+	partition_scheme scheme;
+	partition_bound *items;
+	int			count;
+	char	   *min_value;		/* current min/max of the column; NULL when empty */
+	char	   *max_value;
+	bool		min_max_indexed;	/* an index leads with the column */
+} partition_set;
+
+/*
+ * Decide the scheme from an interval's months, days and microseconds (for
+ * time columns) or from an integer step.  False with errbuf set when the
+ * interval mixes units or is not positive.
+ */
+bool		partition_scheme_for_interval(partition_scheme *s, int months, int days,
+										  int64_t micros, char *errbuf, size_t errlen);
+/* The name suffix for a partition starting at start, e.g. "_2024_q1". */
+void		partition_suffix(buf *out, const partition_scheme *s, const partition_start *start);
+
+/*
+ * Read the column's min and max from the table and compute partitions that
+ * cover them, up to the one holding now() (or the max, if later), plus
+ * premake more, plus DEFAULT when asked.  Logs and returns false on failure.
+ */
+bool		partition_compute(db *d, const catalog_table *t, const catalog_column *column,
+							  const char *interval, int premake, bool with_default,
+							  partition_set *out);
+void		partition_set_free(partition_set *set);
+
+/* Whether the column's base type can be partitioned by an interval. */
+bool		partition_type_supported(const catalog_column *column);
+
+#endif

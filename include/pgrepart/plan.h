@@ -1,0 +1,115 @@
+/*
+ * plan.h: what a migration of one table will do, and whether it can.
+ *
+ * A plan holds the source table's catalog, the shadow table's DDL (split by
+ * phase, so the backfill can create the bare table first and the keys and
+ * indexes after the copy), the partitions, and every preflight finding.
+ * Building a plan reads the catalogs and the partition column's min/max and
+ * changes nothing.
+ *
+ * The shadow follows the user's rules (docs/plan.md): same columns; PARTITION
+ * BY RANGE on the partition column; the primary key and every unique
+ * constraint or index widened with that column; other indexes, checks and
+ * outgoing foreign keys recreated.  Shadow-only names (the table, its keys
+ * and indexes) end in PLAN_SHADOW_SUFFIX until the cutover renames them;
+ * partitions carry their final names from the start.
+ */
+#ifndef PGREPART_PLAN_H
+#define PGREPART_PLAN_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "pgrepart/catalog.h"
+#include "pgrepart/db.h"
+#include "pgrepart/partition.h"
+
+#define PLAN_SHADOW_SUFFIX "_pgrepart"
+
+typedef enum finding_level
+{
+	FINDING_PASS,
+	FINDING_WARN,
+	FINDING_BLOCK
+} finding_level;
+
+typedef struct plan_finding
+{
+	finding_level level;
+	char	   *check;			/* short stable id, e.g. "wal_level" */
+	char	   *message;		/* one line: what was found */
+	char	   *hint;			/* what to do, or NULL */
+} plan_finding;
+
+typedef enum plan_phase
+{
+	PLAN_PHASE_TABLE,			/* the partitioned table, before the copy */
+	PLAN_PHASE_PARTITION,		/* its partitions, before the copy */
+	PLAN_PHASE_INDEX,			/* keys and indexes, after the copy */
+	PLAN_PHASE_FOREIGN_KEY,		/* outgoing foreign keys, after the indexes */
+	PLAN_PHASE_COMMENT
+} plan_phase;
+
+typedef struct plan_statement
+{
+	plan_phase	phase;
+	char	   *sql;			/* one statement, ending in ';' */
+} plan_statement;
+
+typedef struct plan_options
+{
+	const char *partition_column;
+	const char *interval;		/* default "3 months" */
+	int			premake;		/* future partitions beyond now; default 4 */
+	bool		default_partition;
+} plan_options;
+
+typedef struct plan
+{
+	catalog_table *table;
+	char	   *partition_column;
+	char	   *interval;
+	char	   *shadow_name;
+	partition_set partitions;
+	plan_finding *findings;
+	int			nfindings;
+	plan_statement *statements;
+	int			nstatements;
+} plan;
+
+/*
+ * Read the table and the server, and plan.  conninfo is what d was opened
+ * with (the preflight tries a replication connection with it).  Returns NULL
+ * after logging when the plan cannot even be made (no such table, bad
+ * interval, lost connection); a plan with blocking findings is returned.
+ */
+plan	   *plan_build(db *d, const char *conninfo, const char *schema, const char *table,
+					   const plan_options *o);
+void		plan_free(plan *p);
+
+/*
+ * The pure part of plan_build, for tests: given p->table, p->partition_column,
+ * p->partitions and the encoding for name truncation, set p->shadow_name, the
+ * statements, and the findings the table's own structure gives.
+ */
+void		plan_derive(plan *p, int encoding);
+
+void		plan_add_finding(plan *p, finding_level level, const char *check,
+							 const char *hint, const char *fmt,...)
+			__attribute__((format(printf, 5, 6)));
+int			plan_count_findings(const plan *p, finding_level level);
+const char *plan_finding_level_name(finding_level level);
+
+/*
+ * Insert ", column" at the end of the first parenthesised column list of a
+ * key definition ("UNIQUE (a) INCLUDE (b)" -> "UNIQUE (a, column) INCLUDE
+ * (b)"), respecting quoted names.  False when there is no such list.
+ */
+bool		plan_widen_key(const char *definition, const char *quoted_column, buf *out);
+
+/* Reports: the DDL alone (runnable with psql), a text report, or JSON. */
+void		plan_print_sql(const plan *p, FILE *out);
+void		plan_print_text(const plan *p, FILE *out);
+void		plan_print_json(const plan *p, FILE *out);
+
+#endif

@@ -1,0 +1,355 @@
+/*
+ * cli.c: commands, options, help and exit codes.
+ *
+ * Each command parses its own options; connection options follow libpq (a
+ * conninfo string or URI in -d, else the PG* environment variables,
+ * ~/.pgpass and service files).  Options and exit codes are documented in
+ * docs/commands.md, which must match the help text here.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgrepart/cli.h"
+#include "pgrepart/db.h"
+#include "pgrepart/ident.h"
+#include "pgrepart/log.h"
+#include "pgrepart/plan.h"
+
+typedef struct cli_command
+{
+	const char *name;
+	const char *summary;
+	int			(*run) (int argc, char **argv);
+	const char *help;
+} cli_command;
+
+/* Options every command that talks to a database shares. */
+typedef struct cli_common
+{
+	const char *dbname;
+	const char *table;
+	bool		json;
+} cli_common;
+
+#define CLI_COMMON_OPTIONS \
+	"\nConnection and output:\n" \
+	"  -d, --dbname=CONNINFO   conninfo string or URI; default: the PG* environment\n" \
+	"                          variables, ~/.pgpass and service files (libpq)\n" \
+	"  -t, --table=TABLE       the table, as SQL writes it: optionally schema-qualified,\n" \
+	"                          double-quoted where needed ('\"Ops Data\".\"Event Log\"')\n" \
+	"      --json              print the report as one JSON object\n" \
+	"  -v, --verbose           more messages (repeat for debug)\n" \
+	"  -q, --quiet             errors only\n" \
+	"  -h, --help              show this help\n"
+
+static const char plan_help[] =
+	"Usage: pgrepart plan -d CONNINFO -t TABLE -k COLUMN [options]\n"
+	"\n"
+	"Print the partitioned shadow table's DDL and every preflight finding.\n"
+	"Changes nothing.\n"
+	"\n"
+	"Options:\n"
+	"  -k, --partition-key=COLUMN  partition by range on COLUMN (date, timestamp,\n"
+	"                              timestamptz or integer; NOT NULL)\n"
+	"      --interval=INTERVAL     partition width (default '3 months'); any interval\n"
+	"                              of whole months, days, or below a day; a whole\n"
+	"                              number for an integer column\n"
+	"      --premake=N             future partitions beyond now (default 4)\n"
+	"      --default-partition     add a DEFAULT partition\n"
+	"      --sql                   print only the DDL, runnable with psql\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 ready, 1 error, 2 usage error, 4 a preflight check blocks.\n";
+
+static const char run_help[] =
+	"Usage: pgrepart run -d CONNINFO -t TABLE -k COLUMN [plan options]\n"
+	"\nPrepare, backfill, stream, verify and cut over. Not implemented in this version.\n";
+static const char status_help[] =
+	"Usage: pgrepart status -d CONNINFO [-t TABLE]\n"
+	"\nShow a migration's phase, lag and readiness. Not implemented in this version.\n";
+static const char cutover_help[] =
+	"Usage: pgrepart cutover -d CONNINFO -t TABLE\n"
+	"\nSwap in a synced shadow (with run --cutover=manual). Not implemented in this version.\n";
+static const char verify_help[] =
+	"Usage: pgrepart verify -d CONNINFO --source A --target B\n"
+	"\nCompare two tables by checksum. Not implemented in this version.\n";
+static const char abort_help[] =
+	"Usage: pgrepart abort -d CONNINFO -t TABLE\n"
+	"\nRemove a migration's slot, publication, shadow and state; never the original\n"
+	"table. Not implemented in this version.\n";
+static const char partitions_help[] =
+	"Usage: pgrepart partitions -d CONNINFO -t TABLE --ahead N\n"
+	"\nCreate future partitions (for cron). Not implemented in this version.\n";
+
+static int	cli_plan(int argc, char **argv);
+static int	cli_not_implemented(int argc, char **argv);
+
+static const cli_command commands[] = {
+	{"plan", "print the shadow DDL and preflight findings; changes nothing", cli_plan, plan_help},
+	{"run", "migrate the table online (prepare, backfill, sync, verify, cut over)",
+	cli_not_implemented, run_help},
+	{"status", "show a migration's phase, lag and readiness", cli_not_implemented, status_help},
+	{"cutover", "swap in the synced shadow table", cli_not_implemented, cutover_help},
+	{"verify", "compare two tables by xxHash checksums", cli_not_implemented, verify_help},
+	{"abort", "remove a migration's slot, publication, shadow and state",
+	cli_not_implemented, abort_help},
+	{"partitions", "create future partitions (for cron)", cli_not_implemented, partitions_help},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void
+cli_usage(FILE *out)
+{
+	fputs("pgrepart turns a live PostgreSQL table into a range-partitioned one online.\n\n"
+		  "Usage: pgrepart COMMAND [options]\n\nCommands:\n", out);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+	fputs("\nOptions:\n"
+		  "  -h, --help     show this help; pgrepart COMMAND --help for a command's\n"
+		  "  -V, --version  show the version\n"
+		  "\nExit status: 0 success, 1 failure, 2 usage error, 3 verification found a\n"
+		  "difference, 4 a preflight check blocks the migration.\n", out);
+}
+
+static int	cli_usage_error(const char *command, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+
+static int
+cli_usage_error(const char *command, const char *fmt,...)
+{
+	va_list		ap;
+
+	fprintf(stderr, "pgrepart: error: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\npgrepart: hint: Try \"pgrepart %s%s--help\".\n",
+			command ? command : "", command ? " " : "");
+	return EXIT_USAGE;
+}
+
+static bool
+cli_parse_int(const char *s, int min, int max, int *out)
+{
+	char	   *end;
+	long		v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return false;
+	*out = (int) v;
+	return true;
+}
+
+/* Handle a common option; false when c is not one. */
+static bool
+cli_common_option(int c, cli_common *common)
+{
+	switch (c)
+	{
+		case 'd':
+			common->dbname = optarg;
+			return true;
+		case 't':
+			common->table = optarg;
+			return true;
+		case 'v':
+			log_set_level(log_get_level() == LOG_LEVEL_INFO ? LOG_LEVEL_DEBUG : LOG_LEVEL_DEBUG);
+			return true;
+		case 'q':
+			log_set_level(LOG_LEVEL_ERROR);
+			return true;
+		default:
+			return false;
+	}
+}
+
+enum
+{
+	OPT_JSON = 256,
+	OPT_INTERVAL,
+	OPT_PREMAKE,
+	OPT_DEFAULT_PARTITION,
+	OPT_SQL
+};
+
+static int
+cli_plan(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"dbname", required_argument, NULL, 'd'},
+		{"table", required_argument, NULL, 't'},
+		{"partition-key", required_argument, NULL, 'k'},
+		{"interval", required_argument, NULL, OPT_INTERVAL},
+		{"premake", required_argument, NULL, OPT_PREMAKE},
+		{"default-partition", no_argument, NULL, OPT_DEFAULT_PARTITION},
+		{"sql", no_argument, NULL, OPT_SQL},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}
+	};
+	cli_common common = {0};
+	plan_options o = {NULL, "3 months", 4, false};
+	bool		sql_only = false;
+	char	   *schema = NULL, *table = NULL;
+	char		err[256];
+	db			d = {0};
+	plan	   *p = NULL;
+	int			rc = EXIT_FAIL;
+	int			c;
+
+	while ((c = getopt_long(argc, argv, "d:t:k:vqh", options, NULL)) != -1)
+	{
+		if (cli_common_option(c, &common))
+			continue;
+		switch (c)
+		{
+			case 'k':
+				o.partition_column = optarg;
+				break;
+			case OPT_INTERVAL:
+				o.interval = optarg;
+				break;
+			case OPT_PREMAKE:
+				if (!cli_parse_int(optarg, 0, 1000, &o.premake))
+					return cli_usage_error("plan", "invalid --premake \"%s\": give a whole "
+										   "number from 0 to 1000", optarg);
+				break;
+			case OPT_DEFAULT_PARTITION:
+				o.default_partition = true;
+				break;
+			case OPT_SQL:
+				sql_only = true;
+				break;
+			case OPT_JSON:
+				common.json = true;
+				break;
+			case 'h':
+				fputs(plan_help, stdout);
+				return EXIT_OK;
+			default:
+				return cli_usage_error("plan", "%s", "invalid option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("plan", "unexpected argument \"%s\"", argv[optind]);
+	if (common.table == NULL)
+		return cli_usage_error("plan", "%s", "no table given (-t/--table)");
+	if (o.partition_column == NULL)
+		return cli_usage_error("plan", "%s", "no partition column given (-k/--partition-key)");
+	if (sql_only && common.json)
+		return cli_usage_error("plan", "%s", "--sql and --json cannot be used together");
+	if (!ident_parse_qualified(common.table, &schema, &table, err, sizeof(err)))
+	{
+		fprintf(stderr, "pgrepart: error: invalid table name \"%s\": %s\n", common.table, err);
+		fprintf(stderr, "pgrepart: hint: Write it as SQL would: name, schema.name, or "
+				"\"Quoted Name\" for mixed case and special characters.\n");
+		return EXIT_USAGE;
+	}
+
+	if (!db_connect(&d, common.dbname, "source"))
+		goto cleanup;
+	p = plan_build(&d, common.dbname, schema, table, &o);
+	if (p == NULL)
+		goto cleanup;
+	if (sql_only)
+		plan_print_sql(p, stdout);
+	else if (common.json)
+		plan_print_json(p, stdout);
+	else
+		plan_print_text(p, stdout);
+	fflush(stdout);
+
+	rc = EXIT_OK;
+	if (plan_count_findings(p, FINDING_BLOCK) > 0)
+	{
+		const plan_finding *first = NULL;
+		int			blocks = plan_count_findings(p, FINDING_BLOCK);
+
+		for (int i = 0; i < p->nfindings && first == NULL; i++)
+			if (p->findings[i].level == FINDING_BLOCK)
+				first = &p->findings[i];
+		log_error("table \"%s.%s\" cannot be migrated: %s%s", p->table->schema, p->table->name,
+				  first->message, blocks > 1 ? " (and more: see the findings marked block)" : "");
+		if (first->hint != NULL)
+			log_hint("%s", first->hint);
+		rc = EXIT_BLOCKED;
+	}
+
+cleanup:
+	plan_free(p);
+	db_close(&d);
+	ident_free_keywords();
+	free(schema);
+	free(table);
+	return rc;
+}
+
+static int
+cli_not_implemented(int argc, char **argv)
+{
+	const char *name = argv[0];
+
+	for (int i = 1; i < argc; i++)
+	{
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+		{
+			for (size_t j = 0; j < NCOMMANDS; j++)
+				if (strcmp(commands[j].name, name) == 0)
+					fputs(commands[j].help, stdout);
+			return EXIT_OK;
+		}
+	}
+	log_error("command \"%s\" is not implemented in pgrepart %s", name, PGREPART_VERSION);
+	log_hint("\"pgrepart plan\" is available: it prints the shadow DDL and the preflight "
+			 "findings.");
+	return EXIT_FAIL;
+}
+
+int
+cli_main(int argc, char **argv)
+{
+	if (argc < 2)
+	{
+		cli_usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+		strcmp(argv[1], "help") == 0)
+	{
+		if (argc > 2)
+		{
+			for (size_t i = 0; i < NCOMMANDS; i++)
+				if (strcmp(commands[i].name, argv[2]) == 0)
+				{
+					fputs(commands[i].help, stdout);
+					return EXIT_OK;
+				}
+		}
+		cli_usage(stdout);
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0)
+	{
+		printf("pgrepart %s\n", PGREPART_VERSION);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < NCOMMANDS; i++)
+	{
+		if (strcmp(commands[i].name, argv[1]) == 0)
+		{
+			/* The command sees its own name as argv[0], as getopt expects. */
+			return commands[i].run(argc - 1, argv + 1);
+		}
+	}
+	return cli_usage_error(NULL, "unknown command \"%s\"", argv[1]);
+}

@@ -1,0 +1,217 @@
+/* db.c: one PostgreSQL connection; see db.h. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpqtypes.h>
+
+#include "pgrepart/db.h"
+#include "pgrepart/ident.h"
+#include "pgrepart/log.h"
+#include "pgrepart/mem.h"
+
+/*
+ * Log libpq's connection error: its first line as the primary message, the
+ * rest (libpq's "Is the server running ..." lines) as detail.
+ */
+static void
+db_log_connect_error(const db *d, const char *message)
+{
+	const char *newline = strchr(message, '\n');
+	int			first_len = newline ? (int) (newline - message) : (int) strlen(message);
+
+	log_error("could not connect to the %s database: %.*s", d->label, first_len, message);
+	if (newline != NULL && newline[1] != '\0')
+	{
+		const char *rest = newline + 1;
+
+		while (*rest == '\t' || *rest == ' ')
+			rest++;
+		log_detail("%s", rest);
+	}
+	log_hint("Check -d/--dbname (a conninfo string or URI) and the PG* environment "
+			 "variables (PGHOST, PGPORT, PGUSER, PGDATABASE).");
+}
+
+/* Log a failed result: "could not <what>: <primary> (SQLSTATE x)" + detail/hint. */
+static void
+db_log_result_error(db *d, const char *what, const PGresult *res)
+{
+	const char *primary = NULL;
+	const char *state = NULL;
+	const char *detail = NULL;
+	const char *hint = NULL;
+
+	if (res != NULL)
+	{
+		primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+		hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+	}
+	if (primary == NULL)
+	{
+		/* No server message: the connection broke, or libpqtypes refused. */
+		primary = PQstatus(d->conn) == CONNECTION_BAD ? PQerrorMessage(d->conn) : PQgeterror();
+		if (primary == NULL || primary[0] == '\0')
+			primary = PQerrorMessage(d->conn);
+		if (state == NULL && PQstatus(d->conn) == CONNECTION_BAD)
+			state = "08006";
+	}
+	snprintf(d->sqlstate, sizeof(d->sqlstate), "%s", state ? state : "XX000");
+	log_error("could not %s on the %s database: %s (SQLSTATE %s)",
+			  what, d->label, primary, d->sqlstate);
+	if (detail != NULL)
+		log_detail("%s", detail);
+	if (hint != NULL)
+		log_hint("%s", hint);
+}
+
+/*
+ * Keywords that need quoting, once per process: the server's own list, so
+ * quoting matches the server it talks to.
+ */
+static bool
+db_load_keywords(db *d)
+{
+	PGresult   *res;
+	const char **words;
+	int			n;
+
+	res = db_execf(d, "read the keyword list",
+				   "SELECT word FROM pg_catalog.pg_get_keywords() WHERE catcode <> 'U'");
+	if (res == NULL)
+		return false;
+	n = PQntuples(res);
+	words = xcalloc((size_t) n + 1, sizeof(char *));
+	for (int i = 0; i < n; i++)
+		words[i] = PQgetvalue(res, i, 0);
+	ident_set_keywords(words, n);
+	free(words);
+	PQclear(res);
+	return true;
+}
+
+bool
+db_connect(db *d, const char *conninfo, const char *label)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *values[] = {conninfo, "pgrepart", NULL};
+	PGresult   *res = NULL;
+	bool		ok = false;
+
+	memset(d, 0, sizeof(*d));
+	d->label = label;
+	d->conn = PQconnectdbParams(keys, values, 1);
+	if (d->conn == NULL || PQstatus(d->conn) != CONNECTION_OK)
+	{
+		db_log_connect_error(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
+		strcpy(d->sqlstate, "08001");
+		goto cleanup;
+	}
+	if (!PQinitTypes(d->conn))
+	{
+		log_error("could not initialise libpqtypes on the %s connection: %s",
+				  label, PQgeterror());
+		goto cleanup;
+	}
+	d->server_version = PQserverVersion(d->conn);
+	d->encoding = PQclientEncoding(d->conn);
+
+	/*
+	 * Keep what the role would search, then search nothing implicitly.  Dates
+	 * print as ISO so the literals pgrepart writes into DDL read the same
+	 * under any DateStyle.
+	 */
+	res = db_execf(d, "prepare the session",
+				   "SELECT pg_catalog.current_schemas(false)::pg_catalog.text, "
+				   "pg_catalog.set_config('search_path', '', false), "
+				   "pg_catalog.set_config('datestyle', 'ISO, YMD', false), "
+				   "pg_catalog.set_config('intervalstyle', 'postgres', false)");
+	if (res == NULL)
+		goto cleanup;
+	d->search_path = xstrdup(PQgetvalue(res, 0, 0));
+	if (!db_load_keywords(d))
+		goto cleanup;
+	ok = true;
+
+cleanup:
+	PQclear(res);
+	if (!ok)
+	{
+		PQfinish(d->conn);
+		d->conn = NULL;
+	}
+	return ok;
+}
+
+void
+db_close(db *d)
+{
+	if (d == NULL)
+		return;
+	if (d->conn != NULL)
+	{
+		PQclearTypes(d->conn);
+		PQfinish(d->conn);
+	}
+	d->conn = NULL;
+	free(d->search_path);
+	d->search_path = NULL;
+}
+
+PGresult *
+db_execf(db *d, const char *what, const char *spec,...)
+{
+	va_list		ap;
+	PGresult   *res;
+	ExecStatusType status;
+
+	va_start(ap, spec);
+	res = PQexecvf(d->conn, spec, ap);
+	va_end(ap);
+	status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+	{
+		d->sqlstate[0] = '\0';
+		return res;
+	}
+	db_log_result_error(d, what, res);
+	PQclear(res);
+	return NULL;
+}
+
+bool
+db_exec(db *d, const char *what, const char *sql)
+{
+	PGresult   *res = PQexec(d->conn, sql);
+	ExecStatusType status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	bool		ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+
+	if (ok)
+		d->sqlstate[0] = '\0';
+	else
+		db_log_result_error(d, what, res);
+	PQclear(res);
+	return ok;
+}
+
+bool
+db_getf(const PGresult *res, int row, const char *spec,...)
+{
+	va_list		ap;
+	int			ok;
+
+	va_start(ap, spec);
+	ok = PQgetvf(res, row, spec, ap);
+	va_end(ap);
+	if (!ok)
+		log_error("could not read a result row (\"%s\"): %s", spec, PQgeterror());
+	return ok != 0;
+}
+
+bool
+db_lost_connection(const db *d)
+{
+	return strncmp(d->sqlstate, "08", 2) == 0;
+}

@@ -1,0 +1,367 @@
+/* partition.c: range partitions at an interval, and their names; see partition.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpqtypes.h>
+
+#include "pgrepart/ident.h"
+#include "pgrepart/log.h"
+#include "pgrepart/mem.h"
+#include "pgrepart/partition.h"
+
+#define USECS_PER_HOUR INT64_C(3600000000)
+
+bool
+partition_type_supported(const catalog_column *column)
+{
+	switch (column->base_type)
+	{
+		case CATALOG_INT2OID:
+		case CATALOG_INT4OID:
+		case CATALOG_INT8OID:
+		case CATALOG_DATEOID:
+		case CATALOG_TIMESTAMPOID:
+		case CATALOG_TIMESTAMPTZOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+static bool
+partition_is_integer(const catalog_column *column)
+{
+	return column->base_type == CATALOG_INT2OID || column->base_type == CATALOG_INT4OID ||
+		column->base_type == CATALOG_INT8OID;
+}
+
+bool
+partition_scheme_for_interval(partition_scheme *s, int months, int days, int64_t micros,
+							  char *errbuf, size_t errlen)
+{
+	memset(s, 0, sizeof(*s));
+	if (months < 0 || days < 0 || micros < 0 || (months == 0 && days == 0 && micros == 0))
+	{
+		snprintf(errbuf, errlen, "the interval must be positive");
+		return false;
+	}
+	if ((months != 0) + (days != 0) + (micros != 0) > 1)
+	{
+		snprintf(errbuf, errlen, "the interval must be whole months, whole days, "
+				 "or a time below a day, not a mix");
+		return false;
+	}
+	if (months != 0)
+	{
+		if (months % 12 == 0)
+		{
+			s->kind = PARTITION_YEAR;
+			s->trunc_unit = "year";
+		}
+		else if (months == 3)
+		{
+			s->kind = PARTITION_QUARTER;
+			s->trunc_unit = "quarter";
+		}
+		else
+		{
+			s->kind = PARTITION_MONTH;
+			s->trunc_unit = months % 3 == 0 ? "quarter" : "month";
+		}
+	}
+	else if (days != 0)
+	{
+		s->kind = PARTITION_DAY;
+		s->trunc_unit = days % 7 == 0 ? "week" : "day";
+	}
+	else
+	{
+		s->kind = PARTITION_TIME;
+		s->trunc_unit = micros % USECS_PER_HOUR == 0 ? "hour" : "minute";
+	}
+	return true;
+}
+
+void
+partition_suffix(buf *out, const partition_scheme *s, const partition_start *start)
+{
+	switch (s->kind)
+	{
+		case PARTITION_YEAR:
+			buf_appendf(out, "_%04d", start->year);
+			break;
+		case PARTITION_QUARTER:
+			buf_appendf(out, "_%04d_q%d", start->year, start->quarter);
+			break;
+		case PARTITION_MONTH:
+			buf_appendf(out, "_%04d_%02d", start->year, start->month);
+			break;
+		case PARTITION_DAY:
+			buf_appendf(out, "_%04d_%02d_%02d", start->year, start->month, start->day);
+			break;
+		case PARTITION_TIME:
+			buf_appendf(out, "_%04d_%02d_%02d_%02d%02d", start->year, start->month,
+						start->day, start->hour, start->minute);
+			break;
+		case PARTITION_INTEGER:
+			if (start->integer < 0)
+				buf_appendf(out, "_m%" PRIu64, (uint64_t) 0 - (uint64_t) start->integer);
+			else
+				buf_appendf(out, "_p%" PRId64, start->integer);
+			break;
+	}
+}
+
+static void
+partition_push(partition_set *set, const char *table_name, const char *suffix,
+			   const char *from, const char *to, int encoding)
+{
+	char		name[IDENT_MAX_BYTES + 1];
+	partition_bound b;
+
+	ident_with_suffix(name, table_name, suffix, encoding);
+	b.name = xstrdup(name);
+	b.from = xstrdup_or_null(from);
+	b.to = xstrdup_or_null(to);
+	b.is_default = from == NULL;
+	ARRAY_PUSH(set->items, set->count, b);
+}
+
+/* min and max of the column, as text; NULL when the table is empty. */
+static bool
+partition_read_min_max(db *d, const catalog_table *t, const catalog_column *column,
+					   partition_set *set)
+{
+	buf			sql;
+	PGresult   *res;
+
+	buf_init(&sql);
+	buf_append(&sql, "SELECT pg_catalog.min(");
+	ident_quote(&sql, column->name);
+	buf_append(&sql, ")::pg_catalog.text, pg_catalog.max(");
+	ident_quote(&sql, column->name);
+	buf_append(&sql, ")::pg_catalog.text FROM ");
+	ident_quote_qualified(&sql, t->schema, t->name);
+	res = db_execf(d, "read the partition column's range", sql.data);
+	buf_free(&sql);
+	if (res == NULL)
+		return false;
+	set->min_value = PQgetisnull(res, 0, 0) ? NULL : xstrdup(PQgetvalue(res, 0, 0));
+	set->max_value = PQgetisnull(res, 0, 1) ? NULL : xstrdup(PQgetvalue(res, 0, 1));
+	PQclear(res);
+	return true;
+}
+
+static bool
+partition_scheme_from_server(db *d, const catalog_column *column, const char *interval,
+							 partition_scheme *s)
+{
+	PGresult   *res;
+	PGint4		months, days;
+	PGint8		micros;
+	char		err[256];
+	bool		ok = false;
+
+	res = db_execf(d, "read the partition interval",
+				   "SELECT (pg_catalog.date_part('year', i) * 12 + pg_catalog.date_part('month', i))::pg_catalog.int4, "
+				   "  pg_catalog.date_part('day', i)::pg_catalog.int4, "
+				   "  ((pg_catalog.date_part('hour', i) * 3600 + pg_catalog.date_part('minute', i) * 60 "
+				   "    + pg_catalog.date_part('second', i)) * 1000000)::pg_catalog.int8 "
+				   "FROM (SELECT %text::pg_catalog.interval AS i) AS iv", interval);
+	if (res == NULL)
+		return false;
+	if (!db_getf(res, 0, "%int4 %int4 %int8", 0, &months, 1, &days, 2, &micros))
+		goto cleanup;
+	if (!partition_scheme_for_interval(s, months, days, micros, err, sizeof(err)))
+	{
+		log_error("invalid partition interval \"%s\": %s", interval, err);
+		log_hint("Use an interval such as '1 month', '3 months', '1 year', '1 week' or '1 day'.");
+		goto cleanup;
+	}
+	if (s->kind == PARTITION_TIME && column->base_type == CATALOG_DATEOID)
+	{
+		log_error("invalid partition interval \"%s\": column \"%s\" is a date, so "
+				  "partitions must span whole days", interval, column->name);
+		goto cleanup;
+	}
+	ok = true;
+
+cleanup:
+	PQclear(res);
+	return ok;
+}
+
+static bool
+partition_compute_time(db *d, const catalog_table *t, const catalog_column *column,
+					   const char *interval, int premake, partition_set *set)
+{
+	/* Arithmetic type (dates step as timestamps) and the column's own type. */
+	const char *arith = column->base_type == CATALOG_TIMESTAMPTZOID ?
+		"pg_catalog.timestamptz" : "pg_catalog.timestamp";
+	const char *coltype = column->base_type == CATALOG_DATEOID ? "pg_catalog.date" :
+		column->base_type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" : "pg_catalog.timestamptz";
+	buf			sql;
+	PGresult   *res;
+	bool		ok = false;
+
+	buf_init(&sql);
+	buf_appendf(&sql,
+				"SELECT pg_catalog.to_char(s, 'YYYY MM DD HH24 MI Q'), "
+				"  (s::%2$s)::pg_catalog.text, ((s + iv.i)::%2$s)::pg_catalog.text "
+				"FROM (SELECT %%text::pg_catalog.interval AS i) AS iv, "
+				"  LATERAL (SELECT pg_catalog.date_trunc(%%text, "
+				"              COALESCE(%%text::%1$s, pg_catalog.now()::%1$s)) AS first, "
+				"            GREATEST(COALESCE(%%text::%1$s, pg_catalog.now()::%1$s), "
+				"              pg_catalog.now()::%1$s) + iv.i * %%int4 AS last) AS b, "
+				"  LATERAL pg_catalog.generate_series(b.first, b.last, iv.i) AS s "
+				"LIMIT %3$d",
+				arith, coltype, PARTITION_MAX_COUNT + 1);
+	res = db_execf(d, "compute the partition bounds", sql.data, interval, set->scheme.trunc_unit,
+				   set->min_value, set->max_value, premake);
+	if (res == NULL)
+		goto cleanup;
+	if (PQntuples(res) > PARTITION_MAX_COUNT)
+	{
+		log_error("partition interval \"%s\" gives more than %d partitions for the range of "
+				  "column \"%s\"", interval, PARTITION_MAX_COUNT, column->name);
+		log_hint("Choose a longer --interval.");
+		goto cleanup;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		partition_start start = {0};
+		buf			suffix;
+
+		if (sscanf(PQgetvalue(res, i, 0), "%d %d %d %d %d %d", &start.year, &start.month,
+				   &start.day, &start.hour, &start.minute, &start.quarter) != 6)
+		{
+			log_error("could not read partition start \"%s\"", PQgetvalue(res, i, 0));
+			goto cleanup;
+		}
+		buf_init(&suffix);
+		partition_suffix(&suffix, &set->scheme, &start);
+		partition_push(set, t->name, suffix.data, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+					   d->encoding);
+		buf_free(&suffix);
+	}
+	ok = true;
+
+cleanup:
+	PQclear(res);
+	buf_free(&sql);
+	return ok;
+}
+
+static bool
+partition_compute_integer(db *d, const catalog_table *t, const catalog_column *column,
+						  const char *interval, int premake, partition_set *set)
+{
+	PGresult   *res;
+	char	   *end;
+	long long	step;
+	bool		ok = false;
+
+	errno = 0;
+	step = strtoll(interval, &end, 10);
+	if (errno != 0 || end == interval || *end != '\0' || step <= 0)
+	{
+		log_error("invalid partition interval \"%s\": column \"%s\" is an integer, so the "
+				  "interval must be a positive whole number", interval, column->name);
+		log_hint("For example --interval 1000000 for a partition per million keys.");
+		return false;
+	}
+	set->scheme.kind = PARTITION_INTEGER;
+	set->scheme.step = step;
+	res = db_execf(d, "compute the partition bounds",
+				   "SELECT s::pg_catalog.int8::pg_catalog.text, "
+				   "  (s + st)::pg_catalog.int8::pg_catalog.text "
+				   "FROM (SELECT %int8::pg_catalog.numeric AS st) AS p, "
+				   "  LATERAL pg_catalog.generate_series("
+				   "    pg_catalog.floor(COALESCE(%text::pg_catalog.numeric, 0) / p.st) * p.st, "
+				   "    pg_catalog.floor(COALESCE(%text::pg_catalog.numeric, 0) / p.st) * p.st "
+				   "      + p.st * %int4, p.st) AS s "
+				   "LIMIT %int4",
+				   (PGint8) step, set->min_value, set->max_value, premake,
+				   PARTITION_MAX_COUNT + 1);
+	if (res == NULL)
+		return false;
+	if (PQntuples(res) > PARTITION_MAX_COUNT)
+	{
+		log_error("partition interval \"%s\" gives more than %d partitions for the range of "
+				  "column \"%s\"", interval, PARTITION_MAX_COUNT, column->name);
+		log_hint("Choose a larger --interval.");
+		goto cleanup;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		partition_start start = {0};
+		buf			suffix;
+
+		start.integer = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		buf_init(&suffix);
+		partition_suffix(&suffix, &set->scheme, &start);
+		partition_push(set, t->name, suffix.data, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+					   d->encoding);
+		buf_free(&suffix);
+	}
+	ok = true;
+
+cleanup:
+	PQclear(res);
+	return ok;
+}
+
+bool
+partition_compute(db *d, const catalog_table *t, const catalog_column *column,
+				  const char *interval, int premake, bool with_default, partition_set *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < t->nindexes; i++)
+	{
+		const catalog_index *x = &t->indexes[i];
+
+		if (x->valid && !x->partial && x->ncolumns > 0 && x->columns[0] != NULL &&
+			strcmp(x->columns[0], column->name) == 0)
+			out->min_max_indexed = true;
+	}
+	if (partition_is_integer(column))
+	{
+		if (!partition_read_min_max(d, t, column, out) ||
+			!partition_compute_integer(d, t, column, interval, premake, out))
+			goto fail;
+	}
+	else
+	{
+		if (!partition_scheme_from_server(d, column, interval, &out->scheme) ||
+			!partition_read_min_max(d, t, column, out) ||
+			!partition_compute_time(d, t, column, interval, premake, out))
+			goto fail;
+	}
+	if (with_default)
+		partition_push(out, t->name, "_default", NULL, NULL, d->encoding);
+	return true;
+
+fail:
+	partition_set_free(out);
+	return false;
+}
+
+void
+partition_set_free(partition_set *set)
+{
+	if (set == NULL)
+		return;
+	for (int i = 0; i < set->count; i++)
+	{
+		free(set->items[i].name);
+		free(set->items[i].from);
+		free(set->items[i].to);
+	}
+	free(set->items);
+	free(set->min_value);
+	free(set->max_value);
+	memset(set, 0, sizeof(*set));
+}
