@@ -56,7 +56,8 @@ static const char plan_help[] =
 	"\n"
 	"Options:\n"
 	"  -k, --partition-key=COLUMN  partition by range on COLUMN (date, timestamp,\n"
-	"                              timestamptz or integer; NOT NULL)\n"
+	"                              timestamptz or integer; NOT NULL), named as SQL\n"
+	"                              writes it (\"Created At\" keeps its case)\n"
 	"      --interval=INTERVAL     partition width (default '3 months'); any interval\n"
 	"                              of whole months, days, or below a day; a whole\n"
 	"                              number for an integer column\n"
@@ -200,7 +201,7 @@ cli_plan(int argc, char **argv)
 	cli_common common = {0};
 	plan_options o = {NULL, "3 months", 4, false};
 	bool		sql_only = false;
-	char	   *schema = NULL, *table = NULL;
+	char	   *schema = NULL, *table = NULL, *column = NULL, *column_schema = NULL;
 	char		err[256];
 	db			d = {0};
 	plan	   *p = NULL;
@@ -256,6 +257,18 @@ cli_plan(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
+	if (!ident_parse_qualified(o.partition_column, &column_schema, &column, err, sizeof(err)) ||
+		column_schema != NULL)
+	{
+		fprintf(stderr, "pgrepart: error: invalid partition column \"%s\": %s\n",
+				o.partition_column, column_schema ? "give the column name alone" : err);
+		fprintf(stderr, "pgrepart: hint: Write it as SQL would: created_at, or \"Created At\" "
+				"for mixed case and special characters.\n");
+		rc = EXIT_USAGE;
+		goto cleanup;
+	}
+	o.partition_column = column;
+
 	if (!db_connect(&d, common.dbname, "source"))
 		goto cleanup;
 	p = plan_build(&d, common.dbname, schema, table, &o);
@@ -291,6 +304,8 @@ cleanup:
 	ident_free_keywords();
 	free(schema);
 	free(table);
+	free(column);
+	free(column_schema);
 	return rc;
 }
 
