@@ -46,6 +46,7 @@ static const char table_query[] =
 	"  c.relreplident, c.relrowsecurity, c.relforcerowsecurity, "
 	"  pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text, "
 	"  pg_catalog.pg_has_role(c.relowner, 'USAGE'), "
+	"  pg_catalog.has_table_privilege(c.oid, 'SELECT'), "
 	"  ts.spcname::pg_catalog.text, "
 	"  pg_catalog.obj_description(c.oid, 'pg_class'), "
 	"  c.relacl::pg_catalog.text, "
@@ -67,7 +68,7 @@ catalog_read_table(db *d, const char *schema, const char *name, catalog_table *t
 {
 	PGresult   *res;
 	PGchar		relkind, persistence, replident;
-	PGbool		is_partition, has_parent, has_children, rls, force_rls, is_owner;
+	PGbool		is_partition, has_parent, has_children, rls, force_rls, is_owner, readable;
 	PGfloat8	reltuples;
 	PGint8		heap_bytes, total_bytes;
 	bool		ok = false;
@@ -83,11 +84,11 @@ catalog_read_table(db *d, const char *schema, const char *name, catalog_table *t
 		goto cleanup;
 	}
 	if (!db_getf(res, 0, "%oid %char %char %bool %bool %bool %char %bool %bool %bool "
-				 "%float8 %int8 %int8",
+				 "%bool %float8 %int8 %int8",
 				 0, &t->oid, 3, &relkind, 4, &persistence, 5, &is_partition,
 				 6, &has_parent, 7, &has_children, 8, &replident, 9, &rls,
-				 10, &force_rls, 12, &is_owner, 16, &reltuples, 17, &heap_bytes,
-				 18, &total_bytes))
+				 10, &force_rls, 12, &is_owner, 13, &readable, 17, &reltuples,
+				 18, &heap_bytes, 19, &total_bytes))
 		goto cleanup;
 	t->schema = catalog_text(res, 0, 1);
 	t->name = catalog_text(res, 0, 2);
@@ -101,9 +102,10 @@ catalog_read_table(db *d, const char *schema, const char *name, catalog_table *t
 	t->force_row_security = force_rls;
 	t->owner = catalog_text(res, 0, 11);
 	t->owned_by_current_user = is_owner;
-	t->tablespace = catalog_text(res, 0, 13);
-	t->comment = catalog_text(res, 0, 14);
-	t->acl = catalog_text(res, 0, 15);
+	t->readable = readable;
+	t->tablespace = catalog_text(res, 0, 14);
+	t->comment = catalog_text(res, 0, 15);
+	t->acl = catalog_text(res, 0, 16);
 	t->estimated_rows = reltuples;
 	t->heap_bytes = heap_bytes;
 	t->total_bytes = total_bytes;

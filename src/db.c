@@ -164,14 +164,35 @@ PGresult *
 db_execf(db *d, const char *what, const char *spec,...)
 {
 	va_list		ap;
-	PGresult   *res;
-	ExecStatusType status;
+	int			sent;
+	PGresult   *res = NULL;
+	PGresult   *next;
 
+	/*
+	 * Send with libpqtypes but collect with libpq: PQexecf would replace a
+	 * server error with a bare message, losing its SQLSTATE, detail and hint.
+	 */
 	va_start(ap, spec);
-	res = PQexecvf(d->conn, spec, ap);
+	sent = PQsendvf(d->conn, spec, ap);
 	va_end(ap);
-	status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+	if (!sent)
+	{
+		db_log_result_error(d, what, NULL);
+		return NULL;
+	}
+	/* Keep the first failed result, else the last one. */
+	while ((next = PQgetResult(d->conn)) != NULL)
+	{
+		if (res != NULL && PQresultStatus(res) == PGRES_FATAL_ERROR)
+			PQclear(next);
+		else
+		{
+			PQclear(res);
+			res = next;
+		}
+	}
+	if (res != NULL && (PQresultStatus(res) == PGRES_COMMAND_OK ||
+						PQresultStatus(res) == PGRES_TUPLES_OK))
 	{
 		d->sqlstate[0] = '\0';
 		return res;

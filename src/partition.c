@@ -172,7 +172,11 @@ partition_scheme_from_server(db *d, const catalog_column *column, const char *in
 				   "    + pg_catalog.date_part('second', i)) * 1000000)::pg_catalog.int8 "
 				   "FROM (SELECT %text::pg_catalog.interval AS i) AS iv", interval);
 	if (res == NULL)
+	{
+		log_hint("Give --interval as PostgreSQL writes intervals: '1 month', '3 months', "
+				 "'1 year', '1 week', '1 day'.");
 		return false;
+	}
 	if (!db_getf(res, 0, "%int4 %int4 %int8", 0, &months, 1, &days, 2, &micros))
 		goto cleanup;
 	if (!partition_scheme_for_interval(s, months, days, micros, err, sizeof(err)))
@@ -185,6 +189,7 @@ partition_scheme_from_server(db *d, const catalog_column *column, const char *in
 	{
 		log_error("invalid partition interval \"%s\": column \"%s\" is a date, so "
 				  "partitions must span whole days", interval, column->name);
+		log_hint("Use an interval of whole days, weeks, months or years.");
 		goto cleanup;
 	}
 	ok = true;

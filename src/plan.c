@@ -621,9 +621,15 @@ plan_build(db *d, const char *conninfo, const char *schema, const char *table,
 				 "folded to lower case.");
 		goto fail;
 	}
-	if (partition_type_supported(col) &&
-		!partition_compute(d, p->table, col, o->interval, o->premake, o->default_partition,
-						   &p->partitions))
+	/* Without SELECT the range is unknown; say so as a finding, not a failure. */
+	if (!p->table->readable)
+		plan_add_finding(p, FINDING_BLOCK, "table_privilege",
+						 "GRANT SELECT on the table to the role, or run as its owner.",
+						 "the role cannot read the table, so it cannot copy it (partitions "
+						 "were not computed)");
+	else if (partition_type_supported(col) &&
+			 !partition_compute(d, p->table, col, o->interval, o->premake,
+								o->default_partition, &p->partitions))
 		goto fail;
 	plan_derive(p, d->encoding);
 	if (!preflight_check(d, conninfo, p))

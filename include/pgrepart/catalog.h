@@ -99,6 +99,7 @@ typedef struct catalog_table
 	bool		force_row_security;
 	char	   *owner;
 	bool		owned_by_current_user;	/* current_user is (a member of) the owner */
+	bool		readable;		/* current_user may SELECT from it */
 	char	   *tablespace;		/* NULL for the database default */
 	char	   *comment;
 	char	   *acl;			/* relacl as text, NULL for default privileges */
