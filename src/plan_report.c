@@ -103,9 +103,26 @@ plan_print_text(const plan *p, FILE *out)
 }
 
 static void
+plan_json_objects(json_writer *w, const char *key, const catalog_object_list *list)
+{
+	json_key(w, key);
+	json_begin_array(w);
+	for (int i = 0; i < list->count; i++)
+	{
+		json_begin_object(w);
+		json_kv_string(w, "schema", list->items[i].schema);
+		json_kv_string(w, "name", list->items[i].name);
+		json_kv_string(w, "detail", list->items[i].detail);
+		json_end_object(w);
+	}
+	json_end_array(w);
+}
+
+static void
 plan_json_table(const plan *p, json_writer *w)
 {
 	const catalog_table *t = p->table;
+	char		replident[2] = {t->replica_identity, '\0'};
 
 	json_key(w, "table");
 	json_begin_object(w);
@@ -119,6 +136,18 @@ plan_json_table(const plan *p, json_writer *w)
 	for (int i = 0; i < t->nkey_columns; i++)
 		json_string(w, t->key_columns[i]);
 	json_end_array(w);
+	json_kv_string(w, "owner", t->owner);
+	json_kv_string(w, "replica_identity", replident);
+	json_kv_string(w, "acl", t->acl);
+	json_kv_string(w, "comment", t->comment);
+	plan_json_objects(w, "incoming_foreign_keys", &t->incoming_fkeys);
+	plan_json_objects(w, "triggers", &t->triggers);
+	plan_json_objects(w, "rules", &t->rules);
+	plan_json_objects(w, "policies", &t->policies);
+	plan_json_objects(w, "views", &t->views);
+	plan_json_objects(w, "sequences", &t->sequences);
+	plan_json_objects(w, "publications", &t->publications);
+	plan_json_objects(w, "storage_parameters", &t->reloptions);
 	json_end_object(w);
 }
 
