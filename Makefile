@@ -49,7 +49,7 @@ $(BUILD)/src $(BUILD)/tests:
 
 # The sanitizer build: ./build/asan/pgrepart and its unit tests.
 asan:
-	$(MAKE) BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
+	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
 	        LDFLAGS="$(SANITIZE)" all
 
 # Every test: unit tests (pure code) and integration tests against throwaway
@@ -59,7 +59,7 @@ check: all
 	PG_BINDIR=$(PG_BINDIR) prove -I tests/lib $(PROVE_FLAGS) $(UNIT_BINS) tests/t/
 
 check-asan: asan
-	$(MAKE) BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
+	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
 	        LDFLAGS="$(SANITIZE)" check
 
 bench: all

@@ -155,7 +155,7 @@ catalog_read_columns(db *d, catalog_table *t)
 	{
 		catalog_column *c = &t->columns[i];
 		PGint4		attnum;
-		Oid		base_type;
+		Oid			base_type;
 		PGbool		not_null, orderable;
 		PGchar		identity, generated;
 
@@ -182,6 +182,25 @@ catalog_read_columns(db *d, catalog_table *t)
 cleanup:
 	PQclear(res);
 	return ok;
+}
+
+/*
+ * The names in rows (oid, name) of cols whose oid matches, in row order:
+ * the key columns of one constraint or index.
+ */
+static bool
+catalog_columns_of(const PGresult *cols, Oid oid, char ***out, int *n)
+{
+	for (int j = 0; j < PQntuples(cols); j++)
+	{
+		Oid			col_oid;
+
+		if (!db_getf(cols, j, "%oid", 0, &col_oid))
+			return false;
+		if (col_oid == oid)
+			ARRAY_PUSH(*out, *n, catalog_text(cols, j, 1));
+	}
+	return true;
 }
 
 /* Key columns of every constraint, in key order. */
@@ -217,7 +236,7 @@ catalog_read_constraints(db *d, catalog_table *t)
 	for (int i = 0; i < PQntuples(res); i++)
 	{
 		catalog_constraint *c = &t->constraints[i];
-		Oid		oid;
+		Oid			oid;
 		PGchar		type;
 
 		if (!db_getf(res, i, "%oid %char", 0, &oid, 2, &type))
@@ -227,15 +246,8 @@ catalog_read_constraints(db *d, catalog_table *t)
 		c->name = catalog_text(res, i, 1);
 		c->type = type;
 		c->definition = catalog_text(res, i, 3);
-		for (int j = 0; j < PQntuples(cols); j++)
-		{
-			Oid		col_oid;
-
-			if (!db_getf(cols, j, "%oid", 0, &col_oid))
-				goto cleanup;
-			if (col_oid == oid)
-				ARRAY_PUSH(c->columns, c->ncolumns, catalog_text(cols, j, 1));
-		}
+		if (!catalog_columns_of(cols, oid, &c->columns, &c->ncolumns))
+			goto cleanup;
 	}
 	ok = true;
 
@@ -299,7 +311,7 @@ catalog_read_indexes(db *d, catalog_table *t)
 	for (int i = 0; i < PQntuples(res); i++)
 	{
 		catalog_index *x = &t->indexes[i];
-		Oid		oid;
+		Oid			oid;
 		PGbool		unique, primary, valid, exprs, partial, backs;
 
 		if (!db_getf(res, i, "%oid %bool %bool %bool %bool %bool %bool",
@@ -317,15 +329,8 @@ catalog_read_indexes(db *d, catalog_table *t)
 		x->backs_constraint = backs;
 		x->definition = catalog_text(res, i, 8);
 		x->method_and_columns = catalog_text(res, i, 9);
-		for (int j = 0; j < PQntuples(cols); j++)
-		{
-			Oid		col_oid;
-
-			if (!db_getf(cols, j, "%oid", 0, &col_oid))
-				goto cleanup;
-			if (col_oid == oid)
-				ARRAY_PUSH(x->columns, x->ncolumns, catalog_text(cols, j, 1));
-		}
+		if (!catalog_columns_of(cols, oid, &x->columns, &x->ncolumns))
+			goto cleanup;
 	}
 	ok = true;
 

@@ -130,6 +130,50 @@ partition_push(partition_set *set, const char *table_name, const char *suffix,
 	ARRAY_PUSH(set->items, set->count, b);
 }
 
+/*
+ * Add a partition per row of (start fields, from, to): the start fields are
+ * "YYYY MM DD HH24 MI Q" for time columns and the start value for integers.
+ */
+static bool
+partition_add_rows(partition_set *set, const catalog_table *t, const catalog_column *column,
+				   const char *interval, const PGresult *res, int encoding)
+{
+	buf			suffix;
+	bool		ok = false;
+
+	if (PQntuples(res) > PARTITION_MAX_COUNT)
+	{
+		log_error("partition interval \"%s\" gives more than %d partitions for the range of "
+				  "column \"%s\"", interval, PARTITION_MAX_COUNT, column->name);
+		log_hint("Choose a longer --interval.");
+		return false;
+	}
+	buf_init(&suffix);
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		partition_start start = {0};
+		const char *fields = PQgetvalue(res, i, 0);
+
+		if (set->scheme.kind == PARTITION_INTEGER)
+			start.integer = strtoll(fields, NULL, 10);
+		else if (sscanf(fields, "%d %d %d %d %d %d", &start.year, &start.month, &start.day,
+						&start.hour, &start.minute, &start.quarter) != 6)
+		{
+			log_error("could not read partition start \"%s\"", fields);
+			goto cleanup;
+		}
+		buf_reset(&suffix);
+		partition_suffix(&suffix, &set->scheme, &start);
+		partition_push(set, t->name, suffix.data, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+					   encoding);
+	}
+	ok = true;
+
+cleanup:
+	buf_free(&suffix);
+	return ok;
+}
+
 /* min and max of the column, as text; NULL when the table is empty. */
 static bool
 partition_read_min_max(db *d, const catalog_table *t, const catalog_column *column,
@@ -228,30 +272,8 @@ partition_compute_time(db *d, const catalog_table *t, const catalog_column *colu
 				   set->min_value, set->max_value, premake);
 	if (res == NULL)
 		goto cleanup;
-	if (PQntuples(res) > PARTITION_MAX_COUNT)
-	{
-		log_error("partition interval \"%s\" gives more than %d partitions for the range of "
-				  "column \"%s\"", interval, PARTITION_MAX_COUNT, column->name);
-		log_hint("Choose a longer --interval.");
+	if (!partition_add_rows(set, t, column, interval, res, d->encoding))
 		goto cleanup;
-	}
-	for (int i = 0; i < PQntuples(res); i++)
-	{
-		partition_start start = {0};
-		buf			suffix;
-
-		if (sscanf(PQgetvalue(res, i, 0), "%d %d %d %d %d %d", &start.year, &start.month,
-				   &start.day, &start.hour, &start.minute, &start.quarter) != 6)
-		{
-			log_error("could not read partition start \"%s\"", PQgetvalue(res, i, 0));
-			goto cleanup;
-		}
-		buf_init(&suffix);
-		partition_suffix(&suffix, &set->scheme, &start);
-		partition_push(set, t->name, suffix.data, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-					   d->encoding);
-		buf_free(&suffix);
-	}
 	ok = true;
 
 cleanup:
@@ -282,6 +304,7 @@ partition_compute_integer(db *d, const catalog_table *t, const catalog_column *c
 	set->scheme.step = step;
 	res = db_execf(d, "compute the partition bounds",
 				   "SELECT s::pg_catalog.int8::pg_catalog.text, "
+				   "  s::pg_catalog.int8::pg_catalog.text, "
 				   "  (s + st)::pg_catalog.int8::pg_catalog.text "
 				   "FROM (SELECT %int8::pg_catalog.numeric AS st) AS p, "
 				   "  LATERAL pg_catalog.generate_series("
@@ -293,25 +316,8 @@ partition_compute_integer(db *d, const catalog_table *t, const catalog_column *c
 				   PARTITION_MAX_COUNT + 1);
 	if (res == NULL)
 		return false;
-	if (PQntuples(res) > PARTITION_MAX_COUNT)
-	{
-		log_error("partition interval \"%s\" gives more than %d partitions for the range of "
-				  "column \"%s\"", interval, PARTITION_MAX_COUNT, column->name);
-		log_hint("Choose a larger --interval.");
+	if (!partition_add_rows(set, t, column, interval, res, d->encoding))
 		goto cleanup;
-	}
-	for (int i = 0; i < PQntuples(res); i++)
-	{
-		partition_start start = {0};
-		buf			suffix;
-
-		start.integer = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		buf_init(&suffix);
-		partition_suffix(&suffix, &set->scheme, &start);
-		partition_push(set, t->name, suffix.data, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-					   d->encoding);
-		buf_free(&suffix);
-	}
 	ok = true;
 
 cleanup:
