@@ -131,6 +131,9 @@ db_connect(db *d, const char *conninfo, const char *label)
 	if (res == NULL)
 		goto cleanup;
 	d->search_path = xstrdup(PQgetvalue(res, 0, 0));
+	log_debug("connected to the %s database \"%s\" as \"%s\" (PostgreSQL %d.%d)", label,
+			  PQdb(d->conn), PQuser(d->conn), d->server_version / 10000,
+			  d->server_version % 10000);
 	if (!db_load_keywords(d))
 		goto cleanup;
 	ok = true;

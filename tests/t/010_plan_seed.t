@@ -82,6 +82,24 @@ is($node->psql(q{BEGIN; INSERT INTO chat_messages_pgrepart SELECT * FROM chat_me
 	SELECT count(*) FROM chat_messages_pgrepart; ROLLBACK;}), $rows,
 	"the partitions' union covers all $rows rows");
 
+# Connections: a URI, and nothing at all (libpq's PG* environment variables).
+my $uri = sprintf('postgresql://postgres@127.0.0.1:%d/postgres?application_name=plan_test', $node->port);
+($rc, $out, $err) = pgrepart('plan', '-d', $uri, '-t', 'chat_messages', '-k', 'created_at', '--sql');
+is($rc, 4, 'a URI connects (the shadow now exists, so the plan is blocked)');
+like($err, qr/shadow table "chat_messages_pgrepart" already exists/, 'and it read the same table');
+{
+	local $ENV{PGHOST} = '127.0.0.1';
+	local $ENV{PGPORT} = $node->port;
+	local $ENV{PGUSER} = 'postgres';
+	local $ENV{PGDATABASE} = 'postgres';
+	($rc, $out, $err) = pgrepart('plan', '-t', 'chat_messages', '-k', 'created_at', '-v');
+	is($rc, 4, 'without -d the PG* environment variables connect');
+	like($err, qr/debug: connected to .*PostgreSQL 15/, '-v shows debug messages');
+	($rc, $out, $err) = pgrepart('plan', '-t', 'chat_messages', '-k', 'created_at', '-q');
+	unlike($err, qr/debug:|info:|warning:/, '-q leaves errors only');
+	like($err, qr/error:.*\n.*hint:/, 'an error keeps its hint');
+}
+
 # --json: one object with the same plan.
 $node->psql(q{DROP TABLE chat_messages_pgrepart});
 ($rc, $out, $err) = pgrepart('plan', @conn, '-t', 'chat_messages', '-k', 'created_at', '--json',
