@@ -31,7 +31,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS) $(EXTRA_CFLAGS)
 
-.PHONY: all asan check check-unit check-integration check-asan bench demo clean install
+.PHONY: all asan check check-asan fuzz bench demo clean install
 
 all: $(BIN) $(UNIT_BINS)
 
@@ -55,12 +55,22 @@ asan:
 # Every test: unit tests (pure code) and integration tests against throwaway
 # PostgreSQL clusters, all under prove so the closing line is its summary.
 check: all
-	PGREPART=$(CURDIR)/$(BIN) PGREPART_UNIT_DIR=$(CURDIR)/$(BUILD)/tests \
+	PGREPART=$(CURDIR)/$(BIN) PGREPART_FIXTURES=$(CURDIR)/tests/fixtures \
 	PG_BINDIR=$(PG_BINDIR) prove -I tests/lib $(PROVE_FLAGS) $(UNIT_BINS) tests/t/
 
 check-asan: asan
 	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
 	        LDFLAGS="$(SANITIZE)" check
+
+# Fuzz the pgoutput decoder with libFuzzer (clang); FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+fuzz: | $(BUILD)/src
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -o $(BUILD)/fuzz_pgout tests/fuzz/fuzz_pgout.c src/pgout.c src/wire.c src/mem.c src/buf.c
+	mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/fuzz_pgout -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    $(BUILD)/fuzz-corpus tests/fuzz/corpus/pgout
 
 bench: all
 	@echo "no benchmarks yet"
