@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/plan.h"
+#include "pgrepart/run.h"
 
 typedef struct cli_command
 {
@@ -68,8 +70,28 @@ static const char plan_help[] =
 	"\nExit status: 0 ready, 1 error, 2 usage error, 4 a preflight check blocks.\n";
 
 static const char run_help[] =
-	"Usage: pgrepart run -d CONNINFO -t TABLE -k COLUMN [plan options]\n"
-	"\nPrepare, backfill, stream, verify and cut over. Not implemented in this version.\n";
+	"Usage: pgrepart run -d CONNINFO -t TABLE -k COLUMN [options]\n"
+	"\n"
+	"Migrate the table online: plan, create the publication and the partitioned\n"
+	"shadow, copy the rows under the replication slot's snapshot, build the keys\n"
+	"and indexes, then apply the change stream into the shadow until stopped\n"
+	"(SIGINT or SIGTERM stop cleanly). Running the same command again resumes.\n"
+	"The cutover is not implemented in this version.\n"
+	"\n"
+	"Options:\n"
+	"  -k, --partition-key=COLUMN  as for plan\n"
+	"      --interval=INTERVAL     as for plan (default '3 months')\n"
+	"      --premake=N             as for plan (default 4)\n"
+	"      --default-partition     as for plan\n"
+	"      --batch-transactions=N  source transactions per shadow commit (default 500)\n"
+	"\nConnection and output:\n"
+	"  -d, --dbname=CONNINFO   conninfo string or URI\n"
+	"  -t, --table=TABLE       the table, as SQL writes it\n"
+	"  -v, --verbose           more messages\n"
+	"  -q, --quiet             errors only\n"
+	"  -h, --help              show this help\n"
+	"\nExit status: 1 error, 2 usage error, 4 a preflight check blocks,\n"
+	"5 stopped on request (run again to resume).\n";
 static const char status_help[] =
 	"Usage: pgrepart status -d CONNINFO [-t TABLE]\n"
 	"\nShow a migration's phase, lag and readiness. Not implemented in this version.\n";
@@ -88,12 +110,12 @@ static const char partitions_help[] =
 	"\nCreate future partitions (for cron). Not implemented in this version.\n";
 
 static int	cli_plan(int argc, char **argv);
+static int	cli_run(int argc, char **argv);
 static int	cli_not_implemented(int argc, char **argv);
 
 static const cli_command commands[] = {
 	{"plan", "print the shadow DDL and preflight findings; changes nothing", cli_plan, plan_help},
-	{"run", "migrate the table online (prepare, backfill, sync, verify, cut over)",
-	cli_not_implemented, run_help},
+	{"run", "migrate the table online (prepare, copy, stream)", cli_run, run_help},
 	{"status", "show a migration's phase, lag and readiness", cli_not_implemented, status_help},
 	{"cutover", "swap in the synced shadow table", cli_not_implemented, cutover_help},
 	{"verify", "compare two tables by xxHash checksums", cli_not_implemented, verify_help},
@@ -115,7 +137,7 @@ cli_usage(FILE *out)
 		  "  -h, --help     show this help; pgrepart COMMAND --help for a command's\n"
 		  "  -V, --version  show the version\n"
 		  "\nExit status: 0 success, 1 failure, 2 usage error, 3 verification found a\n"
-		  "difference, 4 a preflight check blocks the migration.\n", out);
+		  "difference, 4 a preflight check blocks the migration, 5 stopped on request.\n", out);
 }
 
 static int	cli_usage_error(const char *command, const char *fmt,...)
@@ -178,11 +200,37 @@ enum
 	OPT_INTERVAL,
 	OPT_PREMAKE,
 	OPT_DEFAULT_PARTITION,
-	OPT_SQL
+	OPT_SQL,
+	OPT_BATCH
 };
 
+/* What plan and run both take, parsed and checked. */
+typedef struct cli_plan_args
+{
+	cli_common	common;
+	plan_options o;
+	bool		sql_only;
+	int			batch;
+	char	   *schema;			/* these three are owned */
+	char	   *table;
+	char	   *column;
+} cli_plan_args;
+
+static void
+cli_plan_args_free(cli_plan_args *args)
+{
+	free(args->schema);
+	free(args->table);
+	free(args->column);
+}
+
+/*
+ * Parse plan's options (and run's, which adds --batch-transactions and has
+ * no --sql/--json).  Returns -1 to go on, or the exit code to return now.
+ */
 static int
-cli_plan(int argc, char **argv)
+cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc, char **argv,
+					cli_plan_args *args)
 {
 	static const struct option options[] = {
 		{"dbname", required_argument, NULL, 'd'},
@@ -193,90 +241,109 @@ cli_plan(int argc, char **argv)
 		{"default-partition", no_argument, NULL, OPT_DEFAULT_PARTITION},
 		{"sql", no_argument, NULL, OPT_SQL},
 		{"json", no_argument, NULL, OPT_JSON},
+		{"batch-transactions", required_argument, NULL, OPT_BATCH},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
-	cli_common common = {0};
-	plan_options o = {NULL, "3 months", 4, false};
-	bool		sql_only = false;
-	char	   *schema = NULL, *table = NULL, *column = NULL, *column_schema = NULL;
 	char		err[256];
-	db			d = {0};
-	plan	   *p = NULL;
-	int			rc = EXIT_FAIL;
+	char	   *column_schema = NULL;
 	int			c;
 
+	memset(args, 0, sizeof(*args));
+	args->o.interval = "3 months";
+	args->o.premake = 4;
+	args->batch = 500;
 	while ((c = getopt_long(argc, argv, "d:t:k:vqh", options, NULL)) != -1)
 	{
-		if (cli_common_option(c, &common))
+		if (cli_common_option(c, &args->common))
 			continue;
 		switch (c)
 		{
 			case 'k':
-				o.partition_column = optarg;
+				args->o.partition_column = optarg;
 				break;
 			case OPT_INTERVAL:
-				o.interval = optarg;
+				args->o.interval = optarg;
 				break;
 			case OPT_PREMAKE:
-				if (!cli_parse_int(optarg, 0, 1000, &o.premake))
-					return cli_usage_error("plan", "invalid --premake \"%s\": give a whole "
+				if (!cli_parse_int(optarg, 0, 1000, &args->o.premake))
+					return cli_usage_error(command, "invalid --premake \"%s\": give a whole "
 										   "number from 0 to 1000", optarg);
 				break;
 			case OPT_DEFAULT_PARTITION:
-				o.default_partition = true;
+				args->o.default_partition = true;
 				break;
 			case OPT_SQL:
-				sql_only = true;
-				break;
 			case OPT_JSON:
-				common.json = true;
+				if (is_run)
+					return cli_usage_error(command, "%s", "invalid option");
+				if (c == OPT_SQL)
+					args->sql_only = true;
+				else
+					args->common.json = true;
+				break;
+			case OPT_BATCH:
+				if (!is_run || !cli_parse_int(optarg, 1, 100000, &args->batch))
+					return cli_usage_error(command, "invalid --batch-transactions \"%s\": give "
+										   "a whole number from 1 to 100000", optarg);
 				break;
 			case 'h':
-				fputs(plan_help, stdout);
+				fputs(help, stdout);
 				return EXIT_OK;
 			default:
-				return cli_usage_error("plan", "%s", "invalid option");
+				return cli_usage_error(command, "%s", "invalid option");
 		}
 	}
 	if (optind < argc)
-		return cli_usage_error("plan", "unexpected argument \"%s\"", argv[optind]);
-	if (common.table == NULL)
-		return cli_usage_error("plan", "%s", "no table given (-t/--table)");
-	if (o.partition_column == NULL)
-		return cli_usage_error("plan", "%s", "no partition column given (-k/--partition-key)");
-	if (sql_only && common.json)
-		return cli_usage_error("plan", "%s", "--sql and --json cannot be used together");
-	if (!ident_parse_qualified(common.table, &schema, &table, err, sizeof(err)))
+		return cli_usage_error(command, "unexpected argument \"%s\"", argv[optind]);
+	if (args->common.table == NULL)
+		return cli_usage_error(command, "%s", "no table given (-t/--table)");
+	if (args->o.partition_column == NULL)
+		return cli_usage_error(command, "%s", "no partition column given (-k/--partition-key)");
+	if (args->sql_only && args->common.json)
+		return cli_usage_error(command, "%s", "--sql and --json cannot be used together");
+	if (!ident_parse_qualified(args->common.table, &args->schema, &args->table, err, sizeof(err)))
 	{
-		fprintf(stderr, "pgrepart: error: invalid table name \"%s\": %s\n", common.table, err);
+		fprintf(stderr, "pgrepart: error: invalid table name \"%s\": %s\n", args->common.table, err);
 		fprintf(stderr, "pgrepart: hint: Write it as SQL would: name, schema.name, or "
 				"\"Quoted Name\" for mixed case and special characters.\n");
 		return EXIT_USAGE;
 	}
-
-	if (!ident_parse_qualified(o.partition_column, &column_schema, &column, err, sizeof(err)) ||
-		column_schema != NULL)
+	if (!ident_parse_qualified(args->o.partition_column, &column_schema, &args->column, err,
+							   sizeof(err)) || column_schema != NULL)
 	{
 		fprintf(stderr, "pgrepart: error: invalid partition column \"%s\": %s\n",
-				o.partition_column, column_schema ? "give the column name alone" : err);
+				args->o.partition_column, column_schema ? "give the column name alone" : err);
 		fprintf(stderr, "pgrepart: hint: Write it as SQL would: created_at, or \"Created At\" "
 				"for mixed case and special characters.\n");
-		rc = EXIT_USAGE;
-		goto cleanup;
+		free(column_schema);
+		return EXIT_USAGE;
 	}
-	o.partition_column = column;
+	args->o.partition_column = args->column;
+	return -1;
+}
 
-	if (!db_connect(&d, common.dbname, "source"))
+static int
+cli_plan(int argc, char **argv)
+{
+	cli_plan_args args;
+	db			d = {0};
+	plan	   *p = NULL;
+	int			rc = cli_parse_plan_args("plan", plan_help, false, argc, argv, &args);
+
+	if (rc >= 0)
 		goto cleanup;
-	p = plan_build(&d, common.dbname, schema, table, &o);
+	rc = EXIT_FAIL;
+	if (!db_connect(&d, args.common.dbname, "source"))
+		goto cleanup;
+	p = plan_build(&d, args.common.dbname, args.schema, args.table, &args.o);
 	if (p == NULL)
 		goto cleanup;
-	if (sql_only)
+	if (args.sql_only)
 		plan_print_sql(p, stdout);
-	else if (common.json)
+	else if (args.common.json)
 		plan_print_json(p, stdout);
 	else
 		plan_print_text(p, stdout);
@@ -302,10 +369,60 @@ cleanup:
 	plan_free(p);
 	db_close(&d);
 	ident_free_keywords();
-	free(schema);
-	free(table);
-	free(column);
-	free(column_schema);
+	cli_plan_args_free(&args);
+	return rc;
+}
+
+/* Set by SIGINT and SIGTERM; the run stops at the next safe point. */
+static volatile sig_atomic_t stop_requested = 0;
+
+static void
+cli_handle_stop(int signo)
+{
+	(void) signo;
+	stop_requested = 1;
+}
+
+static int
+cli_run(int argc, char **argv)
+{
+	cli_plan_args args;
+	run_options ro = {0};
+	struct sigaction sa;
+	int			rc = cli_parse_plan_args("run", run_help, true, argc, argv, &args);
+
+	if (rc >= 0)
+	{
+		cli_plan_args_free(&args);
+		return rc;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = cli_handle_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	ro.batch_transactions = args.batch;
+	ro.copy_threshold = 16;
+	ro.progress_seconds = 10;
+	ro.max_reconnects = 10;
+	ro.stop = &stop_requested;
+	switch (run_migration(args.common.dbname, args.schema, args.table, &args.o, &ro))
+	{
+		case RUN_DONE:
+			rc = EXIT_OK;
+			break;
+		case RUN_STOPPED:
+			rc = EXIT_STOPPED;
+			break;
+		case RUN_BLOCKED:
+			rc = EXIT_BLOCKED;
+			break;
+		case RUN_FAILED:
+			rc = EXIT_FAIL;
+			break;
+	}
+	ident_free_keywords();
+	cli_plan_args_free(&args);
 	return rc;
 }
 
@@ -325,8 +442,7 @@ cli_not_implemented(int argc, char **argv)
 		}
 	}
 	log_error("command \"%s\" is not implemented in pgrepart %s", name, PGREPART_VERSION);
-	log_hint("\"pgrepart plan\" is available: it prints the shadow DDL and the preflight "
-			 "findings.");
+	log_hint("\"pgrepart plan\" and \"pgrepart run\" are available.");
 	return EXIT_FAIL;
 }
 

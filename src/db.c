@@ -1,5 +1,6 @@
 /* db.c: one PostgreSQL connection; see db.h. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,13 +15,13 @@
  * Log libpq's connection error: its first line as the primary message, the
  * rest (libpq's "Is the server running ..." lines) as detail.
  */
-static void
-db_log_connect_error(const db *d, const char *message)
+void
+db_log_connect_error(const char *label, const char *message)
 {
 	const char *newline = strchr(message, '\n');
 	int			first_len = newline ? (int) (newline - message) : (int) strlen(message);
 
-	log_error("could not connect to the %s database: %.*s", d->label, first_len, message);
+	log_error("could not connect to the %s database: %.*s", label, first_len, message);
 	if (newline != NULL && newline[1] != '\0')
 	{
 		const char *rest = newline + 1;
@@ -33,9 +34,9 @@ db_log_connect_error(const db *d, const char *message)
 			 "variables (PGHOST, PGPORT, PGUSER, PGDATABASE).");
 }
 
-/* Log a failed result: "could not <what>: <primary> (SQLSTATE x)" + detail/hint. */
-static void
-db_log_result_error(db *d, const char *what, const PGresult *res)
+void
+db_log_error(PGconn *conn, const char *label, const char *what, const PGresult *res,
+			 char *sqlstate)
 {
 	const char *primary = NULL;
 	const char *state = NULL;
@@ -52,19 +53,24 @@ db_log_result_error(db *d, const char *what, const PGresult *res)
 	if (primary == NULL)
 	{
 		/* No server message: the connection broke, or libpqtypes refused. */
-		primary = PQstatus(d->conn) == CONNECTION_BAD ? PQerrorMessage(d->conn) : PQgeterror();
+		primary = PQstatus(conn) == CONNECTION_BAD ? PQerrorMessage(conn) : PQgeterror();
 		if (primary == NULL || primary[0] == '\0')
-			primary = PQerrorMessage(d->conn);
-		if (state == NULL && PQstatus(d->conn) == CONNECTION_BAD)
+			primary = PQerrorMessage(conn);
+		if (state == NULL && PQstatus(conn) == CONNECTION_BAD)
 			state = "08006";
 	}
-	snprintf(d->sqlstate, sizeof(d->sqlstate), "%s", state ? state : "XX000");
-	log_error("could not %s on the %s database: %s (SQLSTATE %s)",
-			  what, d->label, primary, d->sqlstate);
+	snprintf(sqlstate, 6, "%s", state ? state : "XX000");
+	log_error("could not %s on the %s database: %s (SQLSTATE %s)", what, label, primary, sqlstate);
 	if (detail != NULL)
 		log_detail("%s", detail);
 	if (hint != NULL)
 		log_hint("%s", hint);
+}
+
+static void
+db_log_result_error(db *d, const char *what, const PGresult *res)
+{
+	db_log_error(d->conn, d->label, what, res, d->sqlstate);
 }
 
 /*
@@ -105,7 +111,7 @@ db_connect(db *d, const char *conninfo, const char *label)
 	d->conn = PQconnectdbParams(keys, values, 1);
 	if (d->conn == NULL || PQstatus(d->conn) != CONNECTION_OK)
 	{
-		db_log_connect_error(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
+		db_log_connect_error(label, d->conn ? PQerrorMessage(d->conn) : "out of memory");
 		strcpy(d->sqlstate, "08001");
 		goto cleanup;
 	}

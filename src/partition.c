@@ -360,6 +360,128 @@ fail:
 	return false;
 }
 
+/*
+ * SQL for the partition column value $1 (an int8 holding the binary form)
+ * as its own type, and the type's name; NULL for other types.
+ */
+static const char *
+partition_value_expression(Oid type, const char **type_name)
+{
+	switch (type)
+	{
+		case CATALOG_TIMESTAMPOID:
+			*type_name = "pg_catalog.timestamp";
+			return "('2000-01-01'::pg_catalog.timestamp + %int8 * '1 microsecond'::pg_catalog.interval)";
+		case CATALOG_TIMESTAMPTZOID:
+			*type_name = "pg_catalog.timestamptz";
+			return "('2000-01-01 00:00:00+00'::pg_catalog.timestamptz + %int8 * '1 microsecond'::pg_catalog.interval)";
+		case CATALOG_DATEOID:
+			*type_name = "pg_catalog.timestamp";
+			return "('2000-01-01'::pg_catalog.date + %int8::pg_catalog.int4)::pg_catalog.timestamp";
+		default:
+			*type_name = "pg_catalog.int8";
+			return "%int8";
+	}
+}
+
+bool
+partition_extend(db *d, const char *schema, const char *table_name, const char *qparent,
+				 Oid type, const char *interval, int64_t value, partition_set *created)
+{
+	const char *type_name;
+	const char *value_sql = partition_value_expression(type, &type_name);
+	bool		integer = type == CATALOG_INT2OID || type == CATALOG_INT4OID || type == CATALOG_INT8OID;
+	const char *step = integer ? "%text::pg_catalog.int8" : "%text::pg_catalog.interval";
+	const char *fields = integer ? "s::pg_catalog.text" : "pg_catalog.to_char(s, 'YYYY MM DD HH24 MI Q')";
+	const char *out_type = type == CATALOG_DATEOID ? "pg_catalog.date" : type_name;
+	buf			sql;
+	PGresult   *res = NULL;
+	bool		ok = false;
+
+	memset(created, 0, sizeof(*created));
+	created->scheme.kind = integer ? PARTITION_INTEGER : PARTITION_DAY;
+	/*
+	 * From the existing range [lo, hi): upwards from hi while the value is
+	 * not covered, or downwards from lo.  The partition kind for names comes
+	 * from the interval, like the plan's.
+	 */
+	buf_init(&sql);
+	buf_appendf(&sql,
+				"WITH b AS (SELECT pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), "
+				"    '^FOR VALUES FROM \\(''?([^'']*)''?\\) TO \\(''?([^'']*)''?\\)$') AS m "
+				"  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid "
+				"  WHERE i.inhparent = %%text::pg_catalog.regclass), "
+				"r AS (SELECT pg_catalog.min(m[1]::%1$s) AS lo, pg_catalog.max(m[2]::%1$s) AS hi "
+				"  FROM b WHERE m IS NOT NULL), "
+				"p AS (SELECT %2$s AS v, %3$s AS i), "
+				"s AS (SELECT r.hi + p.i * k AS s FROM r, p, pg_catalog.generate_series(0, %4$d) k "
+				"      WHERE p.v >= r.hi AND r.hi + p.i * k <= p.v "
+				"      UNION ALL "
+				"      SELECT r.lo - p.i * k FROM r, p, pg_catalog.generate_series(1, %4$d) k "
+				"      WHERE p.v < r.lo AND r.lo - p.i * (k - 1) > p.v) "
+				"SELECT %5$s, s::%6$s::pg_catalog.text, (s + p.i)::%6$s::pg_catalog.text "
+				"FROM s, p ORDER BY s.s",
+				type_name, value_sql, step, PARTITION_MAX_COUNT, fields, out_type);
+	res = db_execf(d, "compute partitions for a new row", sql.data, qparent, (PGint8) value,
+				   interval);
+	if (res == NULL)
+		goto cleanup;
+	if (!integer)
+	{
+		/* The same naming as the plan: ask the interval's shape. */
+		PGresult   *iv = db_execf(d, "read the partition interval",
+								  "SELECT (pg_catalog.date_part('year', i) * 12 + pg_catalog.date_part('month', i))::pg_catalog.int4, "
+								  "  pg_catalog.date_part('day', i)::pg_catalog.int4, "
+								  "  ((pg_catalog.date_part('hour', i) * 3600 + pg_catalog.date_part('minute', i) * 60 "
+								  "    + pg_catalog.date_part('second', i)) * 1000000)::pg_catalog.int8 "
+								  "FROM (SELECT %text::pg_catalog.interval AS i) AS iv", interval);
+		PGint4		months = 0, days = 0;
+		PGint8		micros = 0;
+		char		err[128];
+
+		if (iv == NULL)
+			goto cleanup;
+		ok = db_getf(iv, 0, "%int4 %int4 %int8", 0, &months, 1, &days, 2, &micros) &&
+			partition_scheme_for_interval(&created->scheme, months, days, micros, err, sizeof(err));
+		PQclear(iv);
+		if (!ok)
+			goto cleanup;
+		ok = false;
+	}
+	{
+		catalog_table named = {0};
+		catalog_column column = {0};
+
+		named.name = (char *) table_name;
+		column.name = (char *) "partition column";
+		if (!partition_add_rows(created, &named, &column, interval, res, d->encoding))
+			goto cleanup;
+	}
+	for (int i = 0; i < created->count; i++)
+	{
+		const partition_bound *b = &created->items[i];
+
+		buf_reset(&sql);
+		buf_append(&sql, "CREATE TABLE ");
+		ident_quote_qualified(&sql, schema, b->name);
+		buf_appendf(&sql, " PARTITION OF %s FOR VALUES FROM (", qparent);
+		ident_literal(&sql, b->from);
+		buf_append(&sql, ") TO (");
+		ident_literal(&sql, b->to);
+		buf_append_char(&sql, ')');
+		if (!db_exec(d, "create a partition for a new row", sql.data))
+			goto cleanup;
+	}
+	ok = true;
+
+cleanup:
+	PQclear(res);
+	buf_free(&sql);
+	if (!ok)
+		partition_set_free(created);
+	return ok;
+}
+
 void
 partition_set_free(partition_set *set)
 {

@@ -11,7 +11,8 @@ typedef enum cli_exit
 	EXIT_FAIL = 1,				/* failed: the message says what and what to do */
 	EXIT_USAGE = 2,				/* bad command line */
 	EXIT_DIFFERENT = 3,			/* verify: the tables differ */
-	EXIT_BLOCKED = 4			/* plan: a preflight check blocks the migration */
+	EXIT_BLOCKED = 4,			/* plan, run: a preflight check blocks the migration */
+	EXIT_STOPPED = 5			/* run: stopped on request; run again to resume */
 } cli_exit;
 
 int			cli_main(int argc, char **argv);

@@ -53,6 +53,16 @@ bool		db_exec(db *d, const char *what, const char *sql);
  */
 bool		db_getf(const PGresult *res, int row, const char *spec,...);
 
+/*
+ * The logging behind the functions above, for connections that are not a
+ * db (the replication stream): "could not <what> on the <label> database:
+ * <primary> (SQLSTATE x)" with detail and hint; sqlstate (6 bytes) receives
+ * the code.  res may be NULL when the connection itself failed.
+ */
+void		db_log_error(PGconn *conn, const char *label, const char *what,
+						 const PGresult *res, char *sqlstate);
+void		db_log_connect_error(const char *label, const char *message);
+
 /* Whether the last failure was a lost or refused connection (class 08). */
 bool		db_lost_connection(const db *d);
 

@@ -6,7 +6,7 @@ use warnings;
 use Exporter 'import';
 use Pgrepart::Cluster;
 
-our @EXPORT = qw(pgrepart fixture);
+our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for compare_tables origin_reached applied_up_to pgbench_background slurp);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
 # under test (the Makefile points it at ./pgrepart or the sanitizer build).
@@ -24,6 +24,99 @@ sub fixture
 	my $dir = __FILE__;
 	$dir =~ s{lib/Pgrepart/Test\.pm$}{fixtures};
 	open my $fh, '<', "$dir/$name" or die "fixture $name: $!";
+	local $/;
+	return <$fh>;
+}
+
+# Start pgrepart in the background with stderr to a file; returns (pid, log path).
+sub pgrepart_background
+{
+	my ($log, @args) = @_;
+	my $bin = $ENV{PGREPART} // 'pgrepart';
+	my $pid = fork // die "fork: $!";
+	if ($pid == 0)
+	{
+		open STDOUT, '>>', $log or die $!;
+		open STDERR, '>>', $log or die $!;
+		exec $bin, @args or die "exec $bin: $!";
+	}
+	return $pid;
+}
+
+# Wait for a child; returns its exit code (128 + signal when killed).
+sub wait_exit
+{
+	my ($pid) = @_;
+	waitpid $pid, 0;
+	return $? & 127 ? 128 + ($? & 127) : $? >> 8;
+}
+
+# Poll a query until it returns 't', at most $seconds; returns whether it did.
+sub wait_for
+{
+	my ($node, $sql, $seconds) = @_;
+	my $deadline = time + ($seconds // 120);
+	while (time < $deadline)
+	{
+		my ($rc, $out) = $node->psql($sql, allow_fail => 1);
+		return 1 if $rc == 0 && defined $out && $out =~ /^t/;
+		select(undef, undef, undef, 0.2);
+	}
+	return 0;
+}
+
+# Rows of a in b and of b in a, compared by their text form: (missing, extra).
+sub compare_tables
+{
+	my ($node, $a, $b) = @_;
+	my $missing = $node->psql("SELECT count(*) FROM (SELECT x::text FROM $a x EXCEPT ALL SELECT y::text FROM $b y) d");
+	my $extra = $node->psql("SELECT count(*) FROM (SELECT y::text FROM $b y EXCEPT ALL SELECT x::text FROM $a x) d");
+	return ($missing, $extra);
+}
+
+# Run pgbench in the background against a cluster with a script from
+# tests/fixtures; returns its pid.  Its output goes to $log.
+sub pgbench_background
+{
+	my ($node, $log, $script, @args) = @_;
+	my $file = __FILE__;
+	$file =~ s{lib/Pgrepart/Test\.pm$}{fixtures/$script};
+	my $pid = fork // die "fork: $!";
+	if ($pid == 0)
+	{
+		open STDOUT, '>>', $log or die $!;
+		open STDERR, '>>', $log or die $!;
+		exec Pgrepart::Cluster::bindir() . '/pgbench', '-n', '-h', '127.0.0.1', '-p', $node->port,
+		  '-U', 'postgres', '-f', $file, @args, 'postgres'
+		  or die "exec pgbench: $!";
+	}
+	return $pid;
+}
+
+# The SQL for "the first migration's slot has been confirmed up to lsn":
+# pgrepart confirms only what is committed in the shadow (or WAL with
+# nothing for it while everything received is applied).
+sub applied_up_to
+{
+	my ($lsn) = @_;
+	return "SELECT coalesce(s.confirmed_flush_lsn >= '$lsn', false) FROM pg_replication_slots s "
+	  . "JOIN pgrepart.migration m ON m.slot_name = s.slot_name ORDER BY m.id LIMIT 1";
+}
+
+# The SQL for "the origin of the first migration has applied up to lsn".
+sub origin_reached
+{
+	my ($lsn) = @_;
+	return "SELECT coalesce(pg_replication_origin_progress(origin_name, true) >= '$lsn', false) "
+	  . "FROM pgrepart.migration ORDER BY id LIMIT 1";
+}
+
+1;
+
+sub slurp
+{
+	my ($path) = @_;
+	open my $fh, '<', $path or return '';
 	local $/;
 	return <$fh>;
 }

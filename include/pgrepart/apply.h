@@ -1,0 +1,81 @@
+/*
+ * apply.h: source changes applied to the partitioned shadow, exactly once.
+ *
+ * Changes arrive decoded, in source commit order.  Many source transactions
+ * share one target transaction; statements are prepared and sent in libpq
+ * pipeline mode; runs of inserts go through binary COPY built from the
+ * changes' own send-format values.  Before each target commit,
+ * pg_replication_origin_xact_setup records the end LSN of the last source
+ * transaction it holds, so the origin's progress moves with the rows it
+ * covers: after a crash the stream restarts from apply_committed() and no
+ * transaction is applied twice or lost.
+ *
+ * Rows are found by the source key plus the partition column (one
+ * partition) and, where the old partition value is not known, by the key
+ * alone in every partition; an update of the partition column moves the
+ * row.  Unchanged TOASTed values ('u') are left out of an UPDATE's SET list.
+ * A change that should hit one row and hits none stops the apply with the
+ * key and LSN.  A row whose partition value lies beyond every partition
+ * gets a new partition (or goes to the DEFAULT partition when there is one).
+ */
+#ifndef PGREPART_APPLY_H
+#define PGREPART_APPLY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pgrepart/db.h"
+#include "pgrepart/lsn.h"
+#include "pgrepart/pgout.h"
+
+typedef struct apply_options
+{
+	const char *schema;			/* of the source table, its shadow and partitions */
+	const char *table;			/* the source table: partitions are named after it */
+	const char *shadow;			/* the partitioned shadow table */
+	const char *partition_column;
+	const char *interval;		/* width of a new partition */
+	const char *origin;			/* replication origin name */
+	int			batch_transactions; /* source transactions per target commit */
+	int			pipeline_depth; /* statements between pipeline syncs */
+	int			copy_threshold; /* inserts in a row that go through COPY */
+} apply_options;
+
+typedef struct apply_stats
+{
+	int64_t		transactions;
+	int64_t		inserts;
+	int64_t		updates;
+	int64_t		deletes;
+	int64_t		truncates;
+	int64_t		copied_rows;	/* inserts that went through COPY */
+	int64_t		commits;		/* target transactions */
+	int64_t		partitions_created;
+} apply_stats;
+
+typedef struct apply apply;
+
+/*
+ * Prepare to apply into the shadow over target (a connection to the source
+ * database): create the origin if needed and take it for this session (so
+ * no second applier can run), read the shadow's columns and partition
+ * bounds.  NULL after logging.
+ */
+apply	   *apply_create(db *target, const apply_options *o);
+void		apply_destroy(apply *a);
+
+/* The origin's durable progress: where the stream must restart. */
+lsn_t		apply_committed(const apply *a);
+
+/* Apply one decoded message received at lsn; false after logging. */
+bool		apply_message(apply *a, const pgout_message *m, lsn_t lsn);
+
+/* Commit the open target transaction, if any; false after logging. */
+bool		apply_commit(apply *a);
+
+/* Nothing received is unapplied: no source transaction open, nothing uncommitted. */
+bool		apply_idle(const apply *a);
+
+const apply_stats *apply_get_stats(const apply *a);
+
+#endif

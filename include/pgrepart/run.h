@@ -1,0 +1,40 @@
+/*
+ * run.h: pgrepart run, the migration driver.
+ *
+ * Phases (state.h): plan and record the migration, create the publication
+ * and the shadow with its partitions (prepared); create the slot and copy
+ * the rows under its exported snapshot (copied); build keys and indexes
+ * (indexed); then apply the stream from the slot's consistent point, or
+ * from the origin's progress on a resumed run (streaming), until stopped.
+ * Each phase commits with its state row, so running the same command again
+ * after a stop or a crash continues from the last finished phase.
+ */
+#ifndef PGREPART_RUN_H
+#define PGREPART_RUN_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "pgrepart/plan.h"
+
+typedef enum run_result
+{
+	RUN_DONE,					/* finished */
+	RUN_STOPPED,				/* stopped on request; run again to resume */
+	RUN_BLOCKED,				/* the plan has blocking findings */
+	RUN_FAILED					/* logged */
+} run_result;
+
+typedef struct run_options
+{
+	int			batch_transactions; /* source transactions per target commit */
+	int			copy_threshold; /* inserts in a row that go through COPY */
+	int			progress_seconds;	/* how often to log progress */
+	int			max_reconnects; /* in a row, before giving up */
+	volatile sig_atomic_t *stop;	/* set by a signal handler: stop cleanly */
+} run_options;
+
+run_result	run_migration(const char *conninfo, const char *schema, const char *table,
+						  const plan_options *po, const run_options *ro);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * state.h: a migration's durable state, in schema "pgrepart" of the source
+ * database, so a stopped or crashed run resumes where it was.
+ *
+ * pgrepart.migration holds one row per table being migrated: its names
+ * (shadow, slot, publication, origin) and its phase.  pgrepart.statement
+ * holds the shadow DDL the plan decided, by phase, so a resumed run builds
+ * exactly what the first one planned.  Slot and origin names carry the
+ * database's OID, since both are cluster-wide.
+ */
+#ifndef PGREPART_STATE_H
+#define PGREPART_STATE_H
+
+#include <stdbool.h>
+
+#include "pgrepart/db.h"
+#include "pgrepart/lsn.h"
+#include "pgrepart/plan.h"
+
+/* Phases, in order. */
+#define STATE_PREPARED  "prepared"	/* publication and shadow table exist */
+#define STATE_COPIED    "copied"	/* slot exists, rows copied up to its consistent point */
+#define STATE_INDEXED   "indexed"	/* keys and indexes built */
+#define STATE_STREAMING "streaming" /* changes applied from the slot */
+
+typedef struct state_migration
+{
+	int			id;
+	char	   *schema;
+	char	   *table;
+	char	   *shadow;
+	char	   *partition_column;
+	char	   *interval;
+	char	   *slot;
+	char	   *publication;
+	char	   *origin;
+	char	   *phase;
+	lsn_t		consistent_lsn; /* the slot's consistent point, once copied */
+} state_migration;
+
+/* Create schema pgrepart and its tables if missing. */
+bool		state_ensure(db *d);
+/* The migration of schema.table, or *out = NULL when there is none. */
+bool		state_find(db *d, const char *schema, const char *table, state_migration **out);
+/* Record a new migration from a plan, with its DDL; in the caller's transaction. */
+bool		state_create(db *d, const plan *p, state_migration **out);
+/* Move to phase (and record lsn when valid); in the caller's transaction. */
+bool		state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn);
+/* Run the recorded DDL of one plan phase. */
+bool		state_run_statements(db *d, const state_migration *m, plan_phase phase);
+void		state_migration_free(state_migration *m);
+
+#endif

@@ -1,0 +1,1185 @@
+/*
+ * apply.c: source changes applied to the shadow, exactly once; see apply.h.
+ *
+ * Everything sent to the target goes through libpq's pipeline mode: BEGIN,
+ * the changes, the origin's xact setup and COMMIT are queued, with a sync
+ * every pipeline_depth statements, and each queued statement has an
+ * expectation (how many rows it must touch, and which key and LSN to name if
+ * it does not).  COPY cannot run in a pipeline, so a run of inserts long
+ * enough for COPY drains the pipeline, leaves pipeline mode for the COPY and
+ * enters it again, all inside the same target transaction.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpqtypes.h>
+
+#include "pgrepart/apply.h"
+#include "pgrepart/buf.h"
+#include "pgrepart/catalog.h"
+#include "pgrepart/ident.h"
+#include "pgrepart/log.h"
+#include "pgrepart/mem.h"
+#include "pgrepart/partition.h"
+#include "pgrepart/wire.h"
+
+/* What a queued statement must do. */
+typedef enum expect_kind
+{
+	EXPECT_OK,					/* BEGIN, COMMIT, PREPARE, TRUNCATE ... */
+	EXPECT_ONE_ROW,				/* INSERT, UPDATE, DELETE: exactly one row */
+	EXPECT_COUNT_ONE			/* the fallback UPDATE: a SELECT returning 1 */
+} expect_kind;
+
+typedef struct expectation
+{
+	expect_kind kind;
+	const char *what;			/* "insert", "update", ... */
+	lsn_t		lsn;
+	char	   *key;			/* the row's key as text, for messages */
+} expectation;
+
+/* A prepared UPDATE for one set of changed columns. */
+typedef struct update_stmt
+{
+	char	   *mask;			/* per column: '1' in the SET list, '0' not */
+	bool		fallback;		/* with the key-only lookup */
+	char		name[32];
+} update_stmt;
+
+struct apply
+{
+	db		   *db;
+	apply_options o;
+	char	   *qshadow;
+
+	/* The shadow's non-generated columns: what the stream must carry. */
+	char	  **columns;
+	Oid		   *types;
+	int			ncolumns;
+	bool		has_default_partition;
+	bool		have_bounds;	/* partition range known as int64 */
+	int64_t		lower, upper;	/* [lower, upper) covered by partitions */
+	Oid			partition_type;
+
+	/* The source relation, from the stream's Relation message. */
+	pgout_relation *rel;
+	int		   *key;			/* column indexes of the replica identity */
+	int			nkey;
+	int			part;			/* column index of the partition column */
+	bool		identity_has_part;	/* the old key carries the partition value */
+
+	bool		in_source_txn;
+	bool		in_target_txn;
+	int			txns_in_batch;
+	lsn_t		pending_lsn;	/* end LSN of the last source commit not yet durable */
+	int64_t		pending_time;
+	lsn_t		committed;		/* durable: the origin's progress */
+
+	expectation *expect;		/* queued since the last sync */
+	int			nexpect;
+	int			expect_cap;
+
+	buf			run;			/* pending inserts: kind, length, bytes per value */
+	int			run_rows;
+	bool		run_has_text;
+	bool		insert_prepared;
+	bool		delete_prepared[2];
+	update_stmt *updates;
+	int			nupdates;
+
+	/* Scratch for statement parameters. */
+	const char **values;
+	int		   *lengths;
+	int		   *formats;
+	int			params_cap;
+	buf			sql;
+	apply_stats stats;
+};
+
+#define COPY_SIGNATURE "PGCOPY\n\377\r\n\0"
+
+static bool apply_sync(apply *a);
+
+/* ---- values and keys ---- */
+
+/* Render a value for a message: integers and uuids readably, the rest raw or hex. */
+static void
+apply_format_value(buf *out, Oid type, const pgout_value *v)
+{
+	if (v->kind == 'n')
+	{
+		buf_append(out, "NULL");
+		return;
+	}
+	if (v->kind == 'u')
+	{
+		buf_append(out, "(unchanged TOAST)");
+		return;
+	}
+	if (v->kind == 't' || type == 25 || type == 1043 || type == 1042 || type == 19)
+	{
+		buf_append_len(out, v->data, v->len);
+		return;
+	}
+	if ((type == CATALOG_INT2OID && v->len == 2) || (type == CATALOG_INT4OID && v->len == 4) ||
+		(type == CATALOG_INT8OID && v->len == 8))
+	{
+		uint64_t	x = 0;
+		int			bits = (int) v->len * 8;
+
+		for (uint32_t i = 0; i < v->len; i++)
+			x = (x << 8) | v->data[i];
+		if (bits < 64 && (x >> (bits - 1)) & 1)
+			x |= ~(uint64_t) 0 << bits;
+		buf_appendf(out, "%" PRId64, (int64_t) x);
+		return;
+	}
+	if (type == 2950 && v->len == 16)
+	{
+		for (int i = 0; i < 16; i++)
+			buf_appendf(out, "%s%02x", (i == 4 || i == 6 || i == 8 || i == 10) ? "-" : "",
+						v->data[i]);
+		return;
+	}
+	buf_append(out, "\\x");
+	for (uint32_t i = 0; i < v->len; i++)
+		buf_appendf(out, "%02x", v->data[i]);
+}
+
+/* "(id)=(42)" from the key columns of a tuple. */
+static char *
+apply_describe_key(const apply *a, const pgout_tuple *t)
+{
+	buf			b;
+
+	buf_init(&b);
+	buf_append_char(&b, '(');
+	for (int i = 0; i < a->nkey; i++)
+	{
+		if (i > 0)
+			buf_append(&b, ", ");
+		ident_quote(&b, a->rel->columns[a->key[i]].name);
+	}
+	buf_append(&b, ")=(");
+	for (int i = 0; i < a->nkey && a->key[i] < t->ncols; i++)
+	{
+		if (i > 0)
+			buf_append(&b, ", ");
+		apply_format_value(&b, a->rel->columns[a->key[i]].type_oid, &t->values[a->key[i]]);
+	}
+	buf_append_char(&b, ')');
+	return buf_steal(&b);
+}
+
+/* A partition column value as int64, comparable to the partition bounds. */
+static bool
+apply_partition_value(const apply *a, const pgout_value *v, int64_t *out)
+{
+	uint64_t	x = 0;
+
+	if (v->kind != 'b' || !a->have_bounds || v->len == 0 || v->len > 8)
+		return false;
+	for (uint32_t i = 0; i < v->len; i++)
+		x = (x << 8) | v->data[i];
+	if (v->len < 8 && (x >> (v->len * 8 - 1)) & 1)
+		x |= ~(uint64_t) 0 << (v->len * 8);
+	*out = (int64_t) x;
+	return true;
+}
+
+static void
+apply_reserve_params(apply *a, int n)
+{
+	if (n <= a->params_cap)
+		return;
+	a->values = xrealloc(a->values, sizeof(char *) * (size_t) n);
+	a->lengths = xrealloc(a->lengths, sizeof(int) * (size_t) n);
+	a->formats = xrealloc(a->formats, sizeof(int) * (size_t) n);
+	a->params_cap = n;
+}
+
+/* Set parameter i from a value: NULL, text, or binary send format. */
+static void
+apply_set_param(apply *a, int i, const pgout_value *v)
+{
+	if (v->kind == 'n')
+	{
+		a->values[i] = NULL;
+		a->lengths[i] = 0;
+		a->formats[i] = 0;
+		return;
+	}
+	/* Text values are not NUL-terminated; libpq takes text with a length too. */
+	a->values[i] = (const char *) v->data;
+	a->lengths[i] = (int) v->len;
+	a->formats[i] = v->kind == 'b' ? 1 : 0;
+}
+
+/* ---- the pipeline ---- */
+
+static void
+apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key)
+{
+	expectation e = {kind, what, lsn, key};
+
+	if (a->nexpect == a->expect_cap)
+	{
+		a->expect_cap = a->expect_cap ? a->expect_cap * 2 : 64;
+		a->expect = xrealloc(a->expect, sizeof(expectation) * (size_t) a->expect_cap);
+	}
+	a->expect[a->nexpect++] = e;
+}
+
+static bool
+apply_sent(apply *a, int sent, expect_kind kind, const char *what, lsn_t lsn, char *key)
+{
+	if (!sent)
+	{
+		db_log_error(a->db->conn, a->db->label, "queue a change for the shadow", NULL,
+					 a->db->sqlstate);
+		free(key);
+		return false;
+	}
+	apply_expect(a, kind, what, lsn, key);
+	if (a->nexpect >= a->o.pipeline_depth)
+		return apply_sync(a);
+	return true;
+}
+
+/* Queue a statement without parameters. */
+static bool
+apply_send_plain(apply *a, const char *sql, const char *what)
+{
+	return apply_sent(a, PQsendQueryParams(a->db->conn, sql, 0, NULL, NULL, NULL, NULL, 0),
+					  EXPECT_OK, what, a->pending_lsn, NULL);
+}
+
+/* Check one result against its expectation; logs the first failure. */
+static bool
+apply_check_result(apply *a, const expectation *e, PGresult *res, bool *logged)
+{
+	ExecStatusType status = PQresultStatus(res);
+	char		lsn[LSN_TEXT_SIZE];
+	long		rows;
+
+	if (status == PGRES_PIPELINE_ABORTED)
+		return false;
+	if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+	{
+		if (!*logged)
+		{
+			char		what[160];
+
+			snprintf(what, sizeof(what), "apply the %s of %s at %s", e->what,
+					 e->key ? e->key : "the batch", lsn_format(e->lsn, lsn));
+			db_log_error(a->db->conn, a->db->label, what, res, a->db->sqlstate);
+			*logged = true;
+		}
+		return false;
+	}
+	if (e->kind == EXPECT_OK)
+		return true;
+	rows = e->kind == EXPECT_COUNT_ONE ? atol(PQgetvalue(res, 0, 0)) : atol(PQcmdTuples(res));
+	if (rows == 1)
+		return true;
+	if (!*logged)
+	{
+		log_error("the %s of the row with key %s at %s in \"%s.%s\" found %ld rows in the shadow, "
+				  "not one", e->what, e->key, lsn_format(e->lsn, lsn), a->o.schema, a->o.table,
+				  rows);
+		log_detail("A change that should hit a row of the shadow found none: the shadow no "
+				   "longer matches the source, and applying more would hide it.");
+		log_hint("Abort this migration (pgrepart abort) and start it again.");
+		strcpy(a->db->sqlstate, "P0002");
+		*logged = true;
+	}
+	return false;
+}
+
+/* Sync the pipeline and check every result queued since the last sync. */
+static bool
+apply_sync(apply *a)
+{
+	PGconn	   *conn = a->db->conn;
+	bool		ok = true;
+	bool		logged = false;
+
+	if (a->nexpect == 0)
+		return true;
+	if (!PQpipelineSync(conn))
+	{
+		db_log_error(conn, a->db->label, "send to the shadow", NULL, a->db->sqlstate);
+		return false;
+	}
+	for (int i = 0; i < a->nexpect; i++)
+	{
+		PGresult   *res = PQgetResult(conn);
+		PGresult   *end;
+
+		if (res == NULL)
+		{
+			db_log_error(conn, a->db->label, "read results from the shadow", NULL,
+						 a->db->sqlstate);
+			ok = false;
+			break;
+		}
+		if (!apply_check_result(a, &a->expect[i], res, &logged))
+			ok = false;
+		PQclear(res);
+		/* Each statement's results end with a NULL. */
+		while ((end = PQgetResult(conn)) != NULL)
+			PQclear(end);
+	}
+	for (int i = 0; i < a->nexpect; i++)
+		free(a->expect[i].key);
+	a->nexpect = 0;
+	/* The sync point itself. */
+	for (;;)
+	{
+		PGresult   *res = PQgetResult(conn);
+
+		if (res == NULL)
+		{
+			if (PQstatus(conn) == CONNECTION_BAD)
+			{
+				db_log_error(conn, a->db->label, "read results from the shadow", NULL,
+							 a->db->sqlstate);
+				return false;
+			}
+			continue;
+		}
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+		{
+			PQclear(res);
+			break;
+		}
+		PQclear(res);
+	}
+	return ok;
+}
+
+/* Run fn outside pipeline mode (COPY, catalog queries), inside the same transaction. */
+static bool
+apply_leave_pipeline(apply *a)
+{
+	if (!apply_sync(a))
+		return false;
+	if (!PQexitPipelineMode(a->db->conn))
+	{
+		db_log_error(a->db->conn, a->db->label, "leave pipeline mode", NULL, a->db->sqlstate);
+		return false;
+	}
+	return true;
+}
+
+static bool
+apply_enter_pipeline(apply *a)
+{
+	if (!PQenterPipelineMode(a->db->conn))
+	{
+		db_log_error(a->db->conn, a->db->label, "enter pipeline mode", NULL, a->db->sqlstate);
+		return false;
+	}
+	return true;
+}
+
+static bool
+apply_begin_target(apply *a)
+{
+	if (a->in_target_txn)
+		return true;
+	a->in_target_txn = true;
+	return apply_send_plain(a, "BEGIN", "start of a batch");
+}
+
+/* ---- partitions ---- */
+
+/* The covered range [lower, upper) of the shadow's range partitions, as int64. */
+static bool
+apply_read_bounds(apply *a)
+{
+	const char *cast;
+	const char *as_int;
+	PGresult   *res;
+	buf			sql;
+	bool		ok = false;
+
+	switch (a->partition_type)
+	{
+		case CATALOG_TIMESTAMPOID:
+		case CATALOG_TIMESTAMPTZOID:
+			cast = a->partition_type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" :
+				"pg_catalog.timestamptz";
+			/* microseconds since 2000-01-01, as the binary form holds them */
+			as_int = "((pg_catalog.date_part('epoch', v) - 946684800) * 1000000)::pg_catalog.int8";
+			break;
+		case CATALOG_DATEOID:
+			cast = "pg_catalog.date";
+			as_int = "(v - '2000-01-01'::pg_catalog.date)::pg_catalog.int8";
+			break;
+		case CATALOG_INT2OID:
+		case CATALOG_INT4OID:
+		case CATALOG_INT8OID:
+			cast = "pg_catalog.int8";
+			as_int = "v";
+			break;
+		default:
+			return true;
+	}
+	buf_init(&sql);
+	buf_appendf(&sql,
+				"WITH b AS (SELECT pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), "
+				"    '^FOR VALUES FROM \\(''?([^'']*)''?\\) TO \\(''?([^'']*)''?\\)$') AS m, "
+				"    c.relpartbound IS NOT NULL AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT' AS d "
+				"  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid "
+				"  WHERE i.inhparent = %%text::pg_catalog.regclass) "
+				"SELECT (SELECT pg_catalog.min(%s) FROM (SELECT m[1]::%s AS v FROM b WHERE m IS NOT NULL) x), "
+				"  (SELECT pg_catalog.max(%s) FROM (SELECT m[2]::%s AS v FROM b WHERE m IS NOT NULL) y), "
+				"  (SELECT pg_catalog.count(*) FROM b WHERE d)::pg_catalog.int4",
+				as_int, cast, as_int, cast);
+	res = db_execf(a->db, "read the shadow's partition bounds", sql.data, a->qshadow);
+	if (res == NULL)
+		goto cleanup;
+	{
+		PGint8		lower = 0, upper = 0;
+		PGint4		defaults = 0;
+
+		if (!db_getf(res, 0, "%int4", 2, &defaults))
+		{
+			PQclear(res);
+			goto cleanup;
+		}
+		a->has_default_partition = defaults > 0;
+		if (!PQgetisnull(res, 0, 0) && !PQgetisnull(res, 0, 1) &&
+			db_getf(res, 0, "%int8 %int8", 0, &lower, 1, &upper))
+		{
+			a->lower = lower;
+			a->upper = upper;
+			a->have_bounds = true;
+		}
+	}
+	PQclear(res);
+	ok = true;
+
+cleanup:
+	buf_free(&sql);
+	return ok;
+}
+
+/*
+ * Create the partitions that reach a value beyond the covered range, next to
+ * the existing ones and as wide as --interval.  Runs outside the pipeline,
+ * in the open target transaction, so they commit with the row that needs them.
+ */
+static bool
+apply_cover(apply *a, int64_t value)
+{
+	partition_set set;
+	bool		ok;
+
+	if (!apply_leave_pipeline(a))
+		return false;
+	ok = partition_extend(a->db, a->o.schema, a->o.table, a->qshadow, a->partition_type,
+						  a->o.interval, value, &set);
+	if (ok)
+	{
+		for (int i = 0; i < set.count; i++)
+			log_info("created partition \"%s.%s\" for a row beyond the existing partitions",
+					 a->o.schema, set.items[i].name);
+		a->stats.partitions_created += set.count;
+		partition_set_free(&set);
+		ok = apply_read_bounds(a);
+	}
+	return apply_enter_pipeline(a) && ok;
+}
+
+/* Make sure a new row's partition value has a partition. */
+static bool
+apply_check_partition(apply *a, const pgout_tuple *t)
+{
+	int64_t		v;
+
+	if (a->has_default_partition || a->part >= t->ncols ||
+		!apply_partition_value(a, &t->values[a->part], &v))
+		return true;
+	if (v >= a->lower && v < a->upper)
+		return true;
+	return apply_cover(a, v);
+}
+
+/* ---- inserts ---- */
+
+static bool
+apply_prepare(apply *a, const char *name, const char *sql, int nparams)
+{
+	return apply_sent(a, PQsendPrepare(a->db->conn, name, sql, nparams, NULL), EXPECT_OK,
+					  "prepared statement", a->pending_lsn, NULL);
+}
+
+static void
+apply_column_list(apply *a, buf *b)
+{
+	buf_append_char(b, '(');
+	for (int i = 0; i < a->rel->ncols; i++)
+	{
+		if (i > 0)
+			buf_append(b, ", ");
+		ident_quote(b, a->rel->columns[i].name);
+	}
+	buf_append_char(b, ')');
+}
+
+/* Send the pending inserts one by one through the prepared INSERT. */
+static bool
+apply_run_as_inserts(apply *a)
+{
+	wire_reader r;
+
+	if (!a->insert_prepared)
+	{
+		buf_reset(&a->sql);
+		buf_appendf(&a->sql, "INSERT INTO %s ", a->qshadow);
+		apply_column_list(a, &a->sql);
+		buf_append(&a->sql, " OVERRIDING SYSTEM VALUE VALUES (");
+		for (int i = 0; i < a->rel->ncols; i++)
+			buf_appendf(&a->sql, "%s$%d", i ? ", " : "", i + 1);
+		buf_append_char(&a->sql, ')');
+		if (!apply_prepare(a, "pgrepart_insert", a->sql.data, a->rel->ncols))
+			return false;
+		a->insert_prepared = true;
+	}
+	apply_reserve_params(a, a->rel->ncols);
+	wire_reader_init(&r, a->run.data, a->run.len);
+	for (int row = 0; row < a->run_rows; row++)
+	{
+		lsn_t		lsn = wire_u64(&r);
+		uint32_t	keylen = wire_u32(&r);
+		char	   *key = xmalloc(keylen + 1);
+
+		memcpy(key, wire_bytes(&r, keylen), keylen);
+		key[keylen] = '\0';
+		for (int i = 0; i < a->rel->ncols; i++)
+		{
+			pgout_value v;
+
+			v.kind = (char) wire_u8(&r);
+			v.len = v.kind == 'n' ? 0 : wire_u32(&r);
+			v.data = v.kind == 'n' ? NULL : wire_bytes(&r, v.len);
+			apply_set_param(a, i, &v);
+		}
+		if (!apply_sent(a, PQsendQueryPrepared(a->db->conn, "pgrepart_insert", a->rel->ncols,
+											   a->values, a->lengths, a->formats, 0),
+						EXPECT_ONE_ROW, "insert", lsn, key))
+			return false;
+	}
+	return true;
+}
+
+/* Send the pending inserts as one binary COPY. */
+static bool
+apply_run_as_copy(apply *a)
+{
+	PGconn	   *conn = a->db->conn;
+	buf			data;
+	wire_reader r;
+	PGresult   *res;
+	bool		ok;
+
+	if (!apply_leave_pipeline(a))
+		return false;
+	buf_init(&data);
+	buf_append_len(&data, COPY_SIGNATURE, 11);
+	wire_put_u32(&data, 0);		/* flags */
+	wire_put_u32(&data, 0);		/* header extension */
+	wire_reader_init(&r, a->run.data, a->run.len);
+	for (int row = 0; row < a->run_rows; row++)
+	{
+		uint32_t	keylen;
+
+		(void) wire_u64(&r);
+		keylen = wire_u32(&r);
+		(void) wire_bytes(&r, keylen);
+		wire_put_u16(&data, (uint16_t) a->rel->ncols);
+		for (int i = 0; i < a->rel->ncols; i++)
+		{
+			char		kind = (char) wire_u8(&r);
+
+			if (kind == 'n')
+				wire_put_u32(&data, UINT32_MAX);	/* -1: NULL */
+			else
+			{
+				uint32_t	len = wire_u32(&r);
+
+				wire_put_u32(&data, len);
+				buf_append_len(&data, wire_bytes(&r, len), len);
+			}
+		}
+	}
+	wire_put_u16(&data, UINT16_MAX);	/* trailer: -1 */
+
+	buf_reset(&a->sql);
+	buf_appendf(&a->sql, "COPY %s ", a->qshadow);
+	apply_column_list(a, &a->sql);
+	buf_append(&a->sql, " FROM STDIN (FORMAT binary)");
+	res = PQexec(conn, a->sql.data);
+	ok = PQresultStatus(res) == PGRES_COPY_IN;
+	PQclear(res);
+	if (ok)
+		ok = PQputCopyData(conn, data.data, (int) data.len) == 1 && PQputCopyEnd(conn, NULL) == 1;
+	res = PQgetResult(conn);
+	if (!ok || PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		db_log_error(conn, a->db->label, "copy a run of inserts into the shadow", res,
+					 a->db->sqlstate);
+		ok = false;
+	}
+	PQclear(res);
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+	buf_free(&data);
+	a->stats.copied_rows += ok ? a->run_rows : 0;
+	return apply_enter_pipeline(a) && ok;
+}
+
+static bool
+apply_flush_run(apply *a)
+{
+	bool		ok;
+
+	if (a->run_rows == 0)
+		return true;
+	if (a->run_rows >= a->o.copy_threshold && !a->run_has_text)
+		ok = apply_run_as_copy(a);
+	else
+		ok = apply_run_as_inserts(a);
+	buf_reset(&a->run);
+	a->run_rows = 0;
+	a->run_has_text = false;
+	return ok;
+}
+
+static bool
+apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
+{
+	char	   *key;
+
+	if (t->ncols != a->rel->ncols)
+	{
+		log_error("insert at %" PRIX64 " carries %d columns, the relation has %d", lsn, t->ncols,
+				  a->rel->ncols);
+		return false;
+	}
+	if (!apply_check_partition(a, t))
+		return false;
+	key = apply_describe_key(a, t);
+	wire_put_u64(&a->run, lsn);
+	wire_put_u32(&a->run, (uint32_t) strlen(key));
+	buf_append(&a->run, key);
+	free(key);
+	for (int i = 0; i < t->ncols; i++)
+	{
+		const pgout_value *v = &t->values[i];
+
+		if (v->kind == 'u')
+		{
+			log_error("insert at %" PRIX64 " has an unchanged-TOAST marker, which only updates carry",
+					  lsn);
+			return false;
+		}
+		wire_put_u8(&a->run, (uint8_t) v->kind);
+		if (v->kind != 'n')
+		{
+			wire_put_u32(&a->run, v->len);
+			buf_append_len(&a->run, v->data, v->len);
+		}
+		if (v->kind == 't')
+			a->run_has_text = true;
+	}
+	a->run_rows++;
+	a->stats.inserts++;
+	return true;
+}
+
+/* ---- updates and deletes ---- */
+
+/* "k1 = $n AND k2 = $n+1" for the key columns, numbering from first. */
+static void
+apply_key_condition(apply *a, buf *b, int first)
+{
+	for (int i = 0; i < a->nkey; i++)
+	{
+		if (i > 0)
+			buf_append(b, " AND ");
+		ident_quote(b, a->rel->columns[a->key[i]].name);
+		buf_appendf(b, " = $%d", first + i);
+	}
+}
+
+/* The prepared UPDATE for a SET list (mask) and lookup, prepared on first use. */
+static const char *
+apply_update_statement(apply *a, const char *mask, int nset, bool fallback)
+{
+	buf		   *b = &a->sql;
+	char	   *qpart;
+	update_stmt s;
+
+	for (int i = 0; i < a->nupdates; i++)
+		if (a->updates[i].fallback == fallback && strcmp(a->updates[i].mask, mask) == 0)
+			return a->updates[i].name;
+
+	qpart = ident_quoted(a->o.partition_column);
+	buf_reset(b);
+	if (fallback)
+		buf_append(b, "WITH pruned AS (");
+	for (int pass = 0; pass < (fallback ? 2 : 1); pass++)
+	{
+		int			n = 0;
+
+		if (pass == 1)
+			buf_append(b, "), anywhere AS (");
+		buf_appendf(b, "UPDATE %s SET ", a->qshadow);
+		for (int i = 0; i < a->rel->ncols; i++)
+		{
+			if (mask[i] != '1')
+				continue;
+			if (n++ > 0)
+				buf_append(b, ", ");
+			ident_quote(b, a->rel->columns[i].name);
+			buf_appendf(b, " = $%d", n);
+		}
+		buf_append(b, " WHERE ");
+		apply_key_condition(a, b, nset + 1);
+		if (pass == 0)
+			buf_appendf(b, " AND %s = $%d", qpart, nset + a->nkey + 1);
+		else
+			buf_append(b, " AND NOT EXISTS (SELECT FROM pruned)");
+		if (fallback)
+			buf_append(b, " RETURNING 1");
+	}
+	if (fallback)
+		buf_append(b, ") SELECT (SELECT pg_catalog.count(*) FROM pruned) + "
+				   "(SELECT pg_catalog.count(*) FROM anywhere)");
+	free(qpart);
+
+	s.mask = xstrdup(mask);
+	s.fallback = fallback;
+	snprintf(s.name, sizeof(s.name), "pgrepart_update_%d", a->nupdates);
+	ARRAY_PUSH(a->updates, a->nupdates, s);
+	if (!apply_prepare(a, s.name, b->data, nset + a->nkey + 1))
+		return NULL;
+	return a->updates[a->nupdates - 1].name;
+}
+
+static bool
+apply_update(apply *a, const pgout_message *m, lsn_t lsn)
+{
+	const pgout_tuple *newt = &m->update.newtuple;
+	const pgout_tuple *oldt = m->update.oldkind ? &m->update.oldtuple : newt;
+	/* The old partition value is exact when the old tuple carries it. */
+	bool		exact = m->update.oldkind == 'O' ||
+		(a->identity_has_part && m->update.oldkind == 'K') || (a->identity_has_part && !m->update.oldkind);
+	const pgout_value *part = exact && m->update.oldkind ? &oldt->values[a->part] : &newt->values[a->part];
+	char	   *mask = xmalloc((size_t) a->rel->ncols + 1);
+	const char *name;
+	int			nset = 0;
+	int			p = 0;
+	bool		ok;
+
+	if (newt->ncols != a->rel->ncols || oldt->ncols != a->rel->ncols)
+	{
+		free(mask);
+		log_error("update at %" PRIX64 " does not carry the relation's %d columns", lsn,
+				  a->rel->ncols);
+		return false;
+	}
+	for (int i = 0; i < a->nkey; i++)
+	{
+		if (oldt->values[a->key[i]].kind == 'u' || oldt->values[a->key[i]].kind == 'n')
+		{
+			free(mask);
+			log_error("update at %" PRIX64 " does not carry the old value of key column \"%s\"",
+					  lsn, a->rel->columns[a->key[i]].name);
+			return false;
+		}
+	}
+	if (!apply_check_partition(a, newt))
+	{
+		free(mask);
+		return false;
+	}
+	for (int i = 0; i < newt->ncols; i++)
+	{
+		mask[i] = newt->values[i].kind == 'u' ? '0' : '1';
+		nset += mask[i] == '1';
+	}
+	mask[newt->ncols] = '\0';
+	name = apply_update_statement(a, mask, nset, !exact);
+	ok = name != NULL;
+	if (ok)
+	{
+		apply_reserve_params(a, nset + a->nkey + 1);
+		for (int i = 0; i < newt->ncols; i++)
+			if (mask[i] == '1')
+				apply_set_param(a, p++, &newt->values[i]);
+		for (int i = 0; i < a->nkey; i++)
+			apply_set_param(a, p++, &oldt->values[a->key[i]]);
+		apply_set_param(a, p++, part);
+		ok = apply_sent(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
+											   a->formats, 0),
+						exact ? EXPECT_ONE_ROW : EXPECT_COUNT_ONE, "update", lsn,
+						apply_describe_key(a, oldt));
+	}
+	free(mask);
+	a->stats.updates++;
+	return ok;
+}
+
+static bool
+apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
+{
+	const pgout_tuple *oldt = &m->delete.oldtuple;
+	bool		with_part = m->delete.oldkind == 'O' || a->identity_has_part;
+	const char *name = with_part ? "pgrepart_delete_pruned" : "pgrepart_delete";
+	int			p = 0;
+
+	if (oldt->ncols != a->rel->ncols)
+	{
+		log_error("delete at %" PRIX64 " does not carry the relation's %d columns", lsn,
+				  a->rel->ncols);
+		return false;
+	}
+	if (!a->delete_prepared[with_part])
+	{
+		buf_reset(&a->sql);
+		buf_appendf(&a->sql, "DELETE FROM %s WHERE ", a->qshadow);
+		apply_key_condition(a, &a->sql, 1);
+		if (with_part)
+		{
+			buf_append(&a->sql, " AND ");
+			ident_quote(&a->sql, a->o.partition_column);
+			buf_appendf(&a->sql, " = $%d", a->nkey + 1);
+		}
+		if (!apply_prepare(a, name, a->sql.data, a->nkey + (with_part ? 1 : 0)))
+			return false;
+		a->delete_prepared[with_part] = true;
+	}
+	apply_reserve_params(a, a->nkey + 1);
+	for (int i = 0; i < a->nkey; i++)
+		apply_set_param(a, p++, &oldt->values[a->key[i]]);
+	if (with_part)
+		apply_set_param(a, p++, &oldt->values[a->part]);
+	a->stats.deletes++;
+	return apply_sent(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
+											 a->formats, 0),
+					  EXPECT_ONE_ROW, "delete", lsn, apply_describe_key(a, oldt));
+}
+
+/* ---- relations ---- */
+
+/* The stream's relation must carry exactly the shadow's columns. */
+static bool
+apply_check_relation(apply *a, const pgout_relation *rel)
+{
+	const char *problem = NULL;
+	const char *column = NULL;
+	int			n = rel->ncols < a->ncolumns ? rel->ncols : a->ncolumns;
+
+	for (int i = 0; i < n && problem == NULL; i++)
+	{
+		if (strcmp(rel->columns[i].name, a->columns[i]) != 0)
+		{
+			problem = "renamed, added or dropped";
+			column = rel->columns[i].name;
+		}
+		else if (rel->columns[i].type_oid != a->types[i])
+		{
+			problem = "retyped";
+			column = rel->columns[i].name;
+		}
+	}
+	if (problem == NULL && rel->ncols != a->ncolumns)
+	{
+		problem = rel->ncols > a->ncolumns ? "added" : "dropped";
+		column = rel->ncols > a->ncolumns ? rel->columns[n].name : a->columns[n];
+	}
+	if (problem == NULL)
+		return true;
+	log_error("table \"%s.%s\" changed during the migration: column \"%s\" was %s",
+			  rel->nspname, rel->relname, column, problem);
+	log_detail("The shadow was built for the table's columns when the migration started.");
+	log_hint("Abort the migration (pgrepart abort), then plan and run it again.");
+	strcpy(a->db->sqlstate, "42P17");
+	return false;
+}
+
+static bool
+apply_relation(apply *a, const pgout_message *m)
+{
+	pgout_relation *rel = pgout_relation_copy(m);
+
+	if (!apply_check_relation(a, rel))
+	{
+		pgout_relation_free(rel);
+		return false;
+	}
+	if (a->rel != NULL)
+	{
+		/* Same columns as before (checked above): prepared statements stay valid. */
+		pgout_relation_free(a->rel);
+		a->rel = rel;
+		return true;
+	}
+	a->rel = rel;
+	a->nkey = 0;
+	a->part = -1;
+	a->key = xcalloc((size_t) rel->ncols + 1, sizeof(int));
+	for (int i = 0; i < rel->ncols; i++)
+	{
+		if (rel->columns[i].is_key)
+			a->key[a->nkey++] = i;
+		if (strcmp(rel->columns[i].name, a->o.partition_column) == 0)
+			a->part = i;
+	}
+	if (a->nkey == 0 || a->part < 0)
+	{
+		log_error("the stream for \"%s.%s\" carries %s", rel->nspname, rel->relname,
+				  a->nkey == 0 ? "no replica identity columns" : "no partition column");
+		return false;
+	}
+	a->identity_has_part = rel->columns[a->part].is_key;
+	return true;
+}
+
+/* ---- transactions ---- */
+
+bool
+apply_commit(apply *a)
+{
+	char		lsn[LSN_TEXT_SIZE];
+	char		time[32];
+	const char *values[2] = {lsn, time};
+
+	/*
+	 * Never commit part of a source transaction: the origin would say it is
+	 * done and a restart would skip the rest.  It commits at its end.
+	 */
+	if (!a->in_target_txn || a->in_source_txn)
+		return true;
+	if (!apply_flush_run(a))
+		return false;
+	if (a->pending_lsn > a->committed)
+	{
+		lsn_format(a->pending_lsn, lsn);
+		snprintf(time, sizeof(time), "%" PRId64, a->pending_time);
+		if (!apply_sent(a, PQsendQueryParams(a->db->conn,
+											 "SELECT pg_catalog.pg_replication_origin_xact_setup("
+											 "$1::pg_catalog.pg_lsn, pg_catalog.to_timestamp("
+											 "$2::pg_catalog.float8 / 1000000 + 946684800))",
+											 2, NULL, values, NULL, NULL, 0),
+						EXPECT_OK, "origin progress", a->pending_lsn, NULL))
+			return false;
+	}
+	if (!apply_send_plain(a, "COMMIT", "commit of a batch") || !apply_sync(a))
+		return false;
+	a->in_target_txn = false;
+	a->txns_in_batch = 0;
+	a->committed = a->pending_lsn > a->committed ? a->pending_lsn : a->committed;
+	a->stats.commits++;
+	return true;
+}
+
+bool
+apply_message(apply *a, const pgout_message *m, lsn_t lsn)
+{
+	if (m->kind != PGOUT_RELATION && m->kind != PGOUT_BEGIN && m->kind != PGOUT_COMMIT &&
+		m->kind != PGOUT_TYPE && m->kind != PGOUT_ORIGIN && m->kind != PGOUT_MESSAGE &&
+		a->rel == NULL)
+	{
+		log_error("a %s message at %" PRIX64 " came before any Relation message",
+				  pgout_kind_name(m->kind), lsn);
+		return false;
+	}
+	/* Anything but an insert ends a run of inserts. */
+	if (m->kind != PGOUT_INSERT && m->kind != PGOUT_BEGIN && m->kind != PGOUT_COMMIT &&
+		!apply_flush_run(a))
+		return false;
+
+	switch (m->kind)
+	{
+		case PGOUT_BEGIN:
+			a->in_source_txn = true;
+			return apply_begin_target(a);
+		case PGOUT_COMMIT:
+			a->in_source_txn = false;
+			a->pending_lsn = m->commit.end_lsn;
+			a->pending_time = m->commit.commit_time;
+			a->stats.transactions++;
+			if (++a->txns_in_batch >= a->o.batch_transactions)
+				return apply_commit(a);
+			return true;
+		case PGOUT_RELATION:
+			return apply_relation(a, m);
+		case PGOUT_INSERT:
+			if (!apply_insert(a, &m->insert.newtuple, lsn))
+				return false;
+			return a->run_rows < 10000 || apply_flush_run(a);
+		case PGOUT_UPDATE:
+			return apply_update(a, m, lsn);
+		case PGOUT_DELETE:
+			return apply_delete(a, m, lsn);
+		case PGOUT_TRUNCATE:
+			buf_reset(&a->sql);
+			buf_appendf(&a->sql, "TRUNCATE %s", a->qshadow);
+			a->stats.truncates++;
+			return apply_send_plain(a, a->sql.data, "truncate");
+		case PGOUT_TYPE:
+		case PGOUT_ORIGIN:
+		case PGOUT_MESSAGE:
+			/* Types travel in binary; changes of any origin apply alike. */
+			return true;
+	}
+	return true;
+}
+
+bool
+apply_idle(const apply *a)
+{
+	return !a->in_source_txn && !a->in_target_txn;
+}
+
+lsn_t
+apply_committed(const apply *a)
+{
+	return a->committed;
+}
+
+const apply_stats *
+apply_get_stats(const apply *a)
+{
+	return &a->stats;
+}
+
+/* ---- set-up ---- */
+
+/* The shadow's columns the stream carries (generated ones are not published). */
+static bool
+apply_read_columns(apply *a)
+{
+	PGresult   *res;
+
+	res = db_execf(a->db, "read the shadow's columns",
+				   "SELECT a.attname::pg_catalog.text, a.atttypid "
+				   "FROM pg_catalog.pg_attribute a "
+				   "WHERE a.attrelid = %text::pg_catalog.regclass AND a.attnum > 0 "
+				   "  AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
+				   a->qshadow);
+	if (res == NULL)
+		return false;
+	a->ncolumns = PQntuples(res);
+	a->columns = xcalloc((size_t) a->ncolumns + 1, sizeof(char *));
+	a->types = xcalloc((size_t) a->ncolumns + 1, sizeof(Oid));
+	for (int i = 0; i < a->ncolumns; i++)
+	{
+		Oid			type;
+
+		if (!db_getf(res, i, "%oid", 1, &type))
+		{
+			PQclear(res);
+			return false;
+		}
+		a->columns[i] = xstrdup(PQgetvalue(res, i, 0));
+		a->types[i] = type;
+		if (strcmp(a->columns[i], a->o.partition_column) == 0)
+			a->partition_type = type;
+	}
+	PQclear(res);
+	return true;
+}
+
+static bool
+apply_take_origin(apply *a, lsn_t *progress)
+{
+	PGresult   *res;
+	bool		ok = false;
+
+	res = db_execf(a->db, "create the replication origin",
+				   "SELECT pg_catalog.pg_replication_origin_create(%text) "
+				   "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_origin "
+				   "                  WHERE roname = %text)", a->o.origin, a->o.origin);
+	if (res == NULL)
+		return false;
+	PQclear(res);
+	/* Only one session can hold an origin: a second applier stops here. */
+	res = db_execf(a->db, "take the replication origin",
+				   "SELECT pg_catalog.pg_replication_origin_session_setup(%text), "
+				   "  pg_catalog.pg_replication_origin_progress(%text, true)::pg_catalog.text",
+				   a->o.origin, a->o.origin);
+	if (res == NULL)
+	{
+		log_hint("Another pgrepart process may be applying this migration.");
+		return false;
+	}
+	*progress = LSN_INVALID;
+	if (!PQgetisnull(res, 0, 1) && !lsn_parse(PQgetvalue(res, 0, 1), progress))
+		log_error("could not read the origin's progress \"%s\"", PQgetvalue(res, 0, 1));
+	else
+		ok = true;
+	PQclear(res);
+	return ok;
+}
+
+apply *
+apply_create(db *target, const apply_options *o)
+{
+	apply	   *a = xcalloc(1, sizeof(apply));
+
+	a->db = target;
+	a->o = *o;
+	if (a->o.batch_transactions <= 0)
+		a->o.batch_transactions = 500;
+	if (a->o.pipeline_depth <= 0)
+		a->o.pipeline_depth = 1000;
+	if (a->o.copy_threshold <= 0)
+		a->o.copy_threshold = 16;
+	a->qshadow = ident_qualified(o->schema, o->shadow);
+	buf_init(&a->run);
+	buf_init(&a->sql);
+	if (!apply_read_columns(a) || !apply_read_bounds(a) || !apply_take_origin(a, &a->committed))
+		goto fail;
+	a->pending_lsn = a->committed;
+	if (!apply_enter_pipeline(a))
+		goto fail;
+	return a;
+
+fail:
+	apply_destroy(a);
+	return NULL;
+}
+
+void
+apply_destroy(apply *a)
+{
+	if (a == NULL)
+		return;
+	for (int i = 0; i < a->nexpect; i++)
+		free(a->expect[i].key);
+	free(a->expect);
+	for (int i = 0; i < a->ncolumns; i++)
+		free(a->columns[i]);
+	free(a->columns);
+	free(a->types);
+	for (int i = 0; i < a->nupdates; i++)
+		free(a->updates[i].mask);
+	free(a->updates);
+	pgout_relation_free(a->rel);
+	free(a->key);
+	free(a->values);
+	free(a->lengths);
+	free(a->formats);
+	free(a->qshadow);
+	buf_free(&a->run);
+	buf_free(&a->sql);
+	free(a);
+}

@@ -1,0 +1,210 @@
+/* state.c: a migration's durable state; see state.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpqtypes.h>
+
+#include "pgrepart/log.h"
+#include "pgrepart/mem.h"
+#include "pgrepart/state.h"
+
+static const char schema_sql[] =
+	"CREATE SCHEMA IF NOT EXISTS pgrepart; "
+	"CREATE TABLE IF NOT EXISTS pgrepart.migration ("
+	"  id serial PRIMARY KEY,"
+	"  source_schema name NOT NULL,"
+	"  source_table name NOT NULL,"
+	"  shadow_table name NOT NULL,"
+	"  partition_column name NOT NULL,"
+	"  partition_interval text NOT NULL,"
+	"  slot_name name,"
+	"  publication_name name,"
+	"  origin_name text,"
+	"  phase text NOT NULL,"
+	"  consistent_lsn pg_catalog.pg_lsn,"
+	"  started_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
+	"  updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
+	"  UNIQUE (source_schema, source_table)); "
+	"CREATE TABLE IF NOT EXISTS pgrepart.statement ("
+	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"
+	"  ord int NOT NULL,"
+	"  phase text NOT NULL,"
+	"  sql text NOT NULL,"
+	"  PRIMARY KEY (migration_id, ord))";
+
+static const char *const phase_names[] = {
+	[PLAN_PHASE_TABLE] = "table",
+	[PLAN_PHASE_PARTITION] = "partition",
+	[PLAN_PHASE_INDEX] = "index",
+	[PLAN_PHASE_FOREIGN_KEY] = "foreign_key",
+	[PLAN_PHASE_COMMENT] = "comment",
+};
+
+bool
+state_ensure(db *d)
+{
+	return db_exec(d, "create the pgrepart schema", schema_sql);
+}
+
+static const char select_sql[] =
+	"SELECT id, source_schema::pg_catalog.text, source_table::pg_catalog.text, "
+	"  shadow_table::pg_catalog.text, partition_column::pg_catalog.text, partition_interval, "
+	"  slot_name::pg_catalog.text, publication_name::pg_catalog.text, origin_name, phase, "
+	"  consistent_lsn::pg_catalog.text "
+	"FROM pgrepart.migration ";
+
+static state_migration *
+state_from_row(const PGresult *res)
+{
+	state_migration *m = xcalloc(1, sizeof(state_migration));
+	PGint4		id;
+
+	if (!db_getf(res, 0, "%int4", 0, &id))
+	{
+		free(m);
+		return NULL;
+	}
+	m->id = id;
+	m->schema = xstrdup(PQgetvalue(res, 0, 1));
+	m->table = xstrdup(PQgetvalue(res, 0, 2));
+	m->shadow = xstrdup(PQgetvalue(res, 0, 3));
+	m->partition_column = xstrdup(PQgetvalue(res, 0, 4));
+	m->interval = xstrdup(PQgetvalue(res, 0, 5));
+	m->slot = xstrdup(PQgetvalue(res, 0, 6));
+	m->publication = xstrdup(PQgetvalue(res, 0, 7));
+	m->origin = xstrdup(PQgetvalue(res, 0, 8));
+	m->phase = xstrdup(PQgetvalue(res, 0, 9));
+	if (!PQgetisnull(res, 0, 10))
+		lsn_parse(PQgetvalue(res, 0, 10), &m->consistent_lsn);
+	return m;
+}
+
+bool
+state_find(db *d, const char *schema, const char *table, state_migration **out)
+{
+	PGresult   *res;
+	buf			sql;
+
+	*out = NULL;
+	buf_init(&sql);
+	buf_append(&sql, select_sql);
+	buf_append(&sql, "WHERE source_schema = %text AND source_table = %text");
+	res = db_execf(d, "read the migration's state", sql.data, schema, table);
+	buf_free(&sql);
+	if (res == NULL)
+		return false;
+	if (PQntuples(res) == 1)
+		*out = state_from_row(res);
+	PQclear(res);
+	return true;
+}
+
+bool
+state_create(db *d, const plan *p, state_migration **out)
+{
+	PGresult   *res;
+	buf			sql;
+	bool		ok = false;
+
+	*out = NULL;
+	/* Slot and origin names are cluster-wide: they carry the database's OID. */
+	buf_init(&sql);
+	buf_append(&sql,
+			   "WITH n AS (SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence("
+			   "    'pgrepart.migration', 'id'))::pg_catalog.int4 AS id, d.oid AS dboid "
+			   "  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) "
+			   "INSERT INTO pgrepart.migration (id, source_schema, source_table, shadow_table, "
+			   "  partition_column, partition_interval, slot_name, publication_name, origin_name, phase) "
+			   "SELECT n.id, %text, %text, %text, %text, %text, "
+			   "  'pgrepart_' || n.dboid || '_' || n.id, 'pgrepart_' || n.dboid || '_' || n.id, "
+			   "  'pgrepart_' || n.dboid || '_' || n.id, 'new' FROM n "
+			   "RETURNING id, source_schema::pg_catalog.text, source_table::pg_catalog.text, "
+			   "  shadow_table::pg_catalog.text, partition_column::pg_catalog.text, "
+			   "  partition_interval, slot_name::pg_catalog.text, "
+			   "  publication_name::pg_catalog.text, origin_name, phase, NULL::pg_catalog.text");
+	res = db_execf(d, "record the migration", sql.data, p->table->schema, p->table->name,
+				   p->shadow_name, p->partition_column, p->interval);
+	if (res == NULL)
+		goto cleanup;
+	*out = state_from_row(res);
+	PQclear(res);
+	if (*out == NULL)
+		goto cleanup;
+	for (int i = 0; i < p->nstatements; i++)
+	{
+		res = db_execf(d, "record the shadow's DDL",
+					   "INSERT INTO pgrepart.statement VALUES (%int4, %int4, %text, %text)",
+					   (*out)->id, i, phase_names[p->statements[i].phase], p->statements[i].sql);
+		if (res == NULL)
+			goto cleanup;
+		PQclear(res);
+	}
+	ok = true;
+
+cleanup:
+	buf_free(&sql);
+	if (!ok)
+	{
+		state_migration_free(*out);
+		*out = NULL;
+	}
+	return ok;
+}
+
+bool
+state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn)
+{
+	char		text[LSN_TEXT_SIZE];
+	PGresult   *res;
+
+	res = db_execf(d, "record the migration's phase",
+				   "UPDATE pgrepart.migration SET phase = %text, updated_at = pg_catalog.now(), "
+				   "  consistent_lsn = COALESCE(%text::pg_catalog.pg_lsn, consistent_lsn) "
+				   "WHERE id = %int4",
+				   phase, lsn == LSN_INVALID ? NULL : lsn_format(lsn, text), m->id);
+	if (res == NULL)
+		return false;
+	PQclear(res);
+	free(m->phase);
+	m->phase = xstrdup(phase);
+	if (lsn != LSN_INVALID)
+		m->consistent_lsn = lsn;
+	return true;
+}
+
+bool
+state_run_statements(db *d, const state_migration *m, plan_phase phase)
+{
+	PGresult   *res;
+	bool		ok = true;
+
+	res = db_execf(d, "read the shadow's DDL",
+				   "SELECT sql FROM pgrepart.statement WHERE migration_id = %int4 AND phase = %text "
+				   "ORDER BY ord", m->id, phase_names[phase]);
+	if (res == NULL)
+		return false;
+	for (int i = 0; i < PQntuples(res) && ok; i++)
+	{
+		log_debug("%s", PQgetvalue(res, i, 0));
+		ok = db_exec(d, "build the shadow table", PQgetvalue(res, i, 0));
+	}
+	PQclear(res);
+	return ok;
+}
+
+void
+state_migration_free(state_migration *m)
+{
+	if (m == NULL)
+		return;
+	free(m->schema);
+	free(m->table);
+	free(m->shadow);
+	free(m->partition_column);
+	free(m->interval);
+	free(m->slot);
+	free(m->publication);
+	free(m->origin);
+	free(m->phase);
+	free(m);
+}
