@@ -72,8 +72,9 @@ fuzz: | $(BUILD)/src
 	$(BUILD)/fuzz_pgout -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(BUILD)/fuzz-corpus tests/fuzz/corpus/pgout
 
+# Benchmarks: figures as ratios against a baseline measured in the same run.
 bench: all
-	@echo "no benchmarks yet"
+	PGREPART=$(CURDIR)/$(BIN) PG_BINDIR=$(PG_BINDIR) perl -I tests/lib tests/bench/apply.pl
 
 demo:
 	@echo "make demo is coming: see README.md"

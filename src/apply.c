@@ -482,7 +482,7 @@ apply_cover(apply *a, int64_t value)
 	if (!apply_leave_pipeline(a))
 		return false;
 	ok = partition_extend(a->db, a->o.schema, a->o.table, a->qshadow, a->partition_type,
-						  a->o.interval, value, &set);
+						  a->o.interval, &value, NULL, &set);
 	if (ok)
 	{
 		for (int i = 0; i < set.count; i++)

@@ -361,44 +361,56 @@ fail:
 }
 
 /*
- * SQL for the partition column value $1 (an int8 holding the binary form)
- * as its own type, and the type's name; NULL for other types.
+ * SQL for a partition column value of type type given as a parameter: as
+ * text in the type's input format, or as an int8 holding its binary form.
+ * *type_name is the type the range arithmetic uses (dates step as
+ * timestamps).  The text form is returned in out.
  */
-static const char *
-partition_value_expression(Oid type, const char **type_name)
+static void
+partition_value_expression(Oid type, bool as_text, const char **type_name, buf *out)
 {
 	switch (type)
 	{
 		case CATALOG_TIMESTAMPOID:
 			*type_name = "pg_catalog.timestamp";
-			return "('2000-01-01'::pg_catalog.timestamp + %int8 * '1 microsecond'::pg_catalog.interval)";
+			buf_append(out, as_text ? "%text::pg_catalog.timestamp" :
+					   "('2000-01-01'::pg_catalog.timestamp + %int8 * '1 microsecond'::pg_catalog.interval)");
+			break;
 		case CATALOG_TIMESTAMPTZOID:
 			*type_name = "pg_catalog.timestamptz";
-			return "('2000-01-01 00:00:00+00'::pg_catalog.timestamptz + %int8 * '1 microsecond'::pg_catalog.interval)";
+			buf_append(out, as_text ? "%text::pg_catalog.timestamptz" :
+					   "('2000-01-01 00:00:00+00'::pg_catalog.timestamptz + %int8 * '1 microsecond'::pg_catalog.interval)");
+			break;
 		case CATALOG_DATEOID:
 			*type_name = "pg_catalog.timestamp";
-			return "('2000-01-01'::pg_catalog.date + %int8::pg_catalog.int4)::pg_catalog.timestamp";
+			buf_append(out, as_text ? "%text::pg_catalog.date::pg_catalog.timestamp" :
+					   "('2000-01-01'::pg_catalog.date + %int8::pg_catalog.int4)::pg_catalog.timestamp");
+			break;
 		default:
 			*type_name = "pg_catalog.int8";
-			return "%int8";
+			buf_append(out, as_text ? "%text::pg_catalog.int8" : "%int8");
 	}
 }
 
 bool
 partition_extend(db *d, const char *schema, const char *table_name, const char *qparent,
-				 Oid type, const char *interval, int64_t value, partition_set *created)
+				 Oid type, const char *interval, const int64_t *binary_value,
+				 const char *text_value, partition_set *created)
 {
 	const char *type_name;
-	const char *value_sql = partition_value_expression(type, &type_name);
+	buf			value_sql;
 	bool		integer = type == CATALOG_INT2OID || type == CATALOG_INT4OID || type == CATALOG_INT8OID;
 	const char *step = integer ? "%text::pg_catalog.int8" : "%text::pg_catalog.interval";
 	const char *fields = integer ? "s::pg_catalog.text" : "pg_catalog.to_char(s, 'YYYY MM DD HH24 MI Q')";
-	const char *out_type = type == CATALOG_DATEOID ? "pg_catalog.date" : type_name;
+	const char *out_type;
 	buf			sql;
 	PGresult   *res = NULL;
 	bool		ok = false;
 
 	memset(created, 0, sizeof(*created));
+	buf_init(&value_sql);
+	partition_value_expression(type, binary_value == NULL, &type_name, &value_sql);
+	out_type = type == CATALOG_DATEOID ? "pg_catalog.date" : type_name;
 	created->scheme.kind = integer ? PARTITION_INTEGER : PARTITION_DAY;
 	/*
 	 * From the existing range [lo, hi): upwards from hi while the value is
@@ -421,9 +433,24 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 				"      WHERE p.v < r.lo AND r.lo - p.i * (k - 1) > p.v) "
 				"SELECT %5$s, s::%6$s::pg_catalog.text, (s + p.i)::%6$s::pg_catalog.text "
 				"FROM s, p ORDER BY s.s",
-				type_name, value_sql, step, PARTITION_MAX_COUNT, fields, out_type);
-	res = db_execf(d, "compute partitions for a new row", sql.data, qparent, (PGint8) value,
-				   interval);
+				type_name, value_sql.data, step, PARTITION_MAX_COUNT, fields, out_type);
+	/* With a DEFAULT partition, rows beyond the ranges already have a home. */
+	res = db_execf(d, "look for a DEFAULT partition",
+				   "SELECT 1 FROM pg_catalog.pg_partitioned_table p "
+				   "WHERE p.partrelid = %text::pg_catalog.regclass AND p.partdefid <> 0", qparent);
+	if (res == NULL)
+		goto cleanup;
+	if (PQntuples(res) > 0)
+	{
+		ok = true;
+		goto cleanup;
+	}
+	PQclear(res);
+	if (binary_value != NULL)
+		res = db_execf(d, "compute partitions for a new row", sql.data, qparent,
+					   (PGint8) *binary_value, interval);
+	else
+		res = db_execf(d, "compute partitions for rows", sql.data, qparent, text_value, interval);
 	if (res == NULL)
 		goto cleanup;
 	if (!integer)
@@ -477,6 +504,7 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 cleanup:
 	PQclear(res);
 	buf_free(&sql);
+	buf_free(&value_sql);
 	if (!ok)
 		partition_set_free(created);
 	return ok;

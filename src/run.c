@@ -20,6 +20,7 @@
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
+#include "pgrepart/partition.h"
 #include "pgrepart/pgout.h"
 #include "pgrepart/run.h"
 #include "pgrepart/state.h"
@@ -124,6 +125,50 @@ run_copy_columns(db *d, const state_migration *m, buf *out)
 	return true;
 }
 
+/* Partitions for the column's current min and max, in the caller's snapshot. */
+static bool
+run_cover_range(db *d, const state_migration *m)
+{
+	char	   *qshadow = ident_qualified(m->schema, m->shadow);
+	buf			sql;
+	PGresult   *res = NULL;
+	Oid			type;
+	bool		ok = false;
+
+	buf_init(&sql);
+	buf_append(&sql, "SELECT pg_catalog.min(");
+	ident_quote(&sql, m->partition_column);
+	buf_append(&sql, ")::pg_catalog.text, pg_catalog.max(");
+	ident_quote(&sql, m->partition_column);
+	buf_append(&sql, ")::pg_catalog.text, (SELECT a.atttypid FROM pg_catalog.pg_attribute a "
+			   "WHERE a.attrelid = %text::pg_catalog.regclass AND a.attname = %text) FROM ");
+	ident_quote_qualified(&sql, m->schema, m->table);
+	res = db_execf(d, "read the partition column's range", sql.data, qshadow, m->partition_column);
+	if (res == NULL || !db_getf(res, 0, "%oid", 2, &type))
+		goto cleanup;
+	for (int i = 0; i < 2; i++)
+	{
+		partition_set created;
+
+		if (PQgetisnull(res, 0, i))
+			continue;
+		if (!partition_extend(d, m->schema, m->table, qshadow, type, m->interval, NULL,
+							  PQgetvalue(res, 0, i), &created))
+			goto cleanup;
+		for (int j = 0; j < created.count; j++)
+			log_info("created partition \"%s.%s\" for rows beyond the planned partitions",
+					 m->schema, created.items[j].name);
+		partition_set_free(&created);
+	}
+	ok = true;
+
+cleanup:
+	PQclear(res);
+	buf_free(&sql);
+	free(qshadow);
+	return ok;
+}
+
 static bool
 run_slot_exists(db *d, const char *slot, bool *exists)
 {
@@ -180,6 +225,12 @@ run_copy(db *d, const char *conninfo, state_migration *m)
 	buf_append(&sql, "TRUNCATE ");
 	ident_quote_qualified(&sql, m->schema, m->shadow);
 	if (!db_exec(d, "empty the shadow", sql.data))
+		goto rollback;
+	/*
+	 * Rows may have moved beyond the planned partitions since the plan read
+	 * the column's range: cover the range as this snapshot sees it.
+	 */
+	if (!run_cover_range(d, m))
 		goto rollback;
 	buf_reset(&sql);
 	buf_append(&sql, "INSERT INTO ");

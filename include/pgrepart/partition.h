@@ -89,15 +89,18 @@ void		partition_set_free(partition_set *set);
 
 /*
  * Create the partitions of the partitioned table qparent (already quoted)
- * that reach value, a partition column value in its binary form as int64
- * (microseconds since 2000-01-01 for timestamps, days for dates, the number
- * for integers) of type type, beyond the range the existing range
- * partitions cover: each as wide as interval, next to the last one, named
- * after table_name.  *created lists them.  Logs and returns false on failure.
+ * that reach a partition column value of type type beyond the range the
+ * existing range partitions cover: each as wide as interval, next to the
+ * last one, named after table_name.  The value is given either in its binary
+ * form as int64 (microseconds since 2000-01-01 for timestamps, days for
+ * dates, the number for integers) or as text.  Nothing is created when the
+ * value is covered or a DEFAULT partition exists.  *created lists what was
+ * created.  Logs and returns false on failure.
  */
 bool		partition_extend(db *d, const char *schema, const char *table_name,
 							 const char *qparent, Oid type, const char *interval,
-							 int64_t value, partition_set *created);
+							 const int64_t *binary_value, const char *text_value,
+							 partition_set *created);
 
 /* Whether the column's base type can be partitioned by an interval. */
 bool		partition_type_supported(const catalog_column *column);

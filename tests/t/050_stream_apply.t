@@ -45,7 +45,7 @@ $node->psql(q{
 });
 
 my $lsn = $node->psql('SELECT pg_current_wal_lsn()');
-ok(wait_for($node, applied_up_to($lsn), 180), "the apply reached $lsn")
+ok(wait_for($node, applied_up_to($lsn), 180, $run), "the apply reached $lsn")
   or diag(slurp("$dir/run.log") . $node->psql(q{SELECT * FROM pg_replication_slots})
 	. "\n" . $node->psql(q{SELECT pid, state, wait_event_type, wait_event, backend_type, left(query, 80)
 		FROM pg_stat_activity WHERE pid <> pg_backend_pid()}));
@@ -72,7 +72,7 @@ $node->psql(q{UPDATE chat_messages SET model_name = 'resumed' WHERE tokens_used 
 $lsn = $node->psql('SELECT pg_current_wal_lsn()');
 $run = pgrepart_background("$dir/run2.log", 'run', '-d', $node->connstr, '-t', 'chat_messages',
 	'-k', 'created_at');
-ok(wait_for($node, applied_up_to($lsn), 60), 'a second run resumes and catches up')
+ok(wait_for($node, applied_up_to($lsn), 60, $run), 'a second run resumes and catches up')
   or diag(slurp("$dir/run2.log"));
 kill 'TERM', $run;
 is(wait_exit($run), 5, 'and stops cleanly');

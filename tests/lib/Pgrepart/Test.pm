@@ -4,6 +4,7 @@ package Pgrepart::Test;
 use strict;
 use warnings;
 use Exporter 'import';
+use POSIX ();
 use Pgrepart::Cluster;
 
 our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for compare_tables origin_reached applied_up_to pgbench_background slurp);
@@ -43,23 +44,32 @@ sub pgrepart_background
 	return $pid;
 }
 
+my %exited;
+
 # Wait for a child; returns its exit code (128 + signal when killed).
 sub wait_exit
 {
 	my ($pid) = @_;
+	return delete $exited{$pid} if exists $exited{$pid};
 	waitpid $pid, 0;
 	return $? & 127 ? 128 + ($? & 127) : $? >> 8;
 }
 
-# Poll a query until it returns 't', at most $seconds; returns whether it did.
+# Poll a query until it returns 't', at most $seconds; returns whether it
+# did.  With $pid, give up as soon as that child exits.
 sub wait_for
 {
-	my ($node, $sql, $seconds) = @_;
+	my ($node, $sql, $seconds, $pid) = @_;
 	my $deadline = time + ($seconds // 120);
 	while (time < $deadline)
 	{
 		my ($rc, $out) = $node->psql($sql, allow_fail => 1);
 		return 1 if $rc == 0 && defined $out && $out =~ /^t/;
+		if (defined $pid && waitpid($pid, POSIX::WNOHANG()) == $pid)
+		{
+			$exited{$pid} = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+			return 0;
+		}
 		select(undef, undef, undef, 0.2);
 	}
 	return 0;

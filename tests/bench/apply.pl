@@ -1,0 +1,89 @@
+#!/usr/bin/env perl
+# bench apply: the same recorded change stream (single-row transactions of
+# the mixed load) caught up by PostgreSQL's native logical replication into a
+# plain copy of the table on a second cluster, and by pgrepart into the
+# partitioned shadow, in one run.
+#
+# Both slots are created before the load, with no writes in between, so both
+# consumers start from the same table state and read the same transactions.
+# Prints per-side catch-up rates and the summary line
+#   bench apply: pgrepart=<changes/s> native=<changes/s> ratio=<pgrepart/native>
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use Time::HiRes qw(time);
+use Pgrepart::Cluster;
+use Pgrepart::Test;
+
+my $transactions = $ENV{BENCH_TRANSACTIONS} // 50000;
+my $rows = $ENV{BENCH_ROWS} // 100000;
+my $dir = tempdir(CLEANUP => 1);
+
+my $source = Pgrepart::Cluster->new;
+my $native = Pgrepart::Cluster->new;
+$source->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
+
+# pgrepart: prepare, copy and index, then stop before any load.
+my @run = ('run', '-d', $source->connstr, '-t', 'chat_messages', '-k', 'created_at');
+my $pid = pgrepart_background("$dir/prepare.log", @run);
+wait_for($source, q{SELECT count(*) = 1 FROM pg_replication_slots WHERE active}, 300, $pid)
+  or die "pgrepart did not reach streaming:\n" . slurp("$dir/prepare.log");
+kill 'TERM', $pid;
+wait_exit($pid);
+
+# Native: the same schema and rows on the second cluster, a publication and a
+# slot on the source, the subscription created disabled on that slot.
+my (undef, $schema) = Pgrepart::Cluster::run_capture([ Pgrepart::Cluster::bindir() . '/pg_dump',
+	'-s', '-t', 'chat_messages', '-t', 'users', '-t', 'tasks', '-d', $source->connstr ]);
+$native->psql("CREATE TYPE messagerole AS ENUM ('user', 'assistant', 'system', 'tool');\n$schema");
+for my $t (qw(users tasks chat_messages))
+{
+	my (undef, $data) = Pgrepart::Cluster::run_capture([ Pgrepart::Cluster::bindir() . '/psql', '-X',
+		'-d', $source->connstr, '-c', "COPY $t TO STDOUT" ]);
+	$native->psql("COPY $t FROM STDIN;\n$data\\.\n");
+}
+$source->psql(q{CREATE PUBLICATION native_pub FOR TABLE chat_messages;
+	SELECT pg_create_logical_replication_slot('native_slot', 'pgoutput')});
+my $conn = $source->connstr;
+$native->psql(qq{CREATE SUBSCRIPTION native_sub CONNECTION '$conn' PUBLICATION native_pub
+	WITH (create_slot = false, slot_name = 'native_slot', copy_data = false, enabled = false)});
+
+# The recorded stream: single-row transactions of the mixed load.
+my $load = pgbench_background($source, "$dir/pgbench.log", 'mixed.pgbench', '-c', '1',
+	'-t', $transactions);
+wait_exit($load) == 0 or die "pgbench failed:\n" . slurp("$dir/pgbench.log");
+my $end = $source->psql('SELECT pg_current_wal_lsn()');
+
+# pgrepart catches up.
+my $start = time;
+$pid = pgrepart_background("$dir/pgrepart.log", @run);
+wait_for($source, applied_up_to($end), 1800, $pid)
+  or die "pgrepart did not catch up:\n" . slurp("$dir/pgrepart.log");
+my $pgrepart_secs = time - $start;
+my $rss = 0;
+if (open my $st, '<', "/proc/$pid/status")
+{
+	while (<$st>) { $rss = $1 if /^VmHWM:\s+(\d+) kB/ }
+}
+kill 'TERM', $pid;
+wait_exit($pid);
+# The changes in the stream, as pgrepart counted them applying it.
+my ($changes) = slurp("$dir/pgrepart.log") =~ /applied (\d+) changes[^\n]*\n[^\n]*stopped/;
+$changes or die "no change count in the log:\n" . slurp("$dir/pgrepart.log");
+
+# Native catches up.
+$start = time;
+$native->psql('ALTER SUBSCRIPTION native_sub ENABLE');
+wait_for($source, qq{SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots
+	WHERE slot_name = 'native_slot'}, 1800)
+  or die "native replication did not catch up:\n" . $native->server_log;
+my $native_secs = time - $start;
+
+my ($missing, $extra) = compare_tables($source, 'chat_messages', 'chat_messages_pgrepart');
+my $p = $changes / $pgrepart_secs;
+my $n = $changes / $native_secs;
+printf "changes in the stream: %d (%d transactions)\n", $changes, $transactions;
+printf "pgrepart: %.1f s, %.0f changes/s, peak RSS %d kB, shadow differs by %s/%s rows\n",
+	$pgrepart_secs, $p, $rss, $missing, $extra;
+printf "native:   %.1f s, %.0f changes/s\n", $native_secs, $n;
+printf "bench apply: pgrepart=%.0f native=%.0f ratio=%.2f\n", $p, $n, $p / $n;
