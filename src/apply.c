@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <libpqtypes.h>
+#include <xxhash.h>
 
 #include "pgrepart/apply.h"
 #include "pgrepart/buf.h"
@@ -28,9 +29,22 @@
 typedef enum expect_kind
 {
 	EXPECT_OK,					/* BEGIN, COMMIT, PREPARE, TRUNCATE ... */
-	EXPECT_ONE_ROW,				/* INSERT, UPDATE, DELETE: exactly one row */
-	EXPECT_COUNT_ONE			/* the fallback UPDATE: a SELECT returning 1 */
+	EXPECT_ONE_ROW				/* INSERT, UPDATE, DELETE: exactly one row */
 } expect_kind;
+
+/*
+ * An UPDATE that looked in one partition (the new row's) and must look in
+ * every partition if it found nothing there: the partition column changed.
+ * Its statement and parameters, kept until the sync tells.
+ */
+typedef struct retry
+{
+	char		statement[32];	/* the key-only UPDATE's name */
+	int			nparams;
+	char	  **values;
+	int		   *lengths;
+	int		   *formats;
+} retry;
 
 typedef struct expectation
 {
@@ -38,13 +52,14 @@ typedef struct expectation
 	const char *what;			/* "insert", "update", ... */
 	lsn_t		lsn;
 	char	   *key;			/* the row's key as text, for messages */
+	retry	   *retry;			/* what to do when it finds no row, or NULL */
 } expectation;
 
 /* A prepared UPDATE for one set of changed columns. */
 typedef struct update_stmt
 {
 	char	   *mask;			/* per column: '1' in the SET list, '0' not */
-	bool		fallback;		/* with the key-only lookup */
+	bool		pruned;			/* also matches the partition column: one partition */
 	char		name[32];
 } update_stmt;
 
@@ -80,6 +95,17 @@ struct apply
 	expectation *expect;		/* queued since the last sync */
 	int			nexpect;
 	int			expect_cap;
+	expectation *retries;		/* updates to repeat by key alone after the sync */
+	int			nretries;
+
+	/*
+	 * Hashes of the keys the statements since the last sync touch.  A key
+	 * never appears twice between syncs, so an UPDATE repeated by key alone
+	 * at the sync commutes with everything queued after it.
+	 */
+	uint64_t   *segment_keys;
+	int			segment_cap;	/* a power of two, 0 = empty slot marker unused */
+	int			nsegment;
 
 	buf			run;			/* pending inserts: kind, length, bytes per value */
 	int			run_rows;
@@ -101,6 +127,7 @@ struct apply
 #define COPY_SIGNATURE "PGCOPY\n\377\r\n\0"
 
 static bool apply_sync(apply *a);
+static bool apply_run_retries(apply *a, bool ok);
 
 /* ---- values and keys ---- */
 
@@ -220,9 +247,9 @@ apply_set_param(apply *a, int i, const pgout_value *v)
 /* ---- the pipeline ---- */
 
 static void
-apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key)
+apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key, retry *r)
 {
-	expectation e = {kind, what, lsn, key};
+	expectation e = {kind, what, lsn, key, r};
 
 	if (a->nexpect == a->expect_cap)
 	{
@@ -232,19 +259,111 @@ apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key)
 	a->expect[a->nexpect++] = e;
 }
 
+static void
+apply_retry_free(retry *r)
+{
+	if (r == NULL)
+		return;
+	for (int i = 0; i < r->nparams; i++)
+		free(r->values[i]);
+	free(r->values);
+	free(r->lengths);
+	free(r->formats);
+	free(r);
+}
+
+/* Keep a statement's parameters, for repeating it later. */
+static retry *
+apply_retry_create(apply *a, const char *statement, int nparams)
+{
+	retry	   *r = xcalloc(1, sizeof(retry));
+
+	snprintf(r->statement, sizeof(r->statement), "%s", statement);
+	r->nparams = nparams;
+	r->values = xcalloc((size_t) nparams + 1, sizeof(char *));
+	r->lengths = xcalloc((size_t) nparams + 1, sizeof(int));
+	r->formats = xcalloc((size_t) nparams + 1, sizeof(int));
+	for (int i = 0; i < nparams; i++)
+	{
+		r->lengths[i] = a->lengths[i];
+		r->formats[i] = a->formats[i];
+		if (a->values[i] != NULL)
+		{
+			r->values[i] = xmalloc((size_t) a->lengths[i] + 1);
+			memcpy(r->values[i], a->values[i], (size_t) a->lengths[i]);
+			r->values[i][a->lengths[i]] = '\0';
+		}
+	}
+	return r;
+}
+
 static bool
-apply_sent(apply *a, int sent, expect_kind kind, const char *what, lsn_t lsn, char *key)
+apply_sent_retry(apply *a, int sent, expect_kind kind, const char *what, lsn_t lsn, char *key,
+				 retry *r)
 {
 	if (!sent)
 	{
 		db_log_error(a->db->conn, a->db->label, "queue a change for the shadow", NULL,
 					 a->db->sqlstate);
 		free(key);
+		apply_retry_free(r);
 		return false;
 	}
-	apply_expect(a, kind, what, lsn, key);
+	apply_expect(a, kind, what, lsn, key, r);
 	if (a->nexpect >= a->o.pipeline_depth)
 		return apply_sync(a);
+	return true;
+}
+
+static bool
+apply_sent(apply *a, int sent, expect_kind kind, const char *what, lsn_t lsn, char *key)
+{
+	return apply_sent_retry(a, sent, kind, what, lsn, key, NULL);
+}
+
+/*
+ * Note that the next statement touches key; if a statement since the last
+ * sync already did, sync first.  Hashes only: a collision costs a sync.
+ */
+static bool
+apply_claim_key(apply *a, const char *key)
+{
+	uint64_t	h = XXH3_64bits(key, strlen(key)) | 1;	/* 0 marks a free slot */
+	int			mask;
+	int			i;
+
+	if (a->segment_cap == 0 || a->nsegment * 2 >= a->segment_cap)
+	{
+		int			cap = a->segment_cap ? a->segment_cap * 2 : 2048;
+		uint64_t   *old = a->segment_keys;
+		int			oldcap = a->segment_cap;
+
+		a->segment_keys = xcalloc((size_t) cap, sizeof(uint64_t));
+		a->segment_cap = cap;
+		a->nsegment = 0;
+		for (int j = 0; j < oldcap; j++)
+		{
+			if (old[j] == 0)
+				continue;
+			for (i = (int) (old[j] & (uint64_t) (cap - 1)); a->segment_keys[i]; i = (i + 1) & (cap - 1))
+				;
+			a->segment_keys[i] = old[j];
+			a->nsegment++;
+		}
+		free(old);
+	}
+	mask = a->segment_cap - 1;
+	for (i = (int) (h & (uint64_t) mask); a->segment_keys[i] != 0; i = (i + 1) & mask)
+	{
+		if (a->segment_keys[i] == h)
+		{
+			if (!apply_sync(a))
+				return false;
+			return apply_claim_key(a, key);
+		}
+	}
+	a->segment_keys[i] = h;
+	a->nsegment++;
 	return true;
 }
 
@@ -258,7 +377,7 @@ apply_send_plain(apply *a, const char *sql, const char *what)
 
 /* Check one result against its expectation; logs the first failure. */
 static bool
-apply_check_result(apply *a, const expectation *e, PGresult *res, bool *logged)
+apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 {
 	ExecStatusType status = PQresultStatus(res);
 	char		lsn[LSN_TEXT_SIZE];
@@ -281,9 +400,21 @@ apply_check_result(apply *a, const expectation *e, PGresult *res, bool *logged)
 	}
 	if (e->kind == EXPECT_OK)
 		return true;
-	rows = e->kind == EXPECT_COUNT_ONE ? atol(PQgetvalue(res, 0, 0)) : atol(PQcmdTuples(res));
+	rows = atol(PQcmdTuples(res));
 	if (rows == 1)
 		return true;
+	if (rows == 0 && e->retry != NULL)
+	{
+		/* Not in the new row's partition: repeat by key alone after the sync. */
+		expectation r = *e;
+
+		a->retries = xrealloc(a->retries, sizeof(expectation) * (size_t) (a->nretries + 1));
+		r.kind = EXPECT_ONE_ROW;
+		a->retries[a->nretries++] = r;
+		a->expect[e - a->expect].key = NULL;
+		a->expect[e - a->expect].retry = NULL;
+		return true;
+	}
 	if (!*logged)
 	{
 		log_error("the %s of the row with key %s at %s in \"%s.%s\" found %ld rows in the shadow, "
@@ -333,8 +464,14 @@ apply_sync(apply *a)
 			PQclear(end);
 	}
 	for (int i = 0; i < a->nexpect; i++)
+	{
 		free(a->expect[i].key);
+		apply_retry_free(a->expect[i].retry);
+	}
 	a->nexpect = 0;
+	if (a->segment_cap > 0)
+		memset(a->segment_keys, 0, sizeof(uint64_t) * (size_t) a->segment_cap);
+	a->nsegment = 0;
 	/* The sync point itself. */
 	for (;;)
 	{
@@ -357,7 +494,38 @@ apply_sync(apply *a)
 		}
 		PQclear(res);
 	}
-	return ok;
+	return apply_run_retries(a, ok);
+}
+
+/*
+ * Repeat the updates that found no row in the new row's partition, by key
+ * alone (the row moved partitions).  Every key was touched once since the
+ * last sync, so these commute with what ran after them.
+ */
+static bool
+apply_run_retries(apply *a, bool ok)
+{
+	int			n = a->nretries;
+	expectation *retries = a->retries;
+
+	a->retries = NULL;
+	a->nretries = 0;
+	for (int i = 0; i < n; i++)
+	{
+		retry	   *r = retries[i].retry;
+
+		if (ok)
+			ok = apply_sent(a, PQsendQueryPrepared(a->db->conn, r->statement, r->nparams,
+												   (const char *const *) r->values, r->lengths,
+												   r->formats, 0),
+							EXPECT_ONE_ROW, "update (the row moved partitions)", retries[i].lsn,
+							retries[i].key);
+		else
+			free(retries[i].key);
+		apply_retry_free(r);
+	}
+	free(retries);
+	return ok && (n == 0 || apply_sync(a));
 }
 
 /* Run fn outside pipeline mode (COPY, catalog queries), inside the same transaction. */
@@ -560,6 +728,11 @@ apply_run_as_inserts(apply *a)
 
 		memcpy(key, wire_bytes(&r, keylen), keylen);
 		key[keylen] = '\0';
+		if (!apply_claim_key(a, key))
+		{
+			free(key);
+			return false;
+		}
 		for (int i = 0; i < a->rel->ncols; i++)
 		{
 			pgout_value v;
@@ -717,57 +890,46 @@ apply_key_condition(apply *a, buf *b, int first)
 	}
 }
 
-/* The prepared UPDATE for a SET list (mask) and lookup, prepared on first use. */
+/*
+ * The prepared UPDATE for a SET list (mask), prepared on first use: pruned
+ * matches the key and the partition column (one partition), otherwise the
+ * key alone (every partition).
+ */
 static const char *
-apply_update_statement(apply *a, const char *mask, int nset, bool fallback)
+apply_update_statement(apply *a, const char *mask, int nset, bool pruned)
 {
 	buf		   *b = &a->sql;
-	char	   *qpart;
 	update_stmt s;
+	int			n = 0;
 
 	for (int i = 0; i < a->nupdates; i++)
-		if (a->updates[i].fallback == fallback && strcmp(a->updates[i].mask, mask) == 0)
+		if (a->updates[i].pruned == pruned && strcmp(a->updates[i].mask, mask) == 0)
 			return a->updates[i].name;
 
-	qpart = ident_quoted(a->o.partition_column);
 	buf_reset(b);
-	if (fallback)
-		buf_append(b, "WITH pruned AS (");
-	for (int pass = 0; pass < (fallback ? 2 : 1); pass++)
+	buf_appendf(b, "UPDATE %s SET ", a->qshadow);
+	for (int i = 0; i < a->rel->ncols; i++)
 	{
-		int			n = 0;
-
-		if (pass == 1)
-			buf_append(b, "), anywhere AS (");
-		buf_appendf(b, "UPDATE %s SET ", a->qshadow);
-		for (int i = 0; i < a->rel->ncols; i++)
-		{
-			if (mask[i] != '1')
-				continue;
-			if (n++ > 0)
-				buf_append(b, ", ");
-			ident_quote(b, a->rel->columns[i].name);
-			buf_appendf(b, " = $%d", n);
-		}
-		buf_append(b, " WHERE ");
-		apply_key_condition(a, b, nset + 1);
-		if (pass == 0)
-			buf_appendf(b, " AND %s = $%d", qpart, nset + a->nkey + 1);
-		else
-			buf_append(b, " AND NOT EXISTS (SELECT FROM pruned)");
-		if (fallback)
-			buf_append(b, " RETURNING 1");
+		if (mask[i] != '1')
+			continue;
+		if (n++ > 0)
+			buf_append(b, ", ");
+		ident_quote(b, a->rel->columns[i].name);
+		buf_appendf(b, " = $%d", n);
 	}
-	if (fallback)
-		buf_append(b, ") SELECT (SELECT pg_catalog.count(*) FROM pruned) + "
-				   "(SELECT pg_catalog.count(*) FROM anywhere)");
-	free(qpart);
-
+	buf_append(b, " WHERE ");
+	apply_key_condition(a, b, nset + 1);
+	if (pruned)
+	{
+		buf_append(b, " AND ");
+		ident_quote(b, a->o.partition_column);
+		buf_appendf(b, " = $%d", nset + a->nkey + 1);
+	}
 	s.mask = xstrdup(mask);
-	s.fallback = fallback;
+	s.pruned = pruned;
 	snprintf(s.name, sizeof(s.name), "pgrepart_update_%d", a->nupdates);
 	ARRAY_PUSH(a->updates, a->nupdates, s);
-	if (!apply_prepare(a, s.name, b->data, nset + a->nkey + 1))
+	if (!apply_prepare(a, s.name, b->data, nset + a->nkey + (pruned ? 1 : 0)))
 		return NULL;
 	return a->updates[a->nupdates - 1].name;
 }
@@ -777,15 +939,18 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 {
 	const pgout_tuple *newt = &m->update.newtuple;
 	const pgout_tuple *oldt = m->update.oldkind ? &m->update.oldtuple : newt;
-	/* The old partition value is exact when the old tuple carries it. */
-	bool		exact = m->update.oldkind == 'O' ||
-		(a->identity_has_part && m->update.oldkind == 'K') || (a->identity_has_part && !m->update.oldkind);
-	const pgout_value *part = exact && m->update.oldkind ? &oldt->values[a->part] : &newt->values[a->part];
+	/* The old partition value is known when the old tuple carries it. */
+	bool		exact = m->update.oldkind == 'O' || a->identity_has_part;
+	const pgout_value *part = m->update.oldkind && exact ? &oldt->values[a->part] :
+		&newt->values[a->part];
 	char	   *mask = xmalloc((size_t) a->rel->ncols + 1);
-	const char *name;
+	const char *pruned_name;
+	const char *keyonly_name = NULL;
+	char	   *key;
+	retry	   *r = NULL;
 	int			nset = 0;
 	int			p = 0;
-	bool		ok;
+	bool		ok = false;
 
 	if (newt->ncols != a->rel->ncols || oldt->ncols != a->rel->ncols)
 	{
@@ -815,24 +980,46 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 		nset += mask[i] == '1';
 	}
 	mask[newt->ncols] = '\0';
-	name = apply_update_statement(a, mask, nset, !exact);
-	ok = name != NULL;
-	if (ok)
+
+	/* Both the old and the new key are touched (they differ when the key changed). */
+	key = apply_describe_key(a, oldt);
+	if (!apply_claim_key(a, key))
+		goto cleanup;
+	if (m->update.oldkind == 'K' || m->update.oldkind == 'O')
 	{
-		apply_reserve_params(a, nset + a->nkey + 1);
-		for (int i = 0; i < newt->ncols; i++)
-			if (mask[i] == '1')
-				apply_set_param(a, p++, &newt->values[i]);
-		for (int i = 0; i < a->nkey; i++)
-			apply_set_param(a, p++, &oldt->values[a->key[i]]);
-		apply_set_param(a, p++, part);
-		ok = apply_sent(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
-											   a->formats, 0),
-						exact ? EXPECT_ONE_ROW : EXPECT_COUNT_ONE, "update", lsn,
-						apply_describe_key(a, oldt));
+		char	   *newkey = apply_describe_key(a, newt);
+		bool		claimed = strcmp(newkey, key) == 0 || apply_claim_key(a, newkey);
+
+		free(newkey);
+		if (!claimed)
+			goto cleanup;
 	}
-	free(mask);
+	/* Both before taking either name: preparing one may move the other. */
+	if ((!exact && apply_update_statement(a, mask, nset, false) == NULL) ||
+		apply_update_statement(a, mask, nset, true) == NULL)
+		goto cleanup;
+	pruned_name = apply_update_statement(a, mask, nset, true);
+	if (!exact)
+		keyonly_name = apply_update_statement(a, mask, nset, false);
+	apply_reserve_params(a, nset + a->nkey + 1);
+	for (int i = 0; i < newt->ncols; i++)
+		if (mask[i] == '1')
+			apply_set_param(a, p++, &newt->values[i]);
+	for (int i = 0; i < a->nkey; i++)
+		apply_set_param(a, p++, &oldt->values[a->key[i]]);
+	/* Without the old partition value, the key-only UPDATE is the fallback. */
+	if (!exact)
+		r = apply_retry_create(a, keyonly_name, p);
+	apply_set_param(a, p++, part);
+	ok = apply_sent_retry(a, PQsendQueryPrepared(a->db->conn, pruned_name, p, a->values,
+												 a->lengths, a->formats, 0),
+						  EXPECT_ONE_ROW, "update", lsn, key, r);
+	key = NULL;
 	a->stats.updates++;
+
+cleanup:
+	free(key);
+	free(mask);
 	return ok;
 }
 
@@ -842,6 +1029,7 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 	const pgout_tuple *oldt = &m->delete.oldtuple;
 	bool		with_part = m->delete.oldkind == 'O' || a->identity_has_part;
 	const char *name = with_part ? "pgrepart_delete_pruned" : "pgrepart_delete";
+	char	   *key;
 	int			p = 0;
 
 	if (oldt->ncols != a->rel->ncols)
@@ -865,6 +1053,12 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 			return false;
 		a->delete_prepared[with_part] = true;
 	}
+	key = apply_describe_key(a, oldt);
+	if (!apply_claim_key(a, key))
+	{
+		free(key);
+		return false;
+	}
 	apply_reserve_params(a, a->nkey + 1);
 	for (int i = 0; i < a->nkey; i++)
 		apply_set_param(a, p++, &oldt->values[a->key[i]]);
@@ -873,7 +1067,7 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 	a->stats.deletes++;
 	return apply_sent(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
 											 a->formats, 0),
-					  EXPECT_ONE_ROW, "delete", lsn, apply_describe_key(a, oldt));
+					  EXPECT_ONE_ROW, "delete", lsn, key);
 }
 
 /* ---- relations ---- */
@@ -1164,8 +1358,18 @@ apply_destroy(apply *a)
 	if (a == NULL)
 		return;
 	for (int i = 0; i < a->nexpect; i++)
+	{
 		free(a->expect[i].key);
+		apply_retry_free(a->expect[i].retry);
+	}
 	free(a->expect);
+	for (int i = 0; i < a->nretries; i++)
+	{
+		free(a->retries[i].key);
+		apply_retry_free(a->retries[i].retry);
+	}
+	free(a->retries);
+	free(a->segment_keys);
 	for (int i = 0; i < a->ncolumns; i++)
 		free(a->columns[i]);
 	free(a->columns);
