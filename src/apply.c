@@ -1340,7 +1340,15 @@ apply_create(db *target, const apply_options *o)
 	a->qshadow = ident_qualified(o->schema, o->shadow);
 	buf_init(&a->run);
 	buf_init(&a->sql);
-	if (!apply_read_columns(a) || !apply_read_bounds(a) || !apply_take_origin(a, &a->committed))
+	/*
+	 * The same few statements run millions of times: plan them once.  For a
+	 * partitioned table the planner otherwise keeps choosing a custom plan
+	 * (pruned at plan time) and plans every execution; a generic plan prunes
+	 * at executor start-up instead.
+	 */
+	if (!db_exec(a->db, "set up the apply session",
+				 "SET plan_cache_mode = force_generic_plan") ||
+		!apply_read_columns(a) || !apply_read_bounds(a) || !apply_take_origin(a, &a->committed))
 		goto fail;
 	a->pending_lsn = a->committed;
 	if (!apply_enter_pipeline(a))
