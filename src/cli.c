@@ -22,6 +22,7 @@
 #include "pgrepart/log.h"
 #include "pgrepart/plan.h"
 #include "pgrepart/run.h"
+#include "pgrepart/status.h"
 
 typedef struct cli_command
 {
@@ -93,8 +94,13 @@ static const char run_help[] =
 	"\nExit status: 1 error, 2 usage error, 4 a preflight check blocks,\n"
 	"5 stopped on request (run again to resume).\n";
 static const char status_help[] =
-	"Usage: pgrepart status -d CONNINFO [-t TABLE]\n"
-	"\nShow a migration's phase, lag and readiness. Not implemented in this version.\n";
+	"Usage: pgrepart status -d CONNINFO [-t TABLE] [--json]\n"
+	"\n"
+	"Show the migrations in the database (or of one table): phase, the slot and\n"
+	"the WAL it retains, how far the shadow is behind, and the apply's durable\n"
+	"position. Reads only.\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 shown, 1 error, 2 usage error, 6 no migration found.\n";
 static const char cutover_help[] =
 	"Usage: pgrepart cutover -d CONNINFO -t TABLE\n"
 	"\nSwap in a synced shadow (with run --cutover=manual). Not implemented in this version.\n";
@@ -111,12 +117,13 @@ static const char partitions_help[] =
 
 static int	cli_plan(int argc, char **argv);
 static int	cli_run(int argc, char **argv);
+static int	cli_status(int argc, char **argv);
 static int	cli_not_implemented(int argc, char **argv);
 
 static const cli_command commands[] = {
 	{"plan", "print the shadow DDL and preflight findings; changes nothing", cli_plan, plan_help},
 	{"run", "migrate the table online (prepare, copy, stream)", cli_run, run_help},
-	{"status", "show a migration's phase, lag and readiness", cli_not_implemented, status_help},
+	{"status", "show a migration's phase, lag and readiness", cli_status, status_help},
 	{"cutover", "swap in the synced shadow table", cli_not_implemented, cutover_help},
 	{"verify", "compare two tables by xxHash checksums", cli_not_implemented, verify_help},
 	{"abort", "remove a migration's slot, publication, shadow and state",
@@ -137,7 +144,8 @@ cli_usage(FILE *out)
 		  "  -h, --help     show this help; pgrepart COMMAND --help for a command's\n"
 		  "  -V, --version  show the version\n"
 		  "\nExit status: 0 success, 1 failure, 2 usage error, 3 verification found a\n"
-		  "difference, 4 a preflight check blocks the migration, 5 stopped on request.\n", out);
+		  "difference, 4 a preflight check blocks the migration, 5 stopped on request,\n"
+		  "6 no migration found.\n", out);
 }
 
 static int	cli_usage_error(const char *command, const char *fmt,...)
@@ -423,6 +431,55 @@ cli_run(int argc, char **argv)
 	}
 	ident_free_keywords();
 	cli_plan_args_free(&args);
+	return rc;
+}
+
+static int
+cli_status(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"dbname", required_argument, NULL, 'd'},
+		{"table", required_argument, NULL, 't'},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}
+	};
+	cli_common common = {0};
+	char	   *schema = NULL, *table = NULL;
+	char		err[256];
+	db			d = {0};
+	bool		found = false;
+	int			rc = EXIT_FAIL;
+	int			c;
+
+	while ((c = getopt_long(argc, argv, "d:t:vqh", options, NULL)) != -1)
+	{
+		if (cli_common_option(c, &common))
+			continue;
+		if (c == OPT_JSON)
+			common.json = true;
+		else if (c == 'h')
+		{
+			fputs(status_help, stdout);
+			return EXIT_OK;
+		}
+		else
+			return cli_usage_error("status", "%s", "invalid option");
+	}
+	if (optind < argc)
+		return cli_usage_error("status", "unexpected argument \"%s\"", argv[optind]);
+	if (common.table != NULL &&
+		!ident_parse_qualified(common.table, &schema, &table, err, sizeof(err)))
+		return cli_usage_error("status", "invalid table name \"%s\": %s", common.table, err);
+	if (db_connect(&d, common.dbname, "source") &&
+		status_report(&d, schema, table, common.json, stdout, &found))
+		rc = found ? EXIT_OK : EXIT_NOTHING;
+	db_close(&d);
+	ident_free_keywords();
+	free(schema);
+	free(table);
 	return rc;
 }
 

@@ -12,7 +12,8 @@ typedef enum cli_exit
 	EXIT_USAGE = 2,				/* bad command line */
 	EXIT_DIFFERENT = 3,			/* verify: the tables differ */
 	EXIT_BLOCKED = 4,			/* plan, run: a preflight check blocks the migration */
-	EXIT_STOPPED = 5			/* run: stopped on request; run again to resume */
+	EXIT_STOPPED = 5,			/* run: stopped on request; run again to resume */
+	EXIT_NOTHING = 6			/* status: no migration found */
 } cli_exit;
 
 int			cli_main(int argc, char **argv);

@@ -8,6 +8,7 @@ use strict;
 use warnings;
 use File::Temp qw(tempdir);
 use Test::More;
+use JSON::PP ();
 use Pgrepart::Cluster;
 use Pgrepart::Test;
 
@@ -54,6 +55,21 @@ is(wait_exit($run), 5, 'SIGTERM stops the run cleanly (exit 5)');
 my $log = slurp("$dir/run.log");
 like($log, qr/stopped; run the same command again to resume/, 'and it says how to resume');
 unlike($log, qr/error:/, 'no errors') or diag($log);
+
+# status, for people and for machines.
+my ($src, $sout, $serr) = pgrepart('status', '-d', $node->connstr);
+is($src, 0, 'status exits 0') or diag($serr);
+like($sout, qr/migration 1: public\.chat_messages -> public\.chat_messages_pgrepart\n  phase\s+streaming/,
+	'status shows the migration and its phase');
+like($sout, qr/slot\s+pgrepart_\d+_1, idle: no run is consuming it, retains [\d.]+ MB of WAL/,
+	'status says the stopped run leaves the slot idle, and what it retains');
+($src, $sout) = pgrepart('status', '-d', $node->connstr, '-t', 'chat_messages', '--json');
+my $st = JSON::PP::decode_json($sout);
+is($st->{migrations}[0]{phase}, 'streaming', 'status --json gives the phase');
+ok($st->{migrations}[0]{slot_exists} && defined $st->{migrations}[0]{applied_lsn},
+	'and the slot and the applied position');
+($src) = pgrepart('status', '-d', $node->connstr, '-t', 'other_table');
+is($src, 6, 'status of a table with no migration exits 6');
 
 my $rows = $node->psql('SELECT count(*) FROM chat_messages');
 is($node->psql('SELECT count(*) FROM chat_messages_pgrepart'), $rows, "same row count ($rows)");

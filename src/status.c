@@ -1,0 +1,121 @@
+/* status.c: pgrepart status; see status.h. */
+#include <stdlib.h>
+
+#include <libpqtypes.h>
+
+#include "pgrepart/ident.h"
+#include "pgrepart/json.h"
+#include "pgrepart/status.h"
+
+/*
+ * One row per migration: the slot's and origin's positions are read from
+ * the server's views, so a crashed run's leftovers show as they are.
+ */
+static const char status_sql[] =
+	"SELECT m.id, m.source_schema::pg_catalog.text, m.source_table::pg_catalog.text, "
+	"  m.shadow_table::pg_catalog.text, m.phase, m.slot_name::pg_catalog.text, "
+	"  s.slot_name IS NOT NULL, COALESCE(s.active, false), "
+	"  COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::pg_catalog.int8, "
+	"  COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::pg_catalog.int8, "
+	"  (SELECT o.remote_lsn::pg_catalog.text FROM pg_catalog.pg_replication_origin_status o "
+	"   WHERE o.external_id = m.origin_name AND o.remote_lsn <> '0/0'), "
+	"  pg_catalog.to_char(m.updated_at, 'YYYY-MM-DD HH24:MI:SS OF'), "
+	"  pg_catalog.pg_current_wal_lsn()::pg_catalog.text "
+	"FROM pgrepart.migration m "
+	"LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = m.slot_name "
+	"WHERE %bool OR ((%bool OR m.source_schema = %text) AND m.source_table = %text) "
+	"ORDER BY m.id";
+
+static void
+status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGint8 behind,
+			bool slot_exists, bool slot_active)
+{
+	char	   *source = ident_qualified(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+	char	   *shadow = ident_qualified(PQgetvalue(res, i, 1), PQgetvalue(res, i, 3));
+
+	fprintf(out, "migration %d: %s -> %s\n", id, source, shadow);
+	fprintf(out, "  phase          %s (since %s)\n", PQgetvalue(res, i, 4), PQgetvalue(res, i, 11));
+	if (slot_exists)
+		fprintf(out, "  slot           %s, %s, retains %.1f MB of WAL\n", PQgetvalue(res, i, 5),
+				slot_active ? "streaming" : "idle: no run is consuming it",
+				(double) retained / 1048576.0);
+	else
+		fprintf(out, "  slot           %s (not created yet)\n", PQgetvalue(res, i, 5));
+	if (slot_exists)
+		fprintf(out, "  behind         %.1f MB of WAL (server at %s)\n",
+				(double) behind / 1048576.0, PQgetvalue(res, i, 12));
+	fprintf(out, "  applied up to  %s\n",
+			PQgetisnull(res, i, 10) ? "nothing yet" : PQgetvalue(res, i, 10));
+	free(source);
+	free(shadow);
+}
+
+bool
+status_report(db *d, const char *schema, const char *table, bool json, FILE *out, bool *found)
+{
+	PGresult   *res;
+	buf			b;
+	json_writer w;
+	bool		exists;
+
+	*found = false;
+	res = db_execf(d, "look for pgrepart's state",
+				   "SELECT pg_catalog.to_regclass('pgrepart.migration') IS NOT NULL");
+	if (res == NULL)
+		return false;
+	exists = PQgetvalue(res, 0, 0)[0] != 0;
+	PQclear(res);
+	res = exists ? db_execf(d, "read the migrations", status_sql, table == NULL, schema == NULL,
+							schema ? schema : "", table ? table : "") : NULL;
+	if (exists && res == NULL)
+		return false;
+
+	buf_init(&b);
+	json_init(&w, &b);
+	json_begin_object(&w);
+	json_key(&w, "migrations");
+	json_begin_array(&w);
+	for (int i = 0; res != NULL && i < PQntuples(res); i++)
+	{
+		PGint4		id;
+		PGbool		slot_exists, slot_active;
+		PGint8		retained, behind;
+
+		if (!db_getf(res, i, "%int4 %bool %bool %int8 %int8", 0, &id, 6, &slot_exists,
+					 7, &slot_active, 8, &retained, 9, &behind))
+		{
+			PQclear(res);
+			buf_free(&b);
+			return false;
+		}
+		*found = true;
+		if (!json)
+		{
+			status_text(res, i, out, id, retained, behind, slot_exists, slot_active);
+			continue;
+		}
+		json_begin_object(&w);
+		json_kv_int(&w, "id", id);
+		json_kv_string(&w, "schema", PQgetvalue(res, i, 1));
+		json_kv_string(&w, "table", PQgetvalue(res, i, 2));
+		json_kv_string(&w, "shadow", PQgetvalue(res, i, 3));
+		json_kv_string(&w, "phase", PQgetvalue(res, i, 4));
+		json_kv_string(&w, "slot", PQgetvalue(res, i, 5));
+		json_kv_bool(&w, "slot_exists", slot_exists);
+		json_kv_bool(&w, "slot_active", slot_active);
+		json_kv_int(&w, "retained_wal_bytes", retained);
+		json_kv_int(&w, "behind_bytes", behind);
+		json_kv_string(&w, "applied_lsn", PQgetisnull(res, i, 10) ? NULL : PQgetvalue(res, i, 10));
+		json_kv_string(&w, "updated_at", PQgetvalue(res, i, 11));
+		json_end_object(&w);
+	}
+	json_end_array(&w);
+	json_end_object(&w);
+	if (json)
+		fprintf(out, "%s\n", b.data);
+	else if (!*found)
+		fputs("no migrations in this database\n", out);
+	buf_free(&b);
+	PQclear(res);
+	return true;
+}
