@@ -1,0 +1,58 @@
+# A column added, dropped or retyped on the source while the stream is
+# applied stops the run with a clear error, before anything of it is applied;
+# a TRUNCATE of the source empties the shadow.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use Test::More;
+use Pgrepart::Cluster;
+use Pgrepart::Test;
+
+my $node = Pgrepart::Cluster->new;
+my $dir = tempdir(CLEANUP => 1);
+
+sub migrate
+{
+	my ($table) = @_;
+	$node->psql(qq{CREATE TABLE $table (id int PRIMARY KEY, at timestamp NOT NULL, note text);
+		INSERT INTO $table SELECT g, timestamp '2025-01-01' + g * interval '1 day', 'n'
+		FROM generate_series(1, 100) g});
+	my $pid = pgrepart_background("$dir/$table.log", 'run', '-d', $node->connstr, '-t', $table,
+		'-k', 'at', '--interval', '1 month');
+	wait_for($node, qq{SELECT count(*) = 1 FROM pg_replication_slots s
+		JOIN pgrepart.migration m ON m.slot_name = s.slot_name
+		WHERE m.source_table = '$table' AND s.active}, 60, $pid)
+	  or diag(slurp("$dir/$table.log"));
+	return $pid;
+}
+
+my %changes = (
+	added => 'ALTER TABLE added ADD COLUMN extra int; UPDATE added SET extra = 1 WHERE id = 1',
+	dropped => 'ALTER TABLE dropped DROP COLUMN note; UPDATE dropped SET at = at WHERE id = 1',
+	retyped => 'ALTER TABLE retyped ALTER COLUMN note TYPE varchar(20); UPDATE retyped SET note = $$x$$ WHERE id = 1',
+);
+for my $table (sort keys %changes)
+{
+	my $pid = migrate($table);
+	$node->psql($changes{$table});
+	is(wait_exit($pid), 1, "column $table: the run stops with an error");
+	my $log = slurp("$dir/$table.log");
+	like($log, qr/error: table "public.$table" changed during the migration: column "\w+" was \S*$table/,
+		"column $table: the error names the table, the column and the change");
+	like($log, qr/hint: Abort the migration/, "column $table: with a hint");
+	is($node->psql(qq{SELECT count(*) FROM ${table}_pgrepart WHERE id = 1 AND note = 'n'}), 1,
+		"column $table: nothing of the change reached the shadow");
+}
+
+my $pid = migrate('emptied');
+$node->psql(q{TRUNCATE emptied; INSERT INTO emptied VALUES (7, '2025-02-02', 'after')});
+my $lsn = $node->psql('SELECT pg_current_wal_lsn()');
+ok(wait_for($node, qq{SELECT s.confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots s
+	JOIN pgrepart.migration m ON m.slot_name = s.slot_name WHERE m.source_table = 'emptied'}, 60, $pid),
+	'the truncate and the insert after it are applied') or diag(slurp("$dir/emptied.log"));
+kill 'TERM', $pid;
+wait_exit($pid);
+is($node->psql(q{SELECT string_agg(id || ':' || note, ',') FROM emptied_pgrepart}), '7:after',
+	'TRUNCATE emptied the shadow');
+
+done_testing();
