@@ -50,9 +50,21 @@ my $lsn = $node->psql('SELECT pg_current_wal_lsn()');
 ok(wait_for($node, qq{SELECT s.confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots s
 	JOIN pgrepart.migration m ON m.slot_name = s.slot_name WHERE m.source_table = 'emptied'}, 60, $pid),
 	'the truncate and the insert after it are applied') or diag(slurp("$dir/emptied.log"));
-kill 'TERM', $pid;
-wait_exit($pid);
 is($node->psql(q{SELECT string_agg(id || ':' || note, ',') FROM emptied_pgrepart}), '7:after',
 	'TRUNCATE emptied the shadow');
+
+# The replication connection dropped from the server's side: the run
+# reconnects and carries on from the origin's progress.
+$node->psql(q{SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active});
+$node->psql(q{INSERT INTO emptied VALUES (8, '2025-03-03', 'reconnected')});
+$lsn = $node->psql('SELECT pg_current_wal_lsn()');
+ok(wait_for($node, qq{SELECT s.confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots s
+	JOIN pgrepart.migration m ON m.slot_name = s.slot_name WHERE m.source_table = 'emptied'}, 60, $pid),
+	'after the walsender is terminated, the run reconnects and applies');
+like(slurp("$dir/emptied.log"), qr/reconnecting in \d+ s/, 'and says it reconnected');
+kill 'TERM', $pid;
+is(wait_exit($pid), 5, 'then stops cleanly');
+is($node->psql(q{SELECT string_agg(id || ':' || note, ',' ORDER BY id) FROM emptied_pgrepart}),
+	'7:after,8:reconnected', 'nothing lost or doubled across the reconnection');
 
 done_testing();
