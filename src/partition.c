@@ -199,15 +199,13 @@ partition_read_min_max(db *d, const catalog_table *t, const catalog_column *colu
 	return true;
 }
 
+/* The server's reading of an interval: whole months, days, and microseconds. */
 static bool
-partition_scheme_from_server(db *d, const catalog_column *column, const char *interval,
-							 partition_scheme *s)
+partition_interval_shape(db *d, const char *interval, PGint4 *months, PGint4 *days,
+						 PGint8 *micros)
 {
 	PGresult   *res;
-	PGint4		months, days;
-	PGint8		micros;
-	char		err[256];
-	bool		ok = false;
+	bool		ok;
 
 	res = db_execf(d, "read the partition interval",
 				   "SELECT (pg_catalog.date_part('year', i) * 12 + pg_catalog.date_part('month', i))::pg_catalog.int4, "
@@ -216,31 +214,40 @@ partition_scheme_from_server(db *d, const catalog_column *column, const char *in
 				   "    + pg_catalog.date_part('second', i)) * 1000000)::pg_catalog.int8 "
 				   "FROM (SELECT %text::pg_catalog.interval AS i) AS iv", interval);
 	if (res == NULL)
+		return false;
+	ok = db_getf(res, 0, "%int4 %int4 %int8", 0, months, 1, days, 2, micros);
+	PQclear(res);
+	return ok;
+}
+
+static bool
+partition_scheme_from_server(db *d, const catalog_column *column, const char *interval,
+							 partition_scheme *s)
+{
+	PGint4		months, days;
+	PGint8		micros;
+	char		err[256];
+
+	if (!partition_interval_shape(d, interval, &months, &days, &micros))
 	{
 		log_hint("Give --interval as PostgreSQL writes intervals: '1 month', '3 months', "
 				 "'1 year', '1 week', '1 day'.");
 		return false;
 	}
-	if (!db_getf(res, 0, "%int4 %int4 %int8", 0, &months, 1, &days, 2, &micros))
-		goto cleanup;
 	if (!partition_scheme_for_interval(s, months, days, micros, err, sizeof(err)))
 	{
 		log_error("invalid partition interval \"%s\": %s", interval, err);
 		log_hint("Use an interval such as '1 month', '3 months', '1 year', '1 week' or '1 day'.");
-		goto cleanup;
+		return false;
 	}
 	if (s->kind == PARTITION_TIME && column->base_type == CATALOG_DATEOID)
 	{
 		log_error("invalid partition interval \"%s\": column \"%s\" is a date, so "
 				  "partitions must span whole days", interval, column->name);
 		log_hint("Use an interval of whole days, weeks, months or years.");
-		goto cleanup;
+		return false;
 	}
-	ok = true;
-
-cleanup:
-	PQclear(res);
-	return ok;
+	return true;
 }
 
 static bool
@@ -455,25 +462,14 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 		goto cleanup;
 	if (!integer)
 	{
-		/* The same naming as the plan: ask the interval's shape. */
-		PGresult   *iv = db_execf(d, "read the partition interval",
-								  "SELECT (pg_catalog.date_part('year', i) * 12 + pg_catalog.date_part('month', i))::pg_catalog.int4, "
-								  "  pg_catalog.date_part('day', i)::pg_catalog.int4, "
-								  "  ((pg_catalog.date_part('hour', i) * 3600 + pg_catalog.date_part('minute', i) * 60 "
-								  "    + pg_catalog.date_part('second', i)) * 1000000)::pg_catalog.int8 "
-								  "FROM (SELECT %text::pg_catalog.interval AS i) AS iv", interval);
+		/* The same naming as the plan's, from the interval's shape. */
 		PGint4		months = 0, days = 0;
 		PGint8		micros = 0;
 		char		err[128];
 
-		if (iv == NULL)
+		if (!partition_interval_shape(d, interval, &months, &days, &micros) ||
+			!partition_scheme_for_interval(&created->scheme, months, days, micros, err, sizeof(err)))
 			goto cleanup;
-		ok = db_getf(iv, 0, "%int4 %int4 %int8", 0, &months, 1, &days, 2, &micros) &&
-			partition_scheme_for_interval(&created->scheme, months, days, micros, err, sizeof(err));
-		PQclear(iv);
-		if (!ok)
-			goto cleanup;
-		ok = false;
 	}
 	{
 		catalog_table named = {0};

@@ -27,6 +27,20 @@ plan_finding_level_name(finding_level level)
 	return level_names[level];
 }
 
+static const char *const phase_names[] = {
+	[PLAN_PHASE_TABLE] = "table",
+	[PLAN_PHASE_PARTITION] = "partition",
+	[PLAN_PHASE_INDEX] = "index",
+	[PLAN_PHASE_FOREIGN_KEY] = "foreign_key",
+	[PLAN_PHASE_COMMENT] = "comment",
+};
+
+const char *
+plan_phase_name(plan_phase phase)
+{
+	return phase_names[phase];
+}
+
 void
 plan_add_finding(plan *p, finding_level level, const char *check, const char *hint,
 				 const char *fmt,...)

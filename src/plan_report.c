@@ -7,14 +7,6 @@
 #include "pgrepart/mem.h"
 #include "pgrepart/plan.h"
 
-static const char *const phase_names[] = {
-	[PLAN_PHASE_TABLE] = "table",
-	[PLAN_PHASE_PARTITION] = "partition",
-	[PLAN_PHASE_INDEX] = "index",
-	[PLAN_PHASE_FOREIGN_KEY] = "foreign_key",
-	[PLAN_PHASE_COMMENT] = "comment",
-};
-
 void
 plan_print_sql(const plan *p, FILE *out)
 {
@@ -208,7 +200,7 @@ plan_print_json(const plan *p, FILE *out)
 	for (int i = 0; i < p->nstatements; i++)
 	{
 		json_begin_object(&w);
-		json_kv_string(&w, "phase", phase_names[p->statements[i].phase]);
+		json_kv_string(&w, "phase", plan_phase_name(p->statements[i].phase));
 		json_kv_string(&w, "sql", p->statements[i].sql);
 		json_end_object(&w);
 	}

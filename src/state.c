@@ -32,14 +32,6 @@ static const char schema_sql[] =
 	"  sql text NOT NULL,"
 	"  PRIMARY KEY (migration_id, ord))";
 
-static const char *const phase_names[] = {
-	[PLAN_PHASE_TABLE] = "table",
-	[PLAN_PHASE_PARTITION] = "partition",
-	[PLAN_PHASE_INDEX] = "index",
-	[PLAN_PHASE_FOREIGN_KEY] = "foreign_key",
-	[PLAN_PHASE_COMMENT] = "comment",
-};
-
 bool
 state_ensure(db *d)
 {
@@ -134,7 +126,7 @@ state_create(db *d, const plan *p, state_migration **out)
 	{
 		res = db_execf(d, "record the shadow's DDL",
 					   "INSERT INTO pgrepart.statement VALUES (%int4, %int4, %text, %text)",
-					   (*out)->id, i, phase_names[p->statements[i].phase], p->statements[i].sql);
+					   (*out)->id, i, plan_phase_name(p->statements[i].phase), p->statements[i].sql);
 		if (res == NULL)
 			goto cleanup;
 		PQclear(res);
@@ -180,7 +172,7 @@ state_run_statements(db *d, const state_migration *m, plan_phase phase)
 
 	res = db_execf(d, "read the shadow's DDL",
 				   "SELECT sql FROM pgrepart.statement WHERE migration_id = %int4 AND phase = %text "
-				   "ORDER BY ord", m->id, phase_names[phase]);
+				   "ORDER BY ord", m->id, plan_phase_name(phase));
 	if (res == NULL)
 		return false;
 	for (int i = 0; i < PQntuples(res) && ok; i++)
