@@ -55,6 +55,14 @@ typedef struct expectation
 	retry	   *retry;			/* what to do when it finds no row, or NULL */
 } expectation;
 
+/* A set of key hashes (open addressing; 0 marks a free slot). */
+typedef struct keyset
+{
+	uint64_t   *slots;
+	int			cap;			/* a power of two */
+	int			count;
+} keyset;
+
 /* A prepared UPDATE for one set of changed columns. */
 typedef struct update_stmt
 {
@@ -99,13 +107,13 @@ struct apply
 	int			nretries;
 
 	/*
-	 * Hashes of the keys the statements since the last sync touch.  A key
-	 * never appears twice between syncs, so an UPDATE repeated by key alone
-	 * at the sync commutes with everything queued after it.
+	 * The keys the statements since the last sync touch.  A key never
+	 * appears twice between syncs, so an UPDATE repeated by key alone at the
+	 * sync commutes with everything queued after it.
 	 */
-	uint64_t   *segment_keys;
-	int			segment_cap;	/* a power of two, 0 = empty slot marker unused */
-	int			nsegment;
+	keyset		segment;
+	/* The keys of the pending inserts: a change to one sends them first. */
+	keyset		run_keys;
 
 	buf			run;			/* pending inserts: kind, length, bytes per value */
 	int			run_rows;
@@ -321,49 +329,71 @@ apply_sent(apply *a, int sent, expect_kind kind, const char *what, lsn_t lsn, ch
 	return apply_sent_retry(a, sent, kind, what, lsn, key, NULL);
 }
 
+static uint64_t
+keyset_hash(const char *key)
+{
+	return XXH3_64bits(key, strlen(key)) | 1;	/* never 0, the free-slot marker */
+}
+
+static bool
+keyset_contains(const keyset *k, uint64_t h)
+{
+	if (k->cap == 0)
+		return false;
+	for (int i = (int) (h & (uint64_t) (k->cap - 1)); k->slots[i] != 0; i = (i + 1) & (k->cap - 1))
+		if (k->slots[i] == h)
+			return true;
+	return false;
+}
+
+static void
+keyset_add(keyset *k, uint64_t h)
+{
+	int			i;
+
+	if (k->cap == 0 || k->count * 2 >= k->cap)
+	{
+		keyset		grown = {xcalloc((size_t) (k->cap ? k->cap * 2 : 2048), sizeof(uint64_t)),
+		k->cap ? k->cap * 2 : 2048, 0};
+
+		for (int j = 0; j < k->cap; j++)
+			if (k->slots[j] != 0)
+				keyset_add(&grown, k->slots[j]);
+		free(k->slots);
+		*k = grown;
+	}
+	for (i = (int) (h & (uint64_t) (k->cap - 1)); k->slots[i] != 0; i = (i + 1) & (k->cap - 1))
+		if (k->slots[i] == h)
+			return;
+	k->slots[i] = h;
+	k->count++;
+}
+
+static void
+keyset_clear(keyset *k)
+{
+	if (k->cap > 0)
+		memset(k->slots, 0, sizeof(uint64_t) * (size_t) k->cap);
+	k->count = 0;
+}
+
+static bool apply_flush_run(apply *a);
+
 /*
- * Note that the next statement touches key; if a statement since the last
- * sync already did, sync first.  Hashes only: a collision costs a sync.
+ * Note that the next statement touches key.  Pending inserts of that key go
+ * first; if a statement since the last sync touched it, sync first.  Hashes
+ * only: a collision costs a flush or a sync, never a wrong order.
  */
 static bool
 apply_claim_key(apply *a, const char *key)
 {
-	uint64_t	h = XXH3_64bits(key, strlen(key)) | 1;	/* 0 marks a free slot */
-	int			mask;
-	int			i;
+	uint64_t	h = keyset_hash(key);
 
-	if (a->segment_cap == 0 || a->nsegment * 2 >= a->segment_cap)
-	{
-		int			cap = a->segment_cap ? a->segment_cap * 2 : 2048;
-		uint64_t   *old = a->segment_keys;
-		int			oldcap = a->segment_cap;
-
-		a->segment_keys = xcalloc((size_t) cap, sizeof(uint64_t));
-		a->segment_cap = cap;
-		a->nsegment = 0;
-		for (int j = 0; j < oldcap; j++)
-		{
-			if (old[j] == 0)
-				continue;
-			for (i = (int) (old[j] & (uint64_t) (cap - 1)); a->segment_keys[i]; i = (i + 1) & (cap - 1))
-				;
-			a->segment_keys[i] = old[j];
-			a->nsegment++;
-		}
-		free(old);
-	}
-	mask = a->segment_cap - 1;
-	for (i = (int) (h & (uint64_t) mask); a->segment_keys[i] != 0; i = (i + 1) & mask)
-	{
-		if (a->segment_keys[i] == h)
-		{
-			if (!apply_sync(a))
-				return false;
-			return apply_claim_key(a, key);
-		}
-	}
-	a->segment_keys[i] = h;
-	a->nsegment++;
+	if (keyset_contains(&a->run_keys, h) && !apply_flush_run(a))
+		return false;
+	if (keyset_contains(&a->segment, h) && !apply_sync(a))
+		return false;
+	keyset_add(&a->segment, h);
 	return true;
 }
 
@@ -469,9 +499,7 @@ apply_sync(apply *a)
 		apply_retry_free(a->expect[i].retry);
 	}
 	a->nexpect = 0;
-	if (a->segment_cap > 0)
-		memset(a->segment_keys, 0, sizeof(uint64_t) * (size_t) a->segment_cap);
-	a->nsegment = 0;
+	keyset_clear(&a->segment);
 	/* The sync point itself. */
 	for (;;)
 	{
@@ -823,6 +851,8 @@ apply_flush_run(apply *a)
 
 	if (a->run_rows == 0)
 		return true;
+	/* From here the inserts are on their way: their keys are the pipeline's to track. */
+	keyset_clear(&a->run_keys);
 	if (a->run_rows >= a->o.copy_threshold && !a->run_has_text)
 		ok = apply_run_as_copy(a);
 	else
@@ -847,6 +877,7 @@ apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
 	if (!apply_check_partition(a, t))
 		return false;
 	key = apply_describe_key(a, t);
+	keyset_add(&a->run_keys, keyset_hash(key));
 	wire_put_u64(&a->run, lsn);
 	wire_put_u32(&a->run, (uint32_t) strlen(key));
 	buf_append(&a->run, key);
@@ -1195,9 +1226,14 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 				  pgout_kind_name(m->kind), lsn);
 		return false;
 	}
-	/* Anything but an insert ends a run of inserts. */
-	if (m->kind != PGOUT_INSERT && m->kind != PGOUT_BEGIN && m->kind != PGOUT_COMMIT &&
-		!apply_flush_run(a))
+	/*
+	 * Inserts wait in a run while updates and deletes of other keys go
+	 * ahead: moving an insert later cannot break a unique key (the value it
+	 * takes was free at its place in source order, and nothing before it can
+	 * take the value meanwhile without touching its key, which sends the run
+	 * first).  A truncate or a new relation sends them first.
+	 */
+	if ((m->kind == PGOUT_TRUNCATE || m->kind == PGOUT_RELATION) && !apply_flush_run(a))
 		return false;
 
 	switch (m->kind)
@@ -1377,7 +1413,8 @@ apply_destroy(apply *a)
 		apply_retry_free(a->retries[i].retry);
 	}
 	free(a->retries);
-	free(a->segment_keys);
+	free(a->segment.slots);
+	free(a->run_keys.slots);
 	for (int i = 0; i < a->ncolumns; i++)
 		free(a->columns[i]);
 	free(a->columns);
