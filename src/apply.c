@@ -1211,6 +1211,7 @@ apply_commit(apply *a)
 	a->in_target_txn = false;
 	a->txns_in_batch = 0;
 	a->committed = a->pending_lsn > a->committed ? a->pending_lsn : a->committed;
+	a->stats.last_commit_time = a->pending_time;
 	a->stats.commits++;
 	return true;
 }

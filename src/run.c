@@ -294,11 +294,18 @@ run_log_progress(const stream *s, const apply *a, int64_t started_us, int64_t ba
 	lsn_t		done = apply_committed(a);
 	char		lsn[LSN_TEXT_SIZE];
 
-	/* Behind: what the server has sent beyond what is confirmed durable here. */
+	/*
+	 * Behind: the WAL the server has sent beyond what is durable here, and
+	 * how old the last durable source commit is while anything is left.
+	 */
+	uint64_t	bytes = s->server_end > s->flushed ? s->server_end - s->flushed : 0;
+	double		seconds = bytes > 0 && st->last_commit_time > 0 ?
+		(double) (lsn_now_pg_time() - st->last_commit_time) / 1e6 : 0.0;
+
 	log_info("applied %" PRId64 " changes in %" PRId64 " transactions (%.0f changes/s), "
-			 "at %s, %" PRIu64 " bytes behind", changes, st->transactions,
+			 "at %s, %" PRIu64 " bytes and %.1f s behind", changes, st->transactions,
 			 secs > 0 ? (double) (changes - base_changes) / secs : 0.0, lsn_format(done, lsn),
-			 s->server_end > s->flushed ? s->server_end - s->flushed : 0);
+			 bytes, seconds < 0 ? 0.0 : seconds);
 }
 
 static session_end

@@ -51,6 +51,7 @@ typedef struct apply_stats
 	int64_t		copied_rows;	/* inserts that went through COPY */
 	int64_t		commits;		/* target transactions */
 	int64_t		partitions_created;
+	int64_t		last_commit_time;	/* source commit time of the last durable transaction */
 } apply_stats;
 
 typedef struct apply apply;
