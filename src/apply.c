@@ -14,12 +14,13 @@
 #include <string.h>
 
 #include <libpqtypes.h>
-#include <xxhash.h>
 
 #include "pgrepart/apply.h"
 #include "pgrepart/buf.h"
 #include "pgrepart/catalog.h"
+#include "pgrepart/copybin.h"
 #include "pgrepart/ident.h"
+#include "pgrepart/keyset.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
@@ -54,14 +55,6 @@ typedef struct expectation
 	char	   *key;			/* the row's key as text, for messages */
 	retry	   *retry;			/* what to do when it finds no row, or NULL */
 } expectation;
-
-/* A set of key hashes (open addressing; 0 marks a free slot). */
-typedef struct keyset
-{
-	uint64_t   *slots;
-	int			cap;			/* a power of two */
-	int			count;
-} keyset;
 
 /* A prepared UPDATE for one set of changed columns. */
 typedef struct update_stmt
@@ -131,8 +124,6 @@ struct apply
 	buf			sql;
 	apply_stats stats;
 };
-
-#define COPY_SIGNATURE "PGCOPY\n\377\r\n\0"
 
 static bool apply_sync(apply *a);
 static bool apply_run_retries(apply *a, bool ok);
@@ -329,54 +320,6 @@ apply_sent(apply *a, int sent, expect_kind kind, const char *what, lsn_t lsn, ch
 	return apply_sent_retry(a, sent, kind, what, lsn, key, NULL);
 }
 
-static uint64_t
-keyset_hash(const char *key)
-{
-	return XXH3_64bits(key, strlen(key)) | 1;	/* never 0, the free-slot marker */
-}
-
-static bool
-keyset_contains(const keyset *k, uint64_t h)
-{
-	if (k->cap == 0)
-		return false;
-	for (int i = (int) (h & (uint64_t) (k->cap - 1)); k->slots[i] != 0; i = (i + 1) & (k->cap - 1))
-		if (k->slots[i] == h)
-			return true;
-	return false;
-}
-
-static void
-keyset_add(keyset *k, uint64_t h)
-{
-	int			i;
-
-	if (k->cap == 0 || k->count * 2 >= k->cap)
-	{
-		keyset		grown = {xcalloc((size_t) (k->cap ? k->cap * 2 : 2048), sizeof(uint64_t)),
-		k->cap ? k->cap * 2 : 2048, 0};
-
-		for (int j = 0; j < k->cap; j++)
-			if (k->slots[j] != 0)
-				keyset_add(&grown, k->slots[j]);
-		free(k->slots);
-		*k = grown;
-	}
-	for (i = (int) (h & (uint64_t) (k->cap - 1)); k->slots[i] != 0; i = (i + 1) & (k->cap - 1))
-		if (k->slots[i] == h)
-			return;
-	k->slots[i] = h;
-	k->count++;
-}
-
-static void
-keyset_clear(keyset *k)
-{
-	if (k->cap > 0)
-		memset(k->slots, 0, sizeof(uint64_t) * (size_t) k->cap);
-	k->count = 0;
-}
-
 static bool apply_flush_run(apply *a);
 
 /*
@@ -387,7 +330,7 @@ static bool apply_flush_run(apply *a);
 static bool
 apply_claim_key(apply *a, const char *key)
 {
-	uint64_t	h = keyset_hash(key);
+	uint64_t	h = keyset_hash(key, strlen(key));
 
 	if (keyset_contains(&a->run_keys, h) && !apply_flush_run(a))
 		return false;
@@ -791,9 +734,7 @@ apply_run_as_copy(apply *a)
 	if (!apply_leave_pipeline(a))
 		return false;
 	buf_init(&data);
-	buf_append_len(&data, COPY_SIGNATURE, 11);
-	wire_put_u32(&data, 0);		/* flags */
-	wire_put_u32(&data, 0);		/* header extension */
+	copybin_put_header(&data);
 	wire_reader_init(&r, a->run.data, a->run.len);
 	for (int row = 0; row < a->run_rows; row++)
 	{
@@ -802,23 +743,16 @@ apply_run_as_copy(apply *a)
 		(void) wire_u64(&r);
 		keylen = wire_u32(&r);
 		(void) wire_bytes(&r, keylen);
-		wire_put_u16(&data, (uint16_t) a->rel->ncols);
+		copybin_put_row_start(&data, a->rel->ncols);
 		for (int i = 0; i < a->rel->ncols; i++)
 		{
 			char		kind = (char) wire_u8(&r);
+			uint32_t	len = kind == 'n' ? 0 : wire_u32(&r);
 
-			if (kind == 'n')
-				wire_put_u32(&data, UINT32_MAX);	/* -1: NULL */
-			else
-			{
-				uint32_t	len = wire_u32(&r);
-
-				wire_put_u32(&data, len);
-				buf_append_len(&data, wire_bytes(&r, len), len);
-			}
+			copybin_put_field(&data, kind == 'n' ? NULL : wire_bytes(&r, len), len);
 		}
 	}
-	wire_put_u16(&data, UINT16_MAX);	/* trailer: -1 */
+	copybin_put_trailer(&data);
 
 	buf_reset(&a->sql);
 	buf_appendf(&a->sql, "COPY %s ", a->qshadow);
@@ -877,7 +811,7 @@ apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
 	if (!apply_check_partition(a, t))
 		return false;
 	key = apply_describe_key(a, t);
-	keyset_add(&a->run_keys, keyset_hash(key));
+	keyset_add(&a->run_keys, keyset_hash(key, strlen(key)));
 	wire_put_u64(&a->run, lsn);
 	wire_put_u32(&a->run, (uint32_t) strlen(key));
 	buf_append(&a->run, key);
@@ -1414,8 +1348,8 @@ apply_destroy(apply *a)
 		apply_retry_free(a->retries[i].retry);
 	}
 	free(a->retries);
-	free(a->segment.slots);
-	free(a->run_keys.slots);
+	keyset_free(&a->segment);
+	keyset_free(&a->run_keys);
 	for (int i = 0; i < a->ncolumns; i++)
 		free(a->columns[i]);
 	free(a->columns);
