@@ -62,17 +62,22 @@ check-asan: asan
 	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
 	        LDFLAGS="$(SANITIZE)" check
 
-# Fuzz the pgoutput decoder with libFuzzer (clang); FUZZ_SECONDS bounds the run.
+# Fuzz the pgoutput decoder and the binary COPY reader with libFuzzer
+# (clang); FUZZ_SECONDS bounds each target's run.
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
+FUZZ_FLAGS    = $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined
 fuzz: | $(BUILD)/src
-	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -o $(BUILD)/fuzz_pgout tests/fuzz/fuzz_pgout.c src/pgout.c src/wire.c src/mem.c src/buf.c
-	mkdir -p $(BUILD)/fuzz-corpus
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $(BUILD)/fuzz_pgout tests/fuzz/fuzz_pgout.c \
+	    src/pgout.c src/wire.c src/mem.c src/buf.c
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $(BUILD)/fuzz_copybin tests/fuzz/fuzz_copybin.c \
+	    src/copybin.c src/wire.c src/mem.c src/buf.c
+	mkdir -p $(BUILD)/fuzz-corpus/pgout $(BUILD)/fuzz-corpus/copybin
 	$(BUILD)/fuzz_pgout -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	    $(BUILD)/fuzz-corpus tests/fuzz/corpus/pgout
+	    $(BUILD)/fuzz-corpus/pgout tests/fuzz/corpus/pgout
+	$(BUILD)/fuzz_copybin -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    $(BUILD)/fuzz-corpus/copybin tests/fuzz/corpus/copybin
 
-# Benchmarks: figures as ratios against a baseline measured in the same run.
 bench: all
 	PGREPART=$(CURDIR)/$(BIN) PG_BINDIR=$(PG_BINDIR) perl -I tests/lib tests/bench/apply.pl
 
