@@ -156,9 +156,42 @@ plan_name_list(buf *out, const catalog_object_list *list)
 	}
 }
 
+/*
+ * With the default replica identity the stream's old key lacks the
+ * partition column, so deletes look in every partition of the shadow.  An
+ * identity index on key + partition column makes every lookup exact; it can
+ * be built without blocking writes.
+ */
+static void
+plan_check_identity(plan *p, int encoding)
+{
+	const catalog_table *t = p->table;
+	char		name[IDENT_MAX_BYTES + 1];
+	buf			hint, cols;
+
+	ident_with_suffix(name, t->name, "_pgrepart_identity", encoding);
+	buf_init(&hint);
+	buf_init(&cols);
+	plan_column_list(&cols, t->key_columns, t->nkey_columns, p->partition_column);
+	buf_append(&hint, "For faster deletes, first: CREATE UNIQUE INDEX CONCURRENTLY ");
+	ident_quote(&hint, name);
+	buf_append(&hint, " ON ");
+	ident_quote_qualified(&hint, t->schema, t->name);
+	buf_appendf(&hint, " %s; ALTER TABLE ", cols.data);
+	ident_quote_qualified(&hint, t->schema, t->name);
+	buf_append(&hint, " REPLICA IDENTITY USING INDEX ");
+	ident_quote(&hint, name);
+	buf_append_char(&hint, ';');
+	plan_add_finding(p, FINDING_WARN, "replica_identity", hint.data,
+					 "the replica identity (the primary key) lacks \"%s\": deletes streamed "
+					 "into the shadow must look in every partition", p->partition_column);
+	buf_free(&hint);
+	buf_free(&cols);
+}
+
 /* Findings the table's kind, key and partition column give. */
 static void
-plan_check_table(plan *p)
+plan_check_table(plan *p, int encoding)
 {
 	const catalog_table *t = p->table;
 	const catalog_column *col = catalog_find_column(t, p->partition_column);
@@ -209,6 +242,9 @@ plan_check_table(plan *p)
 	else if (t->replica_identity == 'f')
 		plan_add_finding(p, FINDING_PASS, "replica_identity", NULL,
 						 "replica identity is FULL: updates log the whole old row (more WAL)");
+	else if (t->replica_identity == 'd' && catalog_primary_key(t) != NULL &&
+			 !plan_has_column(t->key_columns, t->nkey_columns, p->partition_column))
+		plan_check_identity(p, encoding);
 
 	if (col == NULL)
 		plan_add_finding(p, FINDING_BLOCK, "partition_column", NULL,
@@ -594,7 +630,7 @@ plan_derive(plan *p, int encoding)
 	ident_with_suffix(shadow, p->table->name, PLAN_SHADOW_SUFFIX, encoding);
 	p->shadow_name = xstrdup(shadow);
 	qshadow = ident_qualified(p->table->schema, p->shadow_name);
-	plan_check_table(p);
+	plan_check_table(p, encoding);
 	plan_check_dependents(p);
 
 	buf_init(&sql);

@@ -44,6 +44,7 @@ for my $table (sort keys %changes)
 		"column $table: nothing of the change reached the shadow");
 }
 
+my ($rc, $out);
 my $pid = migrate('emptied');
 $node->psql(q{TRUNCATE emptied; INSERT INTO emptied VALUES (7, '2025-02-02', 'after')});
 my $lsn = $node->psql('SELECT pg_current_wal_lsn()');
@@ -66,5 +67,32 @@ kill 'TERM', $pid;
 is(wait_exit($pid), 5, 'then stops cleanly');
 is($node->psql(q{SELECT string_agg(id || ':' || note, ',' ORDER BY id) FROM emptied_pgrepart}),
 	'7:after,8:reconnected', 'nothing lost or doubled across the reconnection');
+
+# The replica identity plan suggests: an index on key + partition column, so
+# the old key carries the partition value and every lookup is exact.
+$node->psql(q{CREATE TABLE exact (id int PRIMARY KEY, at timestamp NOT NULL, note text);
+	INSERT INTO exact SELECT g, timestamp '2025-01-01' + g * interval '1 day', 'n'
+	FROM generate_series(1, 100) g});
+($rc, $out) = pgrepart('plan', '-d', $node->connstr, '-t', 'exact', '-k', 'at');
+my ($hint) = $out =~ /warn\s+replica_identity\s+the replica identity \(the primary key\) lacks "at".*\n\s+hint: For faster deletes, first: (.*)\n/;
+ok($hint, 'plan suggests an identity index with the partition column') or diag($out);
+$node->psql($hint =~ s/CONCURRENTLY //r);
+$pid = pgrepart_background("$dir/exact.log", 'run', '-d', $node->connstr, '-t', 'exact', '-k', 'at',
+	'--interval', '1 month');
+wait_for($node, q{SELECT count(*) = 1 FROM pg_replication_slots s JOIN pgrepart.migration m
+	ON m.slot_name = s.slot_name WHERE m.source_table = 'exact' AND s.active}, 60, $pid);
+$node->psql(q{UPDATE exact SET at = at - interval '3 months' WHERE id % 10 = 0;
+	UPDATE exact SET note = 'x' WHERE id % 7 = 0;
+	UPDATE exact SET id = id + 1000 WHERE id % 9 = 0;
+	DELETE FROM exact WHERE id % 5 = 1});
+$lsn = $node->psql('SELECT pg_current_wal_lsn()');
+ok(wait_for($node, qq{SELECT s.confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots s
+	JOIN pgrepart.migration m ON m.slot_name = s.slot_name WHERE m.source_table = 'exact'}, 60, $pid),
+	'with the identity index, updates (partition column and key too) and deletes apply')
+  or diag(slurp("$dir/exact.log"));
+kill 'TERM', $pid;
+wait_exit($pid);
+my ($missing, $extra) = compare_tables($node, 'exact', 'exact_pgrepart');
+is("$missing/$extra", '0/0', 'and the tables are equal');
 
 done_testing();
