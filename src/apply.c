@@ -384,8 +384,9 @@ apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 		a->retries = xrealloc(a->retries, sizeof(expectation) * (size_t) (a->nretries + 1));
 		r.kind = EXPECT_ONE_ROW;
 		a->retries[a->nretries++] = r;
-		a->expect[e - a->expect].key = NULL;
-		a->expect[e - a->expect].retry = NULL;
+		/* The retry owns the key and parameters now. */
+		e->key = NULL;
+		e->retry = NULL;
 		return true;
 	}
 	if (!*logged)

@@ -47,7 +47,7 @@ typedef struct cli_common
 	"  -t, --table=TABLE       the table, as SQL writes it: optionally schema-qualified,\n" \
 	"                          double-quoted where needed ('\"Ops Data\".\"Event Log\"')\n" \
 	"      --json              print the report as one JSON object\n" \
-	"  -v, --verbose           more messages (repeat for debug)\n" \
+	"  -v, --verbose           debug messages too\n" \
 	"  -q, --quiet             errors only\n" \
 	"  -h, --help              show this help\n"
 
@@ -88,7 +88,7 @@ static const char run_help[] =
 	"\nConnection and output:\n"
 	"  -d, --dbname=CONNINFO   conninfo string or URI\n"
 	"  -t, --table=TABLE       the table, as SQL writes it\n"
-	"  -v, --verbose           more messages\n"
+	"  -v, --verbose           debug messages too\n"
 	"  -q, --quiet             errors only\n"
 	"  -h, --help              show this help\n"
 	"\nExit status: 1 error, 2 usage error, 4 a preflight check blocks,\n"
@@ -192,7 +192,7 @@ cli_common_option(int c, cli_common *common)
 			common->table = optarg;
 			return true;
 		case 'v':
-			log_set_level(log_get_level() == LOG_LEVEL_INFO ? LOG_LEVEL_DEBUG : LOG_LEVEL_DEBUG);
+			log_set_level(LOG_LEVEL_DEBUG);
 			return true;
 		case 'q':
 			log_set_level(LOG_LEVEL_ERROR);
