@@ -570,11 +570,7 @@ apply_read_bounds(apply *a)
 	}
 	buf_init(&sql);
 	buf_appendf(&sql,
-				"WITH b AS (SELECT pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), "
-				"    '^FOR VALUES FROM \\(''?([^'']*)''?\\) TO \\(''?([^'']*)''?\\)$') AS m, "
-				"    c.relpartbound IS NOT NULL AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT' AS d "
-				"  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid "
-				"  WHERE i.inhparent = %%text::pg_catalog.regclass) "
+				"WITH " PARTITION_BOUNDS_CTE " "
 				"SELECT (SELECT pg_catalog.min(%s) FROM (SELECT m[1]::%s AS v FROM b WHERE m IS NOT NULL) x), "
 				"  (SELECT pg_catalog.max(%s) FROM (SELECT m[2]::%s AS v FROM b WHERE m IS NOT NULL) y), "
 				"  (SELECT pg_catalog.count(*) FROM b WHERE d)::pg_catalog.int4",
@@ -1233,34 +1229,11 @@ apply_get_stats(const apply *a)
 static bool
 apply_read_columns(apply *a)
 {
-	PGresult   *res;
-
-	res = db_execf(a->db, "read the shadow's columns",
-				   "SELECT a.attname::pg_catalog.text, a.atttypid "
-				   "FROM pg_catalog.pg_attribute a "
-				   "WHERE a.attrelid = %text::pg_catalog.regclass AND a.attnum > 0 "
-				   "  AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
-				   a->qshadow);
-	if (res == NULL)
+	if (!catalog_published_columns(a->db, a->qshadow, &a->columns, &a->types, &a->ncolumns))
 		return false;
-	a->ncolumns = PQntuples(res);
-	a->columns = xcalloc((size_t) a->ncolumns + 1, sizeof(char *));
-	a->types = xcalloc((size_t) a->ncolumns + 1, sizeof(Oid));
 	for (int i = 0; i < a->ncolumns; i++)
-	{
-		Oid			type;
-
-		if (!db_getf(res, i, "%oid", 1, &type))
-		{
-			PQclear(res);
-			return false;
-		}
-		a->columns[i] = xstrdup(PQgetvalue(res, i, 0));
-		a->types[i] = type;
 		if (strcmp(a->columns[i], a->o.partition_column) == 0)
-			a->partition_type = type;
-	}
-	PQclear(res);
+			a->partition_type = a->types[i];
 	return true;
 }
 

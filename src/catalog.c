@@ -590,3 +590,34 @@ catalog_relation_exists(db *d, const char *schema, const char *name, bool *exist
 	PQclear(res);
 	return true;
 }
+
+bool
+catalog_published_columns(db *d, const char *qrel, char ***names, Oid **types, int *count)
+{
+	PGresult   *res;
+	int			n;
+
+	res = db_execf(d, "read the published columns",
+				   "SELECT a.attname::pg_catalog.text, a.atttypid "
+				   "FROM pg_catalog.pg_attribute a "
+				   "WHERE a.attrelid = %text::pg_catalog.regclass AND a.attnum > 0 "
+				   "  AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum", qrel);
+	if (res == NULL)
+		return false;
+	n = PQntuples(res);
+	*names = xcalloc((size_t) n + 1, sizeof(char *));
+	*types = xcalloc((size_t) n + 1, sizeof(Oid));
+	*count = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (!db_getf(res, i, "%oid", 1, &(*types)[i]))
+		{
+			PQclear(res);
+			return false;
+		}
+		(*names)[i] = xstrdup(PQgetvalue(res, i, 0));
+		(*count)++;
+	}
+	PQclear(res);
+	return true;
+}

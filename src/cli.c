@@ -360,16 +360,7 @@ cli_plan(int argc, char **argv)
 	rc = EXIT_OK;
 	if (plan_count_findings(p, FINDING_BLOCK) > 0)
 	{
-		const plan_finding *first = NULL;
-		int			blocks = plan_count_findings(p, FINDING_BLOCK);
-
-		for (int i = 0; i < p->nfindings && first == NULL; i++)
-			if (p->findings[i].level == FINDING_BLOCK)
-				first = &p->findings[i];
-		log_error("table \"%s.%s\" cannot be migrated: %s%s", p->table->schema, p->table->name,
-				  first->message, blocks > 1 ? " (and more: see the findings marked block)" : "");
-		if (first->hint != NULL)
-			log_hint("%s", first->hint);
+		plan_log_blocked(p);
 		rc = EXIT_BLOCKED;
 	}
 

@@ -426,10 +426,7 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 	 */
 	buf_init(&sql);
 	buf_appendf(&sql,
-				"WITH b AS (SELECT pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), "
-				"    '^FOR VALUES FROM \\(''?([^'']*)''?\\) TO \\(''?([^'']*)''?\\)$') AS m "
-				"  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid "
-				"  WHERE i.inhparent = %%text::pg_catalog.regclass), "
+				"WITH " PARTITION_BOUNDS_CTE ", "
 				"r AS (SELECT pg_catalog.min(m[1]::%1$s) AS lo, pg_catalog.max(m[2]::%1$s) AS hi "
 				"  FROM b WHERE m IS NOT NULL), "
 				"p AS (SELECT %2$s AS v, %3$s AS i), "

@@ -4,8 +4,26 @@
 
 #include "pgrepart/ident.h"
 #include "pgrepart/json.h"
+#include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/plan.h"
+
+void
+plan_log_blocked(const plan *p)
+{
+	const plan_finding *first = NULL;
+	int			blocks = plan_count_findings(p, FINDING_BLOCK);
+
+	for (int i = 0; i < p->nfindings && first == NULL; i++)
+		if (p->findings[i].level == FINDING_BLOCK)
+			first = &p->findings[i];
+	if (first == NULL)
+		return;
+	log_error("table \"%s.%s\" cannot be migrated: %s%s", p->table->schema, p->table->name,
+			  first->message, blocks > 1 ? " (and more: pgrepart plan lists every finding)" : "");
+	if (first->hint != NULL)
+		log_hint("%s", first->hint);
+}
 
 void
 plan_print_sql(const plan *p, FILE *out)

@@ -32,29 +32,6 @@ run_stop_requested(const run_options *ro)
 	return ro->stop != NULL && *ro->stop;
 }
 
-/* Print the blocking findings, then one error line with the first one's hint. */
-static void
-run_report_blocked(const plan *p)
-{
-	const plan_finding *first = NULL;
-
-	for (int i = 0; i < p->nfindings; i++)
-	{
-		const plan_finding *f = &p->findings[i];
-
-		if (f->level != FINDING_BLOCK)
-			continue;
-		if (first == NULL)
-			first = f;
-		else
-			log_error("also: %s", f->message);
-	}
-	log_error("table \"%s.%s\" cannot be migrated: %s", p->table->schema, p->table->name,
-			  first->message);
-	if (first->hint != NULL)
-		log_hint("%s (pgrepart plan shows every finding)", first->hint);
-}
-
 /* Plan, record the migration, create the publication and the shadow: one transaction. */
 static run_result
 run_prepare(db *d, const char *conninfo, const char *schema, const char *table,
@@ -69,7 +46,7 @@ run_prepare(db *d, const char *conninfo, const char *schema, const char *table,
 		goto cleanup;
 	if (plan_count_findings(p, FINDING_BLOCK) > 0)
 	{
-		run_report_blocked(p);
+		plan_log_blocked(p);
 		result = RUN_BLOCKED;
 		goto cleanup;
 	}
@@ -105,24 +82,23 @@ cleanup:
 static bool
 run_copy_columns(db *d, const state_migration *m, buf *out)
 {
-	PGresult   *res;
 	char	   *qshadow = ident_qualified(m->schema, m->shadow);
+	char	  **names = NULL;
+	Oid		   *types = NULL;
+	int			n = 0;
+	bool		ok = catalog_published_columns(d, qshadow, &names, &types, &n);
 
-	res = db_execf(d, "read the shadow's columns",
-				   "SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a "
-				   "WHERE a.attrelid = %text::pg_catalog.regclass AND a.attnum > 0 "
-				   "  AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum", qshadow);
-	free(qshadow);
-	if (res == NULL)
-		return false;
-	for (int i = 0; i < PQntuples(res); i++)
+	for (int i = 0; i < n; i++)
 	{
 		if (i > 0)
 			buf_append(out, ", ");
-		ident_quote(out, PQgetvalue(res, i, 0));
+		ident_quote(out, names[i]);
+		free(names[i]);
 	}
-	PQclear(res);
-	return true;
+	free(names);
+	free(types);
+	free(qshadow);
+	return ok;
 }
 
 /* Partitions for the column's current min and max, in the caller's snapshot. */

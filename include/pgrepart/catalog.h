@@ -140,4 +140,12 @@ const catalog_column *catalog_find_column(const catalog_table *t, const char *na
 const catalog_constraint *catalog_primary_key(const catalog_table *t);
 bool		catalog_relation_exists(db *d, const char *schema, const char *name, bool *exists);
 
+/*
+ * The columns a publication carries for the relation qrel (quoted,
+ * qualified): not dropped, not generated, in column order.  *names (each
+ * and the array) and *types are the caller's to free.  False after logging.
+ */
+bool		catalog_published_columns(db *d, const char *qrel, char ***names, Oid **types,
+									  int *count);
+
 #endif

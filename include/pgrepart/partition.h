@@ -22,6 +22,19 @@
 #include "pgrepart/catalog.h"
 #include "pgrepart/db.h"
 
+/*
+ * SQL for a CTE "b" with one row per partition of the partitioned table
+ * given as a %text parameter: m[1] and m[2] hold a range partition's FROM
+ * and TO bounds as text (m is NULL otherwise), d is true for the DEFAULT
+ * partition.  Written for buf_appendf formats: its % is doubled.
+ */
+#define PARTITION_BOUNDS_CTE \
+	"b AS (SELECT pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), " \
+	"    '^FOR VALUES FROM \\(''?([^'']*)''?\\) TO \\(''?([^'']*)''?\\)$') AS m, " \
+	"    pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT' AS d " \
+	"  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid " \
+	"  WHERE i.inhparent = %%text::pg_catalog.regclass)"
+
 /* More partitions than this is a mistake in the interval, not a plan. */
 #define PARTITION_MAX_COUNT 10000
 

@@ -109,6 +109,13 @@ const char *plan_phase_name(plan_phase phase);
  */
 bool		plan_widen_key(const char *definition, const char *quoted_column, buf *out);
 
+/*
+ * Log why the plan blocks the migration: one error line with the first
+ * blocking finding (saying when there are more) and its hint.  Nothing if
+ * none block.
+ */
+void		plan_log_blocked(const plan *p);
+
 /* Reports: the DDL alone (runnable with psql), a text report, or JSON. */
 void		plan_print_sql(const plan *p, FILE *out);
 void		plan_print_text(const plan *p, FILE *out);

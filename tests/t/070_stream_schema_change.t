@@ -48,8 +48,7 @@ my ($rc, $out);
 my $pid = migrate('emptied');
 $node->psql(q{TRUNCATE emptied; INSERT INTO emptied VALUES (7, '2025-02-02', 'after')});
 my $lsn = $node->psql('SELECT pg_current_wal_lsn()');
-ok(wait_for($node, qq{SELECT s.confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots s
-	JOIN pgrepart.migration m ON m.slot_name = s.slot_name WHERE m.source_table = 'emptied'}, 60, $pid),
+ok(wait_for($node, applied_up_to($lsn, 'emptied'), 60, $pid),
 	'the truncate and the insert after it are applied') or diag(slurp("$dir/emptied.log"));
 is($node->psql(q{SELECT string_agg(id || ':' || note, ',') FROM emptied_pgrepart}), '7:after',
 	'TRUNCATE emptied the shadow');
@@ -59,8 +58,7 @@ is($node->psql(q{SELECT string_agg(id || ':' || note, ',') FROM emptied_pgrepart
 $node->psql(q{SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active});
 $node->psql(q{INSERT INTO emptied VALUES (8, '2025-03-03', 'reconnected')});
 $lsn = $node->psql('SELECT pg_current_wal_lsn()');
-ok(wait_for($node, qq{SELECT s.confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots s
-	JOIN pgrepart.migration m ON m.slot_name = s.slot_name WHERE m.source_table = 'emptied'}, 60, $pid),
+ok(wait_for($node, applied_up_to($lsn, 'emptied'), 60, $pid),
 	'after the walsender is terminated, the run reconnects and applies');
 like(slurp("$dir/emptied.log"), qr/reconnecting in \d+ s/, 'and says it reconnected');
 kill 'TERM', $pid;
@@ -86,8 +84,7 @@ $node->psql(q{UPDATE exact SET at = at - interval '3 months' WHERE id % 10 = 0;
 	UPDATE exact SET id = id + 1000 WHERE id % 9 = 0;
 	DELETE FROM exact WHERE id % 5 = 1});
 $lsn = $node->psql('SELECT pg_current_wal_lsn()');
-ok(wait_for($node, qq{SELECT s.confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots s
-	JOIN pgrepart.migration m ON m.slot_name = s.slot_name WHERE m.source_table = 'exact'}, 60, $pid),
+ok(wait_for($node, applied_up_to($lsn, 'exact'), 60, $pid),
 	'with the identity index, updates (partition column and key too) and deletes apply')
   or diag(slurp("$dir/exact.log"));
 kill 'TERM', $pid;

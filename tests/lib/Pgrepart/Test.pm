@@ -103,14 +103,16 @@ sub pgbench_background
 	return $pid;
 }
 
-# The SQL for "the first migration's slot has been confirmed up to lsn":
-# pgrepart confirms only what is committed in the shadow (or WAL with
-# nothing for it while everything received is applied).
+# The SQL for "the migration's slot has been confirmed up to lsn" (of the
+# given source table, else the first migration): pgrepart confirms only what
+# is committed in the shadow (or WAL with nothing for it while everything
+# received is applied).
 sub applied_up_to
 {
-	my ($lsn) = @_;
+	my ($lsn, $table) = @_;
+	my $which = defined $table ? "WHERE m.source_table = '$table' " : '';
 	return "SELECT coalesce(s.confirmed_flush_lsn >= '$lsn', false) FROM pg_replication_slots s "
-	  . "JOIN pgrepart.migration m ON m.slot_name = s.slot_name ORDER BY m.id LIMIT 1";
+	  . "JOIN pgrepart.migration m ON m.slot_name = s.slot_name ${which}ORDER BY m.id LIMIT 1";
 }
 
 # The SQL for "the origin of the first migration has applied up to lsn".
