@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pgrepart/cli.h"
 #include "pgrepart/db.h"
@@ -23,6 +24,7 @@
 #include "pgrepart/plan.h"
 #include "pgrepart/run.h"
 #include "pgrepart/status.h"
+#include "pgrepart/verify.h"
 
 typedef struct cli_command
 {
@@ -105,8 +107,25 @@ static const char cutover_help[] =
 	"Usage: pgrepart cutover -d CONNINFO -t TABLE\n"
 	"\nSwap in a synced shadow (with run --cutover=manual). Not implemented in this version.\n";
 static const char verify_help[] =
-	"Usage: pgrepart verify -d CONNINFO --source A --target B\n"
-	"\nCompare two tables by checksum. Not implemented in this version.\n";
+	"Usage: pgrepart verify -d CONNINFO --source A --target B [options]\n"
+	"\n"
+	"Compare two tables row by row with xxHash checksums, reading both at once in\n"
+	"key order, and name the rows that are missing, extra or different (and, for a\n"
+	"different row, its columns). Columns are matched by name; a column only one\n"
+	"table has, or with another type, is reported and not compared. Reads only.\n"
+	"\n"
+	"Options:\n"
+	"      --source=TABLE          the reference table (on -d)\n"
+	"      --target=TABLE          the table compared with it\n"
+	"      --target-dbname=CONNINFO  the target's database, when not the source's\n"
+	"      --key=COLUMNS           the columns that identify a row, comma-separated\n"
+	"                              (default: the source's primary key); NOT NULL\n"
+	"      --where=CONDITION       compare only rows matching this SQL condition (run\n"
+	"                              on both tables, with your privileges)\n"
+	"      --chunk-rows=N          rows per checksum chunk (default 50000)\n"
+	"      --max-differences=N     rows listed in the report (default 20); all are counted\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 equal, 1 error, 2 usage error, 3 the tables differ.\n";
 static const char abort_help[] =
 	"Usage: pgrepart abort -d CONNINFO -t TABLE\n"
 	"\nRemove a migration's slot, publication, shadow and state; never the original\n"
@@ -118,6 +137,7 @@ static const char partitions_help[] =
 static int	cli_plan(int argc, char **argv);
 static int	cli_run(int argc, char **argv);
 static int	cli_status(int argc, char **argv);
+static int	cli_verify(int argc, char **argv);
 static int	cli_not_implemented(int argc, char **argv);
 
 static const cli_command commands[] = {
@@ -125,7 +145,7 @@ static const cli_command commands[] = {
 	{"run", "migrate the table online (prepare, copy, stream)", cli_run, run_help},
 	{"status", "show a migration's phase, lag and readiness", cli_status, status_help},
 	{"cutover", "swap in the synced shadow table", cli_not_implemented, cutover_help},
-	{"verify", "compare two tables by xxHash checksums", cli_not_implemented, verify_help},
+	{"verify", "compare two tables by xxHash checksums", cli_verify, verify_help},
 	{"abort", "remove a migration's slot, publication, shadow and state",
 	cli_not_implemented, abort_help},
 	{"partitions", "create future partitions (for cron)", cli_not_implemented, partitions_help},
@@ -209,7 +229,14 @@ enum
 	OPT_PREMAKE,
 	OPT_DEFAULT_PARTITION,
 	OPT_SQL,
-	OPT_BATCH
+	OPT_BATCH,
+	OPT_SOURCE,
+	OPT_TARGET,
+	OPT_TARGET_DBNAME,
+	OPT_KEY,
+	OPT_WHERE,
+	OPT_CHUNK_ROWS,
+	OPT_MAX_DIFFERENCES
 };
 
 /* What plan and run both take, parsed and checked. */
@@ -471,6 +498,137 @@ cli_status(int argc, char **argv)
 	ident_free_keywords();
 	free(schema);
 	free(table);
+	return rc;
+}
+
+/* Parse a table option of verify; false after printing the usage error. */
+static bool
+cli_parse_table(const char *option, const char *value, char **schema, char **table)
+{
+	char		err[256];
+
+	if (value == NULL)
+	{
+		cli_usage_error("verify", "no table given (%s)", option);
+		return false;
+	}
+	if (!ident_parse_qualified(value, schema, table, err, sizeof(err)))
+	{
+		cli_usage_error("verify", "invalid table name \"%s\" in %s: %s", value, option, err);
+		return false;
+	}
+	return true;
+}
+
+static int
+cli_verify(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"dbname", required_argument, NULL, 'd'},
+		{"source", required_argument, NULL, OPT_SOURCE},
+		{"target", required_argument, NULL, OPT_TARGET},
+		{"target-dbname", required_argument, NULL, OPT_TARGET_DBNAME},
+		{"key", required_argument, NULL, OPT_KEY},
+		{"where", required_argument, NULL, OPT_WHERE},
+		{"chunk-rows", required_argument, NULL, OPT_CHUNK_ROWS},
+		{"max-differences", required_argument, NULL, OPT_MAX_DIFFERENCES},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}
+	};
+	cli_common	common = {0};
+	verify_options vo = {0};
+	const char *source = NULL, *target = NULL, *key = NULL;
+	char	   *names[4] = {NULL, NULL, NULL, NULL};
+	char		err[256];
+	int			rc = EXIT_FAIL;
+	int			c;
+
+	vo.chunk_rows = 50000;
+	vo.max_differences = 20;
+	while ((c = getopt_long(argc, argv, "d:vqh", options, NULL)) != -1)
+	{
+		if (cli_common_option(c, &common))
+			continue;
+		switch (c)
+		{
+			case OPT_SOURCE:
+				source = optarg;
+				break;
+			case OPT_TARGET:
+				target = optarg;
+				break;
+			case OPT_TARGET_DBNAME:
+				vo.target_conninfo = optarg;
+				break;
+			case OPT_KEY:
+				key = optarg;
+				break;
+			case OPT_WHERE:
+				vo.where = optarg;
+				break;
+			case OPT_CHUNK_ROWS:
+				if (!cli_parse_int(optarg, 1, 100000000, &vo.chunk_rows))
+					return cli_usage_error("verify", "invalid --chunk-rows \"%s\": give a whole "
+										   "number from 1 to 100000000", optarg);
+				break;
+			case OPT_MAX_DIFFERENCES:
+				if (!cli_parse_int(optarg, 0, INT_MAX, &vo.max_differences))
+					return cli_usage_error("verify", "invalid --max-differences \"%s\": give a "
+										   "whole number, 0 or more", optarg);
+				break;
+			case OPT_JSON:
+				common.json = true;
+				break;
+			case 'h':
+				fputs(verify_help, stdout);
+				return EXIT_OK;
+			default:
+				return cli_usage_error("verify", "%s", "invalid option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("verify", "unexpected argument \"%s\"", argv[optind]);
+	if (!cli_parse_table("--source", source, &names[0], &names[1]) ||
+		!cli_parse_table("--target", target, &names[2], &names[3]))
+	{
+		rc = EXIT_USAGE;
+		goto cleanup;
+	}
+	if (key != NULL && !ident_parse_list(key, &vo.key, &vo.nkey, err, sizeof(err)))
+	{
+		rc = cli_usage_error("verify", "invalid --key \"%s\": %s", key, err);
+		goto cleanup;
+	}
+	vo.source_conninfo = common.dbname;
+	vo.source_schema = names[0];
+	vo.source_table = names[1];
+	vo.target_schema = names[2];
+	vo.target_table = names[3];
+	vo.json = common.json;
+	vo.progress = isatty(STDERR_FILENO) && log_get_level() <= LOG_LEVEL_INFO;
+	switch (verify_tables(&vo, stdout))
+	{
+		case VERIFY_EQUAL:
+			rc = EXIT_OK;
+			break;
+		case VERIFY_DIFFERENT:
+			rc = EXIT_DIFFERENT;
+			break;
+		case VERIFY_FAILED:
+			rc = EXIT_FAIL;
+			break;
+	}
+
+cleanup:
+	for (int i = 0; i < 4; i++)
+		free(names[i]);
+	for (int i = 0; i < vo.nkey; i++)
+		free(vo.key[i]);
+	free(vo.key);
+	ident_free_keywords();
 	return rc;
 }
 

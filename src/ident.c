@@ -253,6 +253,46 @@ cleanup:
 }
 
 bool
+ident_parse_list(const char *input, char ***names, int *count, char *errbuf, size_t errlen)
+{
+	const char *p = input;
+
+	*names = NULL;
+	*count = 0;
+	for (;;)
+	{
+		buf			part;
+
+		buf_init(&part);
+		if (!ident_parse_part(&p, &part, errbuf, errlen))
+		{
+			buf_free(&part);
+			goto fail;
+		}
+		ARRAY_PUSH(*names, *count, buf_steal(&part));
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			return true;
+		if (*p != ',')
+		{
+			snprintf(errbuf, errlen, "unexpected character '%c' after name; "
+					 "double-quote names that hold it", *p);
+			goto fail;
+		}
+		p++;
+	}
+
+fail:
+	for (int i = 0; i < *count; i++)
+		free((*names)[i]);
+	free(*names);
+	*names = NULL;
+	*count = 0;
+	return false;
+}
+
+bool
 ident_with_suffix(char *out, const char *base, const char *suffix, int encoding)
 {
 	size_t		slen = strlen(suffix);

@@ -49,6 +49,13 @@ bool		ident_parse_qualified(const char *input, char **schema, char **name,
 								  char *errbuf, size_t errlen);
 
 /*
+ * Parse a comma-separated list of column names, each as SQL writes it.  On
+ * success *names (each and the array) is the caller's to free.
+ */
+bool		ident_parse_list(const char *input, char ***names, int *count,
+							 char *errbuf, size_t errlen);
+
+/*
  * Build base + suffix in out (at least IDENT_MAX_BYTES + 1 bytes), cutting
  * base at a character boundary of the given libpq encoding id so the result
  * fits a PostgreSQL name.  Returns false when base had to be cut (callers

@@ -1,0 +1,52 @@
+/*
+ * verify.h: compare two tables by checksums and name the rows that differ.
+ *
+ * Both tables are read at once, on two connections, in key order and in
+ * chunks: COPY (SELECT <columns matched by name> ... ORDER BY key) TO STDOUT
+ * (FORMAT binary), each chunk's bytes hashed with XXH3-128 as they arrive.
+ * The source's chunk sets the key range (its first chunk_rows keys); the
+ * target's chunk is the same key range, so rows missing or extra on either
+ * side land in the same chunk.  A chunk whose digests differ is bisected on
+ * the key until few rows remain, and those rows are compared one by one
+ * (checksum.h) to name the keys missing, extra or different, and for a
+ * different row its columns.  docs/design.md, "Verification", argues why
+ * this finds every difference.
+ *
+ * Columns are matched by name, so column order and physical layout do not
+ * matter; a column only one table has, or whose types differ, is reported
+ * as a difference and left out of the row comparison.
+ */
+#ifndef PGREPART_VERIFY_H
+#define PGREPART_VERIFY_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct verify_options
+{
+	const char *source_conninfo;
+	const char *target_conninfo;	/* NULL: the source's database */
+	const char *source_schema;	/* NULL: found on the search path */
+	const char *source_table;
+	const char *target_schema;
+	const char *target_table;
+	char	  **key;			/* NULL: the source's primary key */
+	int			nkey;
+	const char *where;			/* SQL condition for both tables, or NULL */
+	int			chunk_rows;
+	int			max_differences;	/* rows listed in the report */
+	bool		json;
+	bool		progress;		/* a progress line on stderr */
+} verify_options;
+
+typedef enum verify_result
+{
+	VERIFY_EQUAL,
+	VERIFY_DIFFERENT,
+	VERIFY_FAILED				/* logged */
+} verify_result;
+
+/* Compare and print the report to out (text, or JSON with o->json). */
+verify_result verify_tables(const verify_options *o, FILE *out);
+
+#endif
