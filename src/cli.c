@@ -122,7 +122,8 @@ static const char verify_help[] =
 	"                              (default: the source's primary key); NOT NULL\n"
 	"      --where=CONDITION       compare only rows matching this SQL condition (run\n"
 	"                              on both tables, with your privileges)\n"
-	"      --chunk-rows=N          rows per checksum chunk (default 50000)\n"
+	"      --chunk-rows=N          source rows per checksum bucket (default 1000);\n"
+	"                              smaller buckets name differing rows with less reading\n"
 	"      --max-differences=N     rows listed in the report (default 20); all are counted\n"
 	CLI_COMMON_OPTIONS
 	"\nExit status: 0 equal, 1 error, 2 usage error, 3 the tables differ.\n";
@@ -546,7 +547,7 @@ cli_verify(int argc, char **argv)
 	int			rc = EXIT_FAIL;
 	int			c;
 
-	vo.chunk_rows = 50000;
+	vo.chunk_rows = 1000;
 	vo.max_differences = 20;
 	while ((c = getopt_long(argc, argv, "d:vqh", options, NULL)) != -1)
 	{
@@ -648,7 +649,7 @@ cli_not_implemented(int argc, char **argv)
 		}
 	}
 	log_error("command \"%s\" is not implemented in pgrepart %s", name, PGREPART_VERSION);
-	log_hint("\"pgrepart plan\" and \"pgrepart run\" are available.");
+	log_hint("\"pgrepart plan\", \"run\", \"status\" and \"verify\" are available.");
 	return EXIT_FAIL;
 }
 
