@@ -108,13 +108,19 @@ static const char cutover_help[] =
 	"\nSwap in a synced shadow (with run --cutover=manual). Not implemented in this version.\n";
 static const char verify_help[] =
 	"Usage: pgrepart verify -d CONNINFO --source A --target B [options]\n"
+	"       pgrepart verify -d CONNINFO --live -t TABLE [--json]\n"
 	"\n"
 	"Compare two tables row by row with xxHash checksums, reading both at once in\n"
 	"key order, and name the rows that are missing, extra or different (and, for a\n"
 	"different row, its columns). Columns are matched by name; a column only one\n"
 	"table has, or with another type, is reported and not compared. Reads only.\n"
 	"\n"
+	"With --live, the run migrating TABLE compares its shadow with the table at a\n"
+	"consistent point: it applies the stream exactly up to that point, pauses,\n"
+	"compares, and resumes; this command waits for the result.\n"
+	"\n"
 	"Options:\n"
+	"      --live                  verify a running migration's shadow (with -t)\n"
 	"      --source=TABLE          the reference table (on -d)\n"
 	"      --target=TABLE          the table compared with it\n"
 	"      --target-dbname=CONNINFO  the target's database, when not the source's\n"
@@ -237,7 +243,8 @@ enum
 	OPT_KEY,
 	OPT_WHERE,
 	OPT_CHUNK_ROWS,
-	OPT_MAX_DIFFERENCES
+	OPT_MAX_DIFFERENCES,
+	OPT_LIVE
 };
 
 /* What plan and run both take, parsed and checked. */
@@ -533,6 +540,8 @@ cli_verify(int argc, char **argv)
 		{"where", required_argument, NULL, OPT_WHERE},
 		{"chunk-rows", required_argument, NULL, OPT_CHUNK_ROWS},
 		{"max-differences", required_argument, NULL, OPT_MAX_DIFFERENCES},
+		{"live", no_argument, NULL, OPT_LIVE},
+		{"table", required_argument, NULL, 't'},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
@@ -543,18 +552,22 @@ cli_verify(int argc, char **argv)
 	verify_options vo = {0};
 	const char *source = NULL, *target = NULL, *key = NULL;
 	char	   *names[4] = {NULL, NULL, NULL, NULL};
+	bool		live = false;
 	char		err[256];
 	int			rc = EXIT_FAIL;
 	int			c;
 
 	vo.chunk_rows = 1000;
 	vo.max_differences = 20;
-	while ((c = getopt_long(argc, argv, "d:vqh", options, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "d:t:vqh", options, NULL)) != -1)
 	{
 		if (cli_common_option(c, &common))
 			continue;
 		switch (c)
 		{
+			case OPT_LIVE:
+				live = true;
+				break;
 			case OPT_SOURCE:
 				source = optarg;
 				break;
@@ -592,6 +605,27 @@ cli_verify(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error("verify", "unexpected argument \"%s\"", argv[optind]);
+	if (live || common.table != NULL)
+	{
+		if (!live || source != NULL || target != NULL)
+			return cli_usage_error("verify", "%s", "give either --live with -t TABLE, or "
+								   "--source and --target");
+		if (!cli_parse_table("-t/--table", common.table, &names[0], &names[1]))
+			return EXIT_USAGE;
+		switch (verify_request_live(common.dbname, names[0], names[1], common.json, stdout))
+		{
+			case VERIFY_EQUAL:
+				rc = EXIT_OK;
+				break;
+			case VERIFY_DIFFERENT:
+				rc = EXIT_DIFFERENT;
+				break;
+			case VERIFY_FAILED:
+				rc = EXIT_FAIL;
+				break;
+		}
+		goto cleanup;
+	}
 	if (!cli_parse_table("--source", source, &names[0], &names[1]) ||
 		!cli_parse_table("--target", target, &names[2], &names[3]))
 	{

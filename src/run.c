@@ -9,6 +9,7 @@
  * creates again.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "pgrepart/run.h"
 #include "pgrepart/state.h"
 #include "pgrepart/stream.h"
+#include "pgrepart/verify.h"
 
 static bool
 run_stop_requested(const run_options *ro)
@@ -187,7 +189,7 @@ run_copy(db *d, const char *conninfo, state_migration *m)
 			goto cleanup;
 	}
 	log_info("creating replication slot \"%s\" (waits for transactions in progress)", m->slot);
-	if (!stream_create_slot(&s, m->slot, true, 0, &consistent, &snapshot))
+	if (!stream_create_slot(&s, m->slot, false, true, 0, &consistent, &snapshot))
 		goto cleanup;
 	if (!run_copy_columns(d, m, &columns))
 		goto cleanup;
@@ -284,10 +286,165 @@ run_log_progress(const stream *s, const apply *a, int64_t started_us, int64_t ba
 			 bytes, seconds < 0 ? 0.0 : seconds);
 }
 
+/*
+ * A live verification under way in a streaming session (docs/design.md,
+ * "Verify"): a temporary slot's exported snapshot fixes a consistent point
+ * P; the apply goes on up to P exactly, then stops while the shadow is
+ * compared with the source read under that snapshot.
+ */
+typedef struct run_check
+{
+	int64_t		request;		/* pgrepart.verification id; 0 when none */
+	stream		slot;			/* the temporary slot's connection: keeps the snapshot */
+	char	   *snapshot;
+	lsn_t		point;			/* P: the slot's consistent point */
+	int64_t		next_poll_us;
+} run_check;
+
+#define RUN_CHECK_POLL_US 2000000
+/* The main stream is not read while the slot is created: stay well inside wal_sender_timeout. */
+#define RUN_CHECK_SLOT_TIMEOUT_MS 10000
+
+static void
+run_check_close(run_check *c)
+{
+	stream_close(&c->slot);
+	free(c->snapshot);
+	c->snapshot = NULL;
+	c->request = 0;
+	c->point = LSN_INVALID;
+}
+
+/*
+ * Look for a verification request every few seconds; for one, commit what
+ * is applied (the slot's creation waits for open transactions, ours too)
+ * and create the temporary slot.  False only when the control connection
+ * fails.
+ */
+static bool
+run_check_poll(run_check *c, db *control, const char *conninfo, const state_migration *m,
+			   apply *a, stream *s)
+{
+	char		name[IDENT_MAX_BYTES + 1];
+	int64_t		request;
+
+	if (c->request != 0 || lsn_monotonic_us() < c->next_poll_us)
+		return true;
+	c->next_poll_us = lsn_monotonic_us() + RUN_CHECK_POLL_US;
+	if (!state_pending_verification(control, m, &request))
+		return false;
+	if (request == 0)
+		return true;
+	if (!apply_commit(a))
+		return true;			/* the session's next step reports the failure */
+	stream_confirm(s, apply_committed(a));
+	snprintf(name, sizeof(name), "%s_verify", m->slot);
+	memset(&c->slot, 0, sizeof(c->slot));
+	if (!stream_connect(&c->slot, conninfo) ||
+		!stream_create_slot(&c->slot, name, true, true, RUN_CHECK_SLOT_TIMEOUT_MS, &c->point,
+							&c->snapshot))
+	{
+		bool		busy = strcmp(c->slot.sqlstate, "55P03") == 0;
+
+		run_check_close(c);
+		if (busy)
+		{
+			log_info("live verification waits for transactions in progress; trying again");
+			return true;
+		}
+		return state_finish_verification(control, request, LSN_INVALID, VERIFY_OUTCOME_FAILED,
+										 "could not create the temporary replication slot that "
+										 "fixes the consistent point; the run's log says why",
+										 NULL);
+	}
+	c->request = request;
+	{
+		char		text[LSN_TEXT_SIZE];
+
+		log_info("live verification: applying up to the consistent point %s",
+				 lsn_format(c->point, text));
+	}
+	return true;
+}
+
+/* While the comparison runs, keep the main stream's walsender from timing out. */
+static void
+run_check_tick(void *arg)
+{
+	stream_send_status(arg, false);
+}
+
+/* The apply stands exactly at P: compare, record the result, resume. */
+static bool
+run_check_compare(run_check *c, db *control, const char *conninfo, const state_migration *m,
+				  apply *a, stream *s)
+{
+	verify_options vo = {0};
+	char	   *text = NULL, *json = NULL;
+	size_t		text_len = 0, json_len = 0;
+	FILE	   *text_out = open_memstream(&text, &text_len);
+	FILE	   *json_out = open_memstream(&json, &json_len);
+	verify_outcome outcome = VERIFY_OUTCOME_FAILED;
+	char		lsn[LSN_TEXT_SIZE];
+	bool		ok;
+
+	if (text_out == NULL || json_out == NULL)
+	{
+		log_error("could not allocate the verification report");
+		exit(1);
+	}
+	lsn_format(c->point, lsn);
+	if (apply_commit(a))
+	{
+		stream_confirm(s, apply_committed(a));
+		vo.source_conninfo = conninfo;
+		vo.source_schema = m->schema;
+		vo.source_table = m->table;
+		vo.target_schema = m->schema;
+		vo.target_table = m->shadow;
+		vo.chunk_rows = 1000;
+		vo.max_differences = 20;
+		vo.source_snapshot = c->snapshot;
+		vo.json_out = json_out;
+		vo.tick = run_check_tick;
+		vo.tick_arg = s;
+		log_info("live verification: comparing the shadow with the source at %s", lsn);
+		switch (verify_tables(&vo, text_out))
+		{
+			case VERIFY_EQUAL:
+				outcome = VERIFY_OUTCOME_EQUAL;
+				break;
+			case VERIFY_DIFFERENT:
+				outcome = VERIFY_OUTCOME_DIFFERENT;
+				break;
+			case VERIFY_FAILED:
+				fputs("the comparison failed; the run's log says why\n", text_out);
+				break;
+		}
+	}
+	fclose(text_out);
+	fclose(json_out);
+	if (outcome == VERIFY_OUTCOME_EQUAL)
+		log_info("live verification at %s: the shadow equals the source", lsn);
+	else if (outcome == VERIFY_OUTCOME_DIFFERENT)
+	{
+		log_error("live verification at %s: the shadow differs from the source", lsn);
+		log_detail("%s", text);
+	}
+	ok = state_finish_verification(control, c->request, c->point, outcome, text,
+								   json_len > 0 ? json : NULL);
+	free(text);
+	free(json);
+	run_check_close(c);
+	return ok;
+}
+
 static session_end
 run_stream_session(const char *conninfo, const state_migration *m, const run_options *ro)
 {
 	db			target = {0};
+	db			control = {0};	/* the source: verification requests */
+	run_check	check = {0};
 	stream		s;
 	apply	   *a = NULL;
 	pgout_decoder dec;
@@ -308,9 +465,10 @@ run_stream_session(const char *conninfo, const state_migration *m, const run_opt
 	ao.batch_transactions = ro->batch_transactions;
 	ao.copy_threshold = ro->copy_threshold;
 
-	if (!db_connect(&target, conninfo, "target"))
+	if (!db_connect(&target, conninfo, "target") || !db_connect(&control, conninfo, "source"))
 	{
-		end = db_lost_connection(&target) ? SESSION_LOST : SESSION_FAILED;
+		end = db_lost_connection(&target) || db_lost_connection(&control) ?
+			SESSION_LOST : SESSION_FAILED;
 		goto cleanup;
 	}
 	a = apply_create(&target, &ao);
@@ -356,6 +514,11 @@ run_stream_session(const char *conninfo, const state_migration *m, const run_opt
 			run_log_progress(&s, a, started, 0);
 			next_progress = lsn_monotonic_us() + (int64_t) ro->progress_seconds * 1000000;
 		}
+		if (!run_check_poll(&check, &control, conninfo, m, a, &s))
+		{
+			end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
+			goto cleanup;
+		}
 		r = stream_receive(&s, apply_idle(a) ? 1000 : 50, &data, &len, &lsn);
 		switch (r)
 		{
@@ -365,6 +528,14 @@ run_stream_session(const char *conninfo, const state_migration *m, const run_opt
 					char		text[LSN_TEXT_SIZE];
 
 					log_error("%s at %s", dec.error, lsn_format(lsn, text));
+					goto cleanup;
+				}
+				/* The first transaction at or after P: P is reached, compare first. */
+				if (check.request != 0 && msg.kind == PGOUT_BEGIN &&
+					msg.begin.final_lsn >= check.point &&
+					!run_check_compare(&check, &control, conninfo, m, a, &s))
+				{
+					end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
 					goto cleanup;
 				}
 				if (!apply_message(a, &msg, lsn))
@@ -385,6 +556,13 @@ run_stream_session(const char *conninfo, const state_migration *m, const run_opt
 				/* Nothing received is unapplied: idle WAL may be confirmed too. */
 				if (apply_idle(a) && s.received <= apply_committed(a))
 					stream_confirm(&s, s.server_end);
+				/* Every transaction before P is applied once the server has sent past P. */
+				if (check.request != 0 && apply_idle(a) && s.server_end >= check.point &&
+					!run_check_compare(&check, &control, conninfo, m, a, &s))
+				{
+					end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
+					goto cleanup;
+				}
 				break;
 			case STREAM_ENDED:
 			case STREAM_FAILED:
@@ -398,7 +576,9 @@ cleanup:
 		run_log_progress(&s, a, started, 0);
 	apply_destroy(a);
 	pgout_decoder_free(&dec);
+	run_check_close(&check);
 	stream_close(&s);
+	db_close(&control);
 	db_close(&target);
 	return end;
 }

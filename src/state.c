@@ -30,7 +30,16 @@ static const char schema_sql[] =
 	"  ord int NOT NULL,"
 	"  phase text NOT NULL,"
 	"  sql text NOT NULL,"
-	"  PRIMARY KEY (migration_id, ord))";
+	"  PRIMARY KEY (migration_id, ord)); "
+	"CREATE TABLE IF NOT EXISTS pgrepart.verification ("
+	"  id bigserial PRIMARY KEY,"
+	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"
+	"  requested_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
+	"  finished_at timestamptz,"
+	"  consistent_lsn pg_catalog.pg_lsn,"
+	"  equal boolean,"
+	"  report_text text,"
+	"  report_json text)";
 
 bool
 state_ensure(db *d)
@@ -182,6 +191,97 @@ state_run_statements(db *d, const state_migration *m, plan_phase phase)
 	}
 	PQclear(res);
 	return ok;
+}
+
+bool
+state_request_verification(db *d, const state_migration *m, int64_t *id)
+{
+	PGresult   *res = db_execf(d, "request a live verification",
+							   "INSERT INTO pgrepart.verification (migration_id) VALUES (%int4) "
+							   "RETURNING id", m->id);
+	PGint8		value;
+	bool		ok;
+
+	if (res == NULL)
+		return false;
+	ok = db_getf(res, 0, "%int8", 0, &value);
+	*id = value;
+	PQclear(res);
+	return ok;
+}
+
+bool
+state_pending_verification(db *d, const state_migration *m, int64_t *id)
+{
+	PGresult   *res = db_execf(d, "look for verification requests",
+							   "SELECT id FROM pgrepart.verification WHERE migration_id = %int4 "
+							   "AND finished_at IS NULL ORDER BY id LIMIT 1", m->id);
+	PGint8		value = 0;
+	bool		ok = true;
+
+	if (res == NULL)
+		return false;
+	if (PQntuples(res) == 1)
+		ok = db_getf(res, 0, "%int8", 0, &value);
+	*id = value;
+	PQclear(res);
+	return ok;
+}
+
+bool
+state_finish_verification(db *d, int64_t id, lsn_t at, verify_outcome outcome,
+						  const char *text, const char *json)
+{
+	char		lsn[LSN_TEXT_SIZE];
+	PGresult   *res;
+
+	res = db_execf(d, "record the verification's result",
+				   "UPDATE pgrepart.verification SET finished_at = pg_catalog.now(), "
+				   "  consistent_lsn = %text::pg_catalog.pg_lsn, "
+				   "  equal = CASE %int4 WHEN 0 THEN true WHEN 1 THEN false END, "
+				   "  report_text = %text, report_json = %text WHERE id = %int8",
+				   at == LSN_INVALID ? NULL : lsn_format(at, lsn), (int) outcome, text, json, id);
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+state_read_verification(db *d, int64_t id, state_verification *out)
+{
+	PGresult   *res = db_execf(d, "read the verification's result",
+							   "SELECT finished_at IS NOT NULL, equal, consistent_lsn::pg_catalog.text, "
+							   "  report_text, report_json FROM pgrepart.verification "
+							   "WHERE id = %int8", id);
+	PGbool		finished = 0, equal = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (res == NULL || PQntuples(res) != 1 || !db_getf(res, 0, "%bool", 0, &finished))
+	{
+		PQclear(res);
+		return false;
+	}
+	out->finished = finished;
+	if (PQgetisnull(res, 0, 1))
+		out->outcome = VERIFY_OUTCOME_FAILED;
+	else
+	{
+		db_getf(res, 0, "%bool", 1, &equal);
+		out->outcome = equal ? VERIFY_OUTCOME_EQUAL : VERIFY_OUTCOME_DIFFERENT;
+	}
+	if (!PQgetisnull(res, 0, 2))
+		lsn_parse(PQgetvalue(res, 0, 2), &out->at);
+	out->text = PQgetisnull(res, 0, 3) ? NULL : xstrdup(PQgetvalue(res, 0, 3));
+	out->json = PQgetisnull(res, 0, 4) ? NULL : xstrdup(PQgetvalue(res, 0, 4));
+	PQclear(res);
+	return true;
+}
+
+void
+state_verification_free(state_verification *v)
+{
+	free(v->text);
+	free(v->json);
+	v->text = v->json = NULL;
 }
 
 void

@@ -67,8 +67,8 @@ stream_command(stream *s, const char *what, const char *sql, ExecStatusType expe
 }
 
 bool
-stream_create_slot(stream *s, const char *slot, bool export, int lock_timeout_ms,
-				   lsn_t *consistent_point, char **snapshot)
+stream_create_slot(stream *s, const char *slot, bool temporary, bool export,
+				   int lock_timeout_ms, lsn_t *consistent_point, char **snapshot)
 {
 	buf			sql;
 	PGresult   *res = NULL;
@@ -88,7 +88,8 @@ stream_create_slot(stream *s, const char *slot, bool export, int lock_timeout_ms
 	buf_reset(&sql);
 	buf_append(&sql, "CREATE_REPLICATION_SLOT ");
 	ident_quote(&sql, slot);
-	buf_appendf(&sql, " LOGICAL pgoutput (SNAPSHOT '%s')", export ? "export" : "nothing");
+	buf_appendf(&sql, "%s LOGICAL pgoutput (SNAPSHOT '%s')", temporary ? " TEMPORARY" : "",
+				export ? "export" : "nothing");
 	res = stream_command(s, "create the replication slot", sql.data, PGRES_TUPLES_OK);
 	if (res == NULL)
 		goto cleanup;

@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <libpqtypes.h>
 #include <xxhash.h>
 
 #include "pgrepart/buf.h"
@@ -29,6 +31,7 @@
 #include "pgrepart/log.h"
 #include "pgrepart/lsn.h"
 #include "pgrepart/mem.h"
+#include "pgrepart/state.h"
 #include "pgrepart/verify.h"
 #include "pgrepart/wire.h"
 
@@ -129,6 +132,7 @@ typedef struct verify_run
 	int			nlisted;
 	int64_t		started_us;
 	int64_t		next_progress_us;
+	int64_t		next_tick_us;
 	bool		progress_shown;
 } verify_run;
 
@@ -395,7 +399,13 @@ verify_copy_wait(verify_run *v)
 		verify_show_progress(v, false);
 		if (maxfd < 0)
 			return true;
-		if (select(maxfd + 1, &readable, NULL, NULL, NULL) < 0 && errno != EINTR)
+		if (v->o->tick != NULL && lsn_monotonic_us() >= v->next_tick_us)
+		{
+			v->o->tick(v->o->tick_arg);
+			v->next_tick_us = lsn_monotonic_us() + 1000000;
+		}
+		if (select(maxfd + 1, &readable, NULL, NULL, &(struct timeval) {1, 0}) < 0 &&
+			errno != EINTR)
 		{
 			log_error("could not wait for the tables' rows: %s", strerror(errno));
 			return false;
@@ -800,8 +810,25 @@ verify_open_side(verify_run *v, int side, const char *conninfo, const char *sche
 {
 	verify_side *s = &v->side[side];
 
-	if (!db_connect(&s->d, conninfo, verify_side_label[side]) ||
-		!catalog_read(&s->d, schema, table, &s->t))
+	if (!db_connect(&s->d, conninfo, verify_side_label[side]))
+		return false;
+	if (side == SOURCE && v->o->source_snapshot != NULL)
+	{
+		buf			sql;
+		bool		ok;
+
+		/* The snapshot's name comes from the server; it still goes in as a literal. */
+		buf_init(&sql);
+		buf_append(&sql, "SET TRANSACTION SNAPSHOT ");
+		ident_literal(&sql, v->o->source_snapshot);
+		ok = db_exec(&s->d, "start reading at the consistent point",
+					 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
+			db_exec(&s->d, "take the consistent point's snapshot", sql.data);
+		buf_free(&sql);
+		if (!ok)
+			return false;
+	}
+	if (!catalog_read(&s->d, schema, table, &s->t))
 		return false;
 	s->qname = ident_qualified(s->t->schema, s->t->name);
 	return true;
@@ -845,6 +872,8 @@ verify_tables(const verify_options *o, FILE *out)
 			verify_print_json(&v, secs, out);
 		else
 			verify_print_text(&v, secs, out);
+		if (o->json_out != NULL)
+			verify_print_json(&v, secs, o->json_out);
 	}
 	result = verify_count_differences(&v) == 0 ? VERIFY_EQUAL : VERIFY_DIFFERENT;
 
@@ -874,5 +903,118 @@ cleanup:
 	free(v.narrowing);
 	free(v.keys);
 	free(v.cols);
+	return result;
+}
+
+/* ---- a live verification, asked of the run that streams the migration ---- */
+
+/* Whether a run is consuming the migration's slot. */
+static bool
+verify_slot_active(db *d, const state_migration *m, bool *active)
+{
+	PGresult   *res = db_execf(d, "look up the replication slot",
+							   "SELECT active FROM pg_catalog.pg_replication_slots "
+							   "WHERE slot_name = %text", m->slot);
+	PGbool		value = 0;
+	bool		ok = res != NULL;
+
+	if (ok && PQntuples(res) == 1)
+		ok = db_getf(res, 0, "%bool", 0, &value);
+	*active = value;
+	PQclear(res);
+	return ok;
+}
+
+/* How long the run may be away (reconnecting) before the request is given up. */
+#define VERIFY_LIVE_AWAY_US 60000000
+
+verify_result
+verify_request_live(const char *conninfo, const char *schema, const char *table, bool json,
+					FILE *out)
+{
+	db			d = {0};
+	catalog_table *t = NULL;
+	state_migration *m = NULL;
+	state_verification sv = {0};
+	verify_result result = VERIFY_FAILED;
+	int64_t		request = 0;
+	int64_t		away_since = 0;
+	bool		active = false;
+
+	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
+		!state_ensure(&d) || !state_find(&d, t->schema, t->name, &m))
+		goto cleanup;
+	if (m == NULL || strcmp(m->phase, STATE_STREAMING) != 0)
+	{
+		log_error("table \"%s.%s\" has no migration streaming changes", t->schema, t->name);
+		log_hint("A live verification compares the shadow of a running migration; compare "
+				 "any two tables with --source and --target.");
+		goto cleanup;
+	}
+	if (!verify_slot_active(&d, m, &active))
+		goto cleanup;
+	if (!active)
+	{
+		log_error("no pgrepart run is streaming the migration of \"%s.%s\"", t->schema, t->name);
+		log_hint("Start (or resume) it with \"pgrepart run\"; the run compares at a consistent "
+				 "point while it streams.");
+		goto cleanup;
+	}
+	if (!state_request_verification(&d, m, &request))
+		goto cleanup;
+	log_info("waiting for the run to reach a consistent point and compare");
+	for (;;)
+	{
+		usleep(200000);
+		if (!state_read_verification(&d, request, &sv))
+			goto cleanup;
+		if (sv.finished)
+			break;
+		state_verification_free(&sv);
+		if (!verify_slot_active(&d, m, &active))
+			goto cleanup;
+		if (active)
+			away_since = 0;
+		else if (away_since == 0)
+			away_since = lsn_monotonic_us();
+		else if (lsn_monotonic_us() - away_since > VERIFY_LIVE_AWAY_US)
+		{
+			log_error("the run streaming \"%s.%s\" stopped before it verified", t->schema,
+					  t->name);
+			state_finish_verification(&d, request, LSN_INVALID, VERIFY_OUTCOME_FAILED,
+									  "given up: no run streamed the migration for 60 s", NULL);
+			goto cleanup;
+		}
+	}
+	if (json && sv.json != NULL)
+		fputs(sv.json, out);
+	else if (sv.text != NULL)
+	{
+		char		lsn[LSN_TEXT_SIZE];
+
+		if (sv.at != LSN_INVALID)
+			fprintf(out, "at the consistent point %s:\n", lsn_format(sv.at, lsn));
+		fputs(sv.text, out);
+	}
+	switch (sv.outcome)
+	{
+		case VERIFY_OUTCOME_EQUAL:
+			result = VERIFY_EQUAL;
+			break;
+		case VERIFY_OUTCOME_DIFFERENT:
+			result = VERIFY_DIFFERENT;
+			break;
+		case VERIFY_OUTCOME_FAILED:
+			log_error("the live verification could not compare the tables");
+			if (sv.text != NULL)
+				log_detail("%s", sv.text);
+			break;
+	}
+
+cleanup:
+	state_verification_free(&sv);
+	state_migration_free(m);
+	catalog_table_free(t);
+	db_close(&d);
 	return result;
 }

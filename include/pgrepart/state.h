@@ -12,6 +12,7 @@
 #define PGREPART_STATE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "pgrepart/db.h"
 #include "pgrepart/lsn.h"
@@ -49,5 +50,34 @@ bool		state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn);
 /* Run the recorded DDL of one plan phase. */
 bool		state_run_statements(db *d, const state_migration *m, plan_phase phase);
 void		state_migration_free(state_migration *m);
+
+/*
+ * Live verifications (pgrepart.verification): "pgrepart verify --live"
+ * records a request; the run streaming the migration takes the oldest
+ * unfinished one, compares at a consistent point and records the result.
+ */
+typedef enum verify_outcome
+{
+	VERIFY_OUTCOME_EQUAL = 0,
+	VERIFY_OUTCOME_DIFFERENT = 1,
+	VERIFY_OUTCOME_FAILED = 2	/* could not compare: the text says why */
+} verify_outcome;
+
+typedef struct state_verification
+{
+	bool		finished;
+	verify_outcome outcome;
+	lsn_t		at;				/* the consistent point compared at */
+	char	   *text;			/* the report, for people and as JSON; owned */
+	char	   *json;
+} state_verification;
+
+bool		state_request_verification(db *d, const state_migration *m, int64_t *id);
+/* The oldest unfinished request of the migration, *id = 0 when none. */
+bool		state_pending_verification(db *d, const state_migration *m, int64_t *id);
+bool		state_finish_verification(db *d, int64_t id, lsn_t at, verify_outcome outcome,
+									  const char *text, const char *json);
+bool		state_read_verification(db *d, int64_t id, state_verification *out);
+void		state_verification_free(state_verification *v);
 
 #endif

@@ -48,13 +48,14 @@ bool		stream_connect(stream *s, const char *conninfo);
 void		stream_close(stream *s);
 
 /*
- * Create a logical slot for pgoutput.  With export, *snapshot gets the
+ * Create a logical slot for pgoutput; a temporary one goes away with the
+ * connection (or its first error).  With export, *snapshot gets the
  * exported snapshot's name (valid until the next command on this
  * connection); otherwise pass NULL.  lock_timeout_ms bounds the wait for
  * transactions in progress (0: wait as long as it takes).
  */
-bool		stream_create_slot(stream *s, const char *slot, bool export, int lock_timeout_ms,
-							   lsn_t *consistent_point, char **snapshot);
+bool		stream_create_slot(stream *s, const char *slot, bool temporary, bool export,
+							   int lock_timeout_ms, lsn_t *consistent_point, char **snapshot);
 bool		stream_drop_slot(stream *s, const char *slot);
 
 /* START_REPLICATION from start with proto_version 1, binary values. */

@@ -37,6 +37,12 @@ typedef struct verify_options
 	int			max_differences;	/* rows listed in the report */
 	bool		json;
 	bool		progress;		/* a progress line on stderr */
+
+	/* For a live verification inside a run: */
+	const char *source_snapshot;	/* read the source under this exported snapshot */
+	FILE	   *json_out;		/* also print the JSON report here */
+	void		(*tick) (void *arg);	/* called about once a second while reading */
+	void	   *tick_arg;
 } verify_options;
 
 typedef enum verify_result
@@ -46,7 +52,18 @@ typedef enum verify_result
 	VERIFY_FAILED				/* logged */
 } verify_result;
 
-/* Compare and print the report to out (text, or JSON with o->json). */
+/*
+ * Compare and print the report to out (text, or JSON with o->json; and JSON
+ * to o->json_out as well when set).
+ */
 verify_result verify_tables(const verify_options *o, FILE *out);
+
+/*
+ * Ask the run streaming the migration of schema.table (schema NULL: the
+ * search path) to compare its shadow with the source at a consistent point,
+ * wait for it, and print its report.  Fails when no run is streaming.
+ */
+verify_result verify_request_live(const char *conninfo, const char *schema, const char *table,
+								  bool json, FILE *out);
 
 #endif

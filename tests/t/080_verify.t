@@ -63,7 +63,10 @@ like($out, qr/equal/, 'text report says equal');
 
 # Differences in the partitioned copy: a changed value, a missing row, an
 # extra row, NULL against an empty string, a row moved to another partition.
-my @ids = split /\n/, $node->psql(q{SELECT id FROM chat_messages ORDER BY id OFFSET 100 LIMIT 5});
+my @ids = split /\n/, $node->psql(q{SELECT id FROM chat_messages ORDER BY id OFFSET 100 LIMIT 4});
+# The row that moves: from 2025 or later back into 2024's first partition.
+push @ids, $node->psql(q{SELECT id FROM chat_messages WHERE created_at >= '2025-01-01'
+	AND id NOT IN (SELECT id FROM chat_messages ORDER BY id OFFSET 100 LIMIT 4) ORDER BY id LIMIT 1});
 $node->psql(qq{
 	UPDATE chat_messages_pgrepart SET content = content || 'x' WHERE id = '$ids[0]';
 	DELETE FROM chat_messages_pgrepart WHERE id = '$ids[1]';
@@ -72,7 +75,7 @@ $node->psql(qq{
 	  created_at, updated_at, deleted_at FROM chat_messages WHERE id = '$ids[2]';
 	UPDATE chat_messages SET model_name = '' WHERE id = '$ids[3]';
 	UPDATE chat_messages_pgrepart SET model_name = NULL WHERE id = '$ids[3]';
-	UPDATE chat_messages_pgrepart SET created_at = created_at - interval '400 days',
+	UPDATE chat_messages_pgrepart SET created_at = timestamp '2024-02-01',
 	  tokens_used = coalesce(tokens_used, 0) + 1 WHERE id = '$ids[4]';
 });
 for my $chunk (50000, 7000)
