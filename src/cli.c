@@ -529,6 +529,12 @@ cli_parse_table(const char *option, const char *value, char **schema, char **tab
 }
 
 static int
+cli_verify_exit(verify_result r)
+{
+	return r == VERIFY_EQUAL ? EXIT_OK : r == VERIFY_DIFFERENT ? EXIT_DIFFERENT : EXIT_FAIL;
+}
+
+static int
 cli_verify(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -612,18 +618,8 @@ cli_verify(int argc, char **argv)
 								   "--source and --target");
 		if (!cli_parse_table("-t/--table", common.table, &names[0], &names[1]))
 			return EXIT_USAGE;
-		switch (verify_request_live(common.dbname, names[0], names[1], common.json, stdout))
-		{
-			case VERIFY_EQUAL:
-				rc = EXIT_OK;
-				break;
-			case VERIFY_DIFFERENT:
-				rc = EXIT_DIFFERENT;
-				break;
-			case VERIFY_FAILED:
-				rc = EXIT_FAIL;
-				break;
-		}
+		rc = cli_verify_exit(verify_request_live(common.dbname, names[0], names[1], common.json,
+												 stdout));
 		goto cleanup;
 	}
 	if (!cli_parse_table("--source", source, &names[0], &names[1]) ||
@@ -644,18 +640,7 @@ cli_verify(int argc, char **argv)
 	vo.target_table = names[3];
 	vo.json = common.json;
 	vo.progress = isatty(STDERR_FILENO) && log_get_level() <= LOG_LEVEL_INFO;
-	switch (verify_tables(&vo, stdout))
-	{
-		case VERIFY_EQUAL:
-			rc = EXIT_OK;
-			break;
-		case VERIFY_DIFFERENT:
-			rc = EXIT_DIFFERENT;
-			break;
-		case VERIFY_FAILED:
-			rc = EXIT_FAIL;
-			break;
-	}
+	rc = cli_verify_exit(verify_tables(&vo, stdout));
 
 cleanup:
 	for (int i = 0; i < 4; i++)
