@@ -20,15 +20,23 @@ static const char status_sql[] =
 	"  (SELECT o.remote_lsn::pg_catalog.text FROM pg_catalog.pg_replication_origin_status o "
 	"   WHERE o.external_id = m.origin_name AND o.remote_lsn <> '0/0'), "
 	"  pg_catalog.to_char(m.updated_at, 'YYYY-MM-DD HH24:MI:SS OF'), "
-	"  pg_catalog.pg_current_wal_lsn()::pg_catalog.text "
+	"  pg_catalog.pg_current_wal_lsn()::pg_catalog.text, "
+	"  COALESCE(EXTRACT(epoch FROM r.flush_lag), 0)::pg_catalog.float8, "
+	"  (SELECT CASE WHEN v.finished_at IS NULL THEN 'requested' "
+	"               WHEN v.equal THEN 'equal' WHEN NOT v.equal THEN 'different' "
+	"               ELSE 'failed' END || COALESCE(' at ' || v.consistent_lsn::pg_catalog.text, '') "
+	"          || ', ' || pg_catalog.to_char(COALESCE(v.finished_at, v.requested_at), "
+	"                                         'YYYY-MM-DD HH24:MI:SS OF') "
+	"   FROM pgrepart.verification v WHERE v.migration_id = m.id ORDER BY v.id DESC LIMIT 1) "
 	"FROM pgrepart.migration m "
 	"LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = m.slot_name "
+	"LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid "
 	"WHERE %bool OR ((%bool OR m.source_schema = %text) AND m.source_table = %text) "
 	"ORDER BY m.id";
 
 static void
 status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGint8 behind,
-			bool slot_exists, bool slot_active)
+			bool slot_exists, bool slot_active, double lag)
 {
 	char	   *source = ident_qualified(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
 	char	   *shadow = ident_qualified(PQgetvalue(res, i, 1), PQgetvalue(res, i, 3));
@@ -44,8 +52,12 @@ status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGin
 	if (slot_exists)
 		fprintf(out, "  behind         %.1f MB of WAL (server at %s)\n",
 				(double) behind / 1048576.0, PQgetvalue(res, i, 12));
+	if (slot_active)
+		fprintf(out, "  lag            %.1f s (the server's flush_lag for the stream)\n", lag);
 	fprintf(out, "  applied up to  %s\n",
 			PQgetisnull(res, i, 10) ? "nothing yet" : PQgetvalue(res, i, 10));
+	fprintf(out, "  verified       %s\n",
+			PQgetisnull(res, i, 14) ? "not yet (pgrepart verify --live)" : PQgetvalue(res, i, 14));
 	free(source);
 	free(shadow);
 }
@@ -80,9 +92,10 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		PGint4		id;
 		PGbool		slot_exists, slot_active;
 		PGint8		retained, behind;
+		PGfloat8	lag;
 
-		if (!db_getf(res, i, "%int4 %bool %bool %int8 %int8", 0, &id, 6, &slot_exists,
-					 7, &slot_active, 8, &retained, 9, &behind))
+		if (!db_getf(res, i, "%int4 %bool %bool %int8 %int8 %float8", 0, &id, 6, &slot_exists,
+					 7, &slot_active, 8, &retained, 9, &behind, 13, &lag))
 		{
 			PQclear(res);
 			buf_free(&b);
@@ -91,7 +104,7 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		*found = true;
 		if (!json)
 		{
-			status_text(res, i, out, id, retained, behind, slot_exists, slot_active);
+			status_text(res, i, out, id, retained, behind, slot_exists, slot_active, lag);
 			continue;
 		}
 		json_begin_object(&w);
@@ -105,6 +118,9 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		json_kv_bool(&w, "slot_active", slot_active);
 		json_kv_int(&w, "retained_wal_bytes", retained);
 		json_kv_int(&w, "behind_bytes", behind);
+		json_kv_double(&w, "lag_seconds", lag);
+		json_kv_string(&w, "last_verification",
+					   PQgetisnull(res, i, 14) ? NULL : PQgetvalue(res, i, 14));
 		json_kv_string(&w, "applied_lsn", PQgetisnull(res, i, 10) ? NULL : PQgetvalue(res, i, 10));
 		json_kv_string(&w, "updated_at", PQgetvalue(res, i, 11));
 		json_end_object(&w);

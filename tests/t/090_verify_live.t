@@ -52,6 +52,15 @@ ok(kill(0, $run), 'the run goes on after the difference');
 is($node->psql(q{SELECT string_agg(coalesce(equal::text, 'failed'), ',' ORDER BY id)
 	FROM pgrepart.verification}), 'true,true,false', 'three verifications recorded');
 
+# status shows the last verification and the stream's lag.
+($rc, $out, $err) = pgrepart('status', @conn, '-t', 'chat_messages', '--json');
+my $st = (eval { decode_json($out) } // {})->{migrations}[0] // {};
+like($st->{last_verification} // '', qr{^different at [0-9A-F]+/[0-9A-F]+, \d{4}-}, 'status: the last verification');
+cmp_ok($st->{lag_seconds} // -1, '>=', 0, 'status: the lag in seconds');
+($rc, $out, $err) = pgrepart('status', @conn, '-t', 'chat_messages');
+like($out, qr/^  verified       different at /m, 'status text: the last verification');
+like($out, qr/^  lag            [\d.]+ s/m, 'status text: the lag');
+
 kill 'TERM', $run;
 is(wait_exit($run), 5, 'the run stops cleanly');
 my $log = slurp("$dir/run.log");
