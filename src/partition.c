@@ -174,27 +174,27 @@ cleanup:
 	return ok;
 }
 
-/* min and max of the column, as text; NULL when the table is empty. */
-static bool
-partition_read_min_max(db *d, const catalog_table *t, const catalog_column *column,
-					   partition_set *set)
+bool
+partition_read_range(db *d, const char *schema, const char *table, const char *column,
+					 char **min_value, char **max_value)
 {
 	buf			sql;
 	PGresult   *res;
 
+	*min_value = *max_value = NULL;
 	buf_init(&sql);
 	buf_append(&sql, "SELECT pg_catalog.min(");
-	ident_quote(&sql, column->name);
+	ident_quote(&sql, column);
 	buf_append(&sql, ")::pg_catalog.text, pg_catalog.max(");
-	ident_quote(&sql, column->name);
+	ident_quote(&sql, column);
 	buf_append(&sql, ")::pg_catalog.text FROM ");
-	ident_quote_qualified(&sql, t->schema, t->name);
+	ident_quote_qualified(&sql, schema, table);
 	res = db_execf(d, "read the partition column's range", sql.data);
 	buf_free(&sql);
 	if (res == NULL)
 		return false;
-	set->min_value = PQgetisnull(res, 0, 0) ? NULL : xstrdup(PQgetvalue(res, 0, 0));
-	set->max_value = PQgetisnull(res, 0, 1) ? NULL : xstrdup(PQgetvalue(res, 0, 1));
+	*min_value = PQgetisnull(res, 0, 0) ? NULL : xstrdup(PQgetvalue(res, 0, 0));
+	*max_value = PQgetisnull(res, 0, 1) ? NULL : xstrdup(PQgetvalue(res, 0, 1));
 	PQclear(res);
 	return true;
 }
@@ -347,14 +347,16 @@ partition_compute(db *d, const catalog_table *t, const catalog_column *column,
 	}
 	if (partition_is_integer(column))
 	{
-		if (!partition_read_min_max(d, t, column, out) ||
+		if (!partition_read_range(d, t->schema, t->name, column->name, &out->min_value,
+								  &out->max_value) ||
 			!partition_compute_integer(d, t, column, interval, premake, out))
 			goto fail;
 	}
 	else
 	{
 		if (!partition_scheme_from_server(d, column, interval, &out->scheme) ||
-			!partition_read_min_max(d, t, column, out) ||
+			!partition_read_range(d, t->schema, t->name, column->name, &out->min_value,
+								  &out->max_value) ||
 			!partition_compute_time(d, t, column, interval, premake, out))
 			goto fail;
 	}

@@ -108,30 +108,27 @@ static bool
 run_cover_range(db *d, const state_migration *m)
 {
 	char	   *qshadow = ident_qualified(m->schema, m->shadow);
-	buf			sql;
-	PGresult   *res = NULL;
-	Oid			type;
+	char	   *range[2] = {NULL, NULL};
+	char	  **names = NULL;
+	Oid		   *types = NULL;
+	Oid			type = InvalidOid;
+	int			n = 0;
 	bool		ok = false;
 
-	buf_init(&sql);
-	buf_append(&sql, "SELECT pg_catalog.min(");
-	ident_quote(&sql, m->partition_column);
-	buf_append(&sql, ")::pg_catalog.text, pg_catalog.max(");
-	ident_quote(&sql, m->partition_column);
-	buf_append(&sql, ")::pg_catalog.text, (SELECT a.atttypid FROM pg_catalog.pg_attribute a "
-			   "WHERE a.attrelid = %text::pg_catalog.regclass AND a.attname = %text) FROM ");
-	ident_quote_qualified(&sql, m->schema, m->table);
-	res = db_execf(d, "read the partition column's range", sql.data, qshadow, m->partition_column);
-	if (res == NULL || !db_getf(res, 0, "%oid", 2, &type))
+	if (!catalog_published_columns(d, qshadow, &names, &types, &n) ||
+		!partition_read_range(d, m->schema, m->table, m->partition_column, &range[0], &range[1]))
 		goto cleanup;
+	for (int i = 0; i < n; i++)
+		if (strcmp(names[i], m->partition_column) == 0)
+			type = types[i];
 	for (int i = 0; i < 2; i++)
 	{
 		partition_set created;
 
-		if (PQgetisnull(res, 0, i))
+		if (range[i] == NULL)
 			continue;
 		if (!partition_extend(d, m->schema, m->table, qshadow, type, m->interval, NULL,
-							  PQgetvalue(res, 0, i), &created))
+							  range[i], &created))
 			goto cleanup;
 		for (int j = 0; j < created.count; j++)
 			log_info("created partition \"%s.%s\" for rows beyond the planned partitions",
@@ -141,8 +138,12 @@ run_cover_range(db *d, const state_migration *m)
 	ok = true;
 
 cleanup:
-	PQclear(res);
-	buf_free(&sql);
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(types);
+	free(range[0]);
+	free(range[1]);
 	free(qshadow);
 	return ok;
 }

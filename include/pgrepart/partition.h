@@ -118,4 +118,11 @@ bool		partition_extend(db *d, const char *schema, const char *table_name,
 /* Whether the column's base type can be partitioned by an interval. */
 bool		partition_type_supported(const catalog_column *column);
 
+/*
+ * min and max of schema.table's column as text, in the caller's snapshot;
+ * NULL when the table is empty.  The strings are the caller's to free.
+ */
+bool		partition_read_range(db *d, const char *schema, const char *table, const char *column,
+								 char **min_value, char **max_value);
+
 #endif
