@@ -75,9 +75,10 @@ static const char plan_help[] =
 static const char run_help[] =
 	"Usage: pgrepart run -d CONNINFO -t TABLE -k COLUMN [options]\n"
 	"\n"
-	"Migrate the table online: plan, create the publication and the partitioned\n"
-	"shadow, copy the rows under the replication slot's snapshot, build the keys\n"
-	"and indexes, then apply the change stream into the shadow until stopped\n"
+	"Migrate the table online: plan, create the publication, the partitioned\n"
+	"shadow and the replication slot, copy the rows in key-range chunks (each\n"
+	"under its own short snapshot), build the keys and indexes, then apply the\n"
+	"change stream into the shadow until stopped\n"
 	"(SIGINT or SIGTERM stop cleanly). Running the same command again resumes.\n"
 	"The cutover is not implemented in this version.\n"
 	"\n"
@@ -87,6 +88,9 @@ static const char run_help[] =
 	"      --premake=N             as for plan (default 4)\n"
 	"      --default-partition     as for plan\n"
 	"      --batch-transactions=N  source transactions per shadow commit (default 500)\n"
+	"      --chunk-rows=N          rows per copied chunk (default: adapt to about 1 s)\n"
+	"      --rate=N                copy at most N rows per second (0: no cap); change it\n"
+	"                              while running in pgrepart.migration.max_rows_per_second\n"
 	"\nConnection and output:\n"
 	"  -d, --dbname=CONNINFO   conninfo string or URI\n"
 	"  -t, --table=TABLE       the table, as SQL writes it\n"
@@ -244,7 +248,8 @@ enum
 	OPT_WHERE,
 	OPT_CHUNK_ROWS,
 	OPT_MAX_DIFFERENCES,
-	OPT_LIVE
+	OPT_LIVE,
+	OPT_RATE
 };
 
 /* What plan and run both take, parsed and checked. */
@@ -254,6 +259,8 @@ typedef struct cli_plan_args
 	plan_options o;
 	bool		sql_only;
 	int			batch;
+	int			chunk_rows;
+	int			rate;
 	char	   *schema;			/* these three are owned */
 	char	   *table;
 	char	   *column;
@@ -285,6 +292,8 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 		{"sql", no_argument, NULL, OPT_SQL},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"batch-transactions", required_argument, NULL, OPT_BATCH},
+		{"chunk-rows", required_argument, NULL, OPT_CHUNK_ROWS},
+		{"rate", required_argument, NULL, OPT_RATE},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -298,6 +307,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 	args->o.interval = "3 months";
 	args->o.premake = 4;
 	args->batch = 500;
+	args->rate = -1;
 	while ((c = getopt_long(argc, argv, "d:t:k:vqh", options, NULL)) != -1)
 	{
 		if (cli_common_option(c, &args->common))
@@ -326,6 +336,16 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 					args->sql_only = true;
 				else
 					args->common.json = true;
+				break;
+			case OPT_CHUNK_ROWS:
+				if (!is_run || !cli_parse_int(optarg, 1, 10000000, &args->chunk_rows))
+					return cli_usage_error(command, "invalid --chunk-rows \"%s\": give a whole "
+										   "number from 1 to 10000000", optarg);
+				break;
+			case OPT_RATE:
+				if (!is_run || !cli_parse_int(optarg, 0, INT_MAX, &args->rate))
+					return cli_usage_error(command, "invalid --rate \"%s\": give rows per second, "
+										   "0 for no cap", optarg);
 				break;
 			case OPT_BATCH:
 				if (!is_run || !cli_parse_int(optarg, 1, 100000, &args->batch))
@@ -436,6 +456,8 @@ cli_run(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	ro.batch_transactions = args.batch;
+	ro.chunk_rows = args.chunk_rows;
+	ro.rate = args.rate;
 	ro.copy_threshold = 16;
 	ro.progress_seconds = 10;
 	ro.max_reconnects = 10;

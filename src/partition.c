@@ -521,3 +521,48 @@ partition_set_free(partition_set *set)
 	free(set->max_value);
 	memset(set, 0, sizeof(*set));
 }
+
+bool
+partition_cover_range(db *d, const char *schema, const char *table, const char *shadow,
+					  const char *column, const char *interval)
+{
+	char	   *qshadow = ident_qualified(schema, shadow);
+	char	   *range[2] = {NULL, NULL};
+	char	  **names = NULL;
+	Oid		   *types = NULL;
+	Oid			type = InvalidOid;
+	int			n = 0;
+	bool		ok = false;
+
+	if (!catalog_published_columns(d, qshadow, &names, &types, &n) ||
+		!partition_read_range(d, schema, table, column, &range[0], &range[1]))
+		goto cleanup;
+	for (int i = 0; i < n; i++)
+		if (strcmp(names[i], column) == 0)
+			type = types[i];
+	for (int i = 0; i < 2; i++)
+	{
+		partition_set created;
+
+		if (range[i] == NULL)
+			continue;
+		if (!partition_extend(d, schema, table, qshadow, type, interval, NULL,
+							  range[i], &created))
+			goto cleanup;
+		for (int j = 0; j < created.count; j++)
+			log_info("created partition \"%s.%s\" for rows beyond the planned partitions",
+					 schema, created.items[j].name);
+		partition_set_free(&created);
+	}
+	ok = true;
+
+cleanup:
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(types);
+	free(range[0]);
+	free(range[1]);
+	free(qshadow);
+	return ok;
+}

@@ -31,6 +31,7 @@ static const char *const phase_names[] = {
 	[PLAN_PHASE_TABLE] = "table",
 	[PLAN_PHASE_PARTITION] = "partition",
 	[PLAN_PHASE_INDEX] = "index",
+	[PLAN_PHASE_UNIQUE] = "unique",
 	[PLAN_PHASE_FOREIGN_KEY] = "foreign_key",
 	[PLAN_PHASE_COMMENT] = "comment",
 };
@@ -514,7 +515,7 @@ plan_ddl_keys(plan *p, const char *qshadow, int encoding, buf *sql)
 							  k->name, k->columns, k->ncolumns);
 		}
 		buf_append_char(sql, ';');
-		plan_add_statement(p, PLAN_PHASE_INDEX, sql);
+		plan_add_statement(p, k->type == 'p' ? PLAN_PHASE_INDEX : PLAN_PHASE_UNIQUE, sql);
 		free(qname);
 	}
 	free(qcol);
@@ -568,7 +569,7 @@ plan_ddl_indexes(plan *p, const char *qshadow, int encoding, buf *sql)
 		else
 			buf_append(sql, x->method_and_columns);
 		buf_append_char(sql, ';');
-		plan_add_statement(p, PLAN_PHASE_INDEX, sql);
+		plan_add_statement(p, x->unique ? PLAN_PHASE_UNIQUE : PLAN_PHASE_INDEX, sql);
 		free(qname);
 	}
 	free(qcol);

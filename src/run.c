@@ -17,6 +17,8 @@
 #include <libpqtypes.h>
 
 #include "pgrepart/apply.h"
+#include "pgrepart/backfill.h"
+#include "pgrepart/backfill_filter.h"
 #include "pgrepart/catalog.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
@@ -103,51 +105,6 @@ run_copy_columns(db *d, const state_migration *m, buf *out)
 	return ok;
 }
 
-/* Partitions for the column's current min and max, in the caller's snapshot. */
-static bool
-run_cover_range(db *d, const state_migration *m)
-{
-	char	   *qshadow = ident_qualified(m->schema, m->shadow);
-	char	   *range[2] = {NULL, NULL};
-	char	  **names = NULL;
-	Oid		   *types = NULL;
-	Oid			type = InvalidOid;
-	int			n = 0;
-	bool		ok = false;
-
-	if (!catalog_published_columns(d, qshadow, &names, &types, &n) ||
-		!partition_read_range(d, m->schema, m->table, m->partition_column, &range[0], &range[1]))
-		goto cleanup;
-	for (int i = 0; i < n; i++)
-		if (strcmp(names[i], m->partition_column) == 0)
-			type = types[i];
-	for (int i = 0; i < 2; i++)
-	{
-		partition_set created;
-
-		if (range[i] == NULL)
-			continue;
-		if (!partition_extend(d, m->schema, m->table, qshadow, type, m->interval, NULL,
-							  range[i], &created))
-			goto cleanup;
-		for (int j = 0; j < created.count; j++)
-			log_info("created partition \"%s.%s\" for rows beyond the planned partitions",
-					 m->schema, created.items[j].name);
-		partition_set_free(&created);
-	}
-	ok = true;
-
-cleanup:
-	for (int i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	free(types);
-	free(range[0]);
-	free(range[1]);
-	free(qshadow);
-	return ok;
-}
-
 static bool
 run_slot_exists(db *d, const char *slot, bool *exists)
 {
@@ -209,7 +166,8 @@ run_copy(db *d, const char *conninfo, state_migration *m)
 	 * Rows may have moved beyond the planned partitions since the plan read
 	 * the column's range: cover the range as this snapshot sees it.
 	 */
-	if (!run_cover_range(d, m))
+	if (!partition_cover_range(d, m->schema, m->table, m->shadow, m->partition_column,
+							   m->interval))
 		goto rollback;
 	buf_reset(&sql);
 	buf_append(&sql, "INSERT INTO ");
@@ -246,7 +204,6 @@ run_build_indexes(db *d, state_migration *m)
 	if (!db_exec(d, "start the index build", "BEGIN") ||
 		!db_exec(d, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||
 		!state_run_statements(d, m, PLAN_PHASE_INDEX) ||
-		!state_run_statements(d, m, PLAN_PHASE_COMMENT) ||
 		!state_set_phase(d, m, STATE_INDEXED, LSN_INVALID) ||
 		!db_exec(d, "commit the index build", "COMMIT"))
 	{
@@ -285,6 +242,32 @@ run_log_progress(const stream *s, const apply *a, int64_t started_us, int64_t ba
 			 "at %s, %" PRIu64 " bytes and %.1f s behind", changes, st->transactions,
 			 secs > 0 ? (double) (changes - base_changes) / secs : 0.0, lsn_format(done, lsn),
 			 bytes, seconds < 0 ? 0.0 : seconds);
+}
+
+/*
+ * Unique constraints other than the key wait until the shadow is
+ * consistent: while chunks copied at different moments are reconciled, a
+ * row whose key changed can briefly be there twice.  Comments come last, as
+ * some are on those constraints.
+ */
+static bool
+run_build_unique(db *control, state_migration *m, apply *a, stream *s)
+{
+	if (!apply_commit(a))
+		return false;
+	stream_confirm(s, apply_committed(a));
+	log_info("the shadow is consistent: building its unique constraints");
+	if (!db_exec(control, "start building the unique constraints", "BEGIN") ||
+		!db_exec(control, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||
+		!state_run_statements(control, m, PLAN_PHASE_UNIQUE) ||
+		!state_run_statements(control, m, PLAN_PHASE_COMMENT) ||
+		!state_set_phase(control, m, STATE_SYNCED, LSN_INVALID) ||
+		!db_exec(control, "commit the unique constraints", "COMMIT"))
+	{
+		db_exec(control, "roll back the unique constraints", "ROLLBACK");
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -441,13 +424,15 @@ run_check_compare(run_check *c, db *control, const char *conninfo, const state_m
 }
 
 static session_end
-run_stream_session(const char *conninfo, const state_migration *m, const run_options *ro)
+run_stream_session(const char *conninfo, const catalog_table *t, state_migration *m,
+				   const run_options *ro)
 {
 	db			target = {0};
 	db			control = {0};	/* the source: verification requests */
 	run_check	check = {0};
 	stream		s;
 	apply	   *a = NULL;
+	backfill_filter *filter = NULL;
 	pgout_decoder dec;
 	apply_options ao = {0};
 	session_end end = SESSION_FAILED;
@@ -480,6 +465,12 @@ run_stream_session(const char *conninfo, const state_migration *m, const run_opt
 			SESSION_LOST : SESSION_FAILED;
 		goto cleanup;
 	}
+	filter = backfill_filter_create(&control, m, t);
+	if (filter == NULL)
+	{
+		end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
+		goto cleanup;
+	}
 	start = apply_committed(a) > m->consistent_lsn ? apply_committed(a) : m->consistent_lsn;
 	if (!stream_connect(&s, conninfo) || !stream_start(&s, m->slot, m->publication, start))
 	{
@@ -498,7 +489,8 @@ run_stream_session(const char *conninfo, const state_migration *m, const run_opt
 		const uint8_t *data;
 		size_t		len;
 		lsn_t		lsn;
-		pgout_message msg;
+		pgout_message msg, rewritten;
+		bool		applied = false;
 		stream_result r;
 
 		if (run_stop_requested(ro))
@@ -531,6 +523,11 @@ run_stream_session(const char *conninfo, const state_migration *m, const run_opt
 					log_error("%s at %s", dec.error, lsn_format(lsn, text));
 					goto cleanup;
 				}
+				/* Every transaction before this one is applied: the shadow may be consistent. */
+				if (msg.kind == PGOUT_BEGIN && strcmp(m->phase, STATE_STREAMING) == 0 &&
+					backfill_filter_settled(filter, msg.begin.final_lsn) &&
+					!run_build_unique(&control, m, a, &s))
+					goto cleanup;
 				/* The first transaction at or after P: P is reached, compare first. */
 				if (check.request != 0 && msg.kind == PGOUT_BEGIN &&
 					msg.begin.final_lsn >= check.point &&
@@ -539,7 +536,22 @@ run_stream_session(const char *conninfo, const state_migration *m, const run_opt
 					end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
 					goto cleanup;
 				}
-				if (!apply_message(a, &msg, lsn))
+				switch (backfill_filter_message(filter, &msg, &rewritten))
+				{
+					case FILTER_APPLY:
+						applied = apply_message(a, &msg, lsn);
+						break;
+					case FILTER_REWRITTEN:
+						applied = apply_message(a, &rewritten, lsn);
+						break;
+					case FILTER_SKIP:
+						applied = true;
+						break;
+					case FILTER_FAILED:
+						end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
+						goto cleanup;
+				}
+				if (!applied)
 				{
 					end = db_lost_connection(&target) ? SESSION_LOST : SESSION_FAILED;
 					goto cleanup;
@@ -557,6 +569,10 @@ run_stream_session(const char *conninfo, const state_migration *m, const run_opt
 				/* Nothing received is unapplied: idle WAL may be confirmed too. */
 				if (apply_idle(a) && s.received <= apply_committed(a))
 					stream_confirm(&s, s.server_end);
+				if (apply_idle(a) && strcmp(m->phase, STATE_STREAMING) == 0 &&
+					backfill_filter_settled(filter, s.server_end) &&
+					!run_build_unique(&control, m, a, &s))
+					goto cleanup;
 				/* Every transaction before P is applied once the server has sent past P. */
 				if (check.request != 0 && apply_idle(a) && s.server_end >= check.point &&
 					!run_check_compare(&check, &control, conninfo, m, a, &s))
@@ -576,6 +592,7 @@ cleanup:
 	if (a != NULL)
 		run_log_progress(&s, a, started, 0);
 	apply_destroy(a);
+	backfill_filter_free(filter);
 	pgout_decoder_free(&dec);
 	run_check_close(&check);
 	stream_close(&s);
@@ -586,14 +603,15 @@ cleanup:
 
 /* Stream until stopped, reconnecting after lost connections with a growing pause. */
 static run_result
-run_stream(const char *conninfo, const state_migration *m, const run_options *ro)
+run_stream(const char *conninfo, const catalog_table *t, state_migration *m,
+		   const run_options *ro)
 {
 	int			failures = 0;
 	unsigned int pause = 1;
 
 	for (;;)
 	{
-		session_end end = run_stream_session(conninfo, m, ro);
+		session_end end = run_stream_session(conninfo, t, m, ro);
 
 		if (end == SESSION_STOPPED)
 		{
@@ -633,8 +651,32 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 		log_info("resuming the migration of \"%s.%s\" from phase %s", m->schema, m->table,
 				 m->phase);
 
-	if (strcmp(m->phase, STATE_PREPARED) == 0 && !run_copy(&d, conninfo, m))
-		goto cleanup;
+	if (strcmp(m->phase, STATE_PREPARED) == 0 || strcmp(m->phase, STATE_COPYING) == 0)
+	{
+		if (backfill_supported(t))
+		{
+			backfill_options bo = {ro->chunk_rows, ro->rate, ro->progress_seconds, ro->stop};
+
+			switch (backfill_copy(&d, conninfo, t, m, &bo))
+			{
+				case BACKFILL_DONE:
+					break;
+				case BACKFILL_STOPPED:
+					log_info("stopped; run the same command again to resume");
+					result = RUN_STOPPED;
+					goto cleanup;
+				case BACKFILL_FAILED:
+					goto cleanup;
+			}
+		}
+		else
+		{
+			/* The client cannot order this key: one copy under the slot's exported snapshot. */
+			log_info("the key's type cannot be ordered here; copying under one snapshot");
+			if (!run_copy(&d, conninfo, m))
+				goto cleanup;
+		}
+	}
 	if (run_stop_requested(ro))
 	{
 		result = RUN_STOPPED;
@@ -647,7 +689,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 		goto cleanup;
 	/* The source connection is not needed while streaming. */
 	db_close(&d);
-	result = run_stream(conninfo, m, ro);
+	result = run_stream(conninfo, t, m, ro);
 
 cleanup:
 	state_migration_free(m);

@@ -1,4 +1,5 @@
 /* state.c: a migration's durable state; see state.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,7 +40,18 @@ static const char schema_sql[] =
 	"  consistent_lsn pg_catalog.pg_lsn,"
 	"  equal boolean,"
 	"  report_text text,"
-	"  report_json text)";
+	"  report_json text); "
+	"CREATE TABLE IF NOT EXISTS pgrepart.chunk ("
+	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"
+	"  ord int NOT NULL,"
+	"  hi_key bytea,"
+	"  snapshot pg_catalog.pg_snapshot NOT NULL,"
+	"  lsn pg_catalog.pg_lsn NOT NULL,"
+	"  rows bigint NOT NULL,"
+	"  copied_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
+	"  PRIMARY KEY (migration_id, ord)); "
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS next_xid pg_catalog.xid8; "
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS max_rows_per_second int";
 
 bool
 state_ensure(db *d)
@@ -51,7 +63,7 @@ static const char select_sql[] =
 	"SELECT id, source_schema::pg_catalog.text, source_table::pg_catalog.text, "
 	"  shadow_table::pg_catalog.text, partition_column::pg_catalog.text, partition_interval, "
 	"  slot_name::pg_catalog.text, publication_name::pg_catalog.text, origin_name, phase, "
-	"  consistent_lsn::pg_catalog.text "
+	"  consistent_lsn::pg_catalog.text, next_xid::pg_catalog.text "
 	"FROM pgrepart.migration ";
 
 static state_migration *
@@ -77,6 +89,8 @@ state_from_row(const PGresult *res)
 	m->phase = xstrdup(PQgetvalue(res, 0, 9));
 	if (!PQgetisnull(res, 0, 10))
 		lsn_parse(PQgetvalue(res, 0, 10), &m->consistent_lsn);
+	if (PQnfields(res) > 11 && !PQgetisnull(res, 0, 11))
+		m->next_xid = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
 	return m;
 }
 
@@ -191,6 +205,119 @@ state_run_statements(db *d, const state_migration *m, plan_phase phase)
 	}
 	PQclear(res);
 	return ok;
+}
+
+bool
+state_set_next_xid(db *d, state_migration *m, uint64_t next_xid)
+{
+	char		text[24];
+	PGresult   *res;
+
+	snprintf(text, sizeof(text), "%llu", (unsigned long long) next_xid);
+	res = db_execf(d, "record the next transaction id",
+				   "UPDATE pgrepart.migration SET next_xid = %text::pg_catalog.xid8 WHERE id = %int4",
+				   text, m->id);
+	PQclear(res);
+	if (res != NULL)
+		m->next_xid = next_xid;
+	return res != NULL;
+}
+
+bool
+state_set_rate(db *d, const state_migration *m, int rows_per_second)
+{
+	PGresult   *res = db_execf(d, "record the copy's rate",
+							   "UPDATE pgrepart.migration SET max_rows_per_second = "
+							   "  NULLIF(%int4, 0) WHERE id = %int4", rows_per_second, m->id);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+state_read_rate(db *d, const state_migration *m, int *rows_per_second)
+{
+	PGresult   *res = db_execf(d, "read the copy's rate",
+							   "SELECT COALESCE(max_rows_per_second, 0) FROM pgrepart.migration "
+							   "WHERE id = %int4", m->id);
+	PGint4		rate = 0;
+	bool		ok = res != NULL && PQntuples(res) == 1 && db_getf(res, 0, "%int4", 0, &rate);
+
+	*rows_per_second = rate;
+	PQclear(res);
+	return ok;
+}
+
+bool
+state_add_chunk(db *d, const state_migration *m, const state_chunk *c)
+{
+	char		lsn[LSN_TEXT_SIZE];
+	PGbytea		hi = {(int) c->hi_key_len, (char *) c->hi_key};
+	PGresult   *res;
+
+	res = db_execf(d, "record the chunk",
+				   "INSERT INTO pgrepart.chunk (migration_id, ord, hi_key, snapshot, lsn, rows) "
+				   "VALUES (%int4, %int4, %bytea, %text::pg_catalog.pg_snapshot, "
+				   "  %text::pg_catalog.pg_lsn, %int8)",
+				   m->id, c->ord, c->hi_key ? &hi : NULL, c->snapshot, lsn_format(c->lsn, lsn),
+				   (PGint8) c->rows);
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+state_read_chunks(db *d, const state_migration *m, state_chunk **chunks, int *count)
+{
+	PGresult   *res = db_execf(d, "read the copied chunks",
+							   "SELECT ord, hi_key, snapshot::pg_catalog.text, lsn::pg_catalog.text, rows "
+							   "FROM pgrepart.chunk WHERE migration_id = %int4 ORDER BY ord", m->id);
+	int			n;
+
+	*chunks = NULL;
+	*count = 0;
+	if (res == NULL)
+		return false;
+	n = PQntuples(res);
+	*chunks = xcalloc((size_t) n + 1, sizeof(state_chunk));
+	for (int i = 0; i < n; i++)
+	{
+		state_chunk *c = &(*chunks)[i];
+		PGint4		ord;
+		PGint8		rows;
+		PGbytea		hi;
+
+		if (!db_getf(res, i, "%int4 %int8", 0, &ord, 4, &rows))
+		{
+			state_chunks_free(*chunks, i);
+			*chunks = NULL;
+			PQclear(res);
+			return false;
+		}
+		c->ord = ord;
+		c->rows = rows;
+		if (!PQgetisnull(res, i, 1) && db_getf(res, i, "%bytea", 1, &hi))
+		{
+			c->hi_key = xmalloc((size_t) hi.len + 1);
+			memcpy(c->hi_key, hi.data, (size_t) hi.len);
+			c->hi_key_len = (size_t) hi.len;
+		}
+		c->snapshot = xstrdup(PQgetvalue(res, i, 2));
+		lsn_parse(PQgetvalue(res, i, 3), &c->lsn);
+	}
+	*count = n;
+	PQclear(res);
+	return true;
+}
+
+void
+state_chunks_free(state_chunk *chunks, int count)
+{
+	for (int i = 0; chunks != NULL && i < count; i++)
+	{
+		free(chunks[i].hi_key);
+		free(chunks[i].snapshot);
+	}
+	free(chunks);
 }
 
 bool

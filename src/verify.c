@@ -944,7 +944,8 @@ verify_request_live(const char *conninfo, const char *schema, const char *table,
 	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
 		!state_ensure(&d) || !state_find(&d, t->schema, t->name, &m))
 		goto cleanup;
-	if (m == NULL || strcmp(m->phase, STATE_STREAMING) != 0)
+	if (m == NULL || (strcmp(m->phase, STATE_STREAMING) != 0 &&
+					  strcmp(m->phase, STATE_SYNCED) != 0))
 	{
 		log_error("table \"%s.%s\" has no migration streaming changes", t->schema, t->name);
 		log_hint("A live verification compares the shadow of a running migration; compare "

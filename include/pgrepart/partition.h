@@ -125,4 +125,12 @@ bool		partition_type_supported(const catalog_column *column);
 bool		partition_read_range(db *d, const char *schema, const char *table, const char *column,
 								 char **min_value, char **max_value);
 
+/*
+ * Create the shadow's partitions (and log them) for schema.table's current
+ * min and max of column, in the caller's snapshot: rows may have gone
+ * beyond the planned partitions since the plan read the range.
+ */
+bool		partition_cover_range(db *d, const char *schema, const char *table, const char *shadow,
+								  const char *column, const char *interval);
+
 #endif

@@ -45,7 +45,8 @@ typedef enum plan_phase
 {
 	PLAN_PHASE_TABLE,			/* the partitioned table, before the copy */
 	PLAN_PHASE_PARTITION,		/* its partitions, before the copy */
-	PLAN_PHASE_INDEX,			/* keys and indexes, after the copy */
+	PLAN_PHASE_INDEX,			/* primary key and other indexes, after the copy */
+	PLAN_PHASE_UNIQUE,			/* unique constraints and indexes, once the shadow is consistent */
 	PLAN_PHASE_FOREIGN_KEY,		/* outgoing foreign keys, after the indexes */
 	PLAN_PHASE_COMMENT
 } plan_phase;

@@ -29,6 +29,8 @@ typedef struct run_options
 {
 	int			batch_transactions; /* source transactions per target commit */
 	int			copy_threshold; /* inserts in a row that go through COPY */
+	int			chunk_rows;		/* backfill rows per chunk; 0: adapt to about 1 s */
+	int			rate;			/* backfill rows per second at most; 0 none, -1 as recorded */
 	int			progress_seconds;	/* how often to log progress */
 	int			max_reconnects; /* in a row, before giving up */
 	volatile sig_atomic_t *stop;	/* set by a signal handler: stop cleanly */

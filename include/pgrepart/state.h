@@ -20,9 +20,11 @@
 
 /* Phases, in order. */
 #define STATE_PREPARED  "prepared"	/* publication and shadow table exist */
-#define STATE_COPIED    "copied"	/* slot exists, rows copied up to its consistent point */
+#define STATE_COPYING   "copying"	/* slot exists; chunks are being copied */
+#define STATE_COPIED    "copied"	/* every row copied (chunks, or under the slot's snapshot) */
 #define STATE_INDEXED   "indexed"	/* keys and indexes built */
 #define STATE_STREAMING "streaming" /* changes applied from the slot */
+#define STATE_SYNCED    "synced"	/* consistent: unique constraints built; still streaming */
 
 typedef struct state_migration
 {
@@ -37,7 +39,24 @@ typedef struct state_migration
 	char	   *origin;
 	char	   *phase;
 	lsn_t		consistent_lsn; /* the slot's consistent point, once copied */
+	uint64_t	next_xid;		/* the next xid read right after the slot's creation */
 } state_migration;
+
+/*
+ * One copied chunk (pgrepart.chunk): the key range (previous chunk's hi_key,
+ * hi_key], copied under snapshot; lsn was read right after the snapshot was
+ * taken.  hi_key is NULL for the last, open-ended chunk; it holds the key's
+ * binary values, each as a 4-byte big-endian length and the bytes.
+ */
+typedef struct state_chunk
+{
+	int			ord;
+	uint8_t    *hi_key;			/* owned; NULL: open-ended */
+	size_t		hi_key_len;
+	char	   *snapshot;		/* pg_current_snapshot() text; owned */
+	lsn_t		lsn;
+	int64_t		rows;
+} state_chunk;
 
 /* Create schema pgrepart and its tables if missing. */
 bool		state_ensure(db *d);
@@ -50,6 +69,20 @@ bool		state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn);
 /* Run the recorded DDL of one plan phase. */
 bool		state_run_statements(db *d, const state_migration *m, plan_phase phase);
 void		state_migration_free(state_migration *m);
+
+bool		state_set_next_xid(db *d, state_migration *m, uint64_t next_xid);
+/*
+ * The copy's cap in rows per second (0: none), in pgrepart.migration's
+ * max_rows_per_second, which the copy reads before each chunk: an UPDATE of
+ * it changes the rate of a running copy.
+ */
+bool		state_set_rate(db *d, const state_migration *m, int rows_per_second);
+bool		state_read_rate(db *d, const state_migration *m, int *rows_per_second);
+/* Record a chunk; in the caller's transaction (the one that loaded its rows). */
+bool		state_add_chunk(db *d, const state_migration *m, const state_chunk *c);
+/* The migration's chunks in order; *chunks (and its members) the caller frees. */
+bool		state_read_chunks(db *d, const state_migration *m, state_chunk **chunks, int *count);
+void		state_chunks_free(state_chunk *chunks, int count);
 
 /*
  * Live verifications (pgrepart.verification): "pgrepart verify --live"

@@ -59,13 +59,13 @@ unlike($log, qr/error:/, 'no errors') or diag($log);
 # status, for people and for machines.
 my ($src, $sout, $serr) = pgrepart('status', '-d', $node->connstr);
 is($src, 0, 'status exits 0') or diag($serr);
-like($sout, qr/migration 1: public\.chat_messages -> public\.chat_messages_pgrepart\n  phase\s+streaming/,
+like($sout, qr/migration 1: public\.chat_messages -> public\.chat_messages_pgrepart\n  phase\s+synced/,
 	'status shows the migration and its phase');
 like($sout, qr/slot\s+pgrepart_\d+_1, idle: no run is consuming it, retains [\d.]+ MB of WAL/,
 	'status says the stopped run leaves the slot idle, and what it retains');
 ($src, $sout) = pgrepart('status', '-d', $node->connstr, '-t', 'chat_messages', '--json');
 my $st = JSON::PP::decode_json($sout);
-is($st->{migrations}[0]{phase}, 'streaming', 'status --json gives the phase');
+is($st->{migrations}[0]{phase}, 'synced', 'status --json gives the phase');
 ok($st->{migrations}[0]{slot_exists} && defined $st->{migrations}[0]{applied_lsn},
 	'and the slot and the applied position');
 ($src) = pgrepart('status', '-d', $node->connstr, '-t', 'other_table');
@@ -92,7 +92,7 @@ ok(wait_for($node, applied_up_to($lsn), 60, $run), 'a second run resumes and cat
   or diag(slurp("$dir/run2.log"));
 kill 'TERM', $run;
 is(wait_exit($run), 5, 'and stops cleanly');
-like(slurp("$dir/run2.log"), qr/resuming the migration of "public.chat_messages" from phase streaming/,
+like(slurp("$dir/run2.log"), qr/resuming the migration of "public.chat_messages" from phase synced/,
 	'it resumed from the streaming phase');
 ($missing, $extra) = compare_tables($node, 'chat_messages', 'chat_messages_pgrepart');
 is("$missing/$extra", '0/0', 'still equal after the resumed run');

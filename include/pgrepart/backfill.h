@@ -1,0 +1,58 @@
+/*
+ * backfill.h: copy a live table into its shadow in key-range chunks, each
+ * under its own short snapshot (docs/design.md, "Backfill without a
+ * long-held snapshot").
+ *
+ * The slot is created first (its consistent point C); chunk k then reads
+ * COPY (SELECT ... WHERE key > <last key> ORDER BY key LIMIT n) TO STDOUT
+ * (FORMAT binary) in a REPEATABLE READ READ ONLY transaction, and the bytes
+ * go unchanged into COPY shadow FROM STDIN (FORMAT binary), in the target
+ * transaction that also records the chunk: its range, its snapshot and the
+ * WAL position read right after the snapshot.  A crash loses at most the
+ * chunk in flight; the next run continues after the last recorded chunk.
+ * The shadow has no indexes yet.  Streamed changes are later decided by the
+ * chunk their key falls in (backfill_filter.h).
+ */
+#ifndef PGREPART_BACKFILL_H
+#define PGREPART_BACKFILL_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "pgrepart/catalog.h"
+#include "pgrepart/db.h"
+#include "pgrepart/state.h"
+
+typedef struct backfill_options
+{
+	int			chunk_rows;		/* rows per chunk; 0: adapt to about one second a chunk */
+	int			rate;			/* rows per second at most, 0: no cap; -1: keep the recorded one */
+	int			progress_seconds;
+	volatile sig_atomic_t *stop;	/* set by a signal handler: stop between chunks */
+} backfill_options;
+
+/* Whether the table's key can be copied in chunks (the client can order it). */
+bool		backfill_supported(const catalog_table *t);
+
+typedef enum backfill_result
+{
+	BACKFILL_DONE,				/* every row copied: phase copied */
+	BACKFILL_STOPPED,			/* stopped on request between chunks */
+	BACKFILL_FAILED				/* logged */
+} backfill_result;
+
+/*
+ * Create the slot (phase prepared) and copy the chunks (phase copying),
+ * continuing after the last recorded chunk.  d is a source connection.
+ */
+backfill_result backfill_copy(db *d, const char *conninfo, const catalog_table *t,
+							  state_migration *m, const backfill_options *o);
+
+/* A key's binary values in a chunk's hi_key form: per field a 4-byte length and the bytes. */
+void		backfill_encode_key(buf *out, int nkeys, const uint8_t *const *values,
+								const uint32_t *lens);
+/* Split hi_key back into nkeys values (pointers into it); false when malformed. */
+bool		backfill_decode_key(const uint8_t *key, size_t len, int nkeys, const uint8_t **values,
+								uint32_t *lens);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * backfill_filter.h: the visibility rule applied to the change stream after
+ * a chunked backfill.
+ *
+ * A change to a key in chunk k's range is skipped when its transaction is
+ * visible in chunk k's snapshot (the chunk already holds its effect) and
+ * applied otherwise.  An update that moves a row from one chunk's range to
+ * another's is decided at both ends: when only the old end holds it the row
+ * is inserted anew, when only the new end holds it the old row is deleted.
+ * A TRUNCATE is skipped when every chunk saw it and applied when none did.
+ * docs/design.md, "Backfill without a long-held snapshot", argues why this
+ * leaves every row as the source has it.
+ */
+#ifndef PGREPART_BACKFILL_FILTER_H
+#define PGREPART_BACKFILL_FILTER_H
+
+#include <stdbool.h>
+
+#include "pgrepart/catalog.h"
+#include "pgrepart/db.h"
+#include "pgrepart/lsn.h"
+#include "pgrepart/pgout.h"
+#include "pgrepart/state.h"
+
+typedef struct backfill_filter backfill_filter;
+
+/*
+ * The filter for migration m (t: its source table), from its recorded
+ * chunks; NULL after logging.  source is kept to fetch unchanged TOASTed
+ * values a re-inserted row needs.  With no chunks it lets everything by.
+ */
+backfill_filter *backfill_filter_create(db *source, const state_migration *m,
+										const catalog_table *t);
+void		backfill_filter_free(backfill_filter *f);
+
+typedef enum filter_action
+{
+	FILTER_APPLY,				/* apply the message as it is */
+	FILTER_SKIP,				/* the shadow already holds its effect */
+	FILTER_REWRITTEN,			/* apply *out instead */
+	FILTER_FAILED				/* logged */
+} filter_action;
+
+/*
+ * Decide one message (every message goes through, in order: Begin carries
+ * the transaction id the rule needs).  *out stays valid until the next call.
+ */
+filter_action backfill_filter_message(backfill_filter *f, const pgout_message *in,
+									  pgout_message *out);
+
+/*
+ * Whether the shadow is consistent once every transaction that committed
+ * before position has been applied: no chunk's snapshot sees beyond it.
+ */
+bool		backfill_filter_settled(const backfill_filter *f, lsn_t position);
+
+#endif

@@ -1,0 +1,660 @@
+/*
+ * backfill.c: copy a live table in key-range chunks, each under its own
+ * snapshot; see backfill.h.
+ *
+ * A chunk's key bound cannot be a parameter of COPY, so the source session
+ * holds it as transaction-local settings (pgrepart.lo_N), set from binary
+ * parameters of the key's own types, and the COPY's WHERE clause reads them
+ * back with current_setting(): a stable expression the planner still uses as
+ * an index condition.  No value is ever written into the SQL text.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpqtypes.h>
+
+#include "pgrepart/backfill.h"
+#include "pgrepart/copybin.h"
+#include "pgrepart/ident.h"
+#include "pgrepart/log.h"
+#include "pgrepart/mem.h"
+#include "pgrepart/partition.h"
+#include "pgrepart/stream.h"
+#include "pgrepart/visibility.h"
+#include "pgrepart/wire.h"
+
+#define BACKFILL_FIRST_ROWS 10000
+#define BACKFILL_MIN_ROWS 1000
+#define BACKFILL_MAX_ROWS 1000000
+#define BACKFILL_TARGET_US 1000000
+
+/* The copy's fixed parts, worked out once. */
+typedef struct backfill
+{
+	const backfill_options *o;
+	const state_migration *m;
+	db		   *source;
+	db			target;
+	int			nkeys;
+	Oid		   *key_types;		/* base types, for binary parameters */
+	const char **key_type_names;	/* format_type(), for casts */
+	char	  **key_names;
+	int		   *key_at;			/* each key column's position in the copied columns */
+	int			ncolumns;
+	buf			columns;		/* "a, b, c" */
+	buf			lo;				/* the last chunk's hi_key: where the next begins */
+	bool		has_lo;
+	int			ord;			/* the next chunk's number */
+	int64_t		rows;			/* copied so far */
+	int64_t		chunk_rows;		/* the next chunk's size */
+} backfill;
+
+bool
+backfill_supported(const catalog_table *t)
+{
+	for (int i = 0; i < t->nkey_columns; i++)
+	{
+		const catalog_column *c = catalog_find_column(t, t->key_columns[i]);
+
+		if (c == NULL || !visibility_orderable_type(c->base_type))
+			return false;
+	}
+	return t->nkey_columns > 0;
+}
+
+void
+backfill_encode_key(buf *out, int nkeys, const uint8_t *const *values, const uint32_t *lens)
+{
+	for (int i = 0; i < nkeys; i++)
+	{
+		wire_put_u32(out, lens[i]);
+		buf_append_len(out, values[i], lens[i]);
+	}
+}
+
+bool
+backfill_decode_key(const uint8_t *key, size_t len, int nkeys, const uint8_t **values,
+					uint32_t *lens)
+{
+	wire_reader r;
+
+	wire_reader_init(&r, key, len);
+	for (int i = 0; i < nkeys; i++)
+	{
+		lens[i] = wire_u32(&r);
+		values[i] = wire_bytes(&r, lens[i]);
+	}
+	return !r.failed && wire_remaining(&r) == 0;
+}
+
+/* ---- set-up ---- */
+
+static bool
+backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
+			  const state_migration *m, const backfill_options *o)
+{
+	char	   *qshadow = ident_qualified(m->schema, m->shadow);
+	char	  **names = NULL;
+	Oid		   *types = NULL;
+	bool		ok = false;
+
+	memset(b, 0, sizeof(*b));
+	b->o = o;
+	b->m = m;
+	b->source = d;
+	buf_init(&b->columns);
+	buf_init(&b->lo);
+	b->chunk_rows = o->chunk_rows > 0 ? o->chunk_rows : BACKFILL_FIRST_ROWS;
+	b->nkeys = t->nkey_columns;
+	b->key_types = xcalloc((size_t) b->nkeys, sizeof(Oid));
+	b->key_type_names = xcalloc((size_t) b->nkeys, sizeof(char *));
+	b->key_names = t->key_columns;
+	b->key_at = xcalloc((size_t) b->nkeys, sizeof(int));
+	if (!catalog_published_columns(d, qshadow, &names, &types, &b->ncolumns))
+		goto cleanup;
+	for (int k = 0; k < b->nkeys; k++)
+	{
+		const catalog_column *c = catalog_find_column(t, t->key_columns[k]);
+
+		b->key_types[k] = c->base_type;
+		b->key_type_names[k] = c->type;
+		b->key_at[k] = -1;
+	}
+	for (int i = 0; i < b->ncolumns; i++)
+	{
+		if (i > 0)
+			buf_append(&b->columns, ", ");
+		ident_quote(&b->columns, names[i]);
+		for (int k = 0; k < b->nkeys; k++)
+			if (strcmp(names[i], t->key_columns[k]) == 0)
+				b->key_at[k] = i;
+	}
+	for (int k = 0; k < b->nkeys; k++)
+		if (b->key_at[k] < 0)
+		{
+			log_error("key column \"%s\" is not among the shadow's columns", t->key_columns[k]);
+			goto cleanup;
+		}
+	ok = db_connect(&b->target, conninfo, "target");
+
+cleanup:
+	for (int i = 0; names != NULL && i < b->ncolumns; i++)
+		free(names[i]);
+	free(names);
+	free(types);
+	free(qshadow);
+	return ok;
+}
+
+static void
+backfill_free(backfill *b)
+{
+	free(b->key_types);
+	free(b->key_type_names);
+	free(b->key_at);
+	buf_free(&b->columns);
+	buf_free(&b->lo);
+	db_close(&b->target);
+}
+
+/* Continue after the last recorded chunk. */
+static bool
+backfill_resume(backfill *b)
+{
+	state_chunk *chunks;
+	int			n;
+
+	if (!state_read_chunks(b->source, b->m, &chunks, &n))
+		return false;
+	for (int i = 0; i < n; i++)
+		b->rows += chunks[i].rows;
+	b->ord = n;
+	if (n > 0)
+	{
+		buf_append_len(&b->lo, chunks[n - 1].hi_key, chunks[n - 1].hi_key_len);
+		b->has_lo = true;
+		log_info("resuming the copy after chunk %d (%" PRId64 " rows copied)", n - 1, b->rows);
+	}
+	state_chunks_free(chunks, n);
+	return true;
+}
+
+/*
+ * Create the slot, then read the next xid: every transaction that committed
+ * before the slot's consistent point has an xid below it.  Recorded with
+ * the phase, so a crash before this commit leaves a slot the next run drops.
+ */
+static bool
+backfill_create_slot(db *d, const char *conninfo, state_migration *m)
+{
+	stream		s;
+	lsn_t		consistent = LSN_INVALID;
+	PGresult   *res = NULL;
+	bool		exists = false;
+	bool		ok = false;
+
+	memset(&s, 0, sizeof(s));
+	res = db_execf(d, "look up the replication slot",
+				   "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %text", m->slot);
+	if (res == NULL)
+		goto cleanup;
+	exists = PQntuples(res) > 0;
+	PQclear(res);
+	res = NULL;
+	if (!stream_connect(&s, conninfo))
+		goto cleanup;
+	if (exists)
+	{
+		log_info("dropping replication slot \"%s\" left by an interrupted start", m->slot);
+		if (!stream_drop_slot(&s, m->slot))
+			goto cleanup;
+	}
+	log_info("creating replication slot \"%s\" (waits for transactions in progress)", m->slot);
+	if (!stream_create_slot(&s, m->slot, false, false, 0, &consistent, NULL))
+		goto cleanup;
+	res = db_execf(d, "read the next transaction id",
+				   "SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::pg_catalog.text");
+	if (res == NULL)
+		goto cleanup;
+	ok = db_exec(d, "start recording the slot", "BEGIN") &&
+		state_set_next_xid(d, m, strtoull(PQgetvalue(res, 0, 0), NULL, 10)) &&
+		state_set_phase(d, m, STATE_COPYING, consistent) &&
+		db_exec(d, "record the slot", "COMMIT");
+	if (!ok)
+		db_exec(d, "roll back", "ROLLBACK");
+
+cleanup:
+	PQclear(res);
+	stream_close(&s);
+	return ok;
+}
+
+/* ---- one chunk ---- */
+
+/*
+ * Every transaction that committed before the slot's consistent point must
+ * be visible to every chunk (later ones are in the stream).  A transaction
+ * leaves the snapshot's in-progress list only after its commit record, so
+ * the first snapshot is used only when no xid below the slot's next xid in
+ * that list has already committed; later snapshots are taken after it.
+ */
+static bool
+backfill_first_snapshot_ok(backfill *b, const char *snapshot, bool *usable)
+{
+	char		next[24];
+	PGresult   *res;
+
+	snprintf(next, sizeof(next), "%" PRIu64, b->m->next_xid);
+	res = db_execf(b->source, "check the first chunk's snapshot",
+				   "SELECT pg_catalog.string_agg(x::pg_catalog.text, ', ') "
+				   "FROM pg_catalog.pg_snapshot_xip(%text::pg_catalog.pg_snapshot) x "
+				   "WHERE x < %text::pg_catalog.xid8 AND pg_catalog.pg_xact_status(x) = 'committed'",
+				   snapshot, next);
+	if (res == NULL)
+		return false;
+	*usable = PQgetisnull(res, 0, 0);
+	if (!*usable)
+		log_info("the first chunk waits for transaction(s) %s, committed before the slot's "
+				 "consistent point, to leave the snapshot", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return true;
+}
+
+/* Hold the chunk's lower bound in transaction-local settings for the COPY. */
+static bool
+backfill_set_bound(backfill *b)
+{
+	const uint8_t **values = xcalloc((size_t) b->nkeys, sizeof(uint8_t *));
+	uint32_t   *lens = xcalloc((size_t) b->nkeys, sizeof(uint32_t));
+	const char **params = xcalloc((size_t) b->nkeys, sizeof(char *));
+	int		   *plens = xcalloc((size_t) b->nkeys, sizeof(int));
+	int		   *formats = xcalloc((size_t) b->nkeys, sizeof(int));
+	PGresult   *res = NULL;
+	bool		ok = false;
+	buf			sql;
+
+	buf_init(&sql);
+	if (!backfill_decode_key((const uint8_t *) b->lo.data, b->lo.len, b->nkeys, values, lens))
+	{
+		log_error("the recorded chunk key is malformed");
+		goto cleanup;
+	}
+	buf_append(&sql, "SELECT true");
+	for (int i = 0; i < b->nkeys; i++)
+	{
+		params[i] = (const char *) values[i];
+		plens[i] = (int) lens[i];
+		formats[i] = 1;
+		buf_appendf(&sql, ", pg_catalog.set_config('pgrepart.lo_%d', $%d::pg_catalog.text, true)",
+					i + 1, i + 1);
+	}
+	res = PQexecParams(b->source->conn, sql.data, b->nkeys, b->key_types, params, plens, formats, 0);
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	if (!ok)
+		db_log_error(b->source->conn, "source", "set the chunk's key bound", res,
+					 b->source->sqlstate);
+
+cleanup:
+	PQclear(res);
+	buf_free(&sql);
+	free(values);
+	free(lens);
+	free(params);
+	free(plens);
+	free(formats);
+	return ok;
+}
+
+static void
+backfill_copy_sql(const backfill *b, buf *sql)
+{
+	buf_appendf(sql, "COPY (SELECT %s FROM ", b->columns.data);
+	ident_quote_qualified(sql, b->m->schema, b->m->table);
+	if (b->has_lo)
+	{
+		buf_append(sql, " WHERE (");
+		for (int i = 0; i < b->nkeys; i++)
+		{
+			if (i > 0)
+				buf_append(sql, ", ");
+			ident_quote(sql, b->key_names[i]);
+		}
+		buf_append(sql, ") > (");
+		for (int i = 0; i < b->nkeys; i++)
+			buf_appendf(sql, "%spg_catalog.current_setting('pgrepart.lo_%d')::%s",
+						i > 0 ? ", " : "", i + 1, b->key_type_names[i]);
+		buf_append(sql, ")");
+	}
+	buf_append(sql, " ORDER BY ");
+	for (int i = 0; i < b->nkeys; i++)
+	{
+		if (i > 0)
+			buf_append(sql, ", ");
+		ident_quote(sql, b->key_names[i]);
+	}
+	buf_appendf(sql, " LIMIT %" PRId64 ") TO STDOUT (FORMAT binary)", b->chunk_rows);
+}
+
+/* The key of the last row a chunk copied (its CopyData message), as a hi_key. */
+static bool
+backfill_last_key(const backfill *b, const char *row, int len, bool with_header, buf *out)
+{
+	const uint8_t **fields = xcalloc((size_t) b->ncolumns, sizeof(uint8_t *));
+	uint32_t   *lens = xcalloc((size_t) b->ncolumns, sizeof(uint32_t));
+	const uint8_t **values = xcalloc((size_t) b->nkeys, sizeof(uint8_t *));
+	uint32_t   *vlens = xcalloc((size_t) b->nkeys, sizeof(uint32_t));
+	wire_reader r;
+	bool		ok;
+
+	wire_reader_init(&r, row, (size_t) len);
+	if (with_header)
+		copybin_read_header(&r);
+	ok = copybin_read_row(&r, b->ncolumns, fields, lens) == b->ncolumns;
+	for (int k = 0; ok && k < b->nkeys; k++)
+	{
+		values[k] = fields[b->key_at[k]];
+		vlens[k] = lens[b->key_at[k]];
+		ok = values[k] != NULL;
+	}
+	if (ok)
+		backfill_encode_key(out, b->nkeys, values, vlens);
+	else
+		log_error("could not read the key of a chunk's last row");
+	free(fields);
+	free(lens);
+	free(values);
+	free(vlens);
+	return ok;
+}
+
+/* Drain whatever results are left on a connection. */
+static void
+backfill_drain(db *d)
+{
+	PGresult   *res;
+
+	while ((res = PQgetResult(d->conn)) != NULL)
+	{
+		if (PQresultStatus(res) == PGRES_COPY_OUT)
+		{
+			char	   *data;
+
+			while (PQgetCopyData(d->conn, &data, 0) > 0)
+				PQfreemem(data);
+		}
+		PQclear(res);
+	}
+}
+
+typedef enum chunk_outcome
+{
+	CHUNK_DONE,
+	CHUNK_RETRY,				/* try again: a snapshot to retake, or partitions added */
+	CHUNK_FAILED
+} chunk_outcome;
+
+/*
+ * Stream the source's COPY into the shadow's, unchanged.  *no_partition
+ * when the target refused a row no partition takes (SQLSTATE 23514).
+ */
+static bool
+backfill_pipe(backfill *b, int64_t *rows, buf *last_key, bool *no_partition)
+{
+	char	   *last = NULL;
+	int			last_len = 0;
+	bool		last_first = false;
+	bool		first = true;
+	bool		ok = false;
+	PGresult   *res;
+	char	   *data;
+	int			n;
+	buf			sql;
+
+	*rows = 0;
+	*no_partition = false;
+	buf_init(&sql);
+	backfill_copy_sql(b, &sql);
+	res = PQexec(b->source->conn, sql.data);
+	if (PQresultStatus(res) != PGRES_COPY_OUT)
+	{
+		db_log_error(b->source->conn, "source", "read a chunk", res, b->source->sqlstate);
+		goto cleanup;
+	}
+	PQclear(res);
+	buf_reset(&sql);
+	buf_append(&sql, "COPY ");
+	ident_quote_qualified(&sql, b->m->schema, b->m->shadow);
+	buf_appendf(&sql, " (%s) FROM STDIN (FORMAT binary)", b->columns.data);
+	res = PQexec(b->target.conn, sql.data);
+	if (PQresultStatus(res) != PGRES_COPY_IN)
+	{
+		db_log_error(b->target.conn, "target", "load a chunk", res, b->target.sqlstate);
+		goto cleanup;
+	}
+	PQclear(res);
+	res = NULL;
+
+	/*
+	 * One CopyData message per row; the header rides with the first and the
+	 * trailer comes alone.  The last row's message is kept for its key.
+	 */
+	while ((n = PQgetCopyData(b->source->conn, &data, 0)) > 0)
+	{
+		bool		trailer = !first && n == 2 && (uint8_t) data[0] == 0xff &&
+			(uint8_t) data[1] == 0xff;
+
+		if (PQputCopyData(b->target.conn, data, n) != 1)
+		{
+			PQfreemem(data);
+			db_log_error(b->target.conn, "target", "load a chunk", NULL, b->target.sqlstate);
+			goto cleanup;
+		}
+		if (trailer || (first && n <= 21))
+		{
+			first = false;
+			PQfreemem(data);
+			continue;
+		}
+		(*rows)++;
+		if (last != NULL)
+			PQfreemem(last);
+		last = data;
+		last_len = n;
+		last_first = first;
+		first = false;
+	}
+	res = PQgetResult(b->source->conn);
+	if (n != -1 || PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		db_log_error(b->source->conn, "source", "read a chunk", res, b->source->sqlstate);
+		PQputCopyEnd(b->target.conn, "the source's COPY failed");
+		goto cleanup;
+	}
+	PQclear(res);
+	res = NULL;
+	if (PQputCopyEnd(b->target.conn, NULL) != 1)
+	{
+		db_log_error(b->target.conn, "target", "load a chunk", NULL, b->target.sqlstate);
+		goto cleanup;
+	}
+	res = PQgetResult(b->target.conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		if (state != NULL && strcmp(state, "23514") == 0)
+			*no_partition = true;
+		else
+			db_log_error(b->target.conn, "target", "load a chunk", res, b->target.sqlstate);
+		goto cleanup;
+	}
+	ok = *rows < b->chunk_rows || backfill_last_key(b, last, last_len, last_first, last_key);
+
+cleanup:
+	PQclear(res);
+	backfill_drain(b->source);
+	backfill_drain(&b->target);
+	if (last != NULL)
+		PQfreemem(last);
+	buf_free(&sql);
+	return ok;
+}
+
+/* Copy one chunk in a source snapshot of its own, recorded with its rows. */
+static chunk_outcome
+backfill_chunk(backfill *b, bool *last)
+{
+	state_chunk c = {0};
+	PGresult   *res = NULL;
+	chunk_outcome outcome = CHUNK_FAILED;
+	bool		usable = true, no_partition = false;
+	int64_t		started = lsn_monotonic_us();
+	buf			hi;
+
+	buf_init(&hi);
+	if (!db_exec(b->source, "start a chunk",
+				 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+		goto cleanup;
+	/* The snapshot is taken by this statement; the WAL position is read after it. */
+	res = db_execf(b->source, "take the chunk's snapshot",
+				   "SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text, "
+				   "  pg_catalog.pg_current_wal_insert_lsn()::pg_catalog.text");
+	if (res == NULL)
+		goto rollback;
+	c.snapshot = xstrdup(PQgetvalue(res, 0, 0));
+	lsn_parse(PQgetvalue(res, 0, 1), &c.lsn);
+	if (b->ord == 0 && !backfill_first_snapshot_ok(b, c.snapshot, &usable))
+		goto rollback;
+	if (!usable)
+	{
+		outcome = CHUNK_RETRY;
+		usleep(100000);
+		goto rollback;
+	}
+	if ((b->has_lo && !backfill_set_bound(b)) ||
+		!db_exec(&b->target, "start loading a chunk", "BEGIN"))
+		goto rollback;
+	if (!backfill_pipe(b, &c.rows, &hi, &no_partition))
+	{
+		if (no_partition)
+		{
+			/* A row beyond the partitions: add them (the shadow is ours) and take the chunk again. */
+			db_exec(&b->target, "roll back the chunk", "ROLLBACK");
+			if (partition_cover_range(&b->target, b->m->schema, b->m->table, b->m->shadow,
+									  b->m->partition_column, b->m->interval))
+				outcome = CHUNK_RETRY;
+		}
+		goto rollback;
+	}
+	*last = c.rows < b->chunk_rows;
+	c.ord = b->ord;
+	c.hi_key = *last ? NULL : (uint8_t *) hi.data;
+	c.hi_key_len = *last ? 0 : hi.len;
+	if (!state_add_chunk(&b->target, b->m, &c) ||
+		(*last && !state_set_phase(&b->target, (state_migration *) b->m, STATE_COPIED,
+								   LSN_INVALID)) ||
+		!db_exec(&b->target, "commit the chunk", "COMMIT"))
+		goto rollback;
+	db_exec(b->source, "end the chunk's snapshot", "COMMIT");
+	b->ord++;
+	b->rows += c.rows;
+	buf_reset(&b->lo);
+	buf_append_len(&b->lo, hi.data, hi.len);
+	b->has_lo = true;
+	if (b->o->chunk_rows == 0)
+	{
+		/* Aim at about a second a chunk, changing by at most half or double. */
+		int64_t		took = lsn_monotonic_us() - started;
+		int64_t		next = took > 0 ? b->chunk_rows * BACKFILL_TARGET_US / took : b->chunk_rows * 2;
+
+		next = next > b->chunk_rows * 2 ? b->chunk_rows * 2 : next;
+		next = next < b->chunk_rows / 2 ? b->chunk_rows / 2 : next;
+		b->chunk_rows = next < BACKFILL_MIN_ROWS ? BACKFILL_MIN_ROWS :
+			next > BACKFILL_MAX_ROWS ? BACKFILL_MAX_ROWS : next;
+	}
+	outcome = CHUNK_DONE;
+	goto cleanup;
+
+rollback:
+	if (PQtransactionStatus(b->target.conn) != PQTRANS_IDLE)
+		db_exec(&b->target, "roll back the chunk", "ROLLBACK");
+	db_exec(b->source, "end the chunk's snapshot", "ROLLBACK");
+cleanup:
+	PQclear(res);
+	free(c.snapshot);
+	buf_free(&hi);
+	return outcome;
+}
+
+backfill_result
+backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migration *m,
+			  const backfill_options *o)
+{
+	backfill	b;
+	backfill_result result = BACKFILL_FAILED;
+	int64_t		started = lsn_monotonic_us();
+	int64_t		next_progress = started + (int64_t) o->progress_seconds * 1000000;
+	int64_t		base_rows;
+	int64_t		chunk_started, chunk_rows_before;
+	int			rate = 0;
+	bool		last = false;
+
+	if (strcmp(m->phase, STATE_PREPARED) == 0 && !backfill_create_slot(d, conninfo, m))
+		return BACKFILL_FAILED;
+	if (!backfill_init(&b, d, conninfo, t, m, o) || !backfill_resume(&b))
+		goto cleanup;
+	/* Rows may lie beyond the planned partitions by now. */
+	if (!partition_cover_range(&b.target, m->schema, m->table, m->shadow, m->partition_column,
+							   m->interval))
+		goto cleanup;
+	if (o->rate >= 0 && !state_set_rate(d, m, o->rate))
+		goto cleanup;
+	base_rows = b.rows;
+	log_info("copying \"%s.%s\" in chunks, each under its own snapshot", m->schema, m->table);
+	while (!last)
+	{
+		chunk_outcome outcome;
+
+		if (o->stop != NULL && *o->stop)
+		{
+			result = BACKFILL_STOPPED;
+			goto cleanup;
+		}
+		chunk_started = lsn_monotonic_us();
+		chunk_rows_before = b.rows;
+		if (!state_read_rate(d, m, &rate))
+			goto cleanup;
+		/* Under a cap, a chunk is never bigger than a second's worth. */
+		if (rate > 0 && b.chunk_rows > rate)
+			b.chunk_rows = rate < BACKFILL_MIN_ROWS && o->chunk_rows == 0 ? BACKFILL_MIN_ROWS : rate;
+		if (o->chunk_rows > 0)
+			b.chunk_rows = o->chunk_rows;
+		outcome = backfill_chunk(&b, &last);
+		if (outcome == CHUNK_FAILED)
+			goto cleanup;
+		if (rate > 0 && !last)
+		{
+			int64_t		due = (b.rows - chunk_rows_before) * 1000000 / rate;
+			int64_t		took = lsn_monotonic_us() - chunk_started;
+
+			if (due > took)
+				usleep((useconds_t) (due - took));
+		}
+		if (lsn_monotonic_us() >= next_progress || last)
+		{
+			double		secs = (double) (lsn_monotonic_us() - started) / 1e6;
+
+			log_info("copied %" PRId64 " rows in %d chunks (%.0f rows/s, chunk size %" PRId64 ")",
+					 b.rows, b.ord, secs > 0 ? (double) (b.rows - base_rows) / secs : 0.0,
+					 b.chunk_rows);
+			next_progress = lsn_monotonic_us() + (int64_t) o->progress_seconds * 1000000;
+		}
+	}
+	result = BACKFILL_DONE;
+
+cleanup:
+	backfill_free(&b);
+	return result;
+}

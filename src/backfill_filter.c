@@ -1,0 +1,394 @@
+/* backfill_filter.c: the visibility rule on the change stream; see backfill_filter.h. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgrepart/backfill.h"
+#include "pgrepart/backfill_filter.h"
+#include "pgrepart/ident.h"
+#include "pgrepart/log.h"
+#include "pgrepart/mem.h"
+#include "pgrepart/visibility.h"
+
+typedef struct filter_chunk
+{
+	visibility_snapshot snapshot;
+	uint8_t    *hi_blob;		/* owned; NULL: open-ended */
+	const uint8_t **hi;			/* key values, pointing into hi_blob */
+	uint32_t   *hi_lens;
+} filter_chunk;
+
+struct backfill_filter
+{
+	db		   *source;
+	char	   *qtable;
+	int			nkeys;
+	char	  **key_names;		/* owned copies */
+	Oid		   *key_types;
+	filter_chunk *chunks;
+	int			nchunks;
+	lsn_t		retire_lsn;		/* after every chunk's WAL position: no snapshot sees it */
+	bool		retired;
+
+	/* The source transaction being read. */
+	uint32_t	xid;
+	bool		filtering;		/* it committed before retire_lsn */
+
+	/* The relation, from its latest Relation message. */
+	int			ncols;
+	int		   *key_pos;		/* each key column's position in the relation */
+	buf			fetch_sql;		/* all columns by key, for unchanged TOASTed values */
+
+	/* Scratch: keys of the change, and the rewritten message's tuple. */
+	const uint8_t **key[2];
+	uint32_t   *key_lens[2];
+	pgout_value *values;
+	PGresult   *fetched;
+};
+
+backfill_filter *
+backfill_filter_create(db *source, const state_migration *m, const catalog_table *t)
+{
+	backfill_filter *f = xcalloc(1, sizeof(*f));
+	state_chunk *chunks = NULL;
+	int			n = 0;
+
+	f->source = source;
+	f->qtable = ident_qualified(m->schema, m->table);
+	buf_init(&f->fetch_sql);
+	f->nkeys = t->nkey_columns;
+	f->key_names = xcalloc((size_t) f->nkeys, sizeof(char *));
+	f->key_types = xcalloc((size_t) f->nkeys, sizeof(Oid));
+	f->key_pos = xcalloc((size_t) f->nkeys, sizeof(int));
+	for (int i = 0; i < 2; i++)
+	{
+		f->key[i] = xcalloc((size_t) f->nkeys, sizeof(uint8_t *));
+		f->key_lens[i] = xcalloc((size_t) f->nkeys, sizeof(uint32_t));
+	}
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		const catalog_column *c = catalog_find_column(t, t->key_columns[k]);
+
+		f->key_names[k] = xstrdup(t->key_columns[k]);
+		f->key_types[k] = c ? c->base_type : InvalidOid;
+		f->key_pos[k] = -1;
+	}
+	if (!state_read_chunks(source, m, &chunks, &n))
+	{
+		backfill_filter_free(f);
+		return NULL;
+	}
+	f->chunks = xcalloc((size_t) n + 1, sizeof(filter_chunk));
+	f->nchunks = n;
+	f->retired = n == 0;
+	for (int i = 0; i < n; i++)
+	{
+		filter_chunk *c = &f->chunks[i];
+
+		if (!visibility_parse_snapshot(chunks[i].snapshot, &c->snapshot))
+		{
+			log_error("chunk %d has a malformed snapshot \"%s\"", i, chunks[i].snapshot);
+			state_chunks_free(chunks, n);
+			backfill_filter_free(f);
+			return NULL;
+		}
+		if (chunks[i].lsn > f->retire_lsn)
+			f->retire_lsn = chunks[i].lsn;
+		if (chunks[i].hi_key == NULL)
+			continue;
+		c->hi_blob = chunks[i].hi_key;
+		chunks[i].hi_key = NULL;
+		c->hi = xcalloc((size_t) f->nkeys, sizeof(uint8_t *));
+		c->hi_lens = xcalloc((size_t) f->nkeys, sizeof(uint32_t));
+		if (!backfill_decode_key(c->hi_blob, chunks[i].hi_key_len, f->nkeys, c->hi, c->hi_lens))
+		{
+			log_error("chunk %d has a malformed key", i);
+			state_chunks_free(chunks, n);
+			backfill_filter_free(f);
+			return NULL;
+		}
+	}
+	state_chunks_free(chunks, n);
+	return f;
+}
+
+void
+backfill_filter_free(backfill_filter *f)
+{
+	if (f == NULL)
+		return;
+	for (int i = 0; i < f->nchunks; i++)
+	{
+		visibility_snapshot_free(&f->chunks[i].snapshot);
+		free(f->chunks[i].hi_blob);
+		free(f->chunks[i].hi);
+		free(f->chunks[i].hi_lens);
+	}
+	free(f->chunks);
+	for (int k = 0; k < f->nkeys; k++)
+		free(f->key_names[k]);
+	free(f->key_names);
+	free(f->key_types);
+	free(f->key_pos);
+	for (int i = 0; i < 2; i++)
+	{
+		free(f->key[i]);
+		free(f->key_lens[i]);
+	}
+	free(f->values);
+	PQclear(f->fetched);
+	buf_free(&f->fetch_sql);
+	free(f->qtable);
+	free(f);
+}
+
+/* Where the key columns are in the relation, and the query that fetches a whole row. */
+static bool
+filter_relation(backfill_filter *f, const pgout_message *in)
+{
+	f->ncols = in->relation.ncols;
+	free(f->values);
+	f->values = xcalloc((size_t) f->ncols + 1, sizeof(pgout_value));
+	buf_reset(&f->fetch_sql);
+	buf_append(&f->fetch_sql, "SELECT ");
+	for (int i = 0; i < f->ncols; i++)
+	{
+		if (i > 0)
+			buf_append(&f->fetch_sql, ", ");
+		ident_quote(&f->fetch_sql, in->relation.columns[i].name);
+	}
+	buf_appendf(&f->fetch_sql, " FROM %s WHERE ", f->qtable);
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		f->key_pos[k] = -1;
+		for (int i = 0; i < f->ncols; i++)
+			if (strcmp(in->relation.columns[i].name, f->key_names[k]) == 0)
+				f->key_pos[k] = i;
+		if (f->key_pos[k] < 0)
+		{
+			log_error("the stream's relation has no key column \"%s\"", f->key_names[k]);
+			return false;
+		}
+		buf_appendf(&f->fetch_sql, "%s", k > 0 ? " AND " : "");
+		ident_quote(&f->fetch_sql, f->key_names[k]);
+		buf_appendf(&f->fetch_sql, " = $%d", k + 1);
+	}
+	return true;
+}
+
+/* The key of a tuple into f->key[which]. */
+static bool
+filter_key(backfill_filter *f, const pgout_tuple *t, int which)
+{
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		const pgout_value *v;
+
+		if (f->key_pos[k] < 0 || f->key_pos[k] >= t->ncols)
+		{
+			log_error("a change came before the Relation message of its table");
+			return false;
+		}
+		v = &t->values[f->key_pos[k]];
+		if (v->kind != 'b')
+		{
+			log_error("key column \"%s\" of a change is not a binary value", f->key_names[k]);
+			return false;
+		}
+		f->key[which][k] = v->data;
+		f->key_lens[which][k] = v->len;
+	}
+	return true;
+}
+
+/* The chunk whose range holds f->key[which]: the first whose hi is at or above it. */
+static const filter_chunk *
+filter_chunk_of(const backfill_filter *f, int which)
+{
+	int			lo = 0, hi = f->nchunks - 1;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+		const filter_chunk *c = &f->chunks[mid];
+
+		if (c->hi_blob == NULL ||
+			visibility_compare_key(f->nkeys, f->key_types, c->hi, c->hi_lens,
+								   f->key[which], f->key_lens[which]) >= 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return &f->chunks[lo];
+}
+
+/* Whether the chunk holding f->key[which] already holds the transaction's effect. */
+static bool
+filter_seen(const backfill_filter *f, int which)
+{
+	return visibility_visible(&filter_chunk_of(f, which)->snapshot, f->xid);
+}
+
+static bool
+filter_same_key(const backfill_filter *f)
+{
+	for (int k = 0; k < f->nkeys; k++)
+		if (f->key_lens[0][k] != f->key_lens[1][k] ||
+			memcmp(f->key[0][k], f->key[1][k], f->key_lens[0][k]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * The row an update moved out of a chunk that saw it into one that did not:
+ * insert its new version.  Unchanged TOASTed values are not in the stream;
+ * they are read from the source by key (a newer value converges, since the
+ * changes that made it follow in the stream).
+ */
+static filter_action
+filter_insert_moved(backfill_filter *f, const pgout_message *in, pgout_message *out)
+{
+	const pgout_tuple *t = &in->update.newtuple;
+	bool		needs_fetch = false;
+
+	for (int i = 0; i < t->ncols && i < f->ncols; i++)
+	{
+		f->values[i] = t->values[i];
+		needs_fetch |= t->values[i].kind == 'u';
+	}
+	if (needs_fetch)
+	{
+		int		   *formats = xcalloc((size_t) f->nkeys, sizeof(int));
+		int		   *lens = xcalloc((size_t) f->nkeys, sizeof(int));
+
+		for (int k = 0; k < f->nkeys; k++)
+		{
+			formats[k] = 1;
+			lens[k] = (int) f->key_lens[1][k];
+		}
+		PQclear(f->fetched);
+		f->fetched = PQexecParams(f->source->conn, f->fetch_sql.data, f->nkeys, f->key_types,
+								  (const char *const *) f->key[1], lens, formats, 1);
+		free(formats);
+		free(lens);
+		if (PQresultStatus(f->fetched) != PGRES_TUPLES_OK)
+		{
+			db_log_error(f->source->conn, "source", "read a moved row's unchanged values",
+						 f->fetched, f->source->sqlstate);
+			return FILTER_FAILED;
+		}
+		if (PQntuples(f->fetched) == 0)
+		{
+			/* Gone since: a later change in the stream removes it again. */
+			log_debug("a moved row is gone from the source; not inserted");
+			return FILTER_SKIP;
+		}
+		for (int i = 0; i < t->ncols && i < f->ncols; i++)
+		{
+			if (f->values[i].kind != 'u')
+				continue;
+			if (PQgetisnull(f->fetched, 0, i))
+				f->values[i].kind = 'n';
+			else
+			{
+				f->values[i].kind = 'b';
+				f->values[i].data = (const uint8_t *) PQgetvalue(f->fetched, 0, i);
+				f->values[i].len = (uint32_t) PQgetlength(f->fetched, 0, i);
+			}
+		}
+	}
+	memset(out, 0, sizeof(*out));
+	out->kind = PGOUT_INSERT;
+	out->insert.relid = in->update.relid;
+	out->insert.newtuple.ncols = t->ncols;
+	out->insert.newtuple.values = f->values;
+	return FILTER_REWRITTEN;
+}
+
+static filter_action
+filter_update(backfill_filter *f, const pgout_message *in, pgout_message *out)
+{
+	bool		seen_old, seen_new;
+
+	if (!filter_key(f, &in->update.newtuple, 1))
+		return FILTER_FAILED;
+	if (in->update.oldkind == '\0')
+		return filter_seen(f, 1) ? FILTER_SKIP : FILTER_APPLY;
+	if (!filter_key(f, &in->update.oldtuple, 0))
+		return FILTER_FAILED;
+	seen_old = filter_seen(f, 0);
+	seen_new = filter_seen(f, 1);
+	if (filter_same_key(f) || seen_old == seen_new)
+		return seen_new ? FILTER_SKIP : FILTER_APPLY;
+	if (seen_old)
+		return filter_insert_moved(f, in, out);
+	/* Only the new key's chunk saw it: the old row is still in the shadow. */
+	memset(out, 0, sizeof(*out));
+	out->kind = PGOUT_DELETE;
+	out->delete.relid = in->update.relid;
+	out->delete.oldkind = in->update.oldkind;
+	out->delete.oldtuple = in->update.oldtuple;
+	return FILTER_REWRITTEN;
+}
+
+filter_action
+backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_message *out)
+{
+	switch (in->kind)
+	{
+		case PGOUT_RELATION:
+			return filter_relation(f, in) ? FILTER_APPLY : FILTER_FAILED;
+		case PGOUT_BEGIN:
+			f->xid = in->begin.xid;
+			/* A transaction committed after every chunk's WAL position: no chunk saw it. */
+			if (!f->retired && in->begin.final_lsn > f->retire_lsn)
+			{
+				char		lsn[LSN_TEXT_SIZE];
+
+				f->retired = true;
+				log_info("the backfill's visibility filter retires at %s",
+						 lsn_format(in->begin.final_lsn, lsn));
+			}
+			f->filtering = !f->retired;
+			return FILTER_APPLY;
+		case PGOUT_INSERT:
+			if (!f->filtering)
+				return FILTER_APPLY;
+			if (!filter_key(f, &in->insert.newtuple, 1))
+				return FILTER_FAILED;
+			return filter_seen(f, 1) ? FILTER_SKIP : FILTER_APPLY;
+		case PGOUT_DELETE:
+			if (!f->filtering)
+				return FILTER_APPLY;
+			if (!filter_key(f, &in->delete.oldtuple, 1))
+				return FILTER_FAILED;
+			return filter_seen(f, 1) ? FILTER_SKIP : FILTER_APPLY;
+		case PGOUT_UPDATE:
+			return f->filtering ? filter_update(f, in, out) : FILTER_APPLY;
+		case PGOUT_TRUNCATE:
+			if (f->filtering)
+			{
+				int			seen = 0;
+
+				for (int i = 0; i < f->nchunks; i++)
+					seen += visibility_visible(&f->chunks[i].snapshot, f->xid);
+				if (seen == f->nchunks)
+					return FILTER_SKIP;
+				if (seen > 0)
+				{
+					log_error("the table was truncated while it was being copied");
+					log_hint("Abort the migration and start it again.");
+					return FILTER_FAILED;
+				}
+			}
+			return FILTER_APPLY;
+		default:
+			return FILTER_APPLY;
+	}
+}
+
+bool
+backfill_filter_settled(const backfill_filter *f, lsn_t position)
+{
+	return f->retired || position > f->retire_lsn;
+}
