@@ -29,12 +29,14 @@
 #define BACKFILL_MIN_ROWS 1000
 #define BACKFILL_MAX_ROWS 1000000
 #define BACKFILL_TARGET_US 1000000
+/* Longest the spooler reads between two chunks. */
+#define BACKFILL_PUMP_MS 300
 
 /* The copy's fixed parts, worked out once. */
 typedef struct backfill
 {
 	const backfill_options *o;
-	const state_migration *m;
+	state_migration *m;
 	db		   *source;
 	db			target;
 	int			nkeys;
@@ -93,7 +95,7 @@ backfill_decode_key(const uint8_t *key, size_t len, int nkeys, const uint8_t **v
 
 static bool
 backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
-			  const state_migration *m, const backfill_options *o)
+			  state_migration *m, const backfill_options *o)
 {
 	char	   *qshadow = ident_qualified(m->schema, m->shadow);
 	char	  **names = NULL;
@@ -553,8 +555,7 @@ backfill_chunk(backfill *b, bool *last)
 	c.hi_key = *last ? NULL : (uint8_t *) hi.data;
 	c.hi_key_len = *last ? 0 : hi.len;
 	if (!state_add_chunk(&b->target, b->m, &c) ||
-		(*last && !state_set_phase(&b->target, (state_migration *) b->m, STATE_COPIED,
-								   LSN_INVALID)) ||
+		(*last && !state_set_phase(&b->target, b->m, STATE_COPIED, LSN_INVALID)) ||
 		!db_exec(&b->target, "commit the chunk", "COMMIT"))
 		goto rollback;
 	db_exec(b->source, "end the chunk's snapshot", "COMMIT");
@@ -588,9 +589,48 @@ cleanup:
 	return outcome;
 }
 
+bool
+backfill_reset(db *d, state_migration *m)
+{
+	PGresult   *res;
+	bool		ok;
+	buf			sql;
+
+	log_info("\"%s.%s\" was truncated during the copy: starting the copy again",
+			 m->schema, m->table);
+	res = db_execf(d, "read the next transaction id",
+				   "SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::pg_catalog.text");
+	if (res == NULL)
+		return false;
+	buf_init(&sql);
+	buf_append(&sql, "TRUNCATE ");
+	ident_quote_qualified(&sql, m->schema, m->shadow);
+	ok = db_exec(d, "start the restart", "BEGIN") &&
+		db_exec(d, "empty the shadow", sql.data) &&
+		state_set_next_xid(d, m, strtoull(PQgetvalue(res, 0, 0), NULL, 10)) &&
+		state_drop_chunks(d, m) &&
+		state_set_phase(d, m, STATE_COPYING, LSN_INVALID) &&
+		db_exec(d, "commit the restart", "COMMIT");
+	if (!ok)
+		db_exec(d, "roll back the restart", "ROLLBACK");
+	PQclear(res);
+	buf_free(&sql);
+	return ok;
+}
+
+static bool
+backfill_restart(backfill *b)
+{
+	b->ord = 0;
+	b->rows = 0;
+	b->has_lo = false;
+	buf_reset(&b->lo);
+	return backfill_reset(&b->target, b->m);
+}
+
 backfill_result
 backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migration *m,
-			  const backfill_options *o)
+			  const backfill_options *o, spool **sp)
 {
 	backfill	b;
 	backfill_result result = BACKFILL_FAILED;
@@ -600,8 +640,11 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 	int64_t		chunk_started, chunk_rows_before;
 	int			rate = 0;
 	bool		last = false;
+	bool		truncated = false;
 
 	if (strcmp(m->phase, STATE_PREPARED) == 0 && !backfill_create_slot(d, conninfo, m))
+		return BACKFILL_FAILED;
+	if (*sp == NULL && (*sp = spool_open(conninfo, m, t)) == NULL)
 		return BACKFILL_FAILED;
 	if (!backfill_init(&b, d, conninfo, t, m, o) || !backfill_resume(&b))
 		goto cleanup;
@@ -622,6 +665,12 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 			result = BACKFILL_STOPPED;
 			goto cleanup;
 		}
+		/* Between chunks the stream goes to the spool, so the slot holds little WAL. */
+		if (!spool_pump(*sp, BACKFILL_PUMP_MS, &truncated))
+			goto cleanup;
+		if (truncated && !backfill_restart(&b))
+			goto cleanup;
+		truncated = false;
 		chunk_started = lsn_monotonic_us();
 		chunk_rows_before = b.rows;
 		if (!state_read_rate(d, m, &rate))

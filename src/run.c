@@ -26,6 +26,7 @@
 #include "pgrepart/partition.h"
 #include "pgrepart/pgout.h"
 #include "pgrepart/run.h"
+#include "pgrepart/spool.h"
 #include "pgrepart/state.h"
 #include "pgrepart/stream.h"
 #include "pgrepart/verify.h"
@@ -61,8 +62,8 @@ run_prepare(db *d, const char *conninfo, const char *schema, const char *table,
 	buf_append(&sql, " FOR TABLE ");
 	ident_quote_qualified(&sql, p->table->schema, p->table->name);
 	if (!db_exec(d, "create the publication", sql.data) ||
-		!state_run_statements(d, *m, PLAN_PHASE_TABLE) ||
-		!state_run_statements(d, *m, PLAN_PHASE_PARTITION) ||
+		!state_run_statements(d, *m, PLAN_PHASE_TABLE, NULL, NULL) ||
+		!state_run_statements(d, *m, PLAN_PHASE_PARTITION, NULL, NULL) ||
 		!state_set_phase(d, *m, STATE_PREPARED, LSN_INVALID) ||
 		!db_exec(d, "commit the preparation", "COMMIT"))
 		goto cleanup;
@@ -192,22 +193,41 @@ cleanup:
 	return ok;
 }
 
+/* While indexes build, the spooler keeps reading the stream. */
+typedef struct run_pump
+{
+	spool	   *sp;
+	bool		truncated;
+} run_pump;
+
+static bool
+run_pump_spool(void *arg)
+{
+	run_pump   *p = arg;
+
+	return spool_pump(p->sp, 50, &p->truncated) && !p->truncated;
+}
+
 /*
- * Keys and indexes, after the copy.  Foreign keys wait for the cutover: a
+ * The key and the other indexes, after the copy.  Unique constraints wait
+ * for consistency (run_build_unique); foreign keys wait for the cutover: a
  * cascade on a referenced table would delete shadow rows before the stream
- * brings the same deletes.
+ * brings the same deletes.  *truncated when the spooler saw a TRUNCATE.
  */
 static bool
-run_build_indexes(db *d, state_migration *m)
+run_build_indexes(db *d, state_migration *m, spool *sp, bool *truncated)
 {
+	run_pump	pump = {sp, false};
+
 	log_info("building the shadow's keys and indexes");
 	if (!db_exec(d, "start the index build", "BEGIN") ||
 		!db_exec(d, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||
-		!state_run_statements(d, m, PLAN_PHASE_INDEX) ||
+		!state_run_statements(d, m, PLAN_PHASE_INDEX, sp ? run_pump_spool : NULL, &pump) ||
 		!state_set_phase(d, m, STATE_INDEXED, LSN_INVALID) ||
 		!db_exec(d, "commit the index build", "COMMIT"))
 	{
 		db_exec(d, "roll back the index build", "ROLLBACK");
+		*truncated = pump.truncated;
 		return false;
 	}
 	return true;
@@ -259,8 +279,8 @@ run_build_unique(db *control, state_migration *m, apply *a, stream *s)
 	log_info("the shadow is consistent: building its unique constraints");
 	if (!db_exec(control, "start building the unique constraints", "BEGIN") ||
 		!db_exec(control, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||
-		!state_run_statements(control, m, PLAN_PHASE_UNIQUE) ||
-		!state_run_statements(control, m, PLAN_PHASE_COMMENT) ||
+		!state_run_statements(control, m, PLAN_PHASE_UNIQUE, NULL, NULL) ||
+		!state_run_statements(control, m, PLAN_PHASE_COMMENT, NULL, NULL) ||
 		!state_set_phase(control, m, STATE_SYNCED, LSN_INVALID) ||
 		!db_exec(control, "commit the unique constraints", "COMMIT"))
 	{
@@ -423,25 +443,173 @@ run_check_compare(run_check *c, db *control, const char *conninfo, const state_m
 	return ok;
 }
 
+/* One streaming session's parts. */
+typedef struct run_session
+{
+	const char *conninfo;
+	const catalog_table *t;
+	state_migration *m;
+	db			target;
+	db			control;		/* the source: requests, unique constraints, fetches */
+	run_check	check;
+	stream		s;
+	apply	   *a;
+	backfill_filter *filter;
+	pgout_decoder dec;
+	session_end end;			/* how it ends, when a step fails */
+} run_session;
+
+static session_end
+run_lost_or_failed(const db *d)
+{
+	return db_lost_connection(d) ? SESSION_LOST : SESSION_FAILED;
+}
+
+/*
+ * One pgoutput message, from the spool or the live stream, at lsn: decide
+ * it by the backfill's rule and apply it.  False with rs->end set.
+ */
+static bool
+run_handle_message(run_session *rs, const uint8_t *data, size_t len, lsn_t lsn)
+{
+	pgout_message msg, rewritten;
+	bool		applied = false;
+
+	if (!pgout_decode(&rs->dec, data, len, &msg))
+	{
+		char		text[LSN_TEXT_SIZE];
+
+		log_error("%s at %s", rs->dec.error, lsn_format(lsn, text));
+		rs->end = SESSION_FAILED;
+		return false;
+	}
+	/* Every transaction before this one is applied: the shadow may be consistent. */
+	if (msg.kind == PGOUT_BEGIN && strcmp(rs->m->phase, STATE_STREAMING) == 0 &&
+		backfill_filter_settled(rs->filter, msg.begin.final_lsn) &&
+		!run_build_unique(&rs->control, rs->m, rs->a, &rs->s))
+	{
+		rs->end = SESSION_FAILED;
+		return false;
+	}
+	/* The first transaction at or after P: P is reached, compare first. */
+	if (rs->check.request != 0 && msg.kind == PGOUT_BEGIN &&
+		msg.begin.final_lsn >= rs->check.point &&
+		!run_check_compare(&rs->check, &rs->control, rs->conninfo, rs->m, rs->a, &rs->s))
+	{
+		rs->end = run_lost_or_failed(&rs->control);
+		return false;
+	}
+	switch (backfill_filter_message(rs->filter, &msg, &rewritten))
+	{
+		case FILTER_APPLY:
+			applied = apply_message(rs->a, &msg, lsn);
+			break;
+		case FILTER_REWRITTEN:
+			applied = apply_message(rs->a, &rewritten, lsn);
+			break;
+		case FILTER_SKIP:
+			applied = true;
+			break;
+		case FILTER_FAILED:
+			rs->end = run_lost_or_failed(&rs->control);
+			return false;
+	}
+	if (!applied)
+	{
+		rs->end = run_lost_or_failed(&rs->target);
+		return false;
+	}
+	stream_confirm(&rs->s, apply_committed(rs->a));
+	return true;
+}
+
+static bool
+run_replay_message(void *arg, const uint8_t *data, size_t len, lsn_t lsn)
+{
+	return run_handle_message(arg, data, len, lsn);
+}
+
+/* The stream is quiet: make what arrived durable, and see whether P or consistency is reached. */
+static bool
+run_handle_quiet(run_session *rs)
+{
+	if (!apply_commit(rs->a))
+	{
+		rs->end = run_lost_or_failed(&rs->target);
+		return false;
+	}
+	stream_confirm(&rs->s, apply_committed(rs->a));
+	/* Nothing received is unapplied: idle WAL may be confirmed too. */
+	if (apply_idle(rs->a) && rs->s.received <= apply_committed(rs->a))
+		stream_confirm(&rs->s, rs->s.server_end);
+	if (apply_idle(rs->a) && strcmp(rs->m->phase, STATE_STREAMING) == 0 &&
+		backfill_filter_settled(rs->filter, rs->s.server_end) &&
+		!run_build_unique(&rs->control, rs->m, rs->a, &rs->s))
+	{
+		rs->end = SESSION_FAILED;
+		return false;
+	}
+	/* Every transaction before P is applied once the server has sent past P. */
+	if (rs->check.request != 0 && apply_idle(rs->a) && rs->s.server_end >= rs->check.point &&
+		!run_check_compare(&rs->check, &rs->control, rs->conninfo, rs->m, rs->a, &rs->s))
+	{
+		rs->end = run_lost_or_failed(&rs->control);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Apply what the spool holds beyond the origin's progress, then drop it;
+ * *start moves to where the spool ends.
+ */
+static bool
+run_replay_spool(run_session *rs, lsn_t *start)
+{
+	lsn_t		end = *start;
+
+	if (!spool_replay(&rs->control, rs->m, *start, run_replay_message, rs, &end))
+	{
+		if (rs->end == SESSION_FAILED)
+			rs->end = run_lost_or_failed(&rs->control);
+		return false;
+	}
+	if (end > *start)
+	{
+		char		text[LSN_TEXT_SIZE];
+
+		if (!apply_commit(rs->a))
+		{
+			rs->end = run_lost_or_failed(&rs->target);
+			return false;
+		}
+		log_info("applied the spool up to %s", lsn_format(end, text));
+		*start = end;
+	}
+	if (!spool_trim(&rs->control, rs->m, apply_committed(rs->a) > end ? apply_committed(rs->a) : end))
+	{
+		rs->end = run_lost_or_failed(&rs->control);
+		return false;
+	}
+	return true;
+}
+
 static session_end
 run_stream_session(const char *conninfo, const catalog_table *t, state_migration *m,
 				   const run_options *ro)
 {
-	db			target = {0};
-	db			control = {0};	/* the source: verification requests */
-	run_check	check = {0};
-	stream		s;
-	apply	   *a = NULL;
-	backfill_filter *filter = NULL;
-	pgout_decoder dec;
+	run_session rs;
 	apply_options ao = {0};
-	session_end end = SESSION_FAILED;
 	int64_t		started = lsn_monotonic_us();
 	int64_t		next_progress = started + (int64_t) ro->progress_seconds * 1000000;
 	lsn_t		start;
 
-	memset(&s, 0, sizeof(s));
-	pgout_decoder_init(&dec);
+	memset(&rs, 0, sizeof(rs));
+	rs.conninfo = conninfo;
+	rs.t = t;
+	rs.m = m;
+	rs.end = SESSION_FAILED;
+	pgout_decoder_init(&rs.dec);
 	ao.schema = m->schema;
 	ao.table = m->table;
 	ao.shadow = m->shadow;
@@ -451,30 +619,32 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 	ao.batch_transactions = ro->batch_transactions;
 	ao.copy_threshold = ro->copy_threshold;
 
-	if (!db_connect(&target, conninfo, "target") || !db_connect(&control, conninfo, "source"))
+	if (!db_connect(&rs.target, conninfo, "target") || !db_connect(&rs.control, conninfo, "source"))
 	{
-		end = db_lost_connection(&target) || db_lost_connection(&control) ?
+		rs.end = db_lost_connection(&rs.target) || db_lost_connection(&rs.control) ?
 			SESSION_LOST : SESSION_FAILED;
 		goto cleanup;
 	}
-	a = apply_create(&target, &ao);
-	if (a == NULL)
+	rs.a = apply_create(&rs.target, &ao);
+	if (rs.a == NULL)
 	{
 		/* 55006: the origin or slot is still held by a session that is going away. */
-		end = db_lost_connection(&target) || strcmp(target.sqlstate, "55006") == 0 ?
+		rs.end = db_lost_connection(&rs.target) || strcmp(rs.target.sqlstate, "55006") == 0 ?
 			SESSION_LOST : SESSION_FAILED;
 		goto cleanup;
 	}
-	filter = backfill_filter_create(&control, m, t);
-	if (filter == NULL)
+	rs.filter = backfill_filter_create(&rs.control, m, t);
+	if (rs.filter == NULL)
 	{
-		end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
+		rs.end = run_lost_or_failed(&rs.control);
 		goto cleanup;
 	}
-	start = apply_committed(a) > m->consistent_lsn ? apply_committed(a) : m->consistent_lsn;
-	if (!stream_connect(&s, conninfo) || !stream_start(&s, m->slot, m->publication, start))
+	start = apply_committed(rs.a) > m->consistent_lsn ? apply_committed(rs.a) : m->consistent_lsn;
+	if (!run_replay_spool(&rs, &start))
+		goto cleanup;
+	if (!stream_connect(&rs.s, conninfo) || !stream_start(&rs.s, m->slot, m->publication, start))
 	{
-		end = strncmp(s.sqlstate, "08", 2) == 0 || strcmp(s.sqlstate, "55006") == 0 ?
+		rs.end = strncmp(rs.s.sqlstate, "08", 2) == 0 || strcmp(rs.s.sqlstate, "55006") == 0 ?
 			SESSION_LOST : SESSION_FAILED;
 		goto cleanup;
 	}
@@ -489,116 +659,54 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 		const uint8_t *data;
 		size_t		len;
 		lsn_t		lsn;
-		pgout_message msg, rewritten;
-		bool		applied = false;
-		stream_result r;
 
 		if (run_stop_requested(ro))
 		{
-			if (!apply_commit(a))
+			if (!apply_commit(rs.a))
 				goto cleanup;
-			stream_confirm(&s, apply_committed(a));
-			stream_send_status(&s, false);
-			end = SESSION_STOPPED;
+			stream_confirm(&rs.s, apply_committed(rs.a));
+			stream_send_status(&rs.s, false);
+			rs.end = SESSION_STOPPED;
 			goto cleanup;
 		}
 		if (lsn_monotonic_us() >= next_progress)
 		{
-			run_log_progress(&s, a, started, 0);
+			run_log_progress(&rs.s, rs.a, started, 0);
 			next_progress = lsn_monotonic_us() + (int64_t) ro->progress_seconds * 1000000;
 		}
-		if (!run_check_poll(&check, &control, conninfo, m, a, &s))
+		if (!run_check_poll(&rs.check, &rs.control, conninfo, m, rs.a, &rs.s))
 		{
-			end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
+			rs.end = run_lost_or_failed(&rs.control);
 			goto cleanup;
 		}
-		r = stream_receive(&s, apply_idle(a) ? 1000 : 50, &data, &len, &lsn);
-		switch (r)
+		switch (stream_receive(&rs.s, apply_idle(rs.a) ? 1000 : 50, &data, &len, &lsn))
 		{
 			case STREAM_DATA:
-				if (!pgout_decode(&dec, data, len, &msg))
-				{
-					char		text[LSN_TEXT_SIZE];
-
-					log_error("%s at %s", dec.error, lsn_format(lsn, text));
+				if (!run_handle_message(&rs, data, len, lsn))
 					goto cleanup;
-				}
-				/* Every transaction before this one is applied: the shadow may be consistent. */
-				if (msg.kind == PGOUT_BEGIN && strcmp(m->phase, STATE_STREAMING) == 0 &&
-					backfill_filter_settled(filter, msg.begin.final_lsn) &&
-					!run_build_unique(&control, m, a, &s))
-					goto cleanup;
-				/* The first transaction at or after P: P is reached, compare first. */
-				if (check.request != 0 && msg.kind == PGOUT_BEGIN &&
-					msg.begin.final_lsn >= check.point &&
-					!run_check_compare(&check, &control, conninfo, m, a, &s))
-				{
-					end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
-					goto cleanup;
-				}
-				switch (backfill_filter_message(filter, &msg, &rewritten))
-				{
-					case FILTER_APPLY:
-						applied = apply_message(a, &msg, lsn);
-						break;
-					case FILTER_REWRITTEN:
-						applied = apply_message(a, &rewritten, lsn);
-						break;
-					case FILTER_SKIP:
-						applied = true;
-						break;
-					case FILTER_FAILED:
-						end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
-						goto cleanup;
-				}
-				if (!applied)
-				{
-					end = db_lost_connection(&target) ? SESSION_LOST : SESSION_FAILED;
-					goto cleanup;
-				}
-				stream_confirm(&s, apply_committed(a));
 				break;
 			case STREAM_TIMEOUT:
-				/* The stream is quiet: make what arrived durable. */
-				if (!apply_commit(a))
-				{
-					end = db_lost_connection(&target) ? SESSION_LOST : SESSION_FAILED;
+				if (!run_handle_quiet(&rs))
 					goto cleanup;
-				}
-				stream_confirm(&s, apply_committed(a));
-				/* Nothing received is unapplied: idle WAL may be confirmed too. */
-				if (apply_idle(a) && s.received <= apply_committed(a))
-					stream_confirm(&s, s.server_end);
-				if (apply_idle(a) && strcmp(m->phase, STATE_STREAMING) == 0 &&
-					backfill_filter_settled(filter, s.server_end) &&
-					!run_build_unique(&control, m, a, &s))
-					goto cleanup;
-				/* Every transaction before P is applied once the server has sent past P. */
-				if (check.request != 0 && apply_idle(a) && s.server_end >= check.point &&
-					!run_check_compare(&check, &control, conninfo, m, a, &s))
-				{
-					end = db_lost_connection(&control) ? SESSION_LOST : SESSION_FAILED;
-					goto cleanup;
-				}
 				break;
 			case STREAM_ENDED:
 			case STREAM_FAILED:
-				end = SESSION_LOST;
+				rs.end = SESSION_LOST;
 				goto cleanup;
 		}
 	}
 
 cleanup:
-	if (a != NULL)
-		run_log_progress(&s, a, started, 0);
-	apply_destroy(a);
-	backfill_filter_free(filter);
-	pgout_decoder_free(&dec);
-	run_check_close(&check);
-	stream_close(&s);
-	db_close(&control);
-	db_close(&target);
-	return end;
+	if (rs.a != NULL)
+		run_log_progress(&rs.s, rs.a, started, 0);
+	apply_destroy(rs.a);
+	backfill_filter_free(rs.filter);
+	pgout_decoder_free(&rs.dec);
+	run_check_close(&rs.check);
+	stream_close(&rs.s);
+	db_close(&rs.control);
+	db_close(&rs.target);
+	return rs.end;
 }
 
 /* Stream until stopped, reconnecting after lost connections with a growing pause. */
@@ -635,6 +743,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	db			d = {0};
 	catalog_table *t = NULL;
 	state_migration *m = NULL;
+	spool	   *sp = NULL;
+	bool		chunked;
 	run_result	result = RUN_FAILED;
 
 	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
@@ -650,40 +760,55 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	else
 		log_info("resuming the migration of \"%s.%s\" from phase %s", m->schema, m->table,
 				 m->phase);
+	chunked = backfill_supported(t);
 
-	if (strcmp(m->phase, STATE_PREPARED) == 0 || strcmp(m->phase, STATE_COPYING) == 0)
+	for (;;)
 	{
-		if (backfill_supported(t))
-		{
-			backfill_options bo = {ro->chunk_rows, ro->rate, ro->progress_seconds, ro->stop};
+		bool		truncated = false;
 
-			switch (backfill_copy(&d, conninfo, t, m, &bo))
+		if (strcmp(m->phase, STATE_PREPARED) == 0 || strcmp(m->phase, STATE_COPYING) == 0)
+		{
+			if (chunked)
 			{
-				case BACKFILL_DONE:
-					break;
-				case BACKFILL_STOPPED:
-					log_info("stopped; run the same command again to resume");
-					result = RUN_STOPPED;
-					goto cleanup;
-				case BACKFILL_FAILED:
+				backfill_options bo = {ro->chunk_rows, ro->rate, ro->progress_seconds, ro->stop};
+
+				switch (backfill_copy(&d, conninfo, t, m, &bo, &sp))
+				{
+					case BACKFILL_DONE:
+						break;
+					case BACKFILL_STOPPED:
+						log_info("stopped; run the same command again to resume");
+						result = RUN_STOPPED;
+						goto cleanup;
+					case BACKFILL_FAILED:
+						goto cleanup;
+				}
+			}
+			else
+			{
+				/* The client cannot order this key: one copy under the slot's exported snapshot. */
+				log_info("the key's type cannot be ordered here; copying under one snapshot");
+				if (!run_copy(&d, conninfo, m))
 					goto cleanup;
 			}
 		}
-		else
+		if (run_stop_requested(ro))
 		{
-			/* The client cannot order this key: one copy under the slot's exported snapshot. */
-			log_info("the key's type cannot be ordered here; copying under one snapshot");
-			if (!run_copy(&d, conninfo, m))
-				goto cleanup;
+			result = RUN_STOPPED;
+			goto cleanup;
 		}
+		if (strcmp(m->phase, STATE_COPIED) != 0)
+			break;
+		if (chunked && sp == NULL && (sp = spool_open(conninfo, m, t)) == NULL)
+			goto cleanup;
+		if (run_build_indexes(&d, m, sp, &truncated))
+			break;
+		if (!truncated || !backfill_reset(&d, m))
+			goto cleanup;
 	}
-	if (run_stop_requested(ro))
-	{
-		result = RUN_STOPPED;
-		goto cleanup;
-	}
-	if (strcmp(m->phase, STATE_COPIED) == 0 && !run_build_indexes(&d, m))
-		goto cleanup;
+	/* From here the spool is only read back. */
+	spool_close(sp);
+	sp = NULL;
 	if (strcmp(m->phase, STATE_INDEXED) == 0 &&
 		!state_set_phase(&d, m, STATE_STREAMING, LSN_INVALID))
 		goto cleanup;
@@ -692,6 +817,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	result = run_stream(conninfo, t, m, ro);
 
 cleanup:
+	spool_close(sp);
 	state_migration_free(m);
 	catalog_table_free(t);
 	db_close(&d);

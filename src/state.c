@@ -1,5 +1,7 @@
 /* state.c: a migration's durable state; see state.h. */
+#include <errno.h>
 #include <stdio.h>
+#include <sys/select.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +52,11 @@ static const char schema_sql[] =
 	"  rows bigint NOT NULL,"
 	"  copied_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
 	"  PRIMARY KEY (migration_id, ord)); "
+	"CREATE TABLE IF NOT EXISTS pgrepart.spool ("
+	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"
+	"  end_lsn pg_catalog.pg_lsn NOT NULL,"
+	"  data bytea NOT NULL,"
+	"  PRIMARY KEY (migration_id, end_lsn)); "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS next_xid pg_catalog.xid8; "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS max_rows_per_second int";
 
@@ -187,8 +194,58 @@ state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn)
 	return true;
 }
 
+/* Run one statement; tick is called about every 100 ms while it runs. */
+static bool
+state_run_one(db *d, const char *sql, bool (*tick) (void *arg), void *arg)
+{
+	PGresult   *res;
+	bool		ok = true;
+	bool		ticked = true;
+
+	if (tick == NULL)
+		return db_exec(d, "build the shadow table", sql);
+	if (!PQsendQuery(d->conn, sql))
+	{
+		db_log_error(d->conn, d->label, "build the shadow table", NULL, d->sqlstate);
+		return false;
+	}
+	while (PQisBusy(d->conn))
+	{
+		fd_set		readable;
+		struct timeval tv = {0, 100000};
+		int			fd = PQsocket(d->conn);
+
+		FD_ZERO(&readable);
+		FD_SET(fd, &readable);
+		if (select(fd + 1, &readable, NULL, NULL, &tv) < 0 && errno != EINTR)
+			break;
+		if (!PQconsumeInput(d->conn))
+			break;
+		/* A failing tick is reported once the statement is done. */
+		if (ticked)
+			ticked = tick(arg);
+	}
+	while ((res = PQgetResult(d->conn)) != NULL)
+	{
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			if (ok)
+				db_log_error(d->conn, d->label, "build the shadow table", res, d->sqlstate);
+			ok = false;
+		}
+		PQclear(res);
+	}
+	if (PQstatus(d->conn) == CONNECTION_BAD && ok)
+	{
+		db_log_error(d->conn, d->label, "build the shadow table", NULL, d->sqlstate);
+		ok = false;
+	}
+	return ok && ticked;
+}
+
 bool
-state_run_statements(db *d, const state_migration *m, plan_phase phase)
+state_run_statements(db *d, const state_migration *m, plan_phase phase,
+					 bool (*tick) (void *arg), void *arg)
 {
 	PGresult   *res;
 	bool		ok = true;
@@ -201,7 +258,7 @@ state_run_statements(db *d, const state_migration *m, plan_phase phase)
 	for (int i = 0; i < PQntuples(res) && ok; i++)
 	{
 		log_debug("%s", PQgetvalue(res, i, 0));
-		ok = db_exec(d, "build the shadow table", PQgetvalue(res, i, 0));
+		ok = state_run_one(d, PQgetvalue(res, i, 0), tick, arg);
 	}
 	PQclear(res);
 	return ok;
@@ -307,6 +364,16 @@ state_read_chunks(db *d, const state_migration *m, state_chunk **chunks, int *co
 	*count = n;
 	PQclear(res);
 	return true;
+}
+
+bool
+state_drop_chunks(db *d, const state_migration *m)
+{
+	PGresult   *res = db_execf(d, "forget the chunks",
+							   "DELETE FROM pgrepart.chunk WHERE migration_id = %int4", m->id);
+
+	PQclear(res);
+	return res != NULL;
 }
 
 void

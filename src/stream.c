@@ -260,6 +260,7 @@ stream_result
 stream_receive(stream *s, int timeout_ms, const uint8_t **data, size_t *len, lsn_t *lsn)
 {
 	int64_t		deadline = lsn_monotonic_us() + (int64_t) timeout_ms * 1000;
+	bool		polled = false;
 
 	if (s->copybuf != NULL)
 	{
@@ -275,6 +276,18 @@ stream_receive(stream *s, int timeout_ms, const uint8_t **data, size_t *len, lsn
 			!stream_send_status(s, false))
 			return STREAM_FAILED;
 		n = PQgetCopyData(s->conn, &s->copybuf, 1);
+		if (n == 0 && !polled)
+		{
+			/* Read what the socket holds before calling it a timeout. */
+			polled = true;
+			if (!PQconsumeInput(s->conn))
+			{
+				db_log_error(s->conn, STREAM_LABEL, "receive from the replication stream", NULL,
+							 s->sqlstate);
+				return STREAM_FAILED;
+			}
+			continue;
+		}
 		if (n == 0)
 		{
 			int64_t		now = lsn_monotonic_us();

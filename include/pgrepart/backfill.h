@@ -21,6 +21,7 @@
 
 #include "pgrepart/catalog.h"
 #include "pgrepart/db.h"
+#include "pgrepart/spool.h"
 #include "pgrepart/state.h"
 
 typedef struct backfill_options
@@ -44,9 +45,20 @@ typedef enum backfill_result
 /*
  * Create the slot (phase prepared) and copy the chunks (phase copying),
  * continuing after the last recorded chunk.  d is a source connection.
+ * Between chunks the change stream goes into the spool, opened here into
+ * *sp and left open for the index build; a TRUNCATE of the table seen there
+ * starts the copy over.
  */
 backfill_result backfill_copy(db *d, const char *conninfo, const catalog_table *t,
-							  state_migration *m, const backfill_options *o);
+							  state_migration *m, const backfill_options *o, spool **sp);
+
+/*
+ * Start the copy over after a TRUNCATE of the table: the shadow emptied,
+ * the chunks forgotten, the next xid read again (the first new chunk waits
+ * until the TRUNCATE is visible to it), phase copying.  The spooled
+ * transactions stay: every new chunk sees them, so the rule skips them.
+ */
+bool		backfill_reset(db *d, state_migration *m);
 
 /* A key's binary values in a chunk's hi_key form: per field a 4-byte length and the bytes. */
 void		backfill_encode_key(buf *out, int nkeys, const uint8_t *const *values,

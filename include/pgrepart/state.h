@@ -67,7 +67,14 @@ bool		state_create(db *d, const plan *p, state_migration **out);
 /* Move to phase (and record lsn when valid); in the caller's transaction. */
 bool		state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn);
 /* Run the recorded DDL of one plan phase. */
-bool		state_run_statements(db *d, const state_migration *m, plan_phase phase);
+/*
+ * Run the recorded DDL of a phase.  With tick, statements run
+ * asynchronously and tick is called about every 100 ms while one runs (the
+ * spooler reads the stream meanwhile); a tick returning false fails the
+ * call once the statement is done.
+ */
+bool		state_run_statements(db *d, const state_migration *m, plan_phase phase,
+								 bool (*tick) (void *arg), void *arg);
 void		state_migration_free(state_migration *m);
 
 bool		state_set_next_xid(db *d, state_migration *m, uint64_t next_xid);
@@ -83,6 +90,7 @@ bool		state_add_chunk(db *d, const state_migration *m, const state_chunk *c);
 /* The migration's chunks in order; *chunks (and its members) the caller frees. */
 bool		state_read_chunks(db *d, const state_migration *m, state_chunk **chunks, int *count);
 void		state_chunks_free(state_chunk *chunks, int count);
+bool		state_drop_chunks(db *d, const state_migration *m);
 
 /*
  * Live verifications (pgrepart.verification): "pgrepart verify --live"

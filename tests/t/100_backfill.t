@@ -54,6 +54,8 @@ for my $seed (@seeds)
 	# Meanwhile sample pgrepart's sessions: none may hold a snapshot for long.
 	my $oldest = 0;
 	my $samples = 0;
+	my $retained = 0;
+	my $wal_start = $node->psql('SELECT pg_current_wal_lsn()');
 	while ($node->psql(q{SELECT phase IN ('prepared', 'copying') FROM pgrepart.migration}) eq 't'
 		&& kill(0, $run))
 	{
@@ -61,10 +63,16 @@ for my $seed (@seeds)
 			FROM pg_stat_activity WHERE application_name = 'pgrepart' AND backend_xmin IS NOT NULL
 			AND backend_type = 'client backend'});
 		$oldest = $age if $age > $oldest;
+		my $held = $node->psql(q{SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(),
+			confirmed_flush_lsn)), 0) FROM pg_replication_slots WHERE slot_name LIKE 'pgrepart%'});
+		$retained = $held if $held > $retained;
 		$samples++;
 		select undef, undef, undef, 0.1;
 	}
 	waitpid $long, 0;
+	my $written = $node->psql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal_start')");
+	cmp_ok($retained, '<', 8 * 1024 * 1024,
+		"seed $seed: the spool keeps the slot's unconfirmed WAL small ($retained of $written bytes written)");
 	cmp_ok($samples, '>', 10, "seed $seed: sampled the sessions during the copy");
 	cmp_ok($oldest, '<', 2, "seed $seed: no pgrepart snapshot older than 2 s (oldest $oldest s)");
 	is(wait_exit($load), 0, "seed $seed: pgbench ran without failures")

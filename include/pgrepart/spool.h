@@ -1,0 +1,58 @@
+/*
+ * spool.h: the change stream kept durably while the backfill copies.
+ *
+ * The shadow has no indexes during the copy, so changes cannot be applied
+ * yet; the slot must not hold WAL for hours either.  The spooler reads the
+ * stream between chunks (and while indexes build) and stores each committed
+ * source transaction as one row of pgrepart.spool: its raw pgoutput
+ * messages, each as a 4-byte length and the bytes, preceded by the latest
+ * Relation message so that every row decodes on its own.  It confirms to
+ * the slot only what the spool has committed, so the source keeps only the
+ * spooler's small lag of WAL.  A table in the source database keeps pgrepart
+ * itself stateless: a run on another machine resumes from it.
+ *
+ * It notices, as they arrive, a column change (the run stops with an error)
+ * and a TRUNCATE (reported to the caller, which restarts the copy).
+ */
+#ifndef PGREPART_SPOOL_H
+#define PGREPART_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pgrepart/catalog.h"
+#include "pgrepart/db.h"
+#include "pgrepart/lsn.h"
+#include "pgrepart/state.h"
+
+typedef struct spool spool;
+
+/* Start the stream where the spool ends (or at the slot's consistent point). */
+spool	   *spool_open(const char *conninfo, const state_migration *m, const catalog_table *t);
+void		spool_close(spool *sp);
+
+/*
+ * Receive and store what the stream has, for at most budget_ms.  False
+ * after logging (a lost connection, a column change).  *truncated is set
+ * when a TRUNCATE of the table was spooled.
+ */
+bool		spool_pump(spool *sp, int budget_ms, bool *truncated);
+
+/* Transactions and bytes spooled, for progress. */
+int64_t		spool_transactions(const spool *sp);
+int64_t		spool_bytes(const spool *sp);
+
+/*
+ * Hand every spooled message of the transactions ending after `after`, in
+ * commit order, to fn (data valid during the call; lsn is the transaction's
+ * end).  Stops when fn returns false.  *end gets the last one's end.
+ */
+bool		spool_replay(db *d, const state_migration *m, lsn_t after,
+						 bool (*fn) (void *arg, const uint8_t *data, size_t len, lsn_t lsn),
+						 void *arg, lsn_t *end);
+
+/* Drop the spooled transactions ending at or before upto. */
+bool		spool_trim(db *d, const state_migration *m, lsn_t upto);
+
+#endif

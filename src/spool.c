@@ -1,0 +1,338 @@
+/* spool.c: the change stream kept durably during the backfill; see spool.h. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpqtypes.h>
+
+#include "pgrepart/copybin.h"
+#include "pgrepart/ident.h"
+#include "pgrepart/log.h"
+#include "pgrepart/mem.h"
+#include "pgrepart/pgout.h"
+#include "pgrepart/spool.h"
+#include "pgrepart/stream.h"
+#include "pgrepart/wire.h"
+
+/* Spooled transactions are written at the latest when this much waits. */
+#define SPOOL_FLUSH_BYTES (8 * 1024 * 1024)
+#define SPOOL_REPLAY_BATCH 500
+
+struct spool
+{
+	const state_migration *m;
+	stream		s;
+	db			d;				/* writes pgrepart.spool */
+	pgout_decoder dec;
+	char	  **names;			/* the source's published columns, as the run started */
+	Oid		   *types;
+	int			ncolumns;
+	buf			relation;		/* the latest Relation message, length-prefixed */
+	buf			txn;			/* the transaction being received */
+	bool		in_txn;
+	buf			pending;		/* binary COPY rows of committed transactions not yet written */
+	int			npending;
+	lsn_t		pending_end;
+	int64_t		transactions;
+	int64_t		bytes;
+};
+
+spool *
+spool_open(const char *conninfo, const state_migration *m, const catalog_table *t)
+{
+	spool	   *sp = xcalloc(1, sizeof(*sp));
+	char	   *qtable = ident_qualified(t->schema, t->name);
+	PGresult   *res = NULL;
+	lsn_t		start = m->consistent_lsn;
+	bool		ok = false;
+
+	sp->m = m;
+	pgout_decoder_init(&sp->dec);
+	buf_init(&sp->relation);
+	buf_init(&sp->txn);
+	buf_init(&sp->pending);
+	if (!db_connect(&sp->d, conninfo, "source") ||
+		!catalog_published_columns(&sp->d, qtable, &sp->names, &sp->types, &sp->ncolumns))
+		goto cleanup;
+	res = db_execf(&sp->d, "read the spool's end",
+				   "SELECT max(end_lsn)::pg_catalog.text, count(*), "
+				   "  COALESCE(sum(pg_catalog.length(data)), 0)::pg_catalog.int8 "
+				   "FROM pgrepart.spool WHERE migration_id = %int4", m->id);
+	if (res == NULL)
+		goto cleanup;
+	if (!PQgetisnull(res, 0, 0))
+	{
+		lsn_t		end;
+
+		if (lsn_parse(PQgetvalue(res, 0, 0), &end) && end > start)
+			start = end;
+		sp->transactions = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		sp->bytes = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	}
+	ok = stream_connect(&sp->s, conninfo) &&
+		stream_start(&sp->s, m->slot, m->publication, start);
+	if (ok)
+	{
+		char		text[LSN_TEXT_SIZE];
+
+		log_info("spooling the change stream from %s", lsn_format(start, text));
+	}
+
+cleanup:
+	PQclear(res);
+	free(qtable);
+	if (!ok)
+	{
+		spool_close(sp);
+		return NULL;
+	}
+	return sp;
+}
+
+void
+spool_close(spool *sp)
+{
+	if (sp == NULL)
+		return;
+	stream_close(&sp->s);
+	db_close(&sp->d);
+	pgout_decoder_free(&sp->dec);
+	for (int i = 0; i < sp->ncolumns; i++)
+		free(sp->names[i]);
+	free(sp->names);
+	free(sp->types);
+	buf_free(&sp->relation);
+	buf_free(&sp->txn);
+	buf_free(&sp->pending);
+	free(sp);
+}
+
+int64_t
+spool_transactions(const spool *sp)
+{
+	return sp->transactions;
+}
+
+int64_t
+spool_bytes(const spool *sp)
+{
+	return sp->bytes;
+}
+
+static void
+spool_append_message(buf *b, const uint8_t *data, size_t len)
+{
+	wire_put_u32(b, (uint32_t) len);
+	buf_append_len(b, data, len);
+}
+
+/* A Relation message: the columns must be the ones the copy reads. */
+static bool
+spool_check_relation(spool *sp, const pgout_message *msg)
+{
+	bool		same = msg->relation.ncols == sp->ncolumns;
+
+	for (int i = 0; same && i < sp->ncolumns; i++)
+		same = strcmp(msg->relation.columns[i].name, sp->names[i]) == 0 &&
+			msg->relation.columns[i].type_oid == sp->types[i];
+	if (!same)
+	{
+		log_error("the columns of \"%s.%s\" changed while it was being copied",
+				  msg->relation.nspname, msg->relation.relname);
+		log_hint("The shadow has the old columns. Abort the migration, then run it again.");
+	}
+	return same;
+}
+
+/* Write the spooled transactions waiting in memory, then confirm them to the slot. */
+static bool
+spool_flush(spool *sp)
+{
+	PGresult   *res;
+	bool		ok;
+
+	if (sp->npending == 0)
+		return true;
+	copybin_put_trailer(&sp->pending);
+	res = PQexec(sp->d.conn, "COPY pgrepart.spool (migration_id, end_lsn, data) FROM STDIN "
+				 "(FORMAT binary)");
+	ok = PQresultStatus(res) == PGRES_COPY_IN;
+	PQclear(res);
+	ok = ok && PQputCopyData(sp->d.conn, sp->pending.data, (int) sp->pending.len) == 1 &&
+		PQputCopyEnd(sp->d.conn, NULL) == 1;
+	res = PQgetResult(sp->d.conn);
+	ok = ok && PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		db_log_error(sp->d.conn, "source", "write the spool", res, sp->d.sqlstate);
+	PQclear(res);
+	while ((res = PQgetResult(sp->d.conn)) != NULL)
+		PQclear(res);
+	if (!ok)
+		return false;
+	stream_confirm(&sp->s, sp->pending_end);
+	buf_reset(&sp->pending);
+	sp->npending = 0;
+	return true;
+}
+
+/* A Commit: the transaction becomes one spool row. */
+static void
+spool_commit(spool *sp, lsn_t end)
+{
+	uint8_t		id[4], lsn[8];
+
+	if (sp->npending == 0)
+		copybin_put_header(&sp->pending);
+	for (int i = 0; i < 4; i++)
+		id[i] = (uint8_t) ((uint32_t) sp->m->id >> (24 - 8 * i));
+	for (int i = 0; i < 8; i++)
+		lsn[i] = (uint8_t) (end >> (56 - 8 * i));
+	copybin_put_row_start(&sp->pending, 3);
+	copybin_put_field(&sp->pending, id, 4);
+	copybin_put_field(&sp->pending, lsn, 8);
+	copybin_put_field(&sp->pending, sp->txn.data, (uint32_t) sp->txn.len);
+	sp->npending++;
+	sp->pending_end = end;
+	sp->transactions++;
+	sp->bytes += (int64_t) sp->txn.len;
+	buf_reset(&sp->txn);
+	sp->in_txn = false;
+}
+
+bool
+spool_pump(spool *sp, int budget_ms, bool *truncated)
+{
+	int64_t		deadline = lsn_monotonic_us() + (int64_t) budget_ms * 1000;
+
+	for (;;)
+	{
+		const uint8_t *data;
+		size_t		len;
+		lsn_t		lsn;
+		pgout_message msg;
+		int64_t		left = (deadline - lsn_monotonic_us()) / 1000;
+		stream_result r = stream_receive(&sp->s, 0, &data, &len, &lsn);
+
+		if (r == STREAM_ENDED || r == STREAM_FAILED)
+			return false;
+		if (r == STREAM_TIMEOUT || left <= 0)
+			break;
+		if (!pgout_decode(&sp->dec, data, len, &msg))
+		{
+			char		text[LSN_TEXT_SIZE];
+
+			log_error("%s at %s", sp->dec.error, lsn_format(lsn, text));
+			return false;
+		}
+		switch (msg.kind)
+		{
+			case PGOUT_RELATION:
+				if (!spool_check_relation(sp, &msg))
+					return false;
+				buf_reset(&sp->relation);
+				spool_append_message(&sp->relation, data, len);
+				if (sp->in_txn)
+					spool_append_message(&sp->txn, data, len);
+				continue;
+			case PGOUT_BEGIN:
+				/* Each row decodes on its own: the latest relation follows its Begin. */
+				buf_reset(&sp->txn);
+				spool_append_message(&sp->txn, data, len);
+				buf_append_len(&sp->txn, sp->relation.data, sp->relation.len);
+				sp->in_txn = true;
+				continue;
+			case PGOUT_TRUNCATE:
+				*truncated = true;
+				break;
+			default:
+				break;
+		}
+		spool_append_message(&sp->txn, data, len);
+		if (msg.kind == PGOUT_COMMIT)
+		{
+			spool_commit(sp, msg.commit.end_lsn);
+			if (sp->pending.len >= SPOOL_FLUSH_BYTES && !spool_flush(sp))
+				return false;
+		}
+	}
+	if (!spool_flush(sp))
+		return false;
+	/* Nothing received is unspooled: idle WAL may be confirmed too. */
+	if (!sp->in_txn && sp->s.received <= sp->s.flushed)
+		stream_confirm(&sp->s, sp->s.server_end);
+	return true;
+}
+
+bool
+spool_replay(db *d, const state_migration *m, lsn_t after,
+			 bool (*fn) (void *arg, const uint8_t *data, size_t len, lsn_t lsn),
+			 void *arg, lsn_t *end)
+{
+	char		text[LSN_TEXT_SIZE];
+	char		id[16];
+
+	*end = after;
+	snprintf(id, sizeof(id), "%d", m->id);
+	for (;;)
+	{
+		const char *params[2] = {id, lsn_format(*end, text)};
+		PGresult   *res = PQexecParams(d->conn,
+									   "SELECT end_lsn, data FROM pgrepart.spool "
+									   "WHERE migration_id = $1::pg_catalog.int4 "
+									   "AND end_lsn > $2::pg_catalog.pg_lsn ORDER BY end_lsn LIMIT 500",
+									   2, NULL, params, NULL, NULL, 1);
+		int			n;
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			db_log_error(d->conn, "source", "read the spool", res, d->sqlstate);
+			PQclear(res);
+			return false;
+		}
+		n = PQntuples(res);
+		for (int i = 0; i < n; i++)
+		{
+			wire_reader lr, r;
+			lsn_t		lsn;
+
+			wire_reader_init(&lr, PQgetvalue(res, i, 0), (size_t) PQgetlength(res, i, 0));
+			lsn = wire_u64(&lr);
+			wire_reader_init(&r, PQgetvalue(res, i, 1), (size_t) PQgetlength(res, i, 1));
+			while (!r.failed && wire_remaining(&r) > 0)
+			{
+				uint32_t	len = wire_u32(&r);
+				const uint8_t *data = wire_bytes(&r, len);
+
+				if (data != NULL && !fn(arg, data, len, lsn))
+				{
+					PQclear(res);
+					return false;
+				}
+			}
+			if (lr.failed || r.failed)
+			{
+				log_error("spooled transaction ending at %s is malformed: %s",
+						  lsn_format(lsn, text), r.failed ? r.error : lr.error);
+				PQclear(res);
+				return false;
+			}
+			*end = lsn;
+		}
+		PQclear(res);
+		if (n < SPOOL_REPLAY_BATCH)
+			return true;
+	}
+}
+
+bool
+spool_trim(db *d, const state_migration *m, lsn_t upto)
+{
+	char		text[LSN_TEXT_SIZE];
+	PGresult   *res = db_execf(d, "trim the spool",
+							   "DELETE FROM pgrepart.spool WHERE migration_id = %int4 "
+							   "AND end_lsn <= %text::pg_catalog.pg_lsn", m->id,
+							   lsn_format(upto, text));
+
+	PQclear(res);
+	return res != NULL;
+}
