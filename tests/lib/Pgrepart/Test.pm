@@ -111,7 +111,12 @@ sub applied_up_to
 {
 	my ($lsn, $table) = @_;
 	my $which = defined $table ? "WHERE m.source_table = '$table' " : '';
-	return "SELECT coalesce(s.confirmed_flush_lsn >= '$lsn', false) FROM pg_replication_slots s "
+	# The slot's confirmed position counts only once the copy is over and the
+	# spool (which the slot confirms while copying) has been applied.
+	return "SELECT coalesce(s.confirmed_flush_lsn >= '$lsn', false) "
+	  . "AND m.phase IN ('streaming', 'synced') "
+	  . "AND NOT EXISTS (SELECT 1 FROM pgrepart.spool p WHERE p.migration_id = m.id) "
+	  . "FROM pg_replication_slots s "
 	  . "JOIN pgrepart.migration m ON m.slot_name = s.slot_name ${which}ORDER BY m.id LIMIT 1";
 }
 

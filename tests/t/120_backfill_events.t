@@ -1,0 +1,67 @@
+# What the spooler notices during the chunked copy, as it happens: a
+# TRUNCATE of the table starts the copy over (and the result is still
+# equal); a column added to the table stops the run with a clear error.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use Test::More;
+use Time::HiRes qw(time);
+use Pgrepart::Cluster;
+use Pgrepart::Test;
+
+my $dir = tempdir(CLEANUP => 1);
+my @slow = ('--chunk-rows', '500', '--rate', '4000');
+
+{
+	my $node = Pgrepart::Cluster->new;
+	$node->psql(fixture('chat_messages.sql'), vars => { rows => 20000 });
+	my $run = pgrepart_background("$dir/truncate.log", 'run', '-d', $node->connstr, '-t',
+		'chat_messages', '-k', 'created_at', @slow);
+	ok(wait_for($node, q{SELECT count(*) >= 5 FROM pgrepart.chunk}, 30, $run), 'the copy is under way');
+	$node->psql(q{
+		BEGIN;
+		TRUNCATE chat_messages;
+		INSERT INTO chat_messages (user_id, session_id, message_id, role, content, id, created_at, updated_at)
+		SELECT (SELECT id FROM users ORDER BY id LIMIT 1), gen_random_uuid(), gen_random_uuid()::text,
+		       'user', 'after the truncate ' || g, gen_random_uuid(), timestamp '2025-03-01' + g * interval '1 minute', now()
+		FROM generate_series(1, 3000) g;
+		COMMIT;
+		UPDATE chat_messages SET content = content || ' (edited)' WHERE content LIKE '%7';
+	});
+	my $lsn = $node->psql('SELECT pg_current_wal_lsn()');
+	ok(wait_for($node, applied_up_to($lsn), 120, $run), 'the run catches up after the truncate')
+	  or diag(slurp("$dir/truncate.log"));
+	kill 'TERM', $run;
+	is(wait_exit($run), 5, 'and stops cleanly');
+	my $log = slurp("$dir/truncate.log");
+	like($log, qr/was truncated during the copy: starting the copy again/, 'the copy started over');
+	unlike($log, qr/error:/, 'no errors') or diag($log);
+	my ($missing, $extra) = compare_tables($node, 'chat_messages', 'chat_messages_pgrepart');
+	is("$missing/$extra", '0/0', 'every row equal after the truncate');
+	is($node->psql('SELECT count(*) FROM chat_messages_pgrepart'), 3000, 'only the rows after it');
+	$node->stop;
+}
+
+{
+	my $node = Pgrepart::Cluster->new;
+	$node->psql(fixture('chat_messages.sql'), vars => { rows => 20000 });
+	my $run = pgrepart_background("$dir/column.log", 'run', '-d', $node->connstr, '-t',
+		'chat_messages', '-k', 'created_at', @slow);
+	ok(wait_for($node, q{SELECT count(*) >= 3 FROM pgrepart.chunk}, 30, $run), 'the copy is under way');
+	$node->psql(q{
+		ALTER TABLE chat_messages ADD COLUMN rating int;
+		UPDATE chat_messages SET rating = 5 WHERE id = (SELECT id FROM chat_messages LIMIT 1);
+	});
+	my $at = time;
+	my $rc = wait_exit($run);
+	my $took = time - $at;
+	is($rc, 1, 'a column added during the copy stops the run (exit 1)');
+	cmp_ok($took, '<', 5, sprintf('as it happens, not after the copy (%.1f s)', $took));
+	my $log = slurp("$dir/column.log");
+	like($log, qr/error: the columns of "public.chat_messages" changed while it was being copied/,
+		'the error names the table');
+	like($log, qr/hint: .*Abort the migration/, 'and says what to do');
+	$node->stop;
+}
+
+done_testing();
