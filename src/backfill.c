@@ -9,6 +9,7 @@
  * an index condition.  No value is ever written into the SQL text.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "pgrepart/backfill.h"
 #include "pgrepart/copybin.h"
 #include "pgrepart/ident.h"
+#include "pgrepart/json.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
@@ -50,7 +52,16 @@ typedef struct backfill
 	bool		has_lo;
 	int			ord;			/* the next chunk's number */
 	int64_t		rows;			/* copied so far */
+	int64_t		bytes;			/* ... and their COPY bytes, this run */
 	int64_t		chunk_rows;		/* the next chunk's size */
+	double		estimated_rows; /* the table's reltuples, for the ETA */
+
+	/* Progress: a line on a terminal, a log line or a JSON event otherwise. */
+	int64_t		started_us;
+	int64_t		base_rows;
+	int64_t		next_line_us;
+	int64_t		next_log_us;
+	bool		line_shown;
 } backfill;
 
 bool
@@ -109,6 +120,7 @@ backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
 	buf_init(&b->columns);
 	buf_init(&b->lo);
 	b->chunk_rows = o->chunk_rows > 0 ? o->chunk_rows : BACKFILL_FIRST_ROWS;
+	b->estimated_rows = t->estimated_rows;
 	b->nkeys = t->nkey_columns;
 	b->key_types = xcalloc((size_t) b->nkeys, sizeof(Oid));
 	b->key_type_names = xcalloc((size_t) b->nkeys, sizeof(char *));
@@ -447,6 +459,7 @@ backfill_pipe(backfill *b, int64_t *rows, buf *last_key, bool *no_partition)
 		bool		trailer = !first && n == 2 && (uint8_t) data[0] == 0xff &&
 			(uint8_t) data[1] == 0xff;
 
+		b->bytes += n;
 		if (PQputCopyData(b->target.conn, data, n) != 1)
 		{
 			PQfreemem(data);
@@ -628,15 +641,72 @@ backfill_restart(backfill *b)
 	return backfill_reset(&b->target, b->m);
 }
 
+/*
+ * Rows, MB/s, ETA, chunk size, spool and its lag: redrawn on a terminal
+ * twice a second; otherwise logged (and a JSON event on stdout with --json)
+ * every progress_seconds.
+ */
+static void
+backfill_progress(backfill *b, const spool *sp, bool final)
+{
+	int64_t		now = lsn_monotonic_us();
+	double		secs = (double) (now - b->started_us) / 1e6;
+	double		rate = secs > 0 ? (double) (b->rows - b->base_rows) / secs : 0.0;
+	double		mbs = secs > 0 ? (double) b->bytes / 1e6 / secs : 0.0;
+	double		left = b->estimated_rows > b->rows && rate > 0 ?
+		(b->estimated_rows - (double) b->rows) / rate : 0.0;
+
+	if (b->o->terminal && (final || now >= b->next_line_us))
+	{
+		fprintf(stderr, "\rcopy: %" PRId64 " rows", b->rows);
+		if (b->estimated_rows > 0)
+			fprintf(stderr, " (~%.0f%%)", b->rows < b->estimated_rows ?
+					100.0 * (double) b->rows / b->estimated_rows : 100.0);
+		fprintf(stderr, ", %.1f MB/s, ETA %.0f s, chunk %" PRId64 " rows, spool %" PRId64
+				" txns %.1f MB, spool lag %.1f MB   %s", mbs, final ? 0.0 : left, b->chunk_rows,
+				spool_transactions(sp), (double) spool_bytes(sp) / 1e6,
+				(double) spool_lag_bytes(sp) / 1e6, final ? "\n" : "");
+		b->next_line_us = now + 500000;
+		b->line_shown = !final;
+	}
+	if (!final && now < b->next_log_us)
+		return;
+	b->next_log_us = now + (int64_t) b->o->progress_seconds * 1000000;
+	if (!b->o->terminal)
+		log_info("copied %" PRId64 " rows in %d chunks (%.0f rows/s, %.1f MB/s, chunk size %"
+				 PRId64 "), spool %" PRId64 " transactions", b->rows, b->ord, rate, mbs,
+				 b->chunk_rows, spool_transactions(sp));
+	if (b->o->json)
+	{
+		json_writer w;
+		buf			out;
+
+		buf_init(&out);
+		json_init(&w, &out);
+		json_begin_object(&w);
+		json_kv_string(&w, "event", final ? "copied" : "copy_progress");
+		json_kv_int(&w, "rows", b->rows);
+		json_kv_int(&w, "chunks", b->ord);
+		json_kv_double(&w, "rows_per_second", rate);
+		json_kv_double(&w, "mb_per_second", mbs);
+		json_kv_double(&w, "eta_seconds", final ? 0.0 : left);
+		json_kv_int(&w, "chunk_rows", b->chunk_rows);
+		json_kv_int(&w, "spool_transactions", spool_transactions(sp));
+		json_kv_int(&w, "spool_bytes", spool_bytes(sp));
+		json_kv_int(&w, "spool_lag_bytes", spool_lag_bytes(sp));
+		json_end_object(&w);
+		printf("%s\n", out.data);
+		fflush(stdout);
+		buf_free(&out);
+	}
+}
+
 backfill_result
 backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migration *m,
 			  const backfill_options *o, spool **sp)
 {
 	backfill	b;
 	backfill_result result = BACKFILL_FAILED;
-	int64_t		started = lsn_monotonic_us();
-	int64_t		next_progress = started + (int64_t) o->progress_seconds * 1000000;
-	int64_t		base_rows;
 	int64_t		chunk_started, chunk_rows_before;
 	int			rate = 0;
 	bool		last = false;
@@ -654,7 +724,9 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		goto cleanup;
 	if (o->rate >= 0 && !state_set_rate(d, m, o->rate))
 		goto cleanup;
-	base_rows = b.rows;
+	b.started_us = lsn_monotonic_us();
+	b.base_rows = b.rows;
+	b.next_log_us = b.started_us + (int64_t) o->progress_seconds * 1000000;
 	log_info("copying \"%s.%s\" in chunks, each under its own snapshot", m->schema, m->table);
 	while (!last)
 	{
@@ -691,19 +763,13 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 			if (due > took)
 				usleep((useconds_t) (due - took));
 		}
-		if (lsn_monotonic_us() >= next_progress || last)
-		{
-			double		secs = (double) (lsn_monotonic_us() - started) / 1e6;
-
-			log_info("copied %" PRId64 " rows in %d chunks (%.0f rows/s, chunk size %" PRId64 ")",
-					 b.rows, b.ord, secs > 0 ? (double) (b.rows - base_rows) / secs : 0.0,
-					 b.chunk_rows);
-			next_progress = lsn_monotonic_us() + (int64_t) o->progress_seconds * 1000000;
-		}
+		backfill_progress(&b, *sp, last);
 	}
 	result = BACKFILL_DONE;
 
 cleanup:
+	if (b.line_shown)
+		fputc('\n', stderr);
 	backfill_free(&b);
 	return result;
 }

@@ -89,6 +89,7 @@ static const char run_help[] =
 	"      --default-partition     as for plan\n"
 	"      --batch-transactions=N  source transactions per shadow commit (default 500)\n"
 	"      --chunk-rows=N          rows per copied chunk (default: adapt to about 1 s)\n"
+	"      --json                  progress events as JSON lines on standard output\n"
 	"      --rate=N                copy at most N rows per second (0: no cap); change it\n"
 	"                              while running in pgrepart.migration.max_rows_per_second\n"
 	"\nConnection and output:\n"
@@ -330,7 +331,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 				break;
 			case OPT_SQL:
 			case OPT_JSON:
-				if (is_run)
+				if (is_run && c == OPT_SQL)
 					return cli_usage_error(command, "%s", "invalid option");
 				if (c == OPT_SQL)
 					args->sql_only = true;
@@ -457,6 +458,8 @@ cli_run(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	ro.batch_transactions = args.batch;
 	ro.chunk_rows = args.chunk_rows;
+	ro.json = args.common.json;
+	ro.terminal = !ro.json && isatty(STDERR_FILENO) && log_get_level() <= LOG_LEVEL_INFO;
 	ro.rate = args.rate;
 	ro.copy_threshold = 16;
 	ro.progress_seconds = 10;

@@ -21,6 +21,7 @@
 #include "pgrepart/backfill_filter.h"
 #include "pgrepart/catalog.h"
 #include "pgrepart/ident.h"
+#include "pgrepart/json.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
@@ -242,7 +243,8 @@ typedef enum session_end
 } session_end;
 
 static void
-run_log_progress(const stream *s, const apply *a, int64_t started_us, int64_t base_changes)
+run_log_progress(const stream *s, const apply *a, int64_t started_us, int64_t base_changes,
+				 bool json)
 {
 	const apply_stats *st = apply_get_stats(a);
 	int64_t		changes = st->inserts + st->updates + st->deletes;
@@ -262,6 +264,27 @@ run_log_progress(const stream *s, const apply *a, int64_t started_us, int64_t ba
 			 "at %s, %" PRIu64 " bytes and %.1f s behind", changes, st->transactions,
 			 secs > 0 ? (double) (changes - base_changes) / secs : 0.0, lsn_format(done, lsn),
 			 bytes, seconds < 0 ? 0.0 : seconds);
+	if (json)
+	{
+		json_writer w;
+		buf			out;
+
+		buf_init(&out);
+		json_init(&w, &out);
+		json_begin_object(&w);
+		json_kv_string(&w, "event", "apply_progress");
+		json_kv_int(&w, "changes", changes);
+		json_kv_int(&w, "transactions", st->transactions);
+		json_kv_double(&w, "changes_per_second",
+					   secs > 0 ? (double) (changes - base_changes) / secs : 0.0);
+		json_kv_string(&w, "applied_lsn", lsn);
+		json_kv_int(&w, "behind_bytes", (int64_t) bytes);
+		json_kv_double(&w, "behind_seconds", seconds < 0 ? 0.0 : seconds);
+		json_end_object(&w);
+		printf("%s\n", out.data);
+		fflush(stdout);
+		buf_free(&out);
+	}
 }
 
 /*
@@ -671,7 +694,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 		}
 		if (lsn_monotonic_us() >= next_progress)
 		{
-			run_log_progress(&rs.s, rs.a, started, 0);
+			run_log_progress(&rs.s, rs.a, started, 0, ro->json);
 			next_progress = lsn_monotonic_us() + (int64_t) ro->progress_seconds * 1000000;
 		}
 		if (!run_check_poll(&rs.check, &rs.control, conninfo, m, rs.a, &rs.s))
@@ -698,7 +721,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 
 cleanup:
 	if (rs.a != NULL)
-		run_log_progress(&rs.s, rs.a, started, 0);
+		run_log_progress(&rs.s, rs.a, started, 0, ro->json);
 	apply_destroy(rs.a);
 	backfill_filter_free(rs.filter);
 	pgout_decoder_free(&rs.dec);
@@ -770,7 +793,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 		{
 			if (chunked)
 			{
-				backfill_options bo = {ro->chunk_rows, ro->rate, ro->progress_seconds, ro->stop};
+				backfill_options bo = {ro->chunk_rows, ro->rate, ro->progress_seconds,
+								   ro->terminal, ro->json, ro->stop};
 
 				switch (backfill_copy(&d, conninfo, t, m, &bo, &sp))
 				{

@@ -119,6 +119,12 @@ spool_bytes(const spool *sp)
 	return sp->bytes;
 }
 
+int64_t
+spool_lag_bytes(const spool *sp)
+{
+	return sp->s.server_end > sp->s.flushed ? (int64_t) (sp->s.server_end - sp->s.flushed) : 0;
+}
+
 static void
 spool_append_message(buf *b, const uint8_t *data, size_t len)
 {

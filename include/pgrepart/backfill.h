@@ -29,6 +29,8 @@ typedef struct backfill_options
 	int			chunk_rows;		/* rows per chunk; 0: adapt to about one second a chunk */
 	int			rate;			/* rows per second at most, 0: no cap; -1: keep the recorded one */
 	int			progress_seconds;
+	bool		terminal;		/* redraw a progress line on stderr */
+	bool		json;			/* progress events as JSON lines on stdout */
 	volatile sig_atomic_t *stop;	/* set by a signal handler: stop between chunks */
 } backfill_options;
 

@@ -42,6 +42,8 @@ bool		spool_pump(spool *sp, int budget_ms, bool *truncated);
 /* Transactions and bytes spooled, for progress. */
 int64_t		spool_transactions(const spool *sp);
 int64_t		spool_bytes(const spool *sp);
+/* WAL the server has sent beyond what the spool holds. */
+int64_t		spool_lag_bytes(const spool *sp);
 
 /*
  * Hand every spooled message of the transactions ending after `after`, in

@@ -5,6 +5,7 @@ use strict;
 use warnings;
 use File::Temp qw(tempdir);
 use Test::More;
+use JSON::PP ();
 use Time::HiRes qw(time);
 use Pgrepart::Cluster;
 use Pgrepart::Test;
@@ -16,7 +17,7 @@ my @slow = ('--chunk-rows', '500', '--rate', '4000');
 	my $node = Pgrepart::Cluster->new;
 	$node->psql(fixture('chat_messages.sql'), vars => { rows => 20000 });
 	my $run = pgrepart_background("$dir/truncate.log", 'run', '-d', $node->connstr, '-t',
-		'chat_messages', '-k', 'created_at', @slow);
+		'chat_messages', '-k', 'created_at', @slow, '--json');
 	ok(wait_for($node, q{SELECT count(*) >= 5 FROM pgrepart.chunk}, 30, $run), 'the copy is under way');
 	$node->psql(q{
 		BEGIN;
@@ -39,6 +40,13 @@ my @slow = ('--chunk-rows', '500', '--rate', '4000');
 	my ($missing, $extra) = compare_tables($node, 'chat_messages', 'chat_messages_pgrepart');
 	is("$missing/$extra", '0/0', 'every row equal after the truncate');
 	is($node->psql('SELECT count(*) FROM chat_messages_pgrepart'), 3000, 'only the rows after it');
+	# --json: progress events, one JSON object a line, among the log lines.
+	my @events = map { eval { JSON::PP::decode_json($_) } // () } grep { /^\{/ } split /\n/, $log;
+	my ($copied) = grep { $_->{event} eq 'copied' } @events;
+	ok($copied, '--json: a "copied" event');
+	is($copied->{rows}, 3000, '--json: with the rows copied');
+	ok(defined $copied->{spool_transactions} && defined $copied->{mb_per_second}
+		&& defined $copied->{chunk_rows}, '--json: spool, MB/s and chunk size');
 	$node->stop;
 }
 
