@@ -206,27 +206,11 @@ backfill_create_slot(db *d, const char *conninfo, state_migration *m)
 	stream		s;
 	lsn_t		consistent = LSN_INVALID;
 	PGresult   *res = NULL;
-	bool		exists = false;
 	bool		ok = false;
 
 	memset(&s, 0, sizeof(s));
-	res = db_execf(d, "look up the replication slot",
-				   "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %text", m->slot);
-	if (res == NULL)
-		goto cleanup;
-	exists = PQntuples(res) > 0;
-	PQclear(res);
-	res = NULL;
-	if (!stream_connect(&s, conninfo))
-		goto cleanup;
-	if (exists)
-	{
-		log_info("dropping replication slot \"%s\" left by an interrupted start", m->slot);
-		if (!stream_drop_slot(&s, m->slot))
-			goto cleanup;
-	}
-	log_info("creating replication slot \"%s\" (waits for transactions in progress)", m->slot);
-	if (!stream_create_slot(&s, m->slot, false, false, 0, &consistent, NULL))
+	if (!stream_connect(&s, conninfo) ||
+		!stream_create_fresh_slot(&s, d, m->slot, false, &consistent, NULL))
 		goto cleanup;
 	res = db_execf(d, "read the next transaction id",
 				   "SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::pg_catalog.text");

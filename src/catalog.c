@@ -557,6 +557,23 @@ catalog_table_free(catalog_table *t)
 	free(t);
 }
 
+bool
+catalog_integer_like(Oid type)
+{
+	switch (type)
+	{
+		case CATALOG_INT2OID:
+		case CATALOG_INT4OID:
+		case CATALOG_INT8OID:
+		case CATALOG_DATEOID:
+		case CATALOG_TIMESTAMPOID:
+		case CATALOG_TIMESTAMPTZOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
 const catalog_column *
 catalog_find_column(const catalog_table *t, const char *name)
 {

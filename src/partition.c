@@ -17,18 +17,7 @@
 bool
 partition_type_supported(const catalog_column *column)
 {
-	switch (column->base_type)
-	{
-		case CATALOG_INT2OID:
-		case CATALOG_INT4OID:
-		case CATALOG_INT8OID:
-		case CATALOG_DATEOID:
-		case CATALOG_TIMESTAMPOID:
-		case CATALOG_TIMESTAMPTZOID:
-			return true;
-		default:
-			return false;
-	}
+	return catalog_integer_like(column->base_type);
 }
 
 static bool

@@ -107,20 +107,6 @@ run_copy_columns(db *d, const state_migration *m, buf *out)
 	return ok;
 }
 
-static bool
-run_slot_exists(db *d, const char *slot, bool *exists)
-{
-	PGresult   *res = db_execf(d, "look up the replication slot",
-							   "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %text",
-							   slot);
-
-	if (res == NULL)
-		return false;
-	*exists = PQntuples(res) > 0;
-	PQclear(res);
-	return true;
-}
-
 /*
  * Create the slot and copy every row under its exported snapshot, so the
  * copy holds exactly the transactions committed before the slot's
@@ -132,7 +118,6 @@ run_copy(db *d, const char *conninfo, state_migration *m)
 	stream		s;
 	lsn_t		consistent = LSN_INVALID;
 	char	   *snapshot = NULL;
-	bool		exists = false;
 	bool		ok = false;
 	buf			sql, columns;
 	char		lsn[LSN_TEXT_SIZE];
@@ -140,16 +125,8 @@ run_copy(db *d, const char *conninfo, state_migration *m)
 	buf_init(&sql);
 	buf_init(&columns);
 	memset(&s, 0, sizeof(s));
-	if (!run_slot_exists(d, m->slot, &exists) || !stream_connect(&s, conninfo))
-		goto cleanup;
-	if (exists)
-	{
-		log_info("dropping replication slot \"%s\" left by an interrupted copy", m->slot);
-		if (!stream_drop_slot(&s, m->slot))
-			goto cleanup;
-	}
-	log_info("creating replication slot \"%s\" (waits for transactions in progress)", m->slot);
-	if (!stream_create_slot(&s, m->slot, false, true, 0, &consistent, &snapshot))
+	if (!stream_connect(&s, conninfo) ||
+		!stream_create_fresh_slot(&s, d, m->slot, true, &consistent, &snapshot))
 		goto cleanup;
 	if (!run_copy_columns(d, m, &columns))
 		goto cleanup;

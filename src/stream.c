@@ -127,6 +127,29 @@ stream_drop_slot(stream *s, const char *slot)
 }
 
 bool
+stream_create_fresh_slot(stream *s, db *d, const char *slot, bool export,
+						 lsn_t *consistent_point, char **snapshot)
+{
+	PGresult   *res = db_execf(d, "look up the replication slot",
+							   "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %text",
+							   slot);
+	bool		exists;
+
+	if (res == NULL)
+		return false;
+	exists = PQntuples(res) > 0;
+	PQclear(res);
+	if (exists)
+	{
+		log_info("dropping replication slot \"%s\" left by an interrupted start", slot);
+		if (!stream_drop_slot(s, slot))
+			return false;
+	}
+	log_info("creating replication slot \"%s\" (waits for transactions in progress)", slot);
+	return stream_create_slot(s, slot, false, export, 0, consistent_point, snapshot);
+}
+
+bool
 stream_start(stream *s, const char *slot, const char *publication, lsn_t start)
 {
 	buf			sql, names;

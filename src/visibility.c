@@ -101,19 +101,7 @@ visibility_visible(const visibility_snapshot *s, uint32_t xid)
 bool
 visibility_orderable_type(Oid type)
 {
-	switch (type)
-	{
-		case CATALOG_INT2OID:
-		case CATALOG_INT4OID:
-		case CATALOG_INT8OID:
-		case CATALOG_DATEOID:
-		case CATALOG_TIMESTAMPOID:
-		case CATALOG_TIMESTAMPTZOID:
-		case VISIBILITY_UUIDOID:
-			return true;
-		default:
-			return false;
-	}
+	return type == VISIBILITY_UUIDOID || catalog_integer_like(type);
 }
 
 /* A big-endian signed integer of len bytes (2, 4 or 8). */

@@ -137,6 +137,13 @@ bool		catalog_read(db *d, const char *schema, const char *name, catalog_table **
 void		catalog_table_free(catalog_table *t);
 
 const catalog_column *catalog_find_column(const catalog_table *t, const char *name);
+
+/*
+ * Whether a type is one of the integers, date, timestamp or timestamptz:
+ * whole numbers underneath (int2/int4/int8, days, microseconds), which both
+ * range partitioning and the backfill's key order handle.
+ */
+bool		catalog_integer_like(Oid type);
 const catalog_constraint *catalog_primary_key(const catalog_table *t);
 bool		catalog_relation_exists(db *d, const char *schema, const char *name, bool *exists);
 

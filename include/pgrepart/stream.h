@@ -19,6 +19,7 @@
 
 #include <libpq-fe.h>
 
+#include "pgrepart/db.h"
 #include "pgrepart/lsn.h"
 
 typedef struct stream
@@ -57,6 +58,12 @@ void		stream_close(stream *s);
 bool		stream_create_slot(stream *s, const char *slot, bool temporary, bool export,
 							   int lock_timeout_ms, lsn_t *consistent_point, char **snapshot);
 bool		stream_drop_slot(stream *s, const char *slot);
+/*
+ * Create the migration's slot, dropping one an interrupted start left
+ * (looked up through the source connection d).
+ */
+bool		stream_create_fresh_slot(stream *s, db *d, const char *slot, bool export,
+									 lsn_t *consistent_point, char **snapshot);
 
 /* START_REPLICATION from start with proto_version 1, binary values. */
 bool		stream_start(stream *s, const char *slot, const char *publication, lsn_t start);

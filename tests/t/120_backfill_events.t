@@ -42,7 +42,8 @@ my @slow = ('--chunk-rows', '500', '--rate', '4000');
 	is($node->psql('SELECT count(*) FROM chat_messages_pgrepart'), 3000, 'only the rows after it');
 	# --json: progress events, one JSON object a line, among the log lines.
 	my @events = map { eval { JSON::PP::decode_json($_) } // () } grep { /^\{/ } split /\n/, $log;
-	my ($copied) = grep { $_->{event} eq 'copied' } @events;
+	# The last one: the copy may have finished once before the TRUNCATE was seen.
+	my ($copied) = reverse grep { $_->{event} eq 'copied' } @events;
 	ok($copied, '--json: a "copied" event');
 	is($copied->{rows}, 3000, '--json: with the rows copied');
 	ok(defined $copied->{spool_transactions} && defined $copied->{mb_per_second}
