@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "pgrepart/cli.h"
+#include "pgrepart/cutover.h"
 #include "pgrepart/db.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
@@ -77,10 +78,10 @@ static const char run_help[] =
 	"\n"
 	"Migrate the table online: plan, create the publication, the partitioned\n"
 	"shadow and the replication slot, copy the rows in key-range chunks (each\n"
-	"under its own short snapshot), build the keys and indexes, then apply the\n"
-	"change stream into the shadow until stopped\n"
-	"(SIGINT or SIGTERM stop cleanly). Running the same command again resumes.\n"
-	"The cutover is not implemented in this version.\n"
+	"under its own short snapshot), build the keys and indexes, apply the change\n"
+	"stream into the shadow, and once it is in sync swap it in for the table under\n"
+	"a short lock, then drop the slot and publication. SIGINT or SIGTERM stop\n"
+	"cleanly; running the same command again resumes.\n"
 	"\n"
 	"Options:\n"
 	"  -k, --partition-key=COLUMN  as for plan\n"
@@ -89,6 +90,17 @@ static const char run_help[] =
 	"      --default-partition     as for plan\n"
 	"      --batch-transactions=N  source transactions per shadow commit (default 500)\n"
 	"      --chunk-rows=N          rows per copied chunk (default: adapt to about 1 s)\n"
+	"      --cutover=MODE          auto (default): swap as soon as the shadow is synced;\n"
+	"                              manual: stay in sync until \"pgrepart cutover\"\n"
+	"      --lock-timeout=MS       wait at most MS for the table's lock per attempt\n"
+	"                              (default 100); never queue behind other sessions\n"
+	"      --max-lock-hold=MS      give up an attempt that would hold the lock longer\n"
+	"                              (default 1000)\n"
+	"      --cutover-retries=N     attempts before giving up (default 30)\n"
+	"      --max-cutover-lag=BYTES try only when this close to the server (default 4194304)\n"
+	"      --old-name=NAME         the original table's name after the swap\n"
+	"                              (default TABLE_old)\n"
+	"      --rehearse              take the lock and swap, then roll back and stop\n"
 	"      --json                  progress events as JSON lines on standard output\n"
 	"      --rate=N                copy at most N rows per second (0: no cap); change it\n"
 	"                              while running in pgrepart.migration.max_rows_per_second\n"
@@ -110,7 +122,11 @@ static const char status_help[] =
 	"\nExit status: 0 shown, 1 error, 2 usage error, 6 no migration found.\n";
 static const char cutover_help[] =
 	"Usage: pgrepart cutover -d CONNINFO -t TABLE\n"
-	"\nSwap in a synced shadow (with run --cutover=manual). Not implemented in this version.\n";
+	"\n"
+	"Ask the run migrating TABLE with --cutover=manual to swap the shadow in as soon\n"
+	"as it is in sync, and wait until it has.\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 cut over, 1 error, 2 usage error.\n";
 static const char verify_help[] =
 	"Usage: pgrepart verify -d CONNINFO --source A --target B [options]\n"
 	"       pgrepart verify -d CONNINFO --live -t TABLE [--json]\n"
@@ -150,13 +166,14 @@ static int	cli_plan(int argc, char **argv);
 static int	cli_run(int argc, char **argv);
 static int	cli_status(int argc, char **argv);
 static int	cli_verify(int argc, char **argv);
+static int	cli_cutover(int argc, char **argv);
 static int	cli_not_implemented(int argc, char **argv);
 
 static const cli_command commands[] = {
 	{"plan", "print the shadow DDL and preflight findings; changes nothing", cli_plan, plan_help},
 	{"run", "migrate the table online (prepare, copy, stream)", cli_run, run_help},
 	{"status", "show a migration's phase, lag and readiness", cli_status, status_help},
-	{"cutover", "swap in the synced shadow table", cli_not_implemented, cutover_help},
+	{"cutover", "swap in the synced shadow table", cli_cutover, cutover_help},
 	{"verify", "compare two tables by xxHash checksums", cli_verify, verify_help},
 	{"abort", "remove a migration's slot, publication, shadow and state",
 	cli_not_implemented, abort_help},
@@ -250,7 +267,14 @@ enum
 	OPT_CHUNK_ROWS,
 	OPT_MAX_DIFFERENCES,
 	OPT_LIVE,
-	OPT_RATE
+	OPT_RATE,
+	OPT_CUTOVER,
+	OPT_LOCK_TIMEOUT,
+	OPT_MAX_LOCK_HOLD,
+	OPT_CUTOVER_RETRIES,
+	OPT_MAX_CUTOVER_LAG,
+	OPT_OLD_NAME,
+	OPT_REHEARSE
 };
 
 /* What plan and run both take, parsed and checked. */
@@ -262,6 +286,8 @@ typedef struct cli_plan_args
 	int			batch;
 	int			chunk_rows;
 	int			rate;
+	bool		cutover_manual;
+	cutover_options cutover;
 	char	   *schema;			/* these three are owned */
 	char	   *table;
 	char	   *column;
@@ -295,6 +321,13 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 		{"batch-transactions", required_argument, NULL, OPT_BATCH},
 		{"chunk-rows", required_argument, NULL, OPT_CHUNK_ROWS},
 		{"rate", required_argument, NULL, OPT_RATE},
+		{"cutover", required_argument, NULL, OPT_CUTOVER},
+		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
+		{"max-lock-hold", required_argument, NULL, OPT_MAX_LOCK_HOLD},
+		{"cutover-retries", required_argument, NULL, OPT_CUTOVER_RETRIES},
+		{"max-cutover-lag", required_argument, NULL, OPT_MAX_CUTOVER_LAG},
+		{"old-name", required_argument, NULL, OPT_OLD_NAME},
+		{"rehearse", no_argument, NULL, OPT_REHEARSE},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -309,6 +342,10 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 	args->o.premake = 4;
 	args->batch = 500;
 	args->rate = -1;
+	args->cutover.lock_timeout_ms = 100;
+	args->cutover.max_lock_hold_ms = 1000;
+	args->cutover.retries = 30;
+	args->cutover.max_lag_bytes = 4 * 1024 * 1024;
 	while ((c = getopt_long(argc, argv, "d:t:k:vqh", options, NULL)) != -1)
 	{
 		if (cli_common_option(c, &args->common))
@@ -342,6 +379,47 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 				if (!is_run || !cli_parse_int(optarg, 1, 10000000, &args->chunk_rows))
 					return cli_usage_error(command, "invalid --chunk-rows \"%s\": give a whole "
 										   "number from 1 to 10000000", optarg);
+				break;
+			case OPT_CUTOVER:
+				if (!is_run || (strcmp(optarg, "auto") != 0 && strcmp(optarg, "manual") != 0))
+					return cli_usage_error(command, "invalid --cutover \"%s\": give auto or manual",
+										   optarg);
+				args->cutover_manual = strcmp(optarg, "manual") == 0;
+				break;
+			case OPT_LOCK_TIMEOUT:
+				if (!is_run || !cli_parse_int(optarg, 1, 60000, &args->cutover.lock_timeout_ms))
+					return cli_usage_error(command, "invalid --lock-timeout \"%s\": give "
+										   "milliseconds from 1 to 60000", optarg);
+				break;
+			case OPT_MAX_LOCK_HOLD:
+				if (!is_run || !cli_parse_int(optarg, 1, 600000, &args->cutover.max_lock_hold_ms))
+					return cli_usage_error(command, "invalid --max-lock-hold \"%s\": give "
+										   "milliseconds from 1 to 600000", optarg);
+				break;
+			case OPT_CUTOVER_RETRIES:
+				if (!is_run || !cli_parse_int(optarg, 1, 100000, &args->cutover.retries))
+					return cli_usage_error(command, "invalid --cutover-retries \"%s\": give a "
+										   "whole number from 1 to 100000", optarg);
+				break;
+			case OPT_MAX_CUTOVER_LAG:
+				{
+					int			lag;
+
+					if (!is_run || !cli_parse_int(optarg, 0, INT_MAX, &lag))
+						return cli_usage_error(command, "invalid --max-cutover-lag \"%s\": give "
+											   "bytes", optarg);
+					args->cutover.max_lag_bytes = lag;
+				}
+				break;
+			case OPT_OLD_NAME:
+				if (!is_run || strlen(optarg) == 0 || strlen(optarg) > 63)
+					return cli_usage_error(command, "invalid --old-name \"%s\"", optarg);
+				args->cutover.old_name = optarg;
+				break;
+			case OPT_REHEARSE:
+				if (!is_run)
+					return cli_usage_error(command, "%s", "invalid option");
+				args->cutover.rehearse = true;
 				break;
 			case OPT_RATE:
 				if (!is_run || !cli_parse_int(optarg, 0, INT_MAX, &args->rate))
@@ -461,6 +539,8 @@ cli_run(int argc, char **argv)
 	ro.json = args.common.json;
 	ro.terminal = !ro.json && isatty(STDERR_FILENO) && log_get_level() <= LOG_LEVEL_INFO;
 	ro.rate = args.rate;
+	ro.cutover_manual = args.cutover_manual;
+	ro.cutover = args.cutover;
 	ro.copy_threshold = 16;
 	ro.progress_seconds = 10;
 	ro.max_reconnects = 10;
@@ -678,6 +758,47 @@ cleanup:
 }
 
 static int
+cli_cutover(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"dbname", required_argument, NULL, 'd'},
+		{"table", required_argument, NULL, 't'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}
+	};
+	cli_common	common = {0};
+	char	   *schema = NULL, *table = NULL;
+	char		err[256];
+	int			rc;
+	int			c;
+
+	while ((c = getopt_long(argc, argv, "d:t:vqh", options, NULL)) != -1)
+	{
+		if (cli_common_option(c, &common))
+			continue;
+		if (c == 'h')
+		{
+			fputs(cutover_help, stdout);
+			return EXIT_OK;
+		}
+		return cli_usage_error("cutover", "%s", "invalid option");
+	}
+	if (optind < argc)
+		return cli_usage_error("cutover", "unexpected argument \"%s\"", argv[optind]);
+	if (common.table == NULL)
+		return cli_usage_error("cutover", "%s", "no table given (-t/--table)");
+	if (!ident_parse_qualified(common.table, &schema, &table, err, sizeof(err)))
+		return cli_usage_error("cutover", "invalid table name \"%s\": %s", common.table, err);
+	rc = cutover_request(common.dbname, schema, table) ? EXIT_OK : EXIT_FAIL;
+	ident_free_keywords();
+	free(schema);
+	free(table);
+	return rc;
+}
+
+static int
 cli_not_implemented(int argc, char **argv)
 {
 	const char *name = argv[0];
@@ -693,7 +814,7 @@ cli_not_implemented(int argc, char **argv)
 		}
 	}
 	log_error("command \"%s\" is not implemented in pgrepart %s", name, PGREPART_VERSION);
-	log_hint("\"pgrepart plan\", \"run\", \"status\" and \"verify\" are available.");
+	log_hint("\"pgrepart plan\", \"run\", \"status\", \"verify\" and \"cutover\" are available.");
 	return EXIT_FAIL;
 }
 

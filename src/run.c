@@ -214,6 +214,7 @@ run_build_indexes(db *d, state_migration *m, spool *sp, bool *truncated)
 /* One streaming session: connect, apply until stopped or the connection fails. */
 typedef enum session_end
 {
+	SESSION_SWAPPED,			/* the cutover is done */
 	SESSION_STOPPED,
 	SESSION_LOST,				/* a connection broke: reconnect */
 	SESSION_FAILED
@@ -594,6 +595,165 @@ run_replay_spool(run_session *rs, lsn_t *start)
 	return true;
 }
 
+/*
+ * Holding the lock: apply the stream up to l, asking the server for its
+ * position every few milliseconds, until deadline_us.  True once every
+ * transaction before l is committed in the shadow.
+ */
+static bool
+run_catch_up(run_session *rs, lsn_t l, int64_t deadline_us, bool *reached)
+{
+	*reached = false;
+	while (lsn_monotonic_us() < deadline_us)
+	{
+		const uint8_t *data;
+		size_t		len;
+		lsn_t		lsn;
+
+		if (apply_idle(rs->a) && rs->s.server_end >= l)
+		{
+			*reached = true;
+			return true;
+		}
+		/* A status update that asks for a reply brings the server's position at once. */
+		if (!stream_send_status(&rs->s, true))
+		{
+			rs->end = SESSION_LOST;
+			return false;
+		}
+		switch (stream_receive(&rs->s, 5, &data, &len, &lsn))
+		{
+			case STREAM_DATA:
+				if (!run_handle_message(rs, data, len, lsn))
+					return false;
+				break;
+			case STREAM_TIMEOUT:
+				if (!apply_commit(rs->a))
+				{
+					rs->end = run_lost_or_failed(&rs->target);
+					return false;
+				}
+				stream_confirm(&rs->s, apply_committed(rs->a));
+				break;
+			case STREAM_ENDED:
+			case STREAM_FAILED:
+				rs->end = SESSION_LOST;
+				return false;
+		}
+	}
+	return true;
+}
+
+/* Force the WAL up to the cutover's marker to disk: a committed xid flushes it. */
+static bool
+run_flush_wal(db *aux)
+{
+	PGresult   *res = db_execf(aux, "flush the WAL", "SELECT pg_catalog.txid_current()");
+
+	PQclear(res);
+	return res != NULL;
+}
+
+/*
+ * The swap, tried until it fits in the bounds: lock (never queued), catch
+ * up to the lock's WAL position, rename and carry over, commit.  Between
+ * attempts the stream is applied as usual.
+ */
+static bool
+run_cutover(run_session *rs, const run_options *ro, bool *swapped)
+{
+	const cutover_options *o = &ro->cutover;
+	db			aux = {0};
+	char	   *qshadow = ident_qualified(rs->m->schema, rs->m->shadow);
+	buf			sql;
+	bool		ok = false;
+
+	*swapped = false;
+	buf_init(&sql);
+	buf_appendf(&sql, "ANALYZE %s", qshadow);
+	log_info("cutover: analysing the shadow, then taking the lock (at most %d ms, held at most "
+			 "%d ms, %d attempts)", o->lock_timeout_ms, o->max_lock_hold_ms, o->retries);
+	if (!db_connect(&aux, rs->conninfo, "source") || !db_exec(&aux, "analyse the shadow", sql.data))
+		goto cleanup;
+	for (int attempt = 1; attempt <= o->retries; attempt++)
+	{
+		lsn_t		l;
+		bool		busy = false, reached = false;
+		int64_t		locked_at;
+		char		text[LSN_TEXT_SIZE];
+
+		if (run_stop_requested(ro))
+		{
+			ok = true;
+			goto cleanup;
+		}
+		/* Catch up first, so the lock is held only for the last few transactions. */
+		if (!run_catch_up(rs, rs->s.server_end, lsn_monotonic_us() + 2000000, &reached))
+			goto cleanup;
+		if (!cutover_lock(&rs->control, rs->m, o, &l, &busy))
+		{
+			if (!busy)
+				goto cleanup;
+			/* Back off with jitter, applying the stream meanwhile. */
+			if (!run_catch_up(rs, (lsn_t) -1, lsn_monotonic_us() + 50000 + rand() % 200000 * attempt / 4,
+							  &reached))
+				goto cleanup;
+			continue;
+		}
+		locked_at = lsn_monotonic_us();
+		if (!run_flush_wal(&aux) ||
+			!run_catch_up(rs, l, locked_at + (int64_t) o->max_lock_hold_ms * 1000, &reached))
+		{
+			cutover_release(&rs->control);
+			goto cleanup;
+		}
+		if (!reached)
+		{
+			cutover_release(&rs->control);
+			log_info("cutover attempt %d: catching up to %s would hold the lock over %d ms; "
+					 "released, trying again", attempt, lsn_format(l, text), o->max_lock_hold_ms);
+			continue;
+		}
+		if (!apply_commit(rs->a) || !cutover_swap(&rs->control, rs->m, o))
+		{
+			cutover_release(&rs->control);
+			goto cleanup;
+		}
+		log_info("cutover %s at %s: the lock was held %.0f ms (attempt %d)",
+				 o->rehearse ? "rehearsed" : "done", lsn_format(l, text),
+				 (double) (lsn_monotonic_us() - locked_at) / 1000.0, attempt);
+		*swapped = true;
+		ok = true;
+		goto cleanup;
+	}
+	log_error("could not cut over \"%s.%s\" in %d attempts", rs->m->schema, rs->m->table,
+			  o->retries);
+	log_hint("Sessions kept the table locked (see above); run again, or raise --lock-timeout "
+			 "or --cutover-retries.");
+
+cleanup:
+	db_close(&aux);
+	buf_free(&sql);
+	free(qshadow);
+	return ok;
+}
+
+/* Whether it is time to swap: synced, close to the server, and asked to (or automatic). */
+static bool
+run_cutover_due(run_session *rs, const run_options *ro, bool *due)
+{
+	bool		requested = true;
+
+	*due = false;
+	if (strcmp(rs->m->phase, STATE_SYNCED) != 0 || !apply_idle(rs->a) ||
+		rs->s.server_end > rs->s.flushed + (lsn_t) ro->cutover.max_lag_bytes)
+		return true;
+	if (ro->cutover_manual && !state_cutover_requested(&rs->control, rs->m, &requested))
+		return false;
+	*due = requested;
+	return true;
+}
+
 static session_end
 run_stream_session(const char *conninfo, const catalog_table *t, state_migration *m,
 				   const run_options *ro)
@@ -659,6 +819,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 		const uint8_t *data;
 		size_t		len;
 		lsn_t		lsn;
+		bool		due = false, swapped = false;
 
 		if (run_stop_requested(ro))
 		{
@@ -688,6 +849,25 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 			case STREAM_TIMEOUT:
 				if (!run_handle_quiet(&rs))
 					goto cleanup;
+				if (!run_cutover_due(&rs, ro, &due))
+				{
+					rs.end = run_lost_or_failed(&rs.control);
+					goto cleanup;
+				}
+				if (due)
+				{
+					if (!run_cutover(&rs, ro, &swapped))
+					{
+						if (rs.end == SESSION_FAILED)
+							rs.end = run_lost_or_failed(&rs.control);
+						goto cleanup;
+					}
+					if (swapped)
+					{
+						rs.end = ro->cutover.rehearse ? SESSION_STOPPED : SESSION_SWAPPED;
+						goto cleanup;
+					}
+				}
 				break;
 			case STREAM_ENDED:
 			case STREAM_FAILED:
@@ -721,6 +901,8 @@ run_stream(const char *conninfo, const catalog_table *t, state_migration *m,
 	{
 		session_end end = run_stream_session(conninfo, t, m, ro);
 
+		if (end == SESSION_SWAPPED)
+			return RUN_DONE;
 		if (end == SESSION_STOPPED)
 		{
 			log_info("stopped; run the same command again to resume");
@@ -813,9 +995,19 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	if (strcmp(m->phase, STATE_INDEXED) == 0 &&
 		!state_set_phase(&d, m, STATE_STREAMING, LSN_INVALID))
 		goto cleanup;
-	/* The source connection is not needed while streaming. */
-	db_close(&d);
-	result = run_stream(conninfo, t, m, ro);
+	if (strcmp(m->phase, STATE_DONE) != 0)
+	{
+		/* The source connection is not needed while streaming. */
+		db_close(&d);
+		result = run_stream(conninfo, t, m, ro);
+		if (result != RUN_DONE)
+			goto cleanup;
+		result = RUN_FAILED;
+		if (!db_connect(&d, conninfo, "source"))
+			goto cleanup;
+	}
+	if (cutover_finish(conninfo, &d, m, &ro->cutover))
+		result = RUN_DONE;
 
 cleanup:
 	spool_close(sp);

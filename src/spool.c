@@ -55,8 +55,8 @@ spool_open(const char *conninfo, const state_migration *m, const catalog_table *
 		!catalog_published_columns(&sp->d, qtable, &sp->names, &sp->types, &sp->ncolumns))
 		goto cleanup;
 	res = db_execf(&sp->d, "read the spool's end",
-				   "SELECT max(end_lsn)::pg_catalog.text, count(*), "
-				   "  COALESCE(sum(pg_catalog.length(data)), 0)::pg_catalog.int8 "
+				   "SELECT max(end_lsn)::pg_catalog.text, count(*)::pg_catalog.text, "
+				   "  COALESCE(sum(pg_catalog.length(data)), 0)::pg_catalog.text "
 				   "FROM pgrepart.spool WHERE migration_id = %int4", m->id);
 	if (res == NULL)
 		goto cleanup;

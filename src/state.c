@@ -58,7 +58,8 @@ static const char schema_sql[] =
 	"  data bytea NOT NULL,"
 	"  PRIMARY KEY (migration_id, end_lsn)); "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS next_xid pg_catalog.xid8; "
-	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS max_rows_per_second int";
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS max_rows_per_second int; "
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS cutover_requested_at timestamptz";
 
 bool
 state_ensure(db *d)
@@ -301,6 +302,31 @@ state_read_rate(db *d, const state_migration *m, int *rows_per_second)
 	bool		ok = res != NULL && PQntuples(res) == 1 && db_getf(res, 0, "%int4", 0, &rate);
 
 	*rows_per_second = rate;
+	PQclear(res);
+	return ok;
+}
+
+bool
+state_request_cutover(db *d, const state_migration *m)
+{
+	PGresult   *res = db_execf(d, "request the cutover",
+							   "UPDATE pgrepart.migration SET cutover_requested_at = pg_catalog.now() "
+							   "WHERE id = %int4", m->id);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+state_cutover_requested(db *d, const state_migration *m, bool *requested)
+{
+	PGresult   *res = db_execf(d, "look for a cutover request",
+							   "SELECT cutover_requested_at IS NOT NULL FROM pgrepart.migration "
+							   "WHERE id = %int4", m->id);
+	PGbool		value = 0;
+	bool		ok = res != NULL && PQntuples(res) == 1 && db_getf(res, 0, "%bool", 0, &value);
+
+	*requested = value;
 	PQclear(res);
 	return ok;
 }

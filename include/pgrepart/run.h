@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdbool.h>
 
+#include "pgrepart/cutover.h"
 #include "pgrepart/plan.h"
 
 typedef enum run_result
@@ -35,6 +36,8 @@ typedef struct run_options
 	bool		terminal;		/* a progress line on stderr */
 	bool		json;			/* progress events as JSON lines on stdout */
 	int			max_reconnects; /* in a row, before giving up */
+	bool		cutover_manual; /* wait for "pgrepart cutover" instead of swapping when synced */
+	cutover_options cutover;
 	volatile sig_atomic_t *stop;	/* set by a signal handler: stop cleanly */
 } run_options;
 

@@ -25,6 +25,7 @@
 #define STATE_INDEXED   "indexed"	/* keys and indexes built */
 #define STATE_STREAMING "streaming" /* changes applied from the slot */
 #define STATE_SYNCED    "synced"	/* consistent: unique constraints built; still streaming */
+#define STATE_DONE      "done"		/* swapped in; slot, publication and origin dropped */
 
 typedef struct state_migration
 {
@@ -84,6 +85,9 @@ bool		state_set_next_xid(db *d, state_migration *m, uint64_t next_xid);
  * it changes the rate of a running copy.
  */
 bool		state_set_rate(db *d, const state_migration *m, int rows_per_second);
+/* "pgrepart cutover" records a request; a run in --cutover=manual polls for it. */
+bool		state_request_cutover(db *d, const state_migration *m);
+bool		state_cutover_requested(db *d, const state_migration *m, bool *requested);
 bool		state_read_rate(db *d, const state_migration *m, int *rows_per_second);
 /* Record a chunk; in the caller's transaction (the one that loaded its rows). */
 bool		state_add_chunk(db *d, const state_migration *m, const state_chunk *c);

@@ -24,7 +24,7 @@ my $native = Pgrepart::Cluster->new;
 $source->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
 
 # pgrepart: prepare, copy and index, then stop before any load.
-my @run = ('run', '-d', $source->connstr, '-t', 'chat_messages', '-k', 'created_at');
+my @run = ('run', '--cutover', 'manual', '-d', $source->connstr, '-t', 'chat_messages', '-k', 'created_at');
 my $pid = pgrepart_background("$dir/prepare.log", @run);
 wait_for($source, q{SELECT count(*) = 1 FROM pg_replication_slots WHERE active}, 300, $pid)
   or die "pgrepart did not reach streaming:\n" . slurp("$dir/prepare.log");

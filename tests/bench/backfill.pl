@@ -48,7 +48,7 @@ $node->psql($drop);
 
 # pgrepart, from nothing to a complete shadow.
 $start = time;
-my $pid = pgrepart_background("$dir/run.log", 'run', '-d', $conn, '-t', 'chat_messages', '-k',
+my $pid = pgrepart_background("$dir/run.log", 'run', '--cutover', 'manual', '-d', $conn, '-t', 'chat_messages', '-k',
 	'created_at');
 my $rss = 0;
 my $done = 0;

@@ -26,7 +26,7 @@ ok($node->psql(q{SELECT count(*) FROM chat_messages WHERE pg_column_size(content
 
 my $dir = tempdir(CLEANUP => 1);
 my $load = pgbench_background($node, "$dir/pgbench.log", 'mixed.pgbench', '-c', '4', '-j', '2', '-T', '12');
-my $run = pgrepart_background("$dir/run.log", 'run', '-d', $node->connstr, '-t', 'chat_messages',
+my $run = pgrepart_background("$dir/run.log", 'run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'chat_messages',
 	'-k', 'created_at', '--batch-transactions', '50');
 is(wait_exit($load), 0, 'pgbench ran the mixed load without failures')
   or diag(slurp("$dir/pgbench.log"));
@@ -86,7 +86,7 @@ ok($applied > 1000, "the stream applied $applied changes");
 # Resume: the same command continues from the origin's progress.
 $node->psql(q{UPDATE chat_messages SET model_name = 'resumed' WHERE tokens_used < 10});
 $lsn = $node->psql('SELECT pg_current_wal_lsn()');
-$run = pgrepart_background("$dir/run2.log", 'run', '-d', $node->connstr, '-t', 'chat_messages',
+$run = pgrepart_background("$dir/run2.log", 'run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'chat_messages',
 	'-k', 'created_at');
 ok(wait_for($node, applied_up_to($lsn), 60, $run), 'a second run resumes and catches up')
   or diag(slurp("$dir/run2.log"));

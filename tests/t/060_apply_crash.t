@@ -14,7 +14,7 @@ my $kills = $ENV{PGREPART_CRASH_KILLS} // 20;
 my $node = Pgrepart::Cluster->new(settings => { logical_decoding_work_mem => "'64kB'" });
 $node->psql(fixture('chat_messages.sql'), vars => { rows => 40000 });
 my $dir = tempdir(CLEANUP => 1);
-my @run = ('run', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at',
+my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at',
 	'--batch-transactions', '20');
 
 my $load = pgbench_background($node, "$dir/pgbench.log", 'mixed.pgbench', '-c', '2', '-R', '300',

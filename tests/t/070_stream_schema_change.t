@@ -17,7 +17,7 @@ sub migrate
 	$node->psql(qq{CREATE TABLE $table (id int PRIMARY KEY, at timestamp NOT NULL, note text);
 		INSERT INTO $table SELECT g, timestamp '2025-01-01' + g * interval '1 day', 'n'
 		FROM generate_series(1, 100) g});
-	my $pid = pgrepart_background("$dir/$table.log", 'run', '-d', $node->connstr, '-t', $table,
+	my $pid = pgrepart_background("$dir/$table.log", 'run', '--cutover', 'manual', '-d', $node->connstr, '-t', $table,
 		'-k', 'at', '--interval', '1 month');
 	wait_for($node, qq{SELECT count(*) = 1 FROM pg_replication_slots s
 		JOIN pgrepart.migration m ON m.slot_name = s.slot_name
@@ -75,7 +75,7 @@ $node->psql(q{CREATE TABLE exact (id int PRIMARY KEY, at timestamp NOT NULL, not
 my ($hint) = $out =~ /warn\s+replica_identity\s+the replica identity \(the primary key\) lacks "at".*\n\s+hint: For faster deletes, first: (.*)\n/;
 ok($hint, 'plan suggests an identity index with the partition column') or diag($out);
 $node->psql($hint =~ s/CONCURRENTLY //r);
-$pid = pgrepart_background("$dir/exact.log", 'run', '-d', $node->connstr, '-t', 'exact', '-k', 'at',
+$pid = pgrepart_background("$dir/exact.log", 'run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'exact', '-k', 'at',
 	'--interval', '1 month');
 wait_for($node, q{SELECT count(*) = 1 FROM pg_replication_slots s JOIN pgrepart.migration m
 	ON m.slot_name = s.slot_name WHERE m.source_table = 'exact' AND s.active}, 60, $pid);

@@ -19,7 +19,7 @@ my ($rc, $out, $err) = pgrepart('verify', @conn, '--live', '-t', 'chat_messages'
 is($rc, 1, 'no migration: exit 1');
 like($err, qr/has no migration streaming/, 'no migration: says so');
 
-my $run = pgrepart_background("$dir/run.log", 'run', @conn, '-t', 'chat_messages', '-k', 'created_at');
+my $run = pgrepart_background("$dir/run.log", 'run', '--cutover', 'manual', @conn, '-t', 'chat_messages', '-k', 'created_at');
 ok(wait_for($node, q{SELECT count(*) = 1 FROM pg_replication_slots WHERE active}, 120, $run),
 	'the run streams') or diag(slurp("$dir/run.log"));
 

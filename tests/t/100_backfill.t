@@ -27,7 +27,7 @@ for my $seed (@seeds)
 		  FROM generate_series(1, 300) i) WHERE tokens_used % 10 = 3});
 
 	# 20,000 rows in chunks of 400 at 5,000 rows/s: about 50 chunks over 4 s.
-	my $run = pgrepart_background("$dir/run.log", 'run', '-d', $node->connstr, '-t',
+	my $run = pgrepart_background("$dir/run.log", 'run', '--cutover', 'manual', '-d', $node->connstr, '-t',
 		'chat_messages', '-k', 'created_at', '--chunk-rows', '400', '--rate', '5000');
 	ok(wait_for($node, q{SELECT count(*) > 0 FROM pgrepart.chunk}, 30, $run),
 		"seed $seed: the copy started") or diag(slurp("$dir/run.log"));

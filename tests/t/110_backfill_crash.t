@@ -14,7 +14,7 @@ my $node = Pgrepart::Cluster->new(settings => { logical_decoding_work_mem => "'6
 $node->psql(fixture('chat_messages.sql'), vars => { rows => 30000 });
 my $dir = tempdir(CLEANUP => 1);
 # 30,000 rows at 6,000 rows/s in chunks of 600: about five seconds of copying.
-my @run = ('run', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at',
+my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at',
 	'--chunk-rows', '600', '--rate', '6000', '--batch-transactions', '20');
 
 my $load = pgbench_background($node, "$dir/pgbench.log", 'mixed.pgbench', '-c', '2', '-R', '400',

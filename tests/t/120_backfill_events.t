@@ -16,7 +16,7 @@ my @slow = ('--chunk-rows', '500', '--rate', '4000');
 {
 	my $node = Pgrepart::Cluster->new;
 	$node->psql(fixture('chat_messages.sql'), vars => { rows => 20000 });
-	my $run = pgrepart_background("$dir/truncate.log", 'run', '-d', $node->connstr, '-t',
+	my $run = pgrepart_background("$dir/truncate.log", 'run', '--cutover', 'manual', '-d', $node->connstr, '-t',
 		'chat_messages', '-k', 'created_at', @slow, '--json');
 	ok(wait_for($node, q{SELECT count(*) >= 5 FROM pgrepart.chunk}, 30, $run), 'the copy is under way');
 	$node->psql(q{
@@ -54,7 +54,7 @@ my @slow = ('--chunk-rows', '500', '--rate', '4000');
 {
 	my $node = Pgrepart::Cluster->new;
 	$node->psql(fixture('chat_messages.sql'), vars => { rows => 20000 });
-	my $run = pgrepart_background("$dir/column.log", 'run', '-d', $node->connstr, '-t',
+	my $run = pgrepart_background("$dir/column.log", 'run', '--cutover', 'manual', '-d', $node->connstr, '-t',
 		'chat_messages', '-k', 'created_at', @slow);
 	ok(wait_for($node, q{SELECT count(*) >= 3 FROM pgrepart.chunk}, 30, $run), 'the copy is under way');
 	$node->psql(q{

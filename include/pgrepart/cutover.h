@@ -1,0 +1,69 @@
+/*
+ * cutover.h: the swap of a synced shadow for its table, under a short,
+ * bounded lock.
+ *
+ * One attempt: on a source connection, BEGIN; LOCK TABLE ... IN EXCLUSIVE
+ * MODE with a short lock_timeout (writers wait, readers go on; a lock that
+ * is not granted at once is given up rather than left queued, where it would
+ * stall every reader behind it); then a non-transactional logical message
+ * marks the WAL position L every write before the lock precedes.  The caller
+ * applies the stream up to L, then cutover_swap renames the table to its
+ * old name and the shadow to the table's, carries over what pointed at the
+ * table, and commits.  docs/design.md, "Cutover", says what is carried over
+ * and why in this order.
+ */
+#ifndef PGREPART_CUTOVER_H
+#define PGREPART_CUTOVER_H
+
+#include <stdbool.h>
+
+#include "pgrepart/db.h"
+#include "pgrepart/lsn.h"
+#include "pgrepart/state.h"
+
+typedef struct cutover_options
+{
+	int			lock_timeout_ms;	/* per attempt to take the lock */
+	int			max_lock_hold_ms;	/* give up the attempt when catching up takes longer */
+	int			retries;		/* attempts before the run fails */
+	int64_t		max_lag_bytes;	/* try only when the apply is this close */
+	const char *old_name;		/* the table's name afterwards; NULL: <table>_old */
+	bool		rehearse;		/* take the lock and drain, then roll back */
+} cutover_options;
+
+/*
+ * Take the lock.  True with the transaction open and *l set; false with
+ * *busy when the lock was not granted in time (who held it is logged, the
+ * transaction rolled back), or after logging a failure.
+ */
+bool		cutover_lock(db *d, const state_migration *m, const cutover_options *o, lsn_t *l,
+						 bool *busy);
+
+/*
+ * Holding the lock, with the shadow caught up to L: swap the names, carry
+ * the dependents over, commit.  False after logging (and rolling back).
+ */
+bool		cutover_swap(db *d, state_migration *m, const cutover_options *o);
+
+/*
+ * After the swap: the foreign keys the table had, now on the new table
+ * (validated: this blocks writes to the new table while it scans), then the
+ * slot, the publication and the replication origin are dropped.  Idempotent.
+ */
+bool		cutover_finish(const char *conninfo, db *d, const state_migration *m,
+						   const cutover_options *o);
+
+/*
+ * "pgrepart cutover": ask the run streaming schema.table (in
+ * --cutover=manual) to swap, and wait until it has.  False after logging.
+ */
+bool		cutover_request(const char *conninfo, const char *schema, const char *table);
+
+/* Give up the attempt: roll back, releasing the lock. */
+void		cutover_release(db *d);
+
+/* The name the table gets after the swap, into out (IDENT_MAX_BYTES + 1). */
+void		cutover_old_name(const state_migration *m, const cutover_options *o, int encoding,
+							 char *out);
+
+#endif
