@@ -101,6 +101,7 @@ static const char run_help[] =
 	"      --old-name=NAME         the original table's name after the swap\n"
 	"                              (default TABLE_old)\n"
 	"      --rehearse              take the lock and swap, then roll back and stop\n"
+	"      --no-verify             swap without comparing shadow and table first\n"
 	"      --json                  progress events as JSON lines on standard output\n"
 	"      --rate=N                copy at most N rows per second (0: no cap); change it\n"
 	"                              while running in pgrepart.migration.max_rows_per_second\n"
@@ -274,7 +275,8 @@ enum
 	OPT_CUTOVER_RETRIES,
 	OPT_MAX_CUTOVER_LAG,
 	OPT_OLD_NAME,
-	OPT_REHEARSE
+	OPT_REHEARSE,
+	OPT_NO_VERIFY
 };
 
 /* What plan and run both take, parsed and checked. */
@@ -287,6 +289,7 @@ typedef struct cli_plan_args
 	int			chunk_rows;
 	int			rate;
 	bool		cutover_manual;
+	bool		skip_verify;
 	cutover_options cutover;
 	char	   *schema;			/* these three are owned */
 	char	   *table;
@@ -328,6 +331,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 		{"max-cutover-lag", required_argument, NULL, OPT_MAX_CUTOVER_LAG},
 		{"old-name", required_argument, NULL, OPT_OLD_NAME},
 		{"rehearse", no_argument, NULL, OPT_REHEARSE},
+		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -415,6 +419,11 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 				if (!is_run || strlen(optarg) == 0 || strlen(optarg) > 63)
 					return cli_usage_error(command, "invalid --old-name \"%s\"", optarg);
 				args->cutover.old_name = optarg;
+				break;
+			case OPT_NO_VERIFY:
+				if (!is_run)
+					return cli_usage_error(command, "%s", "invalid option");
+				args->skip_verify = true;
 				break;
 			case OPT_REHEARSE:
 				if (!is_run)
@@ -540,6 +549,7 @@ cli_run(int argc, char **argv)
 	ro.terminal = !ro.json && isatty(STDERR_FILENO) && log_get_level() <= LOG_LEVEL_INFO;
 	ro.rate = args.rate;
 	ro.cutover_manual = args.cutover_manual;
+	ro.skip_verify = args.skip_verify;
 	ro.cutover = args.cutover;
 	ro.copy_threshold = 16;
 	ro.progress_seconds = 10;
@@ -555,6 +565,9 @@ cli_run(int argc, char **argv)
 			break;
 		case RUN_BLOCKED:
 			rc = EXIT_BLOCKED;
+			break;
+		case RUN_DIFFERENT:
+			rc = EXIT_DIFFERENT;
 			break;
 		case RUN_FAILED:
 			rc = EXIT_FAIL;

@@ -215,6 +215,7 @@ run_build_indexes(db *d, state_migration *m, spool *sp, bool *truncated)
 typedef enum session_end
 {
 	SESSION_SWAPPED,			/* the cutover is done */
+	SESSION_DIFFERENT,			/* the check before the swap found a difference */
 	SESSION_STOPPED,
 	SESSION_LOST,				/* a connection broke: reconnect */
 	SESSION_FAILED
@@ -457,6 +458,8 @@ typedef struct run_session
 	apply	   *a;
 	backfill_filter *filter;
 	pgout_decoder dec;
+	int64_t		verification;	/* the check requested before the swap, 0 none yet */
+	bool		verified;		/* ... and found the shadow equal */
 	session_end end;			/* how it ends, when a step fails */
 } run_session;
 
@@ -644,11 +647,16 @@ run_catch_up(run_session *rs, lsn_t l, int64_t deadline_us, bool *reached)
 	return true;
 }
 
-/* Force the WAL up to the cutover's marker to disk: a committed xid flushes it. */
+/*
+ * Force the WAL up to the cutover's marker to disk, where the walsender
+ * reads it: a transaction that wrote WAL flushes it at commit (one that only
+ * took an xid would leave it to the WAL writer, up to wal_writer_delay later).
+ */
 static bool
 run_flush_wal(db *aux)
 {
-	PGresult   *res = db_execf(aux, "flush the WAL", "SELECT pg_catalog.txid_current()");
+	PGresult   *res = db_execf(aux, "flush the WAL",
+							   "SELECT pg_catalog.pg_logical_emit_message(true, 'pgrepart', 'flush')");
 
 	PQclear(res);
 	return res != NULL;
@@ -701,6 +709,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 			continue;
 		}
 		locked_at = lsn_monotonic_us();
+		log_debug("cutover: locked");
 		if (!run_flush_wal(&aux) ||
 			!run_catch_up(rs, l, locked_at + (int64_t) o->max_lock_hold_ms * 1000, &reached))
 		{
@@ -714,6 +723,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 					 "released, trying again", attempt, lsn_format(l, text), o->max_lock_hold_ms);
 			continue;
 		}
+		log_debug("cutover: caught up %.1f ms after the lock", (double) (lsn_monotonic_us() - locked_at) / 1000.0);
 		if (!apply_commit(rs->a) || !cutover_swap(&rs->control, rs->m, o))
 		{
 			cutover_release(&rs->control);
@@ -750,7 +760,43 @@ run_cutover_due(run_session *rs, const run_options *ro, bool *due)
 		return true;
 	if (ro->cutover_manual && !state_cutover_requested(&rs->control, rs->m, &requested))
 		return false;
-	*due = requested;
+	if (!requested)
+		return true;
+	/*
+	 * First compare shadow and table at a consistent point (the run serves
+	 * the request itself, see run_check_poll); a difference stops the run
+	 * before the swap.
+	 */
+	if (!ro->skip_verify && !rs->verified)
+	{
+		state_verification v;
+
+		if (rs->verification == 0)
+		{
+			log_info("cutover: comparing the shadow with the table first");
+			return state_request_verification(&rs->control, rs->m, &rs->verification);
+		}
+		if (!state_read_verification(&rs->control, rs->verification, &v))
+			return false;
+		if (v.finished && v.outcome == VERIFY_OUTCOME_EQUAL)
+			rs->verified = true;
+		else if (v.finished)
+		{
+			log_error("the shadow differs from \"%s.%s\": not swapping", rs->m->schema,
+					  rs->m->table);
+			if (v.text != NULL)
+				log_detail("%s", v.text);
+			log_hint("The original table is untouched. Inspect the differences, then abort "
+					 "the migration or run it again with --no-verify.");
+			rs->end = SESSION_DIFFERENT;
+			state_verification_free(&v);
+			return false;
+		}
+		state_verification_free(&v);
+		if (!rs->verified)
+			return true;
+	}
+	*due = true;
 	return true;
 }
 
@@ -851,7 +897,8 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 					goto cleanup;
 				if (!run_cutover_due(&rs, ro, &due))
 				{
-					rs.end = run_lost_or_failed(&rs.control);
+					if (rs.end != SESSION_DIFFERENT)
+						rs.end = run_lost_or_failed(&rs.control);
 					goto cleanup;
 				}
 				if (due)
@@ -903,6 +950,8 @@ run_stream(const char *conninfo, const catalog_table *t, state_migration *m,
 
 		if (end == SESSION_SWAPPED)
 			return RUN_DONE;
+		if (end == SESSION_DIFFERENT)
+			return RUN_DIFFERENT;
 		if (end == SESSION_STOPPED)
 		{
 			log_info("stopped; run the same command again to resume");

@@ -23,6 +23,7 @@ typedef enum run_result
 	RUN_DONE,					/* finished */
 	RUN_STOPPED,				/* stopped on request; run again to resume */
 	RUN_BLOCKED,				/* the plan has blocking findings */
+	RUN_DIFFERENT,				/* the check before the swap found a difference */
 	RUN_FAILED					/* logged */
 } run_result;
 
@@ -37,6 +38,7 @@ typedef struct run_options
 	bool		json;			/* progress events as JSON lines on stdout */
 	int			max_reconnects; /* in a row, before giving up */
 	bool		cutover_manual; /* wait for "pgrepart cutover" instead of swapping when synced */
+	bool		skip_verify;	/* swap without the live verification before it */
 	cutover_options cutover;
 	volatile sig_atomic_t *stop;	/* set by a signal handler: stop cleanly */
 } run_options;
