@@ -752,6 +752,10 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 	result = BACKFILL_DONE;
 
 cleanup:
+	if (o->rows_copied != NULL)
+		*o->rows_copied += b.rows - b.base_rows;
+	if (o->bytes_copied != NULL)
+		*o->bytes_copied += b.bytes;
 	if (b.line_shown)
 		fputc('\n', stderr);
 	backfill_free(&b);

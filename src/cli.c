@@ -102,6 +102,7 @@ static const char run_help[] =
 	"                              (default TABLE_old)\n"
 	"      --rehearse              take the lock and swap, then roll back and stop\n"
 	"      --no-verify             swap without comparing shadow and table first\n"
+	"      --report=FILE           write the run's report as JSON to FILE\n"
 	"      --json                  progress events as JSON lines on standard output\n"
 	"      --rate=N                copy at most N rows per second (0: no cap); change it\n"
 	"                              while running in pgrepart.migration.max_rows_per_second\n"
@@ -276,7 +277,8 @@ enum
 	OPT_MAX_CUTOVER_LAG,
 	OPT_OLD_NAME,
 	OPT_REHEARSE,
-	OPT_NO_VERIFY
+	OPT_NO_VERIFY,
+	OPT_REPORT
 };
 
 /* What plan and run both take, parsed and checked. */
@@ -290,6 +292,7 @@ typedef struct cli_plan_args
 	int			rate;
 	bool		cutover_manual;
 	bool		skip_verify;
+	const char *report_path;
 	cutover_options cutover;
 	char	   *schema;			/* these three are owned */
 	char	   *table;
@@ -332,6 +335,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 		{"old-name", required_argument, NULL, OPT_OLD_NAME},
 		{"rehearse", no_argument, NULL, OPT_REHEARSE},
 		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+		{"report", required_argument, NULL, OPT_REPORT},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -419,6 +423,11 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 				if (!is_run || strlen(optarg) == 0 || strlen(optarg) > 63)
 					return cli_usage_error(command, "invalid --old-name \"%s\"", optarg);
 				args->cutover.old_name = optarg;
+				break;
+			case OPT_REPORT:
+				if (!is_run)
+					return cli_usage_error(command, "%s", "invalid option");
+				args->report_path = optarg;
 				break;
 			case OPT_NO_VERIFY:
 				if (!is_run)
@@ -530,6 +539,7 @@ cli_run(int argc, char **argv)
 {
 	cli_plan_args args;
 	run_options ro = {0};
+	report		rep;
 	struct sigaction sa;
 	int			rc = cli_parse_plan_args("run", run_help, true, argc, argv, &args);
 
@@ -550,6 +560,9 @@ cli_run(int argc, char **argv)
 	ro.rate = args.rate;
 	ro.cutover_manual = args.cutover_manual;
 	ro.skip_verify = args.skip_verify;
+	ro.report_path = args.report_path;
+	report_init(&rep, args.schema, args.table);
+	ro.report = &rep;
 	ro.cutover = args.cutover;
 	ro.copy_threshold = 16;
 	ro.progress_seconds = 10;
@@ -573,6 +586,7 @@ cli_run(int argc, char **argv)
 			rc = EXIT_FAIL;
 			break;
 	}
+	report_free(&rep);
 	ident_free_keywords();
 	cli_plan_args_free(&args);
 	return rc;

@@ -36,7 +36,7 @@ static void
 cutover_log_holders(db *d, const char *qtable)
 {
 	PGresult   *res = db_execf(d, "look up who holds the table's locks",
-							   "SELECT a.pid, l.mode, COALESCE(pg_catalog.left(a.query, 80), ''), "
+							   "SELECT a.pid::pg_catalog.text, l.mode, COALESCE(pg_catalog.left(a.query, 80), ''), "
 							   "  COALESCE(pg_catalog.round(EXTRACT(epoch FROM pg_catalog.now() - a.xact_start)::pg_catalog.numeric, 1), 0)::pg_catalog.text "
 							   "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
 							   "WHERE l.relation = %text::pg_catalog.regclass AND l.granted "

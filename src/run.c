@@ -215,6 +215,7 @@ run_build_indexes(db *d, state_migration *m, spool *sp, bool *truncated)
 typedef enum session_end
 {
 	SESSION_SWAPPED,			/* the cutover is done */
+	SESSION_REHEARSED,			/* the cutover was rehearsed and rolled back */
 	SESSION_DIFFERENT,			/* the check before the swap found a difference */
 	SESSION_STOPPED,
 	SESSION_LOST,				/* a connection broke: reconnect */
@@ -458,6 +459,7 @@ typedef struct run_session
 	apply	   *a;
 	backfill_filter *filter;
 	pgout_decoder dec;
+	report	   *report;
 	int64_t		verification;	/* the check requested before the swap, 0 none yet */
 	bool		verified;		/* ... and found the shadow equal */
 	session_end end;			/* how it ends, when a step fails */
@@ -537,14 +539,19 @@ run_replay_message(void *arg, const uint8_t *data, size_t len, lsn_t lsn)
 static bool
 run_handle_quiet(run_session *rs)
 {
+	report_peak(&rs->report->peak_lag_bytes,
+				rs->s.server_end > rs->s.flushed ? (int64_t) (rs->s.server_end - rs->s.flushed) : 0);
 	if (!apply_commit(rs->a))
 	{
 		rs->end = run_lost_or_failed(&rs->target);
 		return false;
 	}
 	stream_confirm(&rs->s, apply_committed(rs->a));
-	/* Nothing received is unapplied: idle WAL may be confirmed too. */
-	if (apply_idle(rs->a) && rs->s.received <= apply_committed(rs->a))
+	/*
+	 * Messages are applied as they arrive, so when the apply is idle nothing
+	 * received is unapplied: idle WAL may be confirmed too.
+	 */
+	if (apply_idle(rs->a))
 		stream_confirm(&rs->s, rs->s.server_end);
 	if (apply_idle(rs->a) && strcmp(rs->m->phase, STATE_STREAMING) == 0 &&
 		backfill_filter_settled(rs->filter, rs->s.server_end) &&
@@ -596,6 +603,22 @@ run_replay_spool(run_session *rs, lsn_t *start)
 		return false;
 	}
 	return true;
+}
+
+/* The WAL the slot holds back, for the report's peak. */
+static void
+run_sample_retained(run_session *rs)
+{
+	PGresult   *res = db_execf(&rs->control, "read the slot's retained WAL",
+							   "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), "
+							   "  restart_lsn)::pg_catalog.int8 FROM pg_catalog.pg_replication_slots "
+							   "WHERE slot_name = %text", rs->m->slot);
+	PGint8		bytes = 0;
+
+	if (res != NULL && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+		db_getf(res, 0, "%int8", 0, &bytes))
+		report_peak(&rs->report->peak_retained_bytes, bytes);
+	PQclear(res);
 }
 
 /*
@@ -678,7 +701,9 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 
 	*swapped = false;
 	buf_init(&sql);
+	report_phase_begin(ro->report, REPORT_CUTOVER);
 	buf_appendf(&sql, "ANALYZE %s", qshadow);
+	run_sample_retained(rs);
 	log_info("cutover: analysing the shadow, then taking the lock (at most %d ms, held at most "
 			 "%d ms, %d attempts)", o->lock_timeout_ms, o->max_lock_hold_ms, o->retries);
 	if (!db_connect(&aux, rs->conninfo, "source") || !db_exec(&aux, "analyse the shadow", sql.data))
@@ -687,7 +712,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 	{
 		lsn_t		l;
 		bool		busy = false, reached = false;
-		int64_t		locked_at;
+		int64_t		locked_at, asked_at;
 		char		text[LSN_TEXT_SIZE];
 
 		if (run_stop_requested(ro))
@@ -698,8 +723,11 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 		/* Catch up first, so the lock is held only for the last few transactions. */
 		if (!run_catch_up(rs, rs->s.server_end, lsn_monotonic_us() + 2000000, &reached))
 			goto cleanup;
+		asked_at = lsn_monotonic_us();
 		if (!cutover_lock(&rs->control, rs->m, o, &l, &busy))
 		{
+			report_lock_attempt_add(ro->report, (double) (lsn_monotonic_us() - asked_at) / 1000.0, 0,
+									busy ? "busy" : "failed");
 			if (!busy)
 				goto cleanup;
 			/* Back off with jitter, applying the stream meanwhile. */
@@ -719,6 +747,8 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 		if (!reached)
 		{
 			cutover_release(&rs->control);
+			report_lock_attempt_add(ro->report, (double) (locked_at - asked_at) / 1000.0,
+									(double) (lsn_monotonic_us() - locked_at) / 1000.0, "too slow");
 			log_info("cutover attempt %d: catching up to %s would hold the lock over %d ms; "
 					 "released, trying again", attempt, lsn_format(l, text), o->max_lock_hold_ms);
 			continue;
@@ -729,6 +759,9 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 			cutover_release(&rs->control);
 			goto cleanup;
 		}
+		report_lock_attempt_add(ro->report, (double) (locked_at - asked_at) / 1000.0,
+								(double) (lsn_monotonic_us() - locked_at) / 1000.0,
+								o->rehearse ? "rehearsed" : "swapped");
 		log_info("cutover %s at %s: the lock was held %.0f ms (attempt %d)",
 				 o->rehearse ? "rehearsed" : "done", lsn_format(l, text),
 				 (double) (lsn_monotonic_us() - locked_at) / 1000.0, attempt);
@@ -767,6 +800,8 @@ run_cutover_due(run_session *rs, const run_options *ro, bool *due)
 	 * the request itself, see run_check_poll); a difference stops the run
 	 * before the swap.
 	 */
+	if (ro->skip_verify)
+		ro->report->verification = "skipped";
 	if (!ro->skip_verify && !rs->verified)
 	{
 		state_verification v;
@@ -778,6 +813,9 @@ run_cutover_due(run_session *rs, const run_options *ro, bool *due)
 		}
 		if (!state_read_verification(&rs->control, rs->verification, &v))
 			return false;
+		if (v.finished)
+			ro->report->verification = v.outcome == VERIFY_OUTCOME_EQUAL ? "equal" :
+				v.outcome == VERIFY_OUTCOME_DIFFERENT ? "different" : "failed";
 		if (v.finished && v.outcome == VERIFY_OUTCOME_EQUAL)
 			rs->verified = true;
 		else if (v.finished)
@@ -812,6 +850,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 
 	memset(&rs, 0, sizeof(rs));
 	rs.conninfo = conninfo;
+	rs.report = ro->report;
 	rs.t = t;
 	rs.m = m;
 	rs.end = SESSION_FAILED;
@@ -878,6 +917,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 		}
 		if (lsn_monotonic_us() >= next_progress)
 		{
+			run_sample_retained(&rs);
 			run_log_progress(&rs.s, rs.a, started, 0, ro->json);
 			next_progress = lsn_monotonic_us() + (int64_t) ro->progress_seconds * 1000000;
 		}
@@ -911,7 +951,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 					}
 					if (swapped)
 					{
-						rs.end = ro->cutover.rehearse ? SESSION_STOPPED : SESSION_SWAPPED;
+						rs.end = ro->cutover.rehearse ? SESSION_REHEARSED : SESSION_SWAPPED;
 						goto cleanup;
 					}
 				}
@@ -925,7 +965,12 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 
 cleanup:
 	if (rs.a != NULL)
+	{
+		const apply_stats *st = apply_get_stats(rs.a);
+
 		run_log_progress(&rs.s, rs.a, started, 0, ro->json);
+		ro->report->changes_applied += st->inserts + st->updates + st->deletes;
+	}
 	apply_destroy(rs.a);
 	backfill_filter_free(rs.filter);
 	pgout_decoder_free(&rs.dec);
@@ -948,7 +993,7 @@ run_stream(const char *conninfo, const catalog_table *t, state_migration *m,
 	{
 		session_end end = run_stream_session(conninfo, t, m, ro);
 
-		if (end == SESSION_SWAPPED)
+		if (end == SESSION_SWAPPED || end == SESSION_REHEARSED)
 			return RUN_DONE;
 		if (end == SESSION_DIFFERENT)
 			return RUN_DIFFERENT;
@@ -981,8 +1026,12 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
 		!state_ensure(&d) || !state_find(&d, t->schema, t->name, &m))
 		goto cleanup;
+	ro->report->schema = t->schema;
+	ro->report->table = t->name;
+	ro->report->rehearsal = ro->cutover.rehearse;
 	if (m == NULL)
 	{
+		report_phase_begin(ro->report, REPORT_PREPARE);
 		result = run_prepare(&d, conninfo, t->schema, t->name, po, &m);
 		if (result != RUN_DONE)
 			goto cleanup;
@@ -999,10 +1048,12 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 
 		if (strcmp(m->phase, STATE_PREPARED) == 0 || strcmp(m->phase, STATE_COPYING) == 0)
 		{
+			report_phase_begin(ro->report, REPORT_COPY);
 			if (chunked)
 			{
 				backfill_options bo = {ro->chunk_rows, ro->rate, ro->progress_seconds,
-								   ro->terminal, ro->json, ro->stop};
+								   ro->terminal, ro->json, ro->stop,
+								   &ro->report->rows_copied, &ro->report->bytes_copied};
 
 				switch (backfill_copy(&d, conninfo, t, m, &bo, &sp))
 				{
@@ -1033,6 +1084,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 			break;
 		if (chunked && sp == NULL && (sp = spool_open(conninfo, m, t)) == NULL)
 			goto cleanup;
+		ro->report->copy_seconds += ro->report->phase_seconds[REPORT_COPY];
+		report_phase_begin(ro->report, REPORT_INDEX);
 		if (run_build_indexes(&d, m, sp, &truncated))
 			break;
 		if (!truncated || !backfill_reset(&d, m))
@@ -1048,17 +1101,40 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	{
 		/* The source connection is not needed while streaming. */
 		db_close(&d);
+		report_phase_begin(ro->report, REPORT_CATCH_UP);
 		result = run_stream(conninfo, t, m, ro);
 		if (result != RUN_DONE)
 			goto cleanup;
+		if (ro->cutover.rehearse)
+		{
+			ro->report->outcome = "rehearsed";
+			log_info("rehearsal done: the table is as it was; the migration stays in sync "
+					 "and resumes with the next run");
+			goto cleanup;
+		}
 		result = RUN_FAILED;
 		if (!db_connect(&d, conninfo, "source"))
 			goto cleanup;
 	}
 	if (cutover_finish(conninfo, &d, m, &ro->cutover))
+	{
 		result = RUN_DONE;
+		ro->report->outcome = "swapped";
+	}
 
 cleanup:
+	report_phase_end(ro->report);
+	if (ro->report->copy_seconds == 0)
+		ro->report->copy_seconds = ro->report->phase_seconds[REPORT_COPY];
+	if (result == RUN_STOPPED)
+		ro->report->outcome = "stopped";
+	else if (result == RUN_DIFFERENT)
+		ro->report->outcome = "different";
+	if (ro->report_path != NULL && !report_write_json(ro->report, ro->report_path) &&
+		result == RUN_DONE)
+		result = RUN_FAILED;
+	if (result == RUN_DONE && ro->report->nattempts > 0)
+		report_print(ro->report, stdout);
 	spool_close(sp);
 	state_migration_free(m);
 	catalog_table_free(t);

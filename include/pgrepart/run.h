@@ -17,6 +17,7 @@
 
 #include "pgrepart/cutover.h"
 #include "pgrepart/plan.h"
+#include "pgrepart/report.h"
 
 typedef enum run_result
 {
@@ -41,6 +42,8 @@ typedef struct run_options
 	bool		skip_verify;	/* swap without the live verification before it */
 	cutover_options cutover;
 	volatile sig_atomic_t *stop;	/* set by a signal handler: stop cleanly */
+	const char *report_path;	/* --report: the JSON report, or NULL */
+	report	   *report;			/* filled as the run goes */
 } run_options;
 
 run_result	run_migration(const char *conninfo, const char *schema, const char *table,

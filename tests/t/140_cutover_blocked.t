@@ -1,0 +1,67 @@
+# A session holds a lock that conflicts with the cutover's: pgrepart gives
+# up each attempt after the lock timeout instead of queueing (readers are
+# never stalled by it), says who holds the lock, retries, and swaps once the
+# blocker is gone.  Also: --rehearse takes the lock and swaps, rolls back,
+# leaves the table as it was, and writes a report.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use JSON::PP;
+use POSIX ();
+use Test::More;
+use Time::HiRes qw(time);
+use Pgrepart::Cluster;
+use Pgrepart::Test;
+
+my $node = Pgrepart::Cluster->new;
+my $dir = tempdir(CLEANUP => 1);
+$node->psql(fixture('chat_messages.sql'), vars => { rows => 10000 });
+my @run = ('run', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at');
+
+# Rehearsal first: everything, then roll back.
+my $r = pgrepart_background("$dir/rehearse.log", @run, '--rehearse', '--report', "$dir/report.json");
+is(wait_exit($r), 0, '--rehearse exits 0') or diag(slurp("$dir/rehearse.log"));
+like(slurp("$dir/rehearse.log"), qr/cutover rehearsed at \S+: the lock was held \d+ ms/,
+	'the rehearsal took the lock and swapped');
+is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 'chat_messages'::regclass}), 'r',
+	'the rehearsal left the original table in place');
+is($node->psql(q{SELECT to_regclass('chat_messages_old') IS NULL}), 't', 'and renamed nothing');
+my $report = eval { decode_json(slurp("$dir/report.json")) } // {};
+ok($report->{rehearsal}, 'the report says it was a rehearsal');
+cmp_ok(scalar @{ $report->{lock_attempts} // [] }, '>=', 1, 'the report lists the lock attempts');
+ok(defined $report->{phases}{copy} && defined $report->{rows_copied}, 'and the phases and rows');
+like(slurp("$dir/rehearse.log"), qr/^rehearsal of "public.chat_messages":/m, 'a human summary too');
+
+# The real run, with a blocker when it tries.
+my $run = pgrepart_background("$dir/run.log", @run, '--cutover', 'manual', '--lock-timeout', '100');
+ok(wait_for($node, q{SELECT phase = 'synced' FROM pgrepart.migration}, 60, $run), 'in sync')
+  or diag(slurp("$dir/run.log"));
+my $blocker = fork // die;
+if ($blocker == 0)
+{
+	$node->psql(q{BEGIN; LOCK TABLE chat_messages IN ROW EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;});
+	POSIX::_exit(0);
+}
+select undef, undef, undef, 0.5;
+$node->psql(q{UPDATE pgrepart.migration SET cutover_requested_at = now()});
+# Readers meanwhile: none may wait on the cutover's lock attempts.
+my $worst = 0;
+while (waitpid($run, POSIX::WNOHANG()) == 0)
+{
+	my $t = time;
+	$node->psql(q{SELECT count(*) FROM chat_messages WHERE created_at > now() - interval '1 day'});
+	$worst = time - $t if time - $t > $worst;
+	select undef, undef, undef, 0.05;
+}
+my $rc = $? >> 8;
+waitpid $blocker, 0;
+is($rc, 0, 'the run cut over once the blocker was gone') or diag(slurp("$dir/run.log"));
+my $log = slurp("$dir/run.log");
+like($log, qr/could not lock "public.chat_messages" within 100 ms/, 'it gave up attempts instead of queueing');
+like($log, qr/held by pid \d+ \(RowExclusiveLock/, 'and said who held the lock');
+like($log, qr/cutover done at \S+: the lock was held \d+ ms \(attempt ([2-9]|\d\d+)\)/, 'a later attempt succeeded');
+cmp_ok($worst, '<', 1, sprintf('readers were never stalled (worst %.3f s)', $worst));
+is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 'chat_messages'::regclass}), 'p',
+	'the swap happened');
+
+done_testing();
