@@ -158,8 +158,12 @@ static const char verify_help[] =
 	"\nExit status: 0 equal, 1 error, 2 usage error, 3 the tables differ.\n";
 static const char abort_help[] =
 	"Usage: pgrepart abort -d CONNINFO -t TABLE\n"
-	"\nRemove a migration's slot, publication, shadow and state; never the original\n"
-	"table. Not implemented in this version.\n";
+	"\n"
+	"Remove a migration: its replication slot, publication and origin, the shadow\n"
+	"table and the state in schema pgrepart. Never touches the table itself.\n"
+	"Refused while a run streams the migration (stop it first) and after the swap.\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 removed, 1 error or refused, 2 usage error, 6 no migration.\n";
 static const char partitions_help[] =
 	"Usage: pgrepart partitions -d CONNINFO -t TABLE --ahead N\n"
 	"\nCreate future partitions (for cron). Not implemented in this version.\n";
@@ -169,6 +173,7 @@ static int	cli_run(int argc, char **argv);
 static int	cli_status(int argc, char **argv);
 static int	cli_verify(int argc, char **argv);
 static int	cli_cutover(int argc, char **argv);
+static int	cli_abort(int argc, char **argv);
 static int	cli_not_implemented(int argc, char **argv);
 
 static const cli_command commands[] = {
@@ -178,7 +183,7 @@ static const cli_command commands[] = {
 	{"cutover", "swap in the synced shadow table", cli_cutover, cutover_help},
 	{"verify", "compare two tables by xxHash checksums", cli_verify, verify_help},
 	{"abort", "remove a migration's slot, publication, shadow and state",
-	cli_not_implemented, abort_help},
+	cli_abort, abort_help},
 	{"partitions", "create future partitions (for cron)", cli_not_implemented, partitions_help},
 };
 
@@ -784,8 +789,14 @@ cleanup:
 	return rc;
 }
 
+/*
+ * Parse -d and -t (and -v, -q, -h) for a command that takes only a table.
+ * Returns -1 to go on with *schema and *table set (the caller frees them),
+ * or the exit status to return now.
+ */
 static int
-cli_cutover(int argc, char **argv)
+cli_parse_table_command(const char *command, const char *help, int argc, char **argv,
+						cli_common *common, char **schema, char **table)
 {
 	static const struct option options[] = {
 		{"dbname", required_argument, NULL, 'd'},
@@ -795,30 +806,55 @@ cli_cutover(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
-	cli_common	common = {0};
-	char	   *schema = NULL, *table = NULL;
 	char		err[256];
-	int			rc;
 	int			c;
 
 	while ((c = getopt_long(argc, argv, "d:t:vqh", options, NULL)) != -1)
 	{
-		if (cli_common_option(c, &common))
+		if (cli_common_option(c, common))
 			continue;
 		if (c == 'h')
 		{
-			fputs(cutover_help, stdout);
+			fputs(help, stdout);
 			return EXIT_OK;
 		}
-		return cli_usage_error("cutover", "%s", "invalid option");
+		return cli_usage_error(command, "%s", "invalid option");
 	}
 	if (optind < argc)
-		return cli_usage_error("cutover", "unexpected argument \"%s\"", argv[optind]);
-	if (common.table == NULL)
-		return cli_usage_error("cutover", "%s", "no table given (-t/--table)");
-	if (!ident_parse_qualified(common.table, &schema, &table, err, sizeof(err)))
-		return cli_usage_error("cutover", "invalid table name \"%s\": %s", common.table, err);
-	rc = cutover_request(common.dbname, schema, table) ? EXIT_OK : EXIT_FAIL;
+		return cli_usage_error(command, "unexpected argument \"%s\"", argv[optind]);
+	if (common->table == NULL)
+		return cli_usage_error(command, "%s", "no table given (-t/--table)");
+	if (!ident_parse_qualified(common->table, schema, table, err, sizeof(err)))
+		return cli_usage_error(command, "invalid table name \"%s\": %s", common->table, err);
+	return -1;
+}
+
+static int
+cli_cutover(int argc, char **argv)
+{
+	cli_common	common = {0};
+	char	   *schema = NULL, *table = NULL;
+	int			rc = cli_parse_table_command("cutover", cutover_help, argc, argv, &common,
+											 &schema, &table);
+
+	if (rc < 0)
+		rc = cutover_request(common.dbname, schema, table) ? EXIT_OK : EXIT_FAIL;
+	ident_free_keywords();
+	free(schema);
+	free(table);
+	return rc;
+}
+
+static int
+cli_abort(int argc, char **argv)
+{
+	cli_common	common = {0};
+	char	   *schema = NULL, *table = NULL;
+	int			rc = cli_parse_table_command("abort", abort_help, argc, argv, &common,
+											 &schema, &table);
+
+	if (rc < 0)
+		rc = cutover_abort(common.dbname, schema, table);
 	ident_free_keywords();
 	free(schema);
 	free(table);
@@ -841,7 +877,8 @@ cli_not_implemented(int argc, char **argv)
 		}
 	}
 	log_error("command \"%s\" is not implemented in pgrepart %s", name, PGREPART_VERSION);
-	log_hint("\"pgrepart plan\", \"run\", \"status\", \"verify\" and \"cutover\" are available.");
+	log_hint("\"pgrepart plan\", \"run\", \"status\", \"verify\", \"cutover\" and \"abort\" are "
+			 "available.");
 	return EXIT_FAIL;
 }
 

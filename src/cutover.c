@@ -428,3 +428,83 @@ cleanup:
 	db_close(&d);
 	return ok;
 }
+
+int
+cutover_abort(const char *conninfo, const char *schema, const char *table)
+{
+	db			d = {0};
+	catalog_table *t = NULL;
+	state_migration *m = NULL;
+	PGresult   *res = NULL;
+	stream		s;
+	buf			sql;
+	int			rc = -1;
+
+	memset(&s, 0, sizeof(s));
+	buf_init(&sql);
+	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
+		!state_ensure(&d) || !state_find(&d, t->schema, t->name, &m))
+		goto cleanup;
+	if (m == NULL)
+	{
+		log_error("table \"%s.%s\" has no migration to abort", t->schema, t->name);
+		rc = 6;
+		goto cleanup;
+	}
+	if (strcmp(m->phase, STATE_DONE) == 0)
+	{
+		log_error("the migration of \"%s.%s\" is done: the table is already swapped",
+				  t->schema, t->name);
+		log_hint("The original table is kept under its old name (\"%s_old\" unless --old-name "
+				 "said otherwise); drop it once you no longer need it, or swap back by renaming.",
+				 m->table);
+		goto cleanup;
+	}
+	res = db_execf(&d, "look up the replication slot",
+				   "SELECT active::pg_catalog.text FROM pg_catalog.pg_replication_slots "
+				   "WHERE slot_name = %text", m->slot);
+	if (res == NULL)
+		goto cleanup;
+	if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't')
+	{
+		log_error("a pgrepart run is streaming the migration of \"%s.%s\"", t->schema, t->name);
+		log_hint("Stop it first (Ctrl-C or SIGTERM), then abort.");
+		goto cleanup;
+	}
+	if (PQntuples(res) == 1 && (!stream_connect(&s, conninfo) || !stream_drop_slot(&s, m->slot)))
+		goto cleanup;
+	PQclear(res);
+	res = NULL;
+	buf_append(&sql, "DROP PUBLICATION IF EXISTS ");
+	ident_quote(&sql, m->publication);
+	buf_append(&sql, "; DROP TABLE IF EXISTS ");
+	ident_quote_qualified(&sql, m->schema, m->shadow);
+	if (!db_exec(&d, "start the abort", "BEGIN") ||
+		!db_exec(&d, "drop the publication and the shadow", sql.data))
+		goto rollback;
+	res = db_execf(&d, "drop the replication origin",
+				   "SELECT pg_catalog.pg_replication_origin_drop(roname) "
+				   "FROM pg_catalog.pg_replication_origin WHERE roname = %text", m->origin);
+	if (res == NULL)
+		goto rollback;
+	PQclear(res);
+	res = db_execf(&d, "forget the migration", "DELETE FROM pgrepart.migration WHERE id = %int4",
+				   m->id);
+	if (res == NULL || !db_exec(&d, "commit the abort", "COMMIT"))
+		goto rollback;
+	log_info("aborted the migration of \"%s.%s\": slot, publication, origin, shadow and state "
+			 "removed; the table is untouched", t->schema, t->name);
+	rc = 0;
+	goto cleanup;
+
+rollback:
+	db_exec(&d, "roll back the abort", "ROLLBACK");
+cleanup:
+	PQclear(res);
+	stream_close(&s);
+	buf_free(&sql);
+	state_migration_free(m);
+	catalog_table_free(t);
+	db_close(&d);
+	return rc < 0 ? 1 : rc;
+}

@@ -59,6 +59,13 @@ bool		cutover_finish(const char *conninfo, db *d, const state_migration *m,
  */
 bool		cutover_request(const char *conninfo, const char *schema, const char *table);
 
+/*
+ * "pgrepart abort": drop the migration's slot, publication, origin, shadow
+ * and state; never the table.  Refused while a run streams it and after the
+ * swap.  Returns an exit status: 0 done, 1 refused or failed, 6 no migration.
+ */
+int			cutover_abort(const char *conninfo, const char *schema, const char *table);
+
 /* Give up the attempt: roll back, releasing the lock. */
 void		cutover_release(db *d);
 

@@ -84,6 +84,11 @@ is($node->psql(q{SELECT count(*) FROM pg_constraint WHERE conrelid = 'chat_messa
 is($node->psql(q{SELECT count(*) FROM pg_indexes WHERE tablename = 'chat_messages'
 	AND indexname LIKE '%pgrepart%'}), 0, 'the new indexes carry the original names');
 
+my ($arc, $aout, $aerr) = pgrepart('abort', '-d', $node->connstr, '-t', 'chat_messages');
+is($arc, 1, 'abort after the swap is refused');
+like($aerr, qr/is done: the table is already swapped.*\n.*hint: The original table is kept/,
+	'and says what to do instead');
+
 # Running again says it is done.
 my ($rc, $out, $err) = pgrepart('run', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at');
 is($rc, 0, 'a second run exits 0');
