@@ -22,6 +22,7 @@
 #include "pgrepart/db.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
+#include "pgrepart/partition.h"
 #include "pgrepart/plan.h"
 #include "pgrepart/run.h"
 #include "pgrepart/status.h"
@@ -165,8 +166,18 @@ static const char abort_help[] =
 	CLI_COMMON_OPTIONS
 	"\nExit status: 0 removed, 1 error or refused, 2 usage error, 6 no migration.\n";
 static const char partitions_help[] =
-	"Usage: pgrepart partitions -d CONNINFO -t TABLE --ahead N\n"
-	"\nCreate future partitions (for cron). Not implemented in this version.\n";
+	"Usage: pgrepart partitions -d CONNINFO -t TABLE [--ahead N] [--interval INTERVAL]\n"
+	"\n"
+	"Create the future partitions of a range-partitioned table (one pgrepart\n"
+	"migrated, or any other partitioned by RANGE on one column): up to N widths\n"
+	"beyond now (beyond the largest value for an integer column), named like the\n"
+	"ones pgrepart plans. Idempotent: run it from cron.\n"
+	"\n"
+	"Options:\n"
+	"      --ahead=N               widths ahead (default 4)\n"
+	"      --interval=INTERVAL     partition width (default: the one pgrepart recorded)\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 done (partitions created or none needed), 1 error, 2 usage error.\n";
 
 static int	cli_plan(int argc, char **argv);
 static int	cli_run(int argc, char **argv);
@@ -174,7 +185,7 @@ static int	cli_status(int argc, char **argv);
 static int	cli_verify(int argc, char **argv);
 static int	cli_cutover(int argc, char **argv);
 static int	cli_abort(int argc, char **argv);
-static int	cli_not_implemented(int argc, char **argv);
+static int	cli_partitions(int argc, char **argv);
 
 static const cli_command commands[] = {
 	{"plan", "print the shadow DDL and preflight findings; changes nothing", cli_plan, plan_help},
@@ -184,7 +195,7 @@ static const cli_command commands[] = {
 	{"verify", "compare two tables by xxHash checksums", cli_verify, verify_help},
 	{"abort", "remove a migration's slot, publication, shadow and state",
 	cli_abort, abort_help},
-	{"partitions", "create future partitions (for cron)", cli_not_implemented, partitions_help},
+	{"partitions", "create future partitions (for cron)", cli_partitions, partitions_help},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -862,24 +873,65 @@ cli_abort(int argc, char **argv)
 }
 
 static int
-cli_not_implemented(int argc, char **argv)
+cli_partitions(int argc, char **argv)
 {
-	const char *name = argv[0];
+	static const struct option options[] = {
+		{"dbname", required_argument, NULL, 'd'},
+		{"table", required_argument, NULL, 't'},
+		{"ahead", required_argument, NULL, OPT_PREMAKE},
+		{"interval", required_argument, NULL, OPT_INTERVAL},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}
+	};
+	cli_common	common = {0};
+	const char *interval = NULL;
+	char	   *schema = NULL, *table = NULL;
+	char		err[256];
+	int			ahead = 4, created = 0;
+	db			d = {0};
+	int			rc = EXIT_FAIL;
+	int			c;
 
-	for (int i = 1; i < argc; i++)
+	while ((c = getopt_long(argc, argv, "d:t:vqh", options, NULL)) != -1)
 	{
-		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+		if (cli_common_option(c, &common))
+			continue;
+		if (c == OPT_PREMAKE)
 		{
-			for (size_t j = 0; j < NCOMMANDS; j++)
-				if (strcmp(commands[j].name, name) == 0)
-					fputs(commands[j].help, stdout);
+			if (!cli_parse_int(optarg, 0, 1000, &ahead))
+				return cli_usage_error("partitions", "invalid --ahead \"%s\": give a whole number "
+									   "from 0 to 1000", optarg);
+		}
+		else if (c == OPT_INTERVAL)
+			interval = optarg;
+		else if (c == 'h')
+		{
+			fputs(partitions_help, stdout);
 			return EXIT_OK;
 		}
+		else
+			return cli_usage_error("partitions", "%s", "invalid option");
 	}
-	log_error("command \"%s\" is not implemented in pgrepart %s", name, PGREPART_VERSION);
-	log_hint("\"pgrepart plan\", \"run\", \"status\", \"verify\", \"cutover\" and \"abort\" are "
-			 "available.");
-	return EXIT_FAIL;
+	if (optind < argc)
+		return cli_usage_error("partitions", "unexpected argument \"%s\"", argv[optind]);
+	if (common.table == NULL)
+		return cli_usage_error("partitions", "%s", "no table given (-t/--table)");
+	if (!ident_parse_qualified(common.table, &schema, &table, err, sizeof(err)))
+		return cli_usage_error("partitions", "invalid table name \"%s\": %s", common.table, err);
+	if (db_connect(&d, common.dbname, "source") &&
+		partition_ahead(&d, schema, table, interval, ahead, &created))
+	{
+		if (created == 0)
+			log_info("no partition needed: every value up to %d widths ahead is covered", ahead);
+		rc = EXIT_OK;
+	}
+	db_close(&d);
+	ident_free_keywords();
+	free(schema);
+	free(table);
+	return rc;
 }
 
 int

@@ -555,3 +555,99 @@ cleanup:
 	free(qshadow);
 	return ok;
 }
+
+bool
+partition_ahead(db *d, const char *schema, const char *table, const char *interval, int ahead,
+				int *ncreated)
+{
+	char	   *qtable = NULL;
+	PGresult   *res = NULL;
+	const char *width = interval;
+	partition_set created = {0};
+	catalog_table *t = NULL;
+	Oid			type;
+	bool		ok = false;
+	buf			sql;
+
+	*ncreated = 0;
+	buf_init(&sql);
+	res = db_execf(d, "look for pgrepart's state",
+				   "SELECT (pg_catalog.to_regclass('pgrepart.migration') IS NOT NULL)::pg_catalog.text");
+	if (res == NULL)
+		goto cleanup;
+	buf_append(&sql, "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, "
+			   "  a.attname::pg_catalog.text, a.atttypid, ");
+	/* The width pgrepart recorded, when it migrated the table. */
+	buf_append(&sql, PQgetvalue(res, 0, 0)[0] == 't' ?
+			   "(SELECT m.partition_interval FROM pgrepart.migration m "
+			   " WHERE m.source_schema = n.nspname AND m.source_table = c.relname LIMIT 1) " :
+			   "NULL::pg_catalog.text ");
+	buf_append(&sql, "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+			   "JOIN pg_catalog.pg_partitioned_table p ON p.partrelid = c.oid "
+			   "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = p.partattrs[0] "
+			   "WHERE c.oid = pg_catalog.to_regclass(%text) AND p.partstrat = 'r' AND p.partnatts = 1");
+	PQclear(res);
+	if (!catalog_read(d, schema, table, &t))
+	{
+		res = NULL;
+		goto cleanup;
+	}
+	qtable = ident_qualified(t->schema, t->name);
+	res = db_execf(d, "read the table's partitioning", sql.data, qtable);
+	buf_reset(&sql);
+	if (res == NULL)
+		goto cleanup;
+	if (PQntuples(res) != 1)
+	{
+		log_error("table \"%s\" is not range-partitioned on one column", qtable);
+		log_hint("pgrepart partitions adds future partitions to a table partitioned by RANGE on "
+				 "one column, such as one pgrepart migrated.");
+		goto cleanup;
+	}
+	if (!db_getf(res, 0, "%oid", 3, &type))
+		goto cleanup;
+	if (width == NULL && !PQgetisnull(res, 0, 4))
+		width = PQgetvalue(res, 0, 4);
+	if (width == NULL)
+	{
+		log_error("the partition width of \"%s\" is not known", qtable);
+		log_hint("Give it with --interval, e.g. --interval='3 months'.");
+		goto cleanup;
+	}
+	{
+		char	   *qparent = ident_qualified(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+		PGresult   *v;
+
+		/* How far ahead: from now for times, from the largest value for integers. */
+		buf_append(&sql, catalog_integer_like(type) && type != CATALOG_DATEOID &&
+				   type != CATALOG_TIMESTAMPOID && type != CATALOG_TIMESTAMPTZOID ?
+				   "SELECT (COALESCE((SELECT pg_catalog.max(" : "SELECT (pg_catalog.now() + %int4 * %text::pg_catalog.interval)::");
+		if (catalog_integer_like(type) && type != CATALOG_DATEOID && type != CATALOG_TIMESTAMPOID &&
+			type != CATALOG_TIMESTAMPTZOID)
+		{
+			ident_quote(&sql, PQgetvalue(res, 0, 2));
+			buf_appendf(&sql, ") FROM %s), 0) + %%int4 * %%text::pg_catalog.int8)::pg_catalog.text",
+						qparent);
+		}
+		else
+			buf_appendf(&sql, "%s::pg_catalog.text", type == CATALOG_DATEOID ? "pg_catalog.date" :
+						type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" : "pg_catalog.timestamptz");
+		v = db_execf(d, "compute how far ahead to partition", sql.data, ahead, width);
+		ok = v != NULL && partition_extend(d, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), qparent,
+										   type, width, NULL, PQgetvalue(v, 0, 0), &created);
+		for (int i = 0; ok && i < created.count; i++)
+			log_info("created partition \"%s.%s\"", PQgetvalue(res, 0, 0), created.items[i].name);
+		*ncreated = ok ? created.count : 0;
+		if (ok)
+			partition_set_free(&created);
+		PQclear(v);
+		free(qparent);
+	}
+
+cleanup:
+	PQclear(res);
+	buf_free(&sql);
+	free(qtable);
+	catalog_table_free(t);
+	return ok;
+}

@@ -130,6 +130,15 @@ bool		partition_read_range(db *d, const char *schema, const char *table, const c
  * min and max of column, in the caller's snapshot: rows may have gone
  * beyond the planned partitions since the plan read the range.
  */
+/*
+ * "pgrepart partitions": create the partitions of a range-partitioned table
+ * (schema NULL: the search path) up to ahead widths beyond now (times) or
+ * beyond its largest value (integers).  The width is interval, else the one
+ * pgrepart recorded for the table.  Idempotent.  *ncreated says how many.
+ */
+bool		partition_ahead(db *d, const char *schema, const char *table, const char *interval,
+							int ahead, int *ncreated);
+
 bool		partition_cover_range(db *d, const char *schema, const char *table, const char *shadow,
 								  const char *column, const char *interval);
 

@@ -19,12 +19,6 @@ for my $cmd (qw(plan run status cutover verify abort partitions))
 }
 like($out, qr/3 verification found a\s+difference/, '--help documents the exit codes');
 
-for my $cmd (qw(partitions))
-{
-	($rc, $out, $err) = pgrepart($cmd, '-t', 'x');
-	is($rc, 1, "$cmd is not implemented yet: exit 1");
-	like($err, qr/error: command "\Q$cmd\E" is not implemented/, "$cmd says so");
-}
 
 ($rc, $out, $err) = pgrepart();
 is($rc, 2, 'no command is a usage error');
