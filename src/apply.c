@@ -1034,31 +1034,30 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 
 /* ---- relations ---- */
 
-/* The stream's relation must carry exactly the shadow's columns. */
-static bool
-apply_check_relation(apply *a, const pgout_relation *rel)
+bool
+apply_relation_matches(const pgout_relation *rel, char *const *names, const Oid *types, int ncolumns)
 {
 	const char *problem = NULL;
 	const char *column = NULL;
-	int			n = rel->ncols < a->ncolumns ? rel->ncols : a->ncolumns;
+	int			n = rel->ncols < ncolumns ? rel->ncols : ncolumns;
 
 	for (int i = 0; i < n && problem == NULL; i++)
 	{
-		if (strcmp(rel->columns[i].name, a->columns[i]) != 0)
+		if (strcmp(rel->columns[i].name, names[i]) != 0)
 		{
 			problem = "renamed, added or dropped";
 			column = rel->columns[i].name;
 		}
-		else if (rel->columns[i].type_oid != a->types[i])
+		else if (rel->columns[i].type_oid != types[i])
 		{
 			problem = "retyped";
 			column = rel->columns[i].name;
 		}
 	}
-	if (problem == NULL && rel->ncols != a->ncolumns)
+	if (problem == NULL && rel->ncols != ncolumns)
 	{
-		problem = rel->ncols > a->ncolumns ? "added" : "dropped";
-		column = rel->ncols > a->ncolumns ? rel->columns[n].name : a->columns[n];
+		problem = rel->ncols > ncolumns ? "added" : "dropped";
+		column = rel->ncols > ncolumns ? rel->columns[n].name : names[n];
 	}
 	if (problem == NULL)
 		return true;
@@ -1066,6 +1065,15 @@ apply_check_relation(apply *a, const pgout_relation *rel)
 			  rel->nspname, rel->relname, column, problem);
 	log_detail("The shadow was built for the table's columns when the migration started.");
 	log_hint("Abort the migration (pgrepart abort), then plan and run it again.");
+	return false;
+}
+
+/* The stream's relation must carry exactly the shadow's columns. */
+static bool
+apply_check_relation(apply *a, const pgout_relation *rel)
+{
+	if (apply_relation_matches(rel, a->columns, a->types, a->ncolumns))
+		return true;
 	strcpy(a->db->sqlstate, "42P17");
 	return false;
 }

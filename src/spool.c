@@ -5,6 +5,7 @@
 
 #include <libpqtypes.h>
 
+#include "pgrepart/apply.h"
 #include "pgrepart/copybin.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
@@ -136,17 +137,10 @@ spool_append_message(buf *b, const uint8_t *data, size_t len)
 static bool
 spool_check_relation(spool *sp, const pgout_message *msg)
 {
-	bool		same = msg->relation.ncols == sp->ncolumns;
+	pgout_relation *rel = pgout_relation_copy(msg);
+	bool		same = apply_relation_matches(rel, sp->names, sp->types, sp->ncolumns);
 
-	for (int i = 0; same && i < sp->ncolumns; i++)
-		same = strcmp(msg->relation.columns[i].name, sp->names[i]) == 0 &&
-			msg->relation.columns[i].type_oid == sp->types[i];
-	if (!same)
-	{
-		log_error("the columns of \"%s.%s\" changed while it was being copied",
-				  msg->relation.nspname, msg->relation.relname);
-		log_hint("The shadow has the old columns. Abort the migration, then run it again.");
-	}
+	pgout_relation_free(rel);
 	return same;
 }
 

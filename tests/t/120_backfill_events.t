@@ -67,8 +67,8 @@ my @slow = ('--chunk-rows', '500', '--rate', '4000');
 	is($rc, 1, 'a column added during the copy stops the run (exit 1)');
 	cmp_ok($took, '<', 5, sprintf('as it happens, not after the copy (%.1f s)', $took));
 	my $log = slurp("$dir/column.log");
-	like($log, qr/error: the columns of "public.chat_messages" changed while it was being copied/,
-		'the error names the table');
+	like($log, qr/error: table "public.chat_messages" changed during the migration: column "rating" was added/,
+		'the error names the table and the column');
 	like($log, qr/hint: .*Abort the migration/, 'and says what to do');
 	$node->stop;
 }
