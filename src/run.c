@@ -337,13 +337,19 @@ run_check_poll(run_check *c, db *control, const char *conninfo, const state_migr
 
 	if (c->request != 0 || lsn_monotonic_us() < c->next_poll_us)
 		return true;
+	/*
+	 * Only between source transactions, with nothing uncommitted: creating
+	 * the slot waits for every open transaction, the apply's own included.
+	 */
+	if (!apply_commit(a))
+		return true;			/* the session's next step reports the failure */
+	if (!apply_idle(a))
+		return true;
 	c->next_poll_us = lsn_monotonic_us() + RUN_CHECK_POLL_US;
 	if (!state_pending_verification(control, m, &request))
 		return false;
 	if (request == 0)
 		return true;
-	if (!apply_commit(a))
-		return true;			/* the session's next step reports the failure */
 	stream_confirm(s, apply_committed(a));
 	snprintf(name, sizeof(name), "%s_verify", m->slot);
 	memset(&c->slot, 0, sizeof(c->slot));
@@ -846,6 +852,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 	apply_options ao = {0};
 	int64_t		started = lsn_monotonic_us();
 	int64_t		next_progress = started + (int64_t) ro->progress_seconds * 1000000;
+	int64_t		next_tick = 0;
 	lsn_t		start;
 
 	memset(&rs, 0, sizeof(rs));
@@ -933,33 +940,44 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 					goto cleanup;
 				break;
 			case STREAM_TIMEOUT:
-				if (!run_handle_quiet(&rs))
-					goto cleanup;
-				if (!run_cutover_due(&rs, ro, &due))
-				{
-					if (rs.end != SESSION_DIFFERENT)
-						rs.end = run_lost_or_failed(&rs.control);
-					goto cleanup;
-				}
-				if (due)
-				{
-					if (!run_cutover(&rs, ro, &swapped))
-					{
-						if (rs.end == SESSION_FAILED)
-							rs.end = run_lost_or_failed(&rs.control);
-						goto cleanup;
-					}
-					if (swapped)
-					{
-						rs.end = ro->cutover.rehearse ? SESSION_REHEARSED : SESSION_SWAPPED;
-						goto cleanup;
-					}
-				}
+				/* Quiet: the next tick is now. */
+				next_tick = 0;
 				break;
 			case STREAM_ENDED:
 			case STREAM_FAILED:
 				rs.end = SESSION_LOST;
 				goto cleanup;
+		}
+
+		/*
+		 * At least once a second, busy or not: make what arrived durable,
+		 * and see whether the shadow is consistent, a check is due or the
+		 * swap is.
+		 */
+		if (lsn_monotonic_us() < next_tick)
+			continue;
+		next_tick = lsn_monotonic_us() + 1000000;
+		if (!run_handle_quiet(&rs))
+			goto cleanup;
+		if (!run_cutover_due(&rs, ro, &due))
+		{
+			if (rs.end != SESSION_DIFFERENT)
+				rs.end = run_lost_or_failed(&rs.control);
+			goto cleanup;
+		}
+		if (due)
+		{
+			if (!run_cutover(&rs, ro, &swapped))
+			{
+				if (rs.end == SESSION_FAILED)
+					rs.end = run_lost_or_failed(&rs.control);
+				goto cleanup;
+			}
+			if (swapped)
+			{
+				rs.end = ro->cutover.rehearse ? SESSION_REHEARSED : SESSION_SWAPPED;
+				goto cleanup;
+			}
 		}
 	}
 
