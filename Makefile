@@ -91,8 +91,9 @@ demo: all
 	PGREPART=$(CURDIR)/$(BIN) PG_BINDIR=$(PG_BINDIR) perl -I tests/lib tests/demo.pl
 
 install: $(BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pgrepart
+	install -m 0644 docs/pgrepart.1 $(DESTDIR)$(PREFIX)/share/man/man1/pgrepart.1
 
 clean:
 	rm -rf build pgrepart
