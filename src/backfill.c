@@ -731,11 +731,9 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		chunk_rows_before = b.rows;
 		if (!state_read_rate(d, m, &rate))
 			goto cleanup;
-		/* Under a cap, a chunk is never bigger than a second's worth. */
-		if (rate > 0 && b.chunk_rows > rate)
-			b.chunk_rows = rate < BACKFILL_MIN_ROWS && o->chunk_rows == 0 ? BACKFILL_MIN_ROWS : rate;
-		if (o->chunk_rows > 0)
-			b.chunk_rows = o->chunk_rows;
+		/* Under a cap, an adapting chunk is never bigger than a second's worth. */
+		if (o->chunk_rows == 0 && rate > 0 && b.chunk_rows > rate)
+			b.chunk_rows = rate > BACKFILL_MIN_ROWS ? rate : BACKFILL_MIN_ROWS;
 		outcome = backfill_chunk(&b, &last);
 		if (outcome == CHUNK_FAILED)
 			goto cleanup;

@@ -659,18 +659,19 @@ cli_status(int argc, char **argv)
 
 /* Parse a table option of verify; false after printing the usage error. */
 static bool
-cli_parse_table(const char *option, const char *value, char **schema, char **table)
+cli_parse_table(const char *command, const char *option, const char *value, char **schema,
+				char **table)
 {
 	char		err[256];
 
 	if (value == NULL)
 	{
-		cli_usage_error("verify", "no table given (%s)", option);
+		cli_usage_error(command, "no table given (%s)", option);
 		return false;
 	}
 	if (!ident_parse_qualified(value, schema, table, err, sizeof(err)))
 	{
-		cli_usage_error("verify", "invalid table name \"%s\" in %s: %s", value, option, err);
+		cli_usage_error(command, "invalid table name \"%s\" in %s: %s", value, option, err);
 		return false;
 	}
 	return true;
@@ -764,14 +765,14 @@ cli_verify(int argc, char **argv)
 		if (!live || source != NULL || target != NULL)
 			return cli_usage_error("verify", "%s", "give either --live with -t TABLE, or "
 								   "--source and --target");
-		if (!cli_parse_table("-t/--table", common.table, &names[0], &names[1]))
+		if (!cli_parse_table("verify", "-t/--table", common.table, &names[0], &names[1]))
 			return EXIT_USAGE;
 		rc = cli_verify_exit(verify_request_live(common.dbname, names[0], names[1], common.json,
 												 stdout));
 		goto cleanup;
 	}
-	if (!cli_parse_table("--source", source, &names[0], &names[1]) ||
-		!cli_parse_table("--target", target, &names[2], &names[3]))
+	if (!cli_parse_table("verify", "--source", source, &names[0], &names[1]) ||
+		!cli_parse_table("verify", "--target", target, &names[2], &names[3]))
 	{
 		rc = EXIT_USAGE;
 		goto cleanup;
@@ -817,7 +818,6 @@ cli_parse_table_command(const char *command, const char *help, int argc, char **
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
-	char		err[256];
 	int			c;
 
 	while ((c = getopt_long(argc, argv, "d:t:vqh", options, NULL)) != -1)
@@ -833,11 +833,7 @@ cli_parse_table_command(const char *command, const char *help, int argc, char **
 	}
 	if (optind < argc)
 		return cli_usage_error(command, "unexpected argument \"%s\"", argv[optind]);
-	if (common->table == NULL)
-		return cli_usage_error(command, "%s", "no table given (-t/--table)");
-	if (!ident_parse_qualified(common->table, schema, table, err, sizeof(err)))
-		return cli_usage_error(command, "invalid table name \"%s\": %s", common->table, err);
-	return -1;
+	return cli_parse_table(command, "-t/--table", common->table, schema, table) ? -1 : EXIT_USAGE;
 }
 
 static int
@@ -888,7 +884,6 @@ cli_partitions(int argc, char **argv)
 	cli_common	common = {0};
 	const char *interval = NULL;
 	char	   *schema = NULL, *table = NULL;
-	char		err[256];
 	int			ahead = 4, created = 0;
 	db			d = {0};
 	int			rc = EXIT_FAIL;
@@ -916,10 +911,8 @@ cli_partitions(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error("partitions", "unexpected argument \"%s\"", argv[optind]);
-	if (common.table == NULL)
-		return cli_usage_error("partitions", "%s", "no table given (-t/--table)");
-	if (!ident_parse_qualified(common.table, &schema, &table, err, sizeof(err)))
-		return cli_usage_error("partitions", "invalid table name \"%s\": %s", common.table, err);
+	if (!cli_parse_table("partitions", "-t/--table", common.table, &schema, &table))
+		return EXIT_USAGE;
 	if (db_connect(&d, common.dbname, "source") &&
 		partition_ahead(&d, schema, table, interval, ahead, &created))
 	{

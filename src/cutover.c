@@ -293,6 +293,37 @@ cleanup:
 	return ok;
 }
 
+/* Drop the migration's slot (if any), publication and replication origin. */
+static bool
+cutover_drop_replication(const char *conninfo, db *d, const state_migration *m)
+{
+	stream		s;
+	PGresult   *res = NULL;
+	bool		exists = false, active = false;
+	bool		ok = false;
+	buf			sql;
+
+	memset(&s, 0, sizeof(s));
+	buf_init(&sql);
+	if (!state_slot_active(d, m, &exists, &active) ||
+		(exists && (!stream_connect(&s, conninfo) || !stream_drop_slot(&s, m->slot))))
+		goto cleanup;
+	buf_append(&sql, "DROP PUBLICATION IF EXISTS ");
+	ident_quote(&sql, m->publication);
+	if (!db_exec(d, "drop the publication", sql.data))
+		goto cleanup;
+	res = db_execf(d, "drop the replication origin",
+				   "SELECT pg_catalog.pg_replication_origin_drop(roname) "
+				   "FROM pg_catalog.pg_replication_origin WHERE roname = %text", m->origin);
+	ok = res != NULL;
+
+cleanup:
+	PQclear(res);
+	stream_close(&s);
+	buf_free(&sql);
+	return ok;
+}
+
 bool
 cutover_finish(const char *conninfo, db *d, const state_migration *m, const cutover_options *o)
 {
@@ -300,13 +331,8 @@ cutover_finish(const char *conninfo, db *d, const state_migration *m, const cuto
 	char	   *qtable = ident_qualified(m->schema, m->table);
 	char	   *qold;
 	PGresult   *res = NULL;
-	stream		s;
-	bool		exists = false;
 	bool		ok = false;
-	buf			sql;
 
-	memset(&s, 0, sizeof(s));
-	buf_init(&sql);
 	cutover_old_name(m, o, d->encoding, old);
 	qold = ident_qualified(m->schema, old);
 
@@ -327,24 +353,7 @@ cutover_finish(const char *conninfo, db *d, const state_migration *m, const cuto
 		if (!db_exec(d, "add a foreign key to the new table", PQgetvalue(res, i, 0)))
 			goto cleanup;
 	}
-	PQclear(res);
-	res = db_execf(d, "look up the replication slot",
-				   "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %text", m->slot);
-	if (res == NULL)
-		goto cleanup;
-	exists = PQntuples(res) > 0;
-	if (exists && (!stream_connect(&s, conninfo) || !stream_drop_slot(&s, m->slot)))
-		goto cleanup;
-	buf_append(&sql, "DROP PUBLICATION IF EXISTS ");
-	ident_quote(&sql, m->publication);
-	PQclear(res);
-	res = NULL;
-	if (!db_exec(d, "drop the publication", sql.data))
-		goto cleanup;
-	res = db_execf(d, "drop the replication origin",
-				   "SELECT pg_catalog.pg_replication_origin_drop(roname) "
-				   "FROM pg_catalog.pg_replication_origin WHERE roname = %text", m->origin);
-	if (res == NULL)
+	if (!cutover_drop_replication(conninfo, d, m))
 		goto cleanup;
 	log_info("\"%s.%s\" is partitioned; the original table is \"%s.%s\"; the slot, publication "
 			 "and origin are dropped", m->schema, m->table, m->schema, old);
@@ -352,8 +361,6 @@ cutover_finish(const char *conninfo, db *d, const state_migration *m, const cuto
 
 cleanup:
 	PQclear(res);
-	stream_close(&s);
-	buf_free(&sql);
 	free(qtable);
 	free(qold);
 	return ok;
@@ -368,8 +375,7 @@ cutover_request(const char *conninfo, const char *schema, const char *table)
 	int64_t		away_since = 0;
 	bool		ok = false;
 
-	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
-		!state_ensure(&d) || !state_find(&d, t->schema, t->name, &m))
+	if (!state_open(&d, conninfo, schema, table, &t, &m))
 		goto cleanup;
 	if (m != NULL && strcmp(m->phase, STATE_DONE) == 0)
 	{
@@ -389,8 +395,7 @@ cutover_request(const char *conninfo, const char *schema, const char *table)
 	for (;;)
 	{
 		state_migration *now = NULL;
-		PGresult   *res;
-		bool		active;
+		bool		gone;
 
 		usleep(200000);
 		if (!state_find(&d, m->schema, m->table, &now))
@@ -401,18 +406,9 @@ cutover_request(const char *conninfo, const char *schema, const char *table)
 			break;
 		}
 		state_migration_free(now);
-		res = db_execf(&d, "look up the replication slot",
-					   "SELECT COALESCE(bool_or(active), false)::pg_catalog.text FROM pg_catalog.pg_replication_slots "
-					   "WHERE slot_name = %text", m->slot);
-		if (res == NULL)
+		if (!state_run_gone(&d, m, &away_since, &gone))
 			goto cleanup;
-		active = PQgetvalue(res, 0, 0)[0] == 't';
-		PQclear(res);
-		if (active)
-			away_since = 0;
-		else if (away_since == 0)
-			away_since = lsn_monotonic_us();
-		else if (lsn_monotonic_us() - away_since > 60000000)
+		if (gone)
 		{
 			log_error("no run streamed the migration of \"%s.%s\" for 60 s", m->schema, m->table);
 			log_hint("The request stands: the next \"pgrepart run\" cuts over when in sync.");
@@ -436,14 +432,12 @@ cutover_abort(const char *conninfo, const char *schema, const char *table)
 	catalog_table *t = NULL;
 	state_migration *m = NULL;
 	PGresult   *res = NULL;
-	stream		s;
 	buf			sql;
+	bool		exists = false, active = false;
 	int			rc = -1;
 
-	memset(&s, 0, sizeof(s));
 	buf_init(&sql);
-	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
-		!state_ensure(&d) || !state_find(&d, t->schema, t->name, &m))
+	if (!state_open(&d, conninfo, schema, table, &t, &m))
 		goto cleanup;
 	if (m == NULL)
 	{
@@ -460,34 +454,21 @@ cutover_abort(const char *conninfo, const char *schema, const char *table)
 				 m->table);
 		goto cleanup;
 	}
-	res = db_execf(&d, "look up the replication slot",
-				   "SELECT active::pg_catalog.text FROM pg_catalog.pg_replication_slots "
-				   "WHERE slot_name = %text", m->slot);
-	if (res == NULL)
+	if (!state_slot_active(&d, m, &exists, &active))
 		goto cleanup;
-	if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't')
+	if (active)
 	{
 		log_error("a pgrepart run is streaming the migration of \"%s.%s\"", t->schema, t->name);
 		log_hint("Stop it first (Ctrl-C or SIGTERM), then abort.");
 		goto cleanup;
 	}
-	if (PQntuples(res) == 1 && (!stream_connect(&s, conninfo) || !stream_drop_slot(&s, m->slot)))
+	if (!cutover_drop_replication(conninfo, &d, m))
 		goto cleanup;
-	PQclear(res);
-	res = NULL;
-	buf_append(&sql, "DROP PUBLICATION IF EXISTS ");
-	ident_quote(&sql, m->publication);
-	buf_append(&sql, "; DROP TABLE IF EXISTS ");
+	buf_append(&sql, "DROP TABLE IF EXISTS ");
 	ident_quote_qualified(&sql, m->schema, m->shadow);
 	if (!db_exec(&d, "start the abort", "BEGIN") ||
-		!db_exec(&d, "drop the publication and the shadow", sql.data))
+		!db_exec(&d, "drop the shadow", sql.data))
 		goto rollback;
-	res = db_execf(&d, "drop the replication origin",
-				   "SELECT pg_catalog.pg_replication_origin_drop(roname) "
-				   "FROM pg_catalog.pg_replication_origin WHERE roname = %text", m->origin);
-	if (res == NULL)
-		goto rollback;
-	PQclear(res);
 	res = db_execf(&d, "forget the migration", "DELETE FROM pgrepart.migration WHERE id = %int4",
 				   m->id);
 	if (res == NULL || !db_exec(&d, "commit the abort", "COMMIT"))
@@ -501,7 +482,6 @@ rollback:
 	db_exec(&d, "roll back the abort", "ROLLBACK");
 cleanup:
 	PQclear(res);
-	stream_close(&s);
 	buf_free(&sql);
 	state_migration_free(m);
 	catalog_table_free(t);

@@ -97,7 +97,7 @@ state_from_row(const PGresult *res)
 	m->phase = xstrdup(PQgetvalue(res, 0, 9));
 	if (!PQgetisnull(res, 0, 10))
 		lsn_parse(PQgetvalue(res, 0, 10), &m->consistent_lsn);
-	if (PQnfields(res) > 11 && !PQgetisnull(res, 0, 11))
+	if (!PQgetisnull(res, 0, 11))
 		m->next_xid = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
 	return m;
 }
@@ -144,7 +144,8 @@ state_create(db *d, const plan *p, state_migration **out)
 			   "RETURNING id, source_schema::pg_catalog.text, source_table::pg_catalog.text, "
 			   "  shadow_table::pg_catalog.text, partition_column::pg_catalog.text, "
 			   "  partition_interval, slot_name::pg_catalog.text, "
-			   "  publication_name::pg_catalog.text, origin_name, phase, NULL::pg_catalog.text");
+			   "  publication_name::pg_catalog.text, origin_name, phase, NULL::pg_catalog.text, "
+			   "  NULL::pg_catalog.text");
 	res = db_execf(d, "record the migration", sql.data, p->table->schema, p->table->name,
 				   p->shadow_name, p->partition_column, p->interval);
 	if (res == NULL)
@@ -263,6 +264,51 @@ state_run_statements(db *d, const state_migration *m, plan_phase phase,
 	}
 	PQclear(res);
 	return ok;
+}
+
+bool
+state_open(db *d, const char *conninfo, const char *schema, const char *table,
+		   catalog_table **t, state_migration **m)
+{
+	*t = NULL;
+	*m = NULL;
+	return db_connect(d, conninfo, "source") && catalog_read(d, schema, table, t) &&
+		state_ensure(d) && state_find(d, (*t)->schema, (*t)->name, m);
+}
+
+bool
+state_slot_active(db *d, const state_migration *m, bool *exists, bool *active)
+{
+	PGresult   *res = db_execf(d, "look up the replication slot",
+							   "SELECT active FROM pg_catalog.pg_replication_slots "
+							   "WHERE slot_name = %text", m->slot);
+	PGbool		value = 0;
+	bool		ok = res != NULL;
+
+	if (ok && PQntuples(res) == 1)
+		ok = db_getf(res, 0, "%bool", 0, &value);
+	if (exists != NULL)
+		*exists = ok && PQntuples(res) == 1;
+	*active = value;
+	PQclear(res);
+	return ok;
+}
+
+bool
+state_run_gone(db *d, const state_migration *m, int64_t *away_since, bool *gone)
+{
+	bool		active;
+
+	*gone = false;
+	if (!state_slot_active(d, m, NULL, &active))
+		return false;
+	if (active)
+		*away_since = 0;
+	else if (*away_since == 0)
+		*away_since = lsn_monotonic_us();
+	else if (lsn_monotonic_us() - *away_since > STATE_RUN_AWAY_US)
+		*gone = true;
+	return true;
 }
 
 bool

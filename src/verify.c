@@ -908,26 +908,6 @@ cleanup:
 
 /* ---- a live verification, asked of the run that streams the migration ---- */
 
-/* Whether a run is consuming the migration's slot. */
-static bool
-verify_slot_active(db *d, const state_migration *m, bool *active)
-{
-	PGresult   *res = db_execf(d, "look up the replication slot",
-							   "SELECT active FROM pg_catalog.pg_replication_slots "
-							   "WHERE slot_name = %text", m->slot);
-	PGbool		value = 0;
-	bool		ok = res != NULL;
-
-	if (ok && PQntuples(res) == 1)
-		ok = db_getf(res, 0, "%bool", 0, &value);
-	*active = value;
-	PQclear(res);
-	return ok;
-}
-
-/* How long the run may be away (reconnecting) before the request is given up. */
-#define VERIFY_LIVE_AWAY_US 60000000
-
 verify_result
 verify_request_live(const char *conninfo, const char *schema, const char *table, bool json,
 					FILE *out)
@@ -939,10 +919,9 @@ verify_request_live(const char *conninfo, const char *schema, const char *table,
 	verify_result result = VERIFY_FAILED;
 	int64_t		request = 0;
 	int64_t		away_since = 0;
-	bool		active = false;
+	bool		active = false, gone = false;
 
-	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
-		!state_ensure(&d) || !state_find(&d, t->schema, t->name, &m))
+	if (!state_open(&d, conninfo, schema, table, &t, &m))
 		goto cleanup;
 	if (m == NULL || (strcmp(m->phase, STATE_STREAMING) != 0 &&
 					  strcmp(m->phase, STATE_SYNCED) != 0))
@@ -952,7 +931,7 @@ verify_request_live(const char *conninfo, const char *schema, const char *table,
 				 "any two tables with --source and --target.");
 		goto cleanup;
 	}
-	if (!verify_slot_active(&d, m, &active))
+	if (!state_slot_active(&d, m, NULL, &active))
 		goto cleanup;
 	if (!active)
 	{
@@ -972,13 +951,9 @@ verify_request_live(const char *conninfo, const char *schema, const char *table,
 		if (sv.finished)
 			break;
 		state_verification_free(&sv);
-		if (!verify_slot_active(&d, m, &active))
+		if (!state_run_gone(&d, m, &away_since, &gone))
 			goto cleanup;
-		if (active)
-			away_since = 0;
-		else if (away_since == 0)
-			away_since = lsn_monotonic_us();
-		else if (lsn_monotonic_us() - away_since > VERIFY_LIVE_AWAY_US)
+		if (gone)
 		{
 			log_error("the run streaming \"%s.%s\" stopped before it verified", t->schema,
 					  t->name);

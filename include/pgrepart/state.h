@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pgrepart/catalog.h"
 #include "pgrepart/db.h"
 #include "pgrepart/lsn.h"
 #include "pgrepart/plan.h"
@@ -77,6 +78,28 @@ bool		state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn);
 bool		state_run_statements(db *d, const state_migration *m, plan_phase phase,
 								 bool (*tick) (void *arg), void *arg);
 void		state_migration_free(state_migration *m);
+
+/*
+ * Connect to the source, read the table schema.table (schema NULL: the
+ * search path) and its migration (*m NULL when there is none): what every
+ * command about a migration starts with.  False after logging.
+ */
+bool		state_open(db *d, const char *conninfo, const char *schema, const char *table,
+					   catalog_table **t, state_migration **m);
+
+/*
+ * Whether the migration's slot exists (exists may be NULL) and a run is
+ * consuming it.
+ */
+bool		state_slot_active(db *d, const state_migration *m, bool *exists, bool *active);
+
+/*
+ * For a command waiting on the run: *gone once no run has consumed the slot
+ * for STATE_RUN_AWAY_US (a run reconnecting is away for less).  Call it in
+ * the wait loop with *away_since starting at 0.
+ */
+#define STATE_RUN_AWAY_US INT64_C(60000000)
+bool		state_run_gone(db *d, const state_migration *m, int64_t *away_since, bool *gone);
 
 bool		state_set_next_xid(db *d, state_migration *m, uint64_t next_xid);
 /*
