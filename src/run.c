@@ -642,10 +642,20 @@ run_catch_up(run_session *rs, lsn_t l, int64_t deadline_us, bool *reached)
 		size_t		len;
 		lsn_t		lsn;
 
-		if (apply_idle(rs->a) && rs->s.server_end >= l)
+		if (rs->s.server_end >= l)
 		{
-			*reached = true;
-			return true;
+			/* Everything before l has arrived: commit it now rather than after a quiet spell. */
+			if (!apply_commit(rs->a))
+			{
+				rs->end = run_lost_or_failed(&rs->target);
+				return false;
+			}
+			stream_confirm(&rs->s, apply_committed(rs->a));
+			if (apply_idle(rs->a))
+			{
+				*reached = true;
+				return true;
+			}
 		}
 		/* A status update that asks for a reply brings the server's position at once. */
 		if (!stream_send_status(&rs->s, true))
@@ -674,6 +684,18 @@ run_catch_up(run_session *rs, lsn_t l, int64_t deadline_us, bool *reached)
 		}
 	}
 	return true;
+}
+
+/* The server's current WAL write position. */
+static bool
+run_current_lsn(db *aux, lsn_t *lsn)
+{
+	PGresult   *res = db_execf(aux, "read the WAL position",
+							   "SELECT pg_catalog.pg_current_wal_lsn()::pg_catalog.text");
+	bool		ok = res != NULL && lsn_parse(PQgetvalue(res, 0, 0), lsn);
+
+	PQclear(res);
+	return ok;
 }
 
 /*
@@ -719,6 +741,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 		lsn_t		l;
 		bool		busy = false, reached = false;
 		int64_t		locked_at, asked_at;
+		lsn_t		now;
 		char		text[LSN_TEXT_SIZE];
 
 		if (run_stop_requested(ro))
@@ -726,8 +749,12 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 			ok = true;
 			goto cleanup;
 		}
-		/* Catch up first, so the lock is held only for the last few transactions. */
-		if (!run_catch_up(rs, rs->s.server_end, lsn_monotonic_us() + 2000000, &reached))
+		/*
+		 * Catch up to the server's current position first, so the lock is
+		 * held only for what commits in the moment between.
+		 */
+		if (!run_current_lsn(&aux, &now) ||
+			!run_catch_up(rs, now, lsn_monotonic_us() + 2000000, &reached))
 			goto cleanup;
 		asked_at = lsn_monotonic_us();
 		if (!cutover_lock(&rs->control, rs->m, o, &l, &busy))
