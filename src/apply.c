@@ -56,13 +56,30 @@ typedef struct expectation
 	retry	   *retry;			/* what to do when it finds no row, or NULL */
 } expectation;
 
-/* A prepared UPDATE for one set of changed columns. */
-typedef struct update_stmt
+/*
+ * One of the shadow's leaf partitions and its range as int64.  Statements go
+ * to the leaf itself where the row's partition is known: on a partitioned
+ * table every execution of a generic plan sets up run-time pruning over all
+ * partitions, which costs more than the change itself.
+ */
+typedef struct leaf
 {
-	char	   *mask;			/* per column: '1' in the SET list, '0' not */
-	bool		pruned;			/* also matches the partition column: one partition */
+	int64_t		lower, upper;	/* [lower, upper); MINVALUE/MAXVALUE as the int64 limits */
+	int			id;				/* stable across re-reads: prepared statements use it */
+	char	   *qname;
+} leaf;
+
+#define TARGET_PARENT (-1)		/* the partitioned shadow itself, not a leaf */
+
+/* A prepared statement: an INSERT, UPDATE or DELETE on one target. */
+typedef struct statement
+{
+	char		kind;			/* 'i', 'u' or 'd' */
+	int			target;			/* a leaf's id, or TARGET_PARENT */
+	bool		by_part;		/* the parent only: also matches the partition column */
+	char	   *mask;			/* updates: per column '1' in the SET list, '0' not */
 	char		name[32];
-} update_stmt;
+} prepared;
 
 struct apply
 {
@@ -78,6 +95,9 @@ struct apply
 	bool		have_bounds;	/* partition range known as int64 */
 	int64_t		lower, upper;	/* [lower, upper) covered by partitions */
 	Oid			partition_type;
+	leaf	   *leaves;			/* sorted by lower */
+	int			nleaves;
+	int			next_leaf_id;
 
 	/* The source relation, from the stream's Relation message. */
 	pgout_relation *rel;
@@ -108,13 +128,11 @@ struct apply
 	/* The keys of the pending inserts: a change to one sends them first. */
 	keyset		run_keys;
 
-	buf			run;			/* pending inserts: kind, length, bytes per value */
+	buf			run;			/* pending inserts: LSN, target, key, then kind, length, bytes per value */
 	int			run_rows;
 	bool		run_has_text;
-	bool		insert_prepared;
-	bool		delete_prepared[2];
-	update_stmt *updates;
-	int			nupdates;
+	prepared   *statements;
+	int			nstatements;
 
 	/* Scratch for statement parameters. */
 	const char **values;
@@ -536,7 +554,28 @@ apply_begin_target(apply *a)
 
 /* ---- partitions ---- */
 
-/* The covered range [lower, upper) of the shadow's range partitions, as int64. */
+static int
+apply_leaf_order(const void *x, const void *y)
+{
+	const leaf *l = x;
+	const leaf *r = y;
+
+	return l->lower < r->lower ? -1 : l->lower > r->lower;
+}
+
+static void
+apply_free_leaves(leaf *leaves, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(leaves[i].qname);
+	free(leaves);
+}
+
+/*
+ * The shadow's partitions: each leaf's range as int64, the covered range
+ * [lower, upper) and whether there is a DEFAULT partition.  A leaf seen
+ * before keeps its id, so its prepared statements stay valid.
+ */
 static bool
 apply_read_bounds(apply *a)
 {
@@ -544,6 +583,8 @@ apply_read_bounds(apply *a)
 	const char *as_int;
 	PGresult   *res;
 	buf			sql;
+	leaf	   *leaves = NULL;
+	int			nleaves = 0;
 	bool		ok = false;
 
 	switch (a->partition_type)
@@ -571,37 +612,102 @@ apply_read_bounds(apply *a)
 	buf_init(&sql);
 	buf_appendf(&sql,
 				"WITH " PARTITION_BOUNDS_CTE " "
-				"SELECT (SELECT pg_catalog.min(%s) FROM (SELECT m[1]::%s AS v FROM b WHERE m IS NOT NULL) x), "
-				"  (SELECT pg_catalog.max(%s) FROM (SELECT m[2]::%s AS v FROM b WHERE m IS NOT NULL) y), "
-				"  (SELECT pg_catalog.count(*) FROM b WHERE d)::pg_catalog.int4",
+				"SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, "
+				"  c.relkind = 'r' AND NOT b.d, b.d, "
+				"  (SELECT %s FROM (SELECT NULLIF(b.m[1], 'MINVALUE')::%s AS v) x), "
+				"  (SELECT %s FROM (SELECT NULLIF(b.m[2], 'MAXVALUE')::%s AS v) y) "
+				"FROM b JOIN pg_catalog.pg_class c ON c.oid = b.leaf "
+				"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+				"WHERE b.m IS NOT NULL OR b.d",
 				as_int, cast, as_int, cast);
 	res = db_execf(a->db, "read the shadow's partition bounds", sql.data, a->qshadow);
 	if (res == NULL)
 		goto cleanup;
+	a->has_default_partition = false;
+	a->have_bounds = false;
+	for (int i = 0; i < PQntuples(res); i++)
 	{
-		PGint8		lower = 0, upper = 0;
-		PGint4		defaults = 0;
+		PGtext		nspname, relname;
+		PGbool		is_leaf, is_default;
+		PGint8		lower = INT64_MIN, upper = INT64_MAX;
+		leaf		l = {0};
 
-		if (!db_getf(res, 0, "%int4", 2, &defaults))
+		if (!db_getf(res, i, "%text %text %bool %bool", 0, &nspname, 1, &relname, 2, &is_leaf,
+					 3, &is_default) ||
+			(!PQgetisnull(res, i, 4) && !db_getf(res, i, "%int8", 4, &lower)) ||
+			(!PQgetisnull(res, i, 5) && !db_getf(res, i, "%int8", 5, &upper)))
 		{
 			PQclear(res);
 			goto cleanup;
 		}
-		a->has_default_partition = defaults > 0;
-		if (!PQgetisnull(res, 0, 0) && !PQgetisnull(res, 0, 1) &&
-			db_getf(res, 0, "%int8 %int8", 0, &lower, 1, &upper))
+		if (is_default)
 		{
-			a->lower = lower;
-			a->upper = upper;
-			a->have_bounds = true;
+			a->has_default_partition = true;
+			continue;
 		}
+		a->lower = a->have_bounds && a->lower < lower ? a->lower : lower;
+		a->upper = a->have_bounds && a->upper > upper ? a->upper : upper;
+		a->have_bounds = true;
+		/* A sub-partitioned partition is no leaf: its rows go through the parent. */
+		if (!is_leaf)
+			continue;
+		l.lower = lower;
+		l.upper = upper;
+		l.qname = ident_qualified(nspname, relname);
+		l.id = -1;
+		for (int j = 0; j < a->nleaves && l.id < 0; j++)
+			if (strcmp(a->leaves[j].qname, l.qname) == 0)
+				l.id = a->leaves[j].id;
+		if (l.id < 0)
+			l.id = a->next_leaf_id++;
+		ARRAY_PUSH(leaves, nleaves, l);
 	}
 	PQclear(res);
+	if (nleaves > 0)
+		qsort(leaves, (size_t) nleaves, sizeof(leaf), apply_leaf_order);
+	apply_free_leaves(a->leaves, a->nleaves);
+	a->leaves = leaves;
+	a->nleaves = nleaves;
+	leaves = NULL;
+	nleaves = 0;
 	ok = true;
 
 cleanup:
+	apply_free_leaves(leaves, nleaves);
 	buf_free(&sql);
 	return ok;
+}
+
+/* The leaf that holds a partition value, or NULL (no bounds, DEFAULT, a gap). */
+static const leaf *
+apply_leaf_for(const apply *a, const pgout_value *v)
+{
+	int64_t		x;
+	int			lo = 0, hi = a->nleaves - 1;
+
+	if (!apply_partition_value(a, v, &x))
+		return NULL;
+	while (lo <= hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+		const leaf *l = &a->leaves[mid];
+
+		if (x < l->lower)
+			hi = mid - 1;
+		else if (x >= l->upper)
+			lo = mid + 1;
+		else
+			return l;
+	}
+	return NULL;
+}
+
+static int
+apply_target_of(const apply *a, const pgout_value *v)
+{
+	const leaf *l = apply_leaf_for(a, v);
+
+	return l ? l->id : TARGET_PARENT;
 }
 
 /*
@@ -647,13 +753,6 @@ apply_check_partition(apply *a, const pgout_tuple *t)
 
 /* ---- inserts ---- */
 
-static bool
-apply_prepare(apply *a, const char *name, const char *sql, int nparams)
-{
-	return apply_sent(a, PQsendPrepare(a->db->conn, name, sql, nparams, NULL), EXPECT_OK,
-					  "prepared statement", a->pending_lsn, NULL);
-}
-
 static void
 apply_column_list(apply *a, buf *b)
 {
@@ -667,36 +766,112 @@ apply_column_list(apply *a, buf *b)
 	buf_append_char(b, ')');
 }
 
-/* Send the pending inserts one by one through the prepared INSERT. */
+/* "k1 = $n AND k2 = $n+1" for the key columns, numbering from first. */
+static void
+apply_key_condition(apply *a, buf *b, int first)
+{
+	for (int i = 0; i < a->nkey; i++)
+	{
+		if (i > 0)
+			buf_append(b, " AND ");
+		ident_quote(b, a->rel->columns[a->key[i]].name);
+		buf_appendf(b, " = $%d", first + i);
+	}
+}
+
+/*
+ * The name of the prepared statement of a kind ('i'nsert, 'u'pdate with a
+ * SET list mask, 'd'elete) on a target (a leaf's id or the parent), prepared
+ * on first use.  Parameters: the inserted row, or the SET values, then the
+ * key, then (by_part, the parent only) the partition value.
+ */
+static bool
+apply_statement(apply *a, char kind, int target, bool by_part, const char *mask, char *name)
+{
+	buf		   *b = &a->sql;
+	const char *qtarget = a->qshadow;
+	prepared	s = {kind, target, by_part, NULL, ""};
+	int			nparams = 0;
+
+	for (int i = 0; i < a->nstatements; i++)
+	{
+		const prepared *t = &a->statements[i];
+
+		if (t->kind == kind && t->target == target && t->by_part == by_part &&
+			(mask == NULL || strcmp(t->mask, mask) == 0))
+		{
+			memcpy(name, t->name, sizeof(t->name));
+			return true;
+		}
+	}
+	for (int i = 0; i < a->nleaves; i++)
+		if (a->leaves[i].id == target)
+			qtarget = a->leaves[i].qname;
+
+	buf_reset(b);
+	if (kind == 'i')
+	{
+		buf_appendf(b, "INSERT INTO %s ", qtarget);
+		apply_column_list(a, b);
+		buf_append(b, " OVERRIDING SYSTEM VALUE VALUES (");
+		for (int i = 0; i < a->rel->ncols; i++)
+			buf_appendf(b, "%s$%d", i ? ", " : "", ++nparams);
+		buf_append_char(b, ')');
+	}
+	else
+	{
+		if (kind == 'u')
+		{
+			buf_appendf(b, "UPDATE %s SET ", qtarget);
+			for (int i = 0; i < a->rel->ncols; i++)
+			{
+				if (mask[i] != '1')
+					continue;
+				if (nparams > 0)
+					buf_append(b, ", ");
+				ident_quote(b, a->rel->columns[i].name);
+				buf_appendf(b, " = $%d", ++nparams);
+			}
+		}
+		else
+			buf_appendf(b, "DELETE FROM %s", qtarget);
+		buf_append(b, " WHERE ");
+		apply_key_condition(a, b, nparams + 1);
+		nparams += a->nkey;
+		if (by_part)
+		{
+			buf_append(b, " AND ");
+			ident_quote(b, a->o.partition_column);
+			buf_appendf(b, " = $%d", ++nparams);
+		}
+	}
+	s.mask = mask ? xstrdup(mask) : NULL;
+	snprintf(s.name, sizeof(s.name), "pgrepart_%c%d", kind, a->nstatements);
+	ARRAY_PUSH(a->statements, a->nstatements, s);
+	memcpy(name, s.name, sizeof(s.name));
+	return apply_sent(a, PQsendPrepare(a->db->conn, s.name, b->data, nparams, NULL), EXPECT_OK,
+					  "prepared statement", a->pending_lsn, NULL);
+}
+
+/* Send the pending inserts one by one, each through its leaf's prepared INSERT. */
 static bool
 apply_run_as_inserts(apply *a)
 {
 	wire_reader r;
 
-	if (!a->insert_prepared)
-	{
-		buf_reset(&a->sql);
-		buf_appendf(&a->sql, "INSERT INTO %s ", a->qshadow);
-		apply_column_list(a, &a->sql);
-		buf_append(&a->sql, " OVERRIDING SYSTEM VALUE VALUES (");
-		for (int i = 0; i < a->rel->ncols; i++)
-			buf_appendf(&a->sql, "%s$%d", i ? ", " : "", i + 1);
-		buf_append_char(&a->sql, ')');
-		if (!apply_prepare(a, "pgrepart_insert", a->sql.data, a->rel->ncols))
-			return false;
-		a->insert_prepared = true;
-	}
 	apply_reserve_params(a, a->rel->ncols);
 	wire_reader_init(&r, a->run.data, a->run.len);
 	for (int row = 0; row < a->run_rows; row++)
 	{
 		lsn_t		lsn = wire_u64(&r);
+		int			target = (int) (int32_t) wire_u32(&r);
 		uint32_t	keylen = wire_u32(&r);
 		char	   *key = xmalloc(keylen + 1);
+		char		name[32];
 
 		memcpy(key, wire_bytes(&r, keylen), keylen);
 		key[keylen] = '\0';
-		if (!apply_claim_key(a, key))
+		if (!apply_claim_key(a, key) || !apply_statement(a, 'i', target, false, NULL, name))
 		{
 			free(key);
 			return false;
@@ -710,8 +885,8 @@ apply_run_as_inserts(apply *a)
 			v.data = v.kind == 'n' ? NULL : wire_bytes(&r, v.len);
 			apply_set_param(a, i, &v);
 		}
-		if (!apply_sent(a, PQsendQueryPrepared(a->db->conn, "pgrepart_insert", a->rel->ncols,
-											   a->values, a->lengths, a->formats, 0),
+		if (!apply_sent(a, PQsendQueryPrepared(a->db->conn, name, a->rel->ncols, a->values,
+											   a->lengths, a->formats, 0),
 						EXPECT_ONE_ROW, "insert", lsn, key))
 			return false;
 	}
@@ -738,6 +913,7 @@ apply_run_as_copy(apply *a)
 		uint32_t	keylen;
 
 		(void) wire_u64(&r);
+		(void) wire_u32(&r);
 		keylen = wire_u32(&r);
 		(void) wire_bytes(&r, keylen);
 		copybin_put_row_start(&data, a->rel->ncols);
@@ -810,6 +986,7 @@ apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
 	key = apply_describe_key(a, t);
 	keyset_add(&a->run_keys, keyset_hash(key, strlen(key)));
 	wire_put_u64(&a->run, lsn);
+	wire_put_u32(&a->run, (uint32_t) apply_target_of(a, &t->values[a->part]));
 	wire_put_u32(&a->run, (uint32_t) strlen(key));
 	buf_append(&a->run, key);
 	free(key);
@@ -839,63 +1016,6 @@ apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
 
 /* ---- updates and deletes ---- */
 
-/* "k1 = $n AND k2 = $n+1" for the key columns, numbering from first. */
-static void
-apply_key_condition(apply *a, buf *b, int first)
-{
-	for (int i = 0; i < a->nkey; i++)
-	{
-		if (i > 0)
-			buf_append(b, " AND ");
-		ident_quote(b, a->rel->columns[a->key[i]].name);
-		buf_appendf(b, " = $%d", first + i);
-	}
-}
-
-/*
- * The prepared UPDATE for a SET list (mask), prepared on first use: pruned
- * matches the key and the partition column (one partition), otherwise the
- * key alone (every partition).
- */
-static const char *
-apply_update_statement(apply *a, const char *mask, int nset, bool pruned)
-{
-	buf		   *b = &a->sql;
-	update_stmt s;
-	int			n = 0;
-
-	for (int i = 0; i < a->nupdates; i++)
-		if (a->updates[i].pruned == pruned && strcmp(a->updates[i].mask, mask) == 0)
-			return a->updates[i].name;
-
-	buf_reset(b);
-	buf_appendf(b, "UPDATE %s SET ", a->qshadow);
-	for (int i = 0; i < a->rel->ncols; i++)
-	{
-		if (mask[i] != '1')
-			continue;
-		if (n++ > 0)
-			buf_append(b, ", ");
-		ident_quote(b, a->rel->columns[i].name);
-		buf_appendf(b, " = $%d", n);
-	}
-	buf_append(b, " WHERE ");
-	apply_key_condition(a, b, nset + 1);
-	if (pruned)
-	{
-		buf_append(b, " AND ");
-		ident_quote(b, a->o.partition_column);
-		buf_appendf(b, " = $%d", nset + a->nkey + 1);
-	}
-	s.mask = xstrdup(mask);
-	s.pruned = pruned;
-	snprintf(s.name, sizeof(s.name), "pgrepart_update_%d", a->nupdates);
-	ARRAY_PUSH(a->updates, a->nupdates, s);
-	if (!apply_prepare(a, s.name, b->data, nset + a->nkey + (pruned ? 1 : 0)))
-		return NULL;
-	return a->updates[a->nupdates - 1].name;
-}
-
 static bool
 apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 {
@@ -906,11 +1026,11 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	const pgout_value *part = m->update.oldkind && exact ? &oldt->values[a->part] :
 		&newt->values[a->part];
 	char	   *mask = xmalloc((size_t) a->rel->ncols + 1);
-	const char *pruned_name;
-	const char *keyonly_name = NULL;
+	char		name[32];
+	char		keyonly_name[32];
+	int			target;
 	char	   *key;
 	retry	   *r = NULL;
-	int			nset = 0;
 	int			p = 0;
 	bool		ok = false;
 
@@ -937,11 +1057,19 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 		return false;
 	}
 	for (int i = 0; i < newt->ncols; i++)
-	{
 		mask[i] = newt->values[i].kind == 'u' ? '0' : '1';
-		nset += mask[i] == '1';
-	}
 	mask[newt->ncols] = '\0';
+
+	/*
+	 * Where the row is: in the new row's leaf when it stays there (the old
+	 * partition value is known and in the same leaf), or, without the old
+	 * value, probably there; otherwise found through the parent by key and
+	 * old partition value, which also moves it.  A guess that finds nothing
+	 * is repeated through the parent by key alone after the sync.
+	 */
+	target = apply_target_of(a, &newt->values[a->part]);
+	if (exact && target != TARGET_PARENT && apply_target_of(a, part) != target)
+		target = TARGET_PARENT;
 
 	/* Both the old and the new key are touched (they differ when the key changed). */
 	key = apply_describe_key(a, oldt);
@@ -956,14 +1084,10 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 		if (!claimed)
 			goto cleanup;
 	}
-	/* Both before taking either name: preparing one may move the other. */
-	if ((!exact && apply_update_statement(a, mask, nset, false) == NULL) ||
-		apply_update_statement(a, mask, nset, true) == NULL)
+	if ((!exact && !apply_statement(a, 'u', TARGET_PARENT, false, mask, keyonly_name)) ||
+		!apply_statement(a, 'u', target, target == TARGET_PARENT, mask, name))
 		goto cleanup;
-	pruned_name = apply_update_statement(a, mask, nset, true);
-	if (!exact)
-		keyonly_name = apply_update_statement(a, mask, nset, false);
-	apply_reserve_params(a, nset + a->nkey + 1);
+	apply_reserve_params(a, a->rel->ncols + a->nkey + 1);
 	for (int i = 0; i < newt->ncols; i++)
 		if (mask[i] == '1')
 			apply_set_param(a, p++, &newt->values[i]);
@@ -972,9 +1096,10 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	/* Without the old partition value, the key-only UPDATE is the fallback. */
 	if (!exact)
 		r = apply_retry_create(a, keyonly_name, p);
-	apply_set_param(a, p++, part);
-	ok = apply_sent_retry(a, PQsendQueryPrepared(a->db->conn, pruned_name, p, a->values,
-												 a->lengths, a->formats, 0),
+	if (target == TARGET_PARENT)
+		apply_set_param(a, p++, part);
+	ok = apply_sent_retry(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
+												 a->formats, 0),
 						  EXPECT_ONE_ROW, "update", lsn, key, r);
 	key = NULL;
 	a->stats.updates++;
@@ -990,7 +1115,9 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 {
 	const pgout_tuple *oldt = &m->delete.oldtuple;
 	bool		with_part = m->delete.oldkind == 'O' || a->identity_has_part;
-	const char *name = with_part ? "pgrepart_delete_pruned" : "pgrepart_delete";
+	int			target = with_part ? apply_target_of(a, &oldt->values[a->part]) : TARGET_PARENT;
+	bool		by_part = with_part && target == TARGET_PARENT;
+	char		name[32];
 	char	   *key;
 	int			p = 0;
 
@@ -1000,23 +1127,8 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 				  a->rel->ncols);
 		return false;
 	}
-	if (!a->delete_prepared[with_part])
-	{
-		buf_reset(&a->sql);
-		buf_appendf(&a->sql, "DELETE FROM %s WHERE ", a->qshadow);
-		apply_key_condition(a, &a->sql, 1);
-		if (with_part)
-		{
-			buf_append(&a->sql, " AND ");
-			ident_quote(&a->sql, a->o.partition_column);
-			buf_appendf(&a->sql, " = $%d", a->nkey + 1);
-		}
-		if (!apply_prepare(a, name, a->sql.data, a->nkey + (with_part ? 1 : 0)))
-			return false;
-		a->delete_prepared[with_part] = true;
-	}
 	key = apply_describe_key(a, oldt);
-	if (!apply_claim_key(a, key))
+	if (!apply_claim_key(a, key) || !apply_statement(a, 'd', target, by_part, NULL, name))
 	{
 		free(key);
 		return false;
@@ -1024,7 +1136,7 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 	apply_reserve_params(a, a->nkey + 1);
 	for (int i = 0; i < a->nkey; i++)
 		apply_set_param(a, p++, &oldt->values[a->key[i]]);
-	if (with_part)
+	if (by_part)
 		apply_set_param(a, p++, &oldt->values[a->part]);
 	a->stats.deletes++;
 	return apply_sent(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
@@ -1336,9 +1448,10 @@ apply_destroy(apply *a)
 		free(a->columns[i]);
 	free(a->columns);
 	free(a->types);
-	for (int i = 0; i < a->nupdates; i++)
-		free(a->updates[i].mask);
-	free(a->updates);
+	for (int i = 0; i < a->nstatements; i++)
+		free(a->statements[i].mask);
+	free(a->statements);
+	apply_free_leaves(a->leaves, a->nleaves);
 	pgout_relation_free(a->rel);
 	free(a->key);
 	free(a->values);

@@ -31,7 +31,7 @@
 #define PARTITION_BOUNDS_CTE \
 	"b AS (SELECT pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), " \
 	"    '^FOR VALUES FROM \\(''?([^'']*)''?\\) TO \\(''?([^'']*)''?\\)$') AS m, " \
-	"    pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT' AS d " \
+	"    pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT' AS d, c.oid AS leaf " \
 	"  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid " \
 	"  WHERE i.inhparent = %%text::pg_catalog.regclass)"
 

@@ -23,10 +23,12 @@ my $source = Pgrepart::Cluster->new;
 my $native = Pgrepart::Cluster->new;
 $source->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
 
-# pgrepart: prepare, copy and index, then stop before any load.
+# pgrepart: prepare, copy and index, then stop before any load, so what is
+# timed below is the catch-up alone.
 my @run = ('run', '--cutover', 'manual', '-d', $source->connstr, '-t', 'chat_messages', '-k', 'created_at');
 my $pid = pgrepart_background("$dir/prepare.log", @run);
-wait_for($source, q{SELECT count(*) = 1 FROM pg_replication_slots WHERE active}, 300, $pid)
+wait_for($source, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')},
+	300, $pid)
   or die "pgrepart did not reach streaming:\n" . slurp("$dir/prepare.log");
 kill 'TERM', $pid;
 wait_exit($pid);
@@ -43,7 +45,8 @@ for my $t (qw(users tasks chat_messages))
 	$native->psql("COPY $t FROM STDIN;\n$data\\.\n");
 }
 $source->psql(q{CREATE PUBLICATION native_pub FOR TABLE chat_messages;
-	SELECT pg_create_logical_replication_slot('native_slot', 'pgoutput')});
+	SELECT pg_create_logical_replication_slot('native_slot', 'pgoutput');
+	SELECT pg_create_logical_replication_slot('decode_slot', 'pgoutput')});
 my $conn = $source->connstr;
 $native->psql(qq{CREATE SUBSCRIPTION native_sub CONNECTION '$conn' PUBLICATION native_pub
 	WITH (create_slot = false, slot_name = 'native_slot', copy_data = false, enabled = false)});
@@ -54,8 +57,15 @@ my $load = pgbench_background($source, "$dir/pgbench.log", 'mixed.pgbench', '-c'
 wait_exit($load) == 0 or die "pgbench failed:\n" . slurp("$dir/pgbench.log");
 my $end = $source->psql('SELECT pg_current_wal_lsn()');
 
-# pgrepart catches up.
+# For scale: the server decoding the same stream with nothing applying it,
+# which bounds what any consumer can reach.
 my $start = time;
+$source->psql(q{SELECT count(*) FROM pg_logical_slot_get_binary_changes('decode_slot', NULL, NULL,
+	'proto_version', '1', 'publication_names', 'native_pub', 'binary', 'true')});
+my $decode_secs = time - $start;
+
+# pgrepart catches up.
+$start = time;
 $pid = pgrepart_background("$dir/pgrepart.log", @run);
 wait_for($source, applied_up_to($end), 1800, $pid)
   or die "pgrepart did not catch up:\n" . slurp("$dir/pgrepart.log");
@@ -86,4 +96,5 @@ printf "changes in the stream: %d (%d transactions)\n", $changes, $transactions;
 printf "pgrepart: %.1f s, %.0f changes/s, peak RSS %d kB, shadow differs by %s/%s rows\n",
 	$pgrepart_secs, $p, $rss, $missing, $extra;
 printf "native:   %.1f s, %.0f changes/s\n", $native_secs, $n;
+printf "decoding alone (no apply): %.2f s, %.0f changes/s\n", $decode_secs, $changes / $decode_secs;
 printf "bench apply: pgrepart=%.0f native=%.0f ratio=%.2f\n", $p, $n, $p / $n;
