@@ -4,6 +4,10 @@
 # live mixed write load, partitioned online by pgrepart run: chunked copy,
 # stream, verification at a consistent point, swap under a short lock.  The
 # cluster is removed at the end.
+#
+# With DEMO_CONNINFO set (the docker demo), the same runs against that
+# server's database instead, which must have wal_level=logical and no
+# chat_messages table yet; what it creates stays there.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -15,10 +19,19 @@ my $rows = $ENV{ROWS} // 1000000;
 my $dir = tempdir(CLEANUP => 1);
 $| = 1;
 
-print "== starting a throwaway PostgreSQL cluster (wal_level=logical)\n";
-my $node = Pgrepart::Cluster->new;
+my $node;
+if ($ENV{DEMO_CONNINFO})
+{
+	print "== using the server at DEMO_CONNINFO\n";
+	$node = Pgrepart::Cluster->existing($ENV{DEMO_CONNINFO});
+}
+else
+{
+	print "== starting a throwaway PostgreSQL cluster (wal_level=logical)\n";
+	$node = Pgrepart::Cluster->new;
+}
 my $conn = $node->connstr;
-print "   $conn\n== loading $rows rows into chat_messages\n";
+print "   ", $conn =~ s/password=\S+/password=.../r, "\n== loading $rows rows into chat_messages\n";
 $node->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
 
 print "== pgrepart plan -t chat_messages -k created_at\n";
@@ -59,4 +72,5 @@ print $node->psql(q{SELECT rpad(c.relname, 28) || (SELECT count(*) FROM chat_mes
 	WHERE m.tableoid = c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 	WHERE i.inhparent = 'chat_messages'::regclass ORDER BY c.relname}), "\n";
 print "== the report (report.json)\n", slurp("$dir/report.json");
-print "== done; the cluster is removed\n";
+print $ENV{DEMO_CONNINFO} ? "== done; the tables stay in that database\n"
+	: "== done; the cluster is removed\n";

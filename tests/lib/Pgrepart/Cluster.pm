@@ -97,6 +97,14 @@ sub new
 	}
 }
 
+# existing(conninfo): a server someone else runs (the docker demo's), used
+# through the same methods; it is never stopped or removed.
+sub existing
+{
+	my ($class, $conninfo) = @_;
+	return bless { bindir => bindir(), conninfo => $conninfo, stopped => 1 }, $class;
+}
+
 sub _write_conf
 {
 	my ($self) = @_;
@@ -130,6 +138,11 @@ sub port { $_[0]->{port} }
 sub connstr
 {
 	my ($self, %o) = @_;
+	if (defined $self->{conninfo})
+	{
+		# In a conninfo string the last setting of a keyword wins.
+		return join ' ', $self->{conninfo}, map { "$_=$o{$_}" } grep { defined $o{$_} } qw(user dbname);
+	}
 	my $user = $o{user} // 'postgres';
 	my $db = $o{dbname} // 'postgres';
 	return "host=127.0.0.1 port=$self->{port} user=$user dbname=$db";

@@ -96,8 +96,7 @@ sub pgbench_background
 	{
 		open STDOUT, '>>', $log or die $!;
 		open STDERR, '>>', $log or die $!;
-		exec Pgrepart::Cluster::bindir() . '/pgbench', '-n', '-h', '127.0.0.1', '-p', $node->port,
-		  '-U', 'postgres', '-f', $file, @args, 'postgres'
+		exec Pgrepart::Cluster::bindir() . '/pgbench', '-n', '-f', $file, @args, $node->connstr
 		  or die "exec pgbench: $!";
 	}
 	return $pid;
