@@ -31,7 +31,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS) $(EXTRA_CFLAGS)
 
-.PHONY: all asan check check-asan fuzz bench demo clean install
+.PHONY: all deps asan check check-run check-asan fuzz bench demo demo-run clean install
 
 all: $(BIN) $(UNIT_BINS)
 
@@ -52,15 +52,23 @@ asan:
 	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
 	        LDFLAGS="$(SANITIZE)" all
 
+# What the build and the tests need from Debian's archive, where missing.
+deps:
+	@bash .ci/deps
+
 # Every test: unit tests (pure code) and integration tests against throwaway
 # PostgreSQL clusters, all under prove so the closing line is its summary.
-check: all
+# The packages come first, then a fresh make reads pg_config's paths.
+check: deps
+	@$(MAKE) --no-print-directory check-run
+
+check-run: all
 	PGREPART=$(CURDIR)/$(BIN) PGREPART_FIXTURES=$(CURDIR)/tests/fixtures \
 	PG_BINDIR=$(PG_BINDIR) prove -I tests/lib $(PROVE_FLAGS) $(UNIT_BINS) tests/t/
 
 check-asan: asan
 	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
-	        LDFLAGS="$(SANITIZE)" check
+	        LDFLAGS="$(SANITIZE)" check-run
 
 # Fuzz the pgoutput decoder and the binary COPY reader with libFuzzer
 # (clang); FUZZ_SECONDS bounds each target's run.
@@ -87,7 +95,10 @@ bench: all
 
 # The main job on a built-in default: a throwaway cluster, a live table under
 # load, migrated online and verified (ROWS rows, default 1000000).
-demo: all
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: all
 	PGREPART=$(CURDIR)/$(BIN) PG_BINDIR=$(PG_BINDIR) perl -I tests/lib tests/demo.pl
 
 install: $(BIN)

@@ -633,7 +633,14 @@ partition_ahead(db *d, const char *schema, const char *table, const char *interv
 			buf_appendf(&sql, "%s::pg_catalog.text", type == CATALOG_DATEOID ? "pg_catalog.date" :
 						type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" : "pg_catalog.timestamptz");
 		v = db_execf(d, "compute how far ahead to partition", sql.data, ahead, width);
-		ok = v != NULL && partition_extend(d, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), qparent,
+		/*
+		 * CREATE TABLE ... PARTITION OF locks the live parent ACCESS
+		 * EXCLUSIVE: wait for it briefly, never long enough to queue the
+		 * table's writers behind a long transaction.  The next run retries.
+		 */
+		ok = v != NULL && db_exec(d, "limit the wait for the table's lock",
+								  "SET lock_timeout = '1s'") &&
+			partition_extend(d, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), qparent,
 										   type, width, NULL, PQgetvalue(v, 0, 0), &created);
 		for (int i = 0; ok && i < created.count; i++)
 			log_info("created partition \"%s.%s\"", PQgetvalue(res, 0, 0), created.items[i].name);
