@@ -31,7 +31,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS) $(EXTRA_CFLAGS)
 
-.PHONY: all deps asan check check-run check-asan fuzz bench demo demo-run clean install
+.PHONY: all deps asan check check-run check-asan check-faults fuzz bench demo demo-run clean install
 
 all: $(BIN) $(UNIT_BINS)
 
@@ -69,6 +69,12 @@ check-run: all
 check-asan: asan
 	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
 	        LDFLAGS="$(SANITIZE)" check-run
+
+# Every fault at every phase of a run under load (tests/faults.pl);
+# FAULT_RUNS repeats the whole table, FAULTS= and POINTS= narrow it.
+check-faults: all
+	PGREPART=$(CURDIR)/$(BIN) PGREPART_FIXTURES=$(CURDIR)/tests/fixtures \
+	PG_BINDIR=$(PG_BINDIR) perl -I tests/lib tests/faults.pl
 
 # Fuzz the pgoutput decoder and the binary COPY reader with libFuzzer
 # (clang); FUZZ_SECONDS bounds each target's run.

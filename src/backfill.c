@@ -20,6 +20,7 @@
 #include "pgrepart/copybin.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/json.h"
+#include "pgrepart/fault.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
@@ -556,6 +557,7 @@ backfill_chunk(backfill *b, bool *last)
 		!db_exec(&b->target, "commit the chunk", "COMMIT"))
 		goto rollback;
 	db_exec(b->source, "end the chunk's snapshot", "COMMIT");
+	fault_point("copy");
 	b->ord++;
 	b->rows += c.rows;
 	buf_reset(&b->lo);

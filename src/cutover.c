@@ -17,6 +17,7 @@
 #include "pgrepart/catalog.h"
 #include "pgrepart/cutover.h"
 #include "pgrepart/ident.h"
+#include "pgrepart/fault.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/plan.h"
@@ -276,6 +277,7 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o)
 		ok = true;
 		goto cleanup;
 	}
+	fault_point("rename");
 	/* The phase commits with the swap: a crash after it knows the swap happened. */
 	ok = state_set_phase(d, m, STATE_DONE, LSN_INVALID) &&
 		db_exec(d, "commit the swap", "COMMIT");
@@ -335,6 +337,7 @@ cutover_finish(const char *conninfo, db *d, const state_migration *m, const cuto
 
 	cutover_old_name(m, o, d->encoding, old);
 	qold = ident_qualified(m->schema, old);
+	fault_point("cleanup");
 
 	/* Foreign keys the old table has and the new one lacks. */
 	res = db_execf(d, "read the foreign keys",
@@ -353,7 +356,11 @@ cutover_finish(const char *conninfo, db *d, const state_migration *m, const cuto
 		if (!db_exec(d, "add a foreign key to the new table", PQgetvalue(res, i, 0)))
 			goto cleanup;
 	}
-	if (!cutover_drop_replication(conninfo, d, m))
+	/*
+	 * The copy's chunk records have served their purpose; the migration row
+	 * and its verifications stay, as the record of what was done.
+	 */
+	if (!cutover_drop_replication(conninfo, d, m) || !state_drop_chunks(d, m))
 		goto cleanup;
 	log_info("\"%s.%s\" is partitioned; the original table is \"%s.%s\"; the slot, publication "
 			 "and origin are dropped", m->schema, m->table, m->schema, old);

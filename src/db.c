@@ -127,13 +127,19 @@ db_connect(db *d, const char *conninfo, const char *label)
 	/*
 	 * Keep what the role would search, then search nothing implicitly.  Dates
 	 * print as ISO so the literals pgrepart writes into DDL read the same
-	 * under any DateStyle.
+	 * under any DateStyle.  Timeouts set for the role or the database would
+	 * cancel a copy or an index build halfway, or end the apply's open
+	 * batch while the stream is quiet; pgrepart bounds its own waits (the
+	 * cutover's lock_timeout), as pg_dump does.
 	 */
 	res = db_execf(d, "prepare the session",
 				   "SELECT pg_catalog.current_schemas(false)::pg_catalog.text, "
 				   "pg_catalog.set_config('search_path', '', false), "
 				   "pg_catalog.set_config('datestyle', 'ISO, YMD', false), "
-				   "pg_catalog.set_config('intervalstyle', 'postgres', false)");
+				   "pg_catalog.set_config('intervalstyle', 'postgres', false), "
+				   "pg_catalog.set_config('statement_timeout', '0', false), "
+				   "pg_catalog.set_config('lock_timeout', '0', false), "
+				   "pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)");
 	if (res == NULL)
 		goto cleanup;
 	d->search_path = xstrdup(PQgetvalue(res, 0, 0));

@@ -22,6 +22,7 @@
 #include "pgrepart/catalog.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/json.h"
+#include "pgrepart/fault.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
@@ -198,6 +199,7 @@ run_build_indexes(db *d, state_migration *m, spool *sp, bool *truncated)
 	run_pump	pump = {sp, false};
 
 	log_info("building the shadow's keys and indexes");
+	fault_point("index");
 	if (!db_exec(d, "start the index build", "BEGIN") ||
 		!db_exec(d, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||
 		!state_run_statements(d, m, PLAN_PHASE_INDEX, sp ? run_pump_spool : NULL, &pump) ||
@@ -422,6 +424,7 @@ run_check_compare(run_check *c, db *control, const char *conninfo, const state_m
 		vo.tick = run_check_tick;
 		vo.tick_arg = s;
 		log_info("live verification: comparing the shadow with the source at %s", lsn);
+		fault_point("verify");
 		switch (verify_tables(&vo, text_out))
 		{
 			case VERIFY_EQUAL:
@@ -771,6 +774,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 		}
 		locked_at = lsn_monotonic_us();
 		log_debug("cutover: locked");
+		fault_point("lock");
 		if (!run_flush_wal(&aux) ||
 			!run_catch_up(rs, l, locked_at + (int64_t) o->max_lock_hold_ms * 1000, &reached))
 		{
@@ -932,6 +936,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 
 		log_info("streaming changes from %s", lsn_format(start, text));
 	}
+	fault_point("catchup");
 
 	for (;;)
 	{
@@ -1093,6 +1098,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 
 		if (strcmp(m->phase, STATE_PREPARED) == 0 || strcmp(m->phase, STATE_COPYING) == 0)
 		{
+			if (strcmp(m->phase, STATE_PREPARED) == 0)
+				fault_point("prepared");
 			report_phase_begin(ro->report, REPORT_COPY);
 			if (chunked)
 			{

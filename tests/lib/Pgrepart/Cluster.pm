@@ -190,6 +190,15 @@ sub run_capture
 	return ($rc, $out, $err);
 }
 
+# restart('fast' | 'immediate'): every session is cut, the server comes back
+# (after crash recovery, for immediate) on the same port.
+sub restart
+{
+	my ($self, $mode) = @_;
+	$self->_run_as("$self->{bindir}/pg_ctl", '-D', $self->{data}, '-l', "$self->{base}/server.log",
+		'-m', $mode, '-w', '-t', '120', 'restart');
+}
+
 sub stop
 {
 	my ($self) = @_;
