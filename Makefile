@@ -31,7 +31,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS) $(EXTRA_CFLAGS)
 
-.PHONY: all deps asan check check-run check-asan check-faults fuzz bench demo demo-run clean install
+.PHONY: all deps asan check check-run check-asan check-faults lint fuzz bench demo demo-run clean install
 
 all: $(BIN) $(UNIT_BINS)
 
@@ -69,6 +69,15 @@ check-run: all
 check-asan: asan
 	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
 	        LDFLAGS="$(SANITIZE)" check-run
+
+# Static analysis: cppcheck, then clang-tidy with .clang-tidy's checks; both
+# must be silent.
+lint:
+	cppcheck -q --enable=warning,style,portability,performance --std=c11 -Iinclude -D_GNU_SOURCE \
+	    --suppress=missingIncludeSystem --inline-suppr --error-exitcode=1 src/
+	for f in $(SRCS); do \
+	    clang-tidy -quiet $$f -- $(CPPFLAGS) -std=c11 2>/dev/null || exit 1; \
+	done
 
 # Every fault at every phase of a run under load (tests/faults.pl);
 # FAULT_RUNS repeats the whole table, FAULTS= and POINTS= narrow it.

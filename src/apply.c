@@ -1233,10 +1233,6 @@ apply_relation(apply *a, const pgout_message *m)
 bool
 apply_commit(apply *a)
 {
-	char		lsn[LSN_TEXT_SIZE];
-	char		time[32];
-	const char *values[2] = {lsn, time};
-
 	/*
 	 * Never commit part of a source transaction: the origin would say it is
 	 * done and a restart would skip the rest.  It commits at its end.
@@ -1247,6 +1243,10 @@ apply_commit(apply *a)
 		return false;
 	if (a->pending_lsn > a->committed)
 	{
+		char		lsn[LSN_TEXT_SIZE];
+		char		time[32];
+		const char *values[2] = {lsn, time};
+
 		lsn_format(a->pending_lsn, lsn);
 		snprintf(time, sizeof(time), "%" PRId64, a->pending_time);
 		if (!apply_sent(a, PQsendQueryParams(a->db->conn,

@@ -369,7 +369,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 	args->cutover.lock_timeout_ms = 100;
 	args->cutover.max_lock_hold_ms = 1000;
 	args->cutover.retries = 30;
-	args->cutover.max_lag_bytes = 4 * 1024 * 1024;
+	args->cutover.max_lag_bytes = INT64_C(4) * 1024 * 1024;
 	while ((c = getopt_long(argc, argv, "d:t:k:vqh", options, NULL)) != -1)
 	{
 		if (cli_common_option(c, &args->common))

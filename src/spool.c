@@ -16,7 +16,7 @@
 #include "pgrepart/wire.h"
 
 /* Spooled transactions are written at the latest when this much waits. */
-#define SPOOL_FLUSH_BYTES (8 * 1024 * 1024)
+#define SPOOL_FLUSH_BYTES ((size_t) 8 * 1024 * 1024)
 #define SPOOL_REPLAY_BATCH 500
 
 struct spool

@@ -859,10 +859,10 @@ verify_tables(const verify_options *o, FILE *out)
 		goto cleanup;
 	verify_match_columns(&v);
 	v.rowset = checksum_rowset_create(v.nkeys, v.ncols, verify_report_difference, &v);
-	v.fields = xcalloc((size_t) (2 * v.nkeys + v.ncols), sizeof(uint8_t *));
-	v.lens = xcalloc((size_t) (2 * v.nkeys + v.ncols), sizeof(uint32_t));
-	v.ordered = xcalloc((size_t) (v.nkeys + v.ncols), sizeof(uint8_t *));
-	v.ordered_lens = xcalloc((size_t) (v.nkeys + v.ncols), sizeof(uint32_t));
+	v.fields = xcalloc(2 * (size_t) v.nkeys + (size_t) v.ncols, sizeof(uint8_t *));
+	v.lens = xcalloc(2 * (size_t) v.nkeys + (size_t) v.ncols, sizeof(uint32_t));
+	v.ordered = xcalloc((size_t) v.nkeys + (size_t) v.ncols, sizeof(uint8_t *));
+	v.ordered_lens = xcalloc((size_t) v.nkeys + (size_t) v.ncols, sizeof(uint32_t));
 	if (!verify_pass(&v))
 		goto cleanup;
 	{
@@ -966,10 +966,12 @@ verify_request_live(const char *conninfo, const char *schema, const char *table,
 		fputs(sv.json, out);
 	else if (sv.text != NULL)
 	{
-		char		lsn[LSN_TEXT_SIZE];
-
 		if (sv.at != LSN_INVALID)
+		{
+			char		lsn[LSN_TEXT_SIZE];
+
 			fprintf(out, "at the consistent point %s:\n", lsn_format(sv.at, lsn));
+		}
 		fputs(sv.text, out);
 	}
 	switch (sv.outcome)
