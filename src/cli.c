@@ -22,6 +22,7 @@
 #include "pgrepart/db.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
+#include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
 #include "pgrepart/plan.h"
 #include "pgrepart/run.h"
@@ -927,9 +928,42 @@ cli_partitions(int argc, char **argv)
 	return rc;
 }
 
+/*
+ * Hide the passwords of conninfo arguments from ps: getopt gets a copy of
+ * each such argument, and the original, which /proc/PID/cmdline shows, has
+ * its password overwritten.
+ */
+static void
+cli_hide_passwords(int argc, char **argv)
+{
+	static const char *const prefixes[] = {"--dbname=", "--target-dbname=", "-d"};
+
+	for (int i = 2; i < argc; i++)
+	{
+		char	   *conninfo = NULL;
+
+		if (strcmp(argv[i - 1], "-d") == 0 || strcmp(argv[i - 1], "--dbname") == 0 ||
+			strcmp(argv[i - 1], "--target-dbname") == 0)
+			conninfo = argv[i];
+		for (size_t k = 0; conninfo == NULL && k < sizeof(prefixes) / sizeof(prefixes[0]); k++)
+			if (strncmp(argv[i], prefixes[k], strlen(prefixes[k])) == 0 &&
+				argv[i][strlen(prefixes[k])] != '\0' && strcmp(argv[i], "--dbname") != 0)
+				conninfo = argv[i] + strlen(prefixes[k]);
+		if (conninfo == NULL || (strstr(conninfo, "password") == NULL && strchr(conninfo, '@') == NULL))
+			continue;
+		{
+			char	   *copy = xstrdup(argv[i]);
+
+			db_mask_password(conninfo);
+			argv[i] = copy;		/* lives as long as the process */
+		}
+	}
+}
+
 int
 cli_main(int argc, char **argv)
 {
+	cli_hide_passwords(argc, argv);
 	if (argc < 2)
 	{
 		cli_usage(stderr);

@@ -251,3 +251,89 @@ db_lost_connection(const db *d)
 {
 	return strncmp(d->sqlstate, "08", 2) == 0;
 }
+
+static void
+db_mask_span(char *from, const char *to)
+{
+	for (; from < to; from++)
+		*from = 'x';
+}
+
+/* The password of a URI: in the authority's user:password@, or a query parameter. */
+static void
+db_mask_uri(char *s)
+{
+	char	   *authority = strstr(s, "://") + 3;
+	size_t		authority_len = strcspn(authority, "/?");
+	char	   *at = NULL;
+	char	   *query = strchr(authority, '?');
+
+	for (size_t i = 0; i < authority_len; i++)
+		if (authority[i] == '@')
+			at = authority + i;
+	if (at != NULL)
+	{
+		char	   *colon = memchr(authority, ':', (size_t) (at - authority));
+
+		if (colon != NULL)
+			db_mask_span(colon + 1, at);
+	}
+	for (char *p = query; p != NULL; p = strchr(p + 1, '&'))
+	{
+		char	   *param = p + 1;
+
+		if (strncmp(param, "password=", 9) == 0)
+			db_mask_span(param + 9, param + strcspn(param, "&"));
+	}
+}
+
+void
+db_mask_password(char *s)
+{
+	char	   *p = s;
+
+	if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0)
+	{
+		db_mask_uri(s);
+		return;
+	}
+	/* keyword = value pairs; a value is bare or in single quotes with backslash escapes */
+	while (*p != '\0')
+	{
+		const char *keyword;
+		size_t		keyword_len;
+		char	   *value;
+
+		while (*p == ' ' || *p == '\t' || *p == '\n')
+			p++;
+		keyword = p;
+		while (*p != '\0' && *p != '=' && *p != ' ' && *p != '\t' && *p != '\n')
+			p++;
+		keyword_len = (size_t) (p - keyword);
+		while (*p == ' ' || *p == '\t' || *p == '\n')
+			p++;
+		if (*p != '=')
+			return;				/* not a conninfo string: libpq will say so */
+		p++;
+		while (*p == ' ' || *p == '\t' || *p == '\n')
+			p++;
+		value = p;
+		if (*p == '\'')
+		{
+			for (p++; *p != '\0' && *p != '\''; p++)
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+			if (keyword_len == 8 && strncmp(keyword, "password", 8) == 0)
+				db_mask_span(value + 1, p);
+			if (*p == '\'')
+				p++;
+		}
+		else
+		{
+			while (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\n')
+				p++;
+			if (keyword_len == 8 && strncmp(keyword, "password", 8) == 0)
+				db_mask_span(value, p);
+		}
+	}
+}

@@ -17,8 +17,9 @@ static const char status_sql[] =
 	"  s.slot_name IS NOT NULL, COALESCE(s.active, false), "
 	"  COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::pg_catalog.int8, "
 	"  COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::pg_catalog.int8, "
-	"  (SELECT o.remote_lsn::pg_catalog.text FROM pg_catalog.pg_replication_origin_status o "
-	"   WHERE o.external_id = m.origin_name AND o.remote_lsn <> '0/0'), "
+	/* the progress function, not the status view: a migrating role may call it (operations.md) */
+	"  (SELECT NULLIF(pg_catalog.pg_replication_origin_progress(o.roname, false), '0/0')::pg_catalog.text "
+	"   FROM pg_catalog.pg_replication_origin o WHERE o.roname = m.origin_name), "
 	"  pg_catalog.to_char(m.updated_at, 'YYYY-MM-DD HH24:MI:SS OF'), "
 	"  pg_catalog.pg_current_wal_lsn()::pg_catalog.text, "
 	"  COALESCE(EXTRACT(epoch FROM r.flush_lag), 0)::pg_catalog.float8, "

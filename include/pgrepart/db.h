@@ -66,4 +66,12 @@ void		db_log_connect_error(const char *label, const char *message);
 /* Whether the last failure was a lost or refused connection (class 08). */
 bool		db_lost_connection(const db *d);
 
+/*
+ * Overwrite, in place and keeping its length, the password a conninfo
+ * string ("password=...") or URI ("postgresql://user:secret@host",
+ * "?password=...") carries: the command line pgrepart was started with is
+ * what ps shows.
+ */
+void		db_mask_password(char *conninfo);
+
 #endif
