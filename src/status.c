@@ -1,10 +1,12 @@
 /* status.c: pgrepart status; see status.h. */
 #include <stdlib.h>
+#include <string.h>
 
 #include <libpqtypes.h>
 
 #include "pgrepart/ident.h"
 #include "pgrepart/json.h"
+#include "pgrepart/log.h"
 #include "pgrepart/status.h"
 
 /*
@@ -63,6 +65,69 @@ status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGin
 	free(shadow);
 }
 
+/*
+ * pgrepart's replication objects that no unfinished migration records: a
+ * migration row removed by hand, or a finished one whose clean-up was cut
+ * short.  A slot among them holds WAL until someone drops it.
+ */
+static PGresult *
+status_leftovers(db *d, bool have_state)
+{
+	buf			sql;
+	PGresult   *res;
+	const char *unowned[3] = {"true", "true", "true"};
+
+	if (have_state)
+	{
+		unowned[0] = "NOT EXISTS (SELECT 1 FROM pgrepart.migration m WHERE m.slot_name = s.slot_name "
+			"AND m.phase <> 'done')";
+		unowned[1] = "NOT EXISTS (SELECT 1 FROM pgrepart.migration m WHERE m.publication_name = p.pubname "
+			"AND m.phase <> 'done')";
+		unowned[2] = "NOT EXISTS (SELECT 1 FROM pgrepart.migration m WHERE m.origin_name = o.roname "
+			"AND m.phase <> 'done')";
+	}
+	buf_init(&sql);
+	buf_appendf(&sql,
+				"SELECT 'slot', s.slot_name::pg_catalog.text, "
+				"  COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::pg_catalog.int8, "
+				"  pg_catalog.format('SELECT pg_catalog.pg_drop_replication_slot(%%L)', s.slot_name) "
+				"FROM pg_catalog.pg_replication_slots s "
+				"WHERE s.slot_name LIKE 'pgrepart\\_%%' AND s.database = pg_catalog.current_database() "
+				"  AND NOT s.temporary AND %s "
+				"UNION ALL SELECT 'publication', p.pubname::pg_catalog.text, 0, "
+				"  pg_catalog.format('DROP PUBLICATION %%I', p.pubname) "
+				"FROM pg_catalog.pg_publication p WHERE p.pubname LIKE 'pgrepart\\_%%' AND %s "
+				"UNION ALL SELECT 'origin', o.roname, 0, "
+				"  pg_catalog.format('SELECT pg_catalog.pg_replication_origin_drop(%%L)', o.roname) "
+				"FROM pg_catalog.pg_replication_origin o "
+				"WHERE o.roname LIKE 'pgrepart\\_' || (SELECT oid FROM pg_catalog.pg_database "
+				"  WHERE datname = pg_catalog.current_database()) || '\\_%%' AND %s "
+				"ORDER BY 1, 2",
+				unowned[0], unowned[1], unowned[2]);
+	res = db_execf(d, "look for leftover replication objects", sql.data);
+	buf_free(&sql);
+	return res;
+}
+
+/* Warn about every slot that holds WAL with nothing consuming it. */
+static void
+status_warn_leftovers(const PGresult *left)
+{
+	for (int i = 0; i < PQntuples(left); i++)
+	{
+		PGint8		retained = 0;
+
+		db_getf(left, i, "%int8", 2, &retained);
+		if (strcmp(PQgetvalue(left, i, 0), "slot") == 0)
+			log_warning("replication slot \"%s\" belongs to no unfinished migration and retains "
+						"%.1f MB of WAL", PQgetvalue(left, i, 1), (double) retained / 1048576.0);
+		else
+			log_warning("%s \"%s\" belongs to no unfinished migration", PQgetvalue(left, i, 0),
+						PQgetvalue(left, i, 1));
+		log_hint("Nothing of pgrepart's uses it; remove it with: %s;", PQgetvalue(left, i, 3));
+	}
+}
+
 bool
 status_report(db *d, const char *schema, const char *table, bool json, FILE *out, bool *found)
 {
@@ -70,6 +135,7 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 	buf			b;
 	json_writer w;
 	bool		exists;
+	PGresult   *left;
 
 	*found = false;
 	res = db_execf(d, "look for pgrepart's state",
@@ -82,6 +148,13 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 							schema ? schema : "", table ? table : "") : NULL;
 	if (exists && res == NULL)
 		return false;
+	left = status_leftovers(d, exists);
+	if (left == NULL)
+	{
+		PQclear(res);
+		return false;
+	}
+	status_warn_leftovers(left);
 
 	buf_init(&b);
 	json_init(&w, &b);
@@ -103,6 +176,14 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 			return false;
 		}
 		*found = true;
+		if (slot_exists && !slot_active && strcmp(PQgetvalue(res, i, 4), "done") != 0)
+		{
+			log_warning("migration %d's slot \"%s\" retains %.1f MB of WAL and no run is "
+						"consuming it", id, PQgetvalue(res, i, 5), (double) retained / 1048576.0);
+			log_hint("Resume with the same pgrepart run command, or remove the migration with "
+					 "pgrepart abort -t %s.%s; the WAL is kept until one of them.",
+					 PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+		}
 		if (!json)
 		{
 			status_text(res, i, out, id, retained, behind, slot_exists, slot_active, lag);
@@ -127,12 +208,31 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		json_end_object(&w);
 	}
 	json_end_array(&w);
+	json_key(&w, "leftovers");
+	json_begin_array(&w);
+	for (int i = 0; i < PQntuples(left); i++)
+	{
+		PGint8		retained = 0;
+
+		db_getf(left, i, "%int8", 2, &retained);
+		json_begin_object(&w);
+		json_kv_string(&w, "kind", PQgetvalue(left, i, 0));
+		json_kv_string(&w, "name", PQgetvalue(left, i, 1));
+		json_kv_int(&w, "retained_wal_bytes", retained);
+		json_kv_string(&w, "remove_with", PQgetvalue(left, i, 3));
+		json_end_object(&w);
+	}
+	json_end_array(&w);
 	json_end_object(&w);
 	if (json)
 		fprintf(out, "%s\n", b.data);
 	else if (!*found)
 		fputs("no migrations in this database\n", out);
+	for (int i = 0; !json && i < PQntuples(left); i++)
+		fprintf(out, "leftover %s %s: remove with %s;\n", PQgetvalue(left, i, 0),
+				PQgetvalue(left, i, 1), PQgetvalue(left, i, 3));
 	buf_free(&b);
 	PQclear(res);
+	PQclear(left);
 	return true;
 }

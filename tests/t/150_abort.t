@@ -4,6 +4,7 @@ use strict;
 use warnings;
 use File::Temp qw(tempdir);
 use Test::More;
+use JSON::PP ();
 use Pgrepart::Cluster;
 use Pgrepart::Test;
 
@@ -44,5 +45,27 @@ ok(wait_for($node, q{SELECT phase = 'synced' FROM pgrepart.migration}, 60, $run)
   or diag(slurp("$dir/run2.log"));
 kill 'TERM', $run;
 wait_exit($run);
+
+# Stopped, its slot holds WAL: status says so, on standard error, with the
+# way out.
+my ($src, $sout, $serr) = pgrepart('status', @conn);
+like($serr, qr/warning: migration \d+'s slot "pgrepart_\d+_\d+" retains [\d.]+ MB of WAL and no run is consuming it/,
+	'status warns about a stopped migration\'s slot') or diag($serr);
+like($serr, qr/hint: Resume with the same pgrepart run command, or remove the migration with pgrepart abort/,
+	'and says what to do');
+
+# Replication objects that no migration records (its row deleted by hand):
+# status names each, with the WAL a slot holds and how to remove it.
+$node->psql(q{SELECT pg_create_logical_replication_slot('pgrepart_1_99', 'pgoutput');
+	CREATE PUBLICATION pgrepart_1_99 FOR TABLE users});
+($src, $sout, $serr) = pgrepart('status', @conn, '--json');
+my $left = JSON::PP::decode_json($sout)->{leftovers};
+is(join(' ', map { "$_->{kind}:$_->{name}" } @$left), 'publication:pgrepart_1_99 slot:pgrepart_1_99',
+	'status --json lists the leftovers');
+like($serr, qr/warning: replication slot "pgrepart_1_99" belongs to no unfinished migration and retains/,
+	'and warns about the slot');
+$node->psql(join ';', map { $_->{remove_with} } @$left);
+($src, $sout, $serr) = pgrepart('status', @conn);
+unlike($sout . $serr, qr/leftover|pgrepart_1_99/, 'the SQL it gives removes them');
 
 done_testing();
