@@ -132,6 +132,24 @@ ident_literal(buf *out, const char *value)
  * underscores, dollar signs and any non-ASCII byte, not starting with a digit
  * or dollar.
  */
+
+/* A character for an error message: itself in quotes, or an escape when unprintable. */
+static const char *
+ident_show_char(char c, char *out, size_t len)
+{
+	unsigned char u = (unsigned char) c;
+
+	if (c == '\n')
+		snprintf(out, len, "a newline");
+	else if (c == '\t')
+		snprintf(out, len, "a tab");
+	else if (u < 0x20 || u == 0x7f)
+		snprintf(out, len, "byte 0x%02x", u);
+	else
+		snprintf(out, len, "'%c'", c);
+	return out;
+}
+
 static bool
 ident_parse_part(const char **pp, buf *out, char *errbuf, size_t errlen)
 {
@@ -185,8 +203,12 @@ ident_parse_part(const char **pp, buf *out, char *errbuf, size_t errlen)
 			if (*p == '\0' || *p == '.')
 				snprintf(errbuf, errlen, "empty name");
 			else
-				snprintf(errbuf, errlen, "unexpected character '%c' in name; "
-						 "double-quote names that hold it", *p);
+			{
+				char		shown[16];
+
+				snprintf(errbuf, errlen, "unexpected character %s in name; "
+						 "double-quote names that hold it", ident_show_char(*p, shown, sizeof(shown)));
+			}
 			return false;
 		}
 		if ((*start >= '0' && *start <= '9') || *start == '$')
@@ -231,8 +253,10 @@ ident_parse_qualified(const char *input, char **schema, char **name,
 			break;
 		if (*p != '.')
 		{
-			snprintf(errbuf, errlen, "unexpected character '%c' after name; "
-					 "double-quote names that hold it", *p);
+			char		shown[16];
+
+			snprintf(errbuf, errlen, "unexpected character %s after name; "
+					 "double-quote names that hold it", ident_show_char(*p, shown, sizeof(shown)));
 			goto cleanup;
 		}
 		p++;
@@ -276,8 +300,10 @@ ident_parse_list(const char *input, char ***names, int *count, char *errbuf, siz
 			return true;
 		if (*p != ',')
 		{
-			snprintf(errbuf, errlen, "unexpected character '%c' after name; "
-					 "double-quote names that hold it", *p);
+			char		shown[16];
+
+			snprintf(errbuf, errlen, "unexpected character %s after name; "
+					 "double-quote names that hold it", ident_show_char(*p, shown, sizeof(shown)));
 			goto fail;
 		}
 		p++;

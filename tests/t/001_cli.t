@@ -46,4 +46,31 @@ is($rc, 2, '--sql with --json is a usage error');
 ($rc, $out, $err) = pgrepart('plan', '-t', 't', '-k', 'c', '--no-such-option');
 is($rc, 2, 'an unknown option is a usage error');
 
+# Hostile input: each refused with the value named, a hint, and the usage exit code.
+for my $case (
+	[ [ 'run', '-t', 't', '-k', 'c', '--lock-timeout', '0' ], qr/invalid --lock-timeout "0": give milliseconds from 1 to 60000/ ],
+	[ [ 'run', '-t', 't', '-k', 'c', '--rate', '-5' ], qr/invalid --rate "-5"/ ],
+	[ [ 'run', '-t', 't', '-k', 'c', '--batch-transactions', '0' ], qr/invalid --batch-transactions "0"/ ],
+	[ [ 'run', '-t', 't', '-k', 'c', '--chunk-rows', '99999999999' ], qr/invalid --chunk-rows "99999999999"/ ],
+	[ [ 'run', '-t', 't', '-k', 'c', '--cutover', 'sometimes' ], qr/invalid --cutover "sometimes"/ ],
+	[ [ 'verify', '--source', 'a', '--target', 'b', '--max-differences', '99999999999' ], qr/invalid --max-differences/ ],
+	[ [ 'plan', '-t', "a\nb", '-k', 'c' ], qr/unexpected character a newline after name/ ],
+	[ [ 'plan', '-t', 'a; DROP TABLE b', '-k', 'c' ], qr/unexpected character ';' after name/ ],
+	[ [ 'plan', '-t', "a\\b", '-k', 'c' ], qr/unexpected character '\\' after name/ ],
+	[ [ 'plan', '-t', 't', '-k', 'c', '--interval', '3 fortnights' ], qr/interval/ ])
+{
+	my ($args, $want) = @$case;
+	($rc, $out, $err) = pgrepart(@$args);
+	is($rc, 2, "@$args: usage error");
+	like($err, $want, 'names the value') or diag($err);
+	like($err, qr/hint: /, 'with a hint');
+}
+
+# A conninfo libpq cannot parse: a clear error and a hint, exit 1.
+($rc, $out, $err) = pgrepart('status', '-d', "host='unterminated");
+is($rc, 1, 'a malformed conninfo fails');
+like($err, qr/unterminated quoted string in connection info string\n.*hint: Check -d/, 'libpq says why, with a hint');
+($rc, $out, $err) = pgrepart('status', '-d', 'nosuchoption=1');
+like($err, qr/invalid connection option "nosuchoption"/, 'an unknown conninfo keyword is named');
+
 done_testing();
