@@ -167,6 +167,8 @@ sub trial
 	kill 'INT', $load;
 	waitpid $load, 0;
 	$load = undef;
+	# The checks below are no pgrepart session: they run without imposed timeouts.
+	$node->psql(qq{ALTER DATABASE "$dbname" RESET ALL});
 	my $kind = $db->psql(q{SELECT relkind FROM pg_class WHERE oid = 'public.chat_messages'::regclass});
 	my $diff = $db->psql(q{SELECT count(*) FROM (
 		(SELECT id, md5(content) FROM chat_messages EXCEPT SELECT id, h FROM ledger)
