@@ -938,7 +938,7 @@ cli_hide_passwords(int argc, char **argv)
 {
 	static const char *const prefixes[] = {"--dbname=", "--target-dbname=", "-d"};
 
-	for (int i = 2; i < argc; i++)
+	for (int i = 2; i < argc && argv[i] != NULL && argv[i - 1] != NULL; i++)
 	{
 		char	   *conninfo = NULL;
 
