@@ -1331,6 +1331,12 @@ apply_idle(const apply *a)
 	return !a->in_source_txn && !a->in_target_txn;
 }
 
+bool
+apply_in_source_txn(const apply *a)
+{
+	return a->in_source_txn;
+}
+
 lsn_t
 apply_committed(const apply *a)
 {

@@ -77,6 +77,9 @@ bool		apply_commit(apply *a);
 /* Nothing received is unapplied: no source transaction open, nothing uncommitted. */
 bool		apply_idle(const apply *a);
 
+/* Between a source transaction's BEGIN and its COMMIT. */
+bool		apply_in_source_txn(const apply *a);
+
 const apply_stats *apply_get_stats(const apply *a);
 
 /*

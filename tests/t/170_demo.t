@@ -8,7 +8,7 @@ use Test::More;
 use Pgrepart::Cluster;
 
 my $root = dirname(dirname(dirname(__FILE__)));
-local $ENV{ROWS} = 20000;
+local $ENV{ROWS} = 10000;
 my ($rc, $out, $err) = Pgrepart::Cluster::run_capture([ $^X, '-I', "$root/tests/lib", "$root/tests/demo.pl" ]);
 is($rc, 0, 'the demo exits 0') or diag($out . $err);
 like($out, qr/== pgrepart plan .*\n.*CREATE TABLE/s, 'it shows the plan');
