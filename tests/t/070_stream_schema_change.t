@@ -19,9 +19,10 @@ sub migrate
 		FROM generate_series(1, 100) g});
 	my $pid = pgrepart_background("$dir/$table.log", 'run', '--cutover', 'manual', '-d', $node->connstr, '-t', $table,
 		'-k', 'at', '--interval', '1 month');
+	# Past the copy: the change below must reach the stream, not the copy.
 	wait_for($node, qq{SELECT count(*) = 1 FROM pg_replication_slots s
 		JOIN pgrepart.migration m ON m.slot_name = s.slot_name
-		WHERE m.source_table = '$table' AND s.active}, 60, $pid)
+		WHERE m.source_table = '$table' AND s.active AND m.phase IN ('streaming', 'synced')}, 60, $pid)
 	  or diag(slurp("$dir/$table.log"));
 	return $pid;
 }
