@@ -947,7 +947,7 @@ cli_hide_passwords(int argc, char **argv)
 			conninfo = argv[i];
 		for (size_t k = 0; conninfo == NULL && k < sizeof(prefixes) / sizeof(prefixes[0]); k++)
 			if (strncmp(argv[i], prefixes[k], strlen(prefixes[k])) == 0 &&
-				argv[i][strlen(prefixes[k])] != '\0' && strcmp(argv[i], "--dbname") != 0)
+				argv[i][strlen(prefixes[k])] != '\0')
 				conninfo = argv[i] + strlen(prefixes[k]);
 		if (conninfo == NULL || (strstr(conninfo, "password") == NULL && strchr(conninfo, '@') == NULL))
 			continue;

@@ -66,16 +66,13 @@ db_log_error(PGconn *conn, const char *label, const char *what, const PGresult *
 	if (hint != NULL)
 		log_hint("%s", hint);
 	/* The server's hint, if any, says what ran out; this says what it means for the run. */
-	hint = NULL;
-	if (strncmp(sqlstate, "53", 2) == 0)
-		hint = strcmp(sqlstate, "53100") == 0 ?
-			"The server's disk is full. What pgrepart wrote so far is kept and the table is "
-			"untouched: free space (or remove the migration with pgrepart abort), then run the "
-			"same command again." :
-			"The server ran out of a resource; the table is untouched. Fix it, then run the "
-			"same command again.";
-	if (hint != NULL)
-		log_hint("%s", hint);
+	if (strcmp(sqlstate, "53100") == 0)
+		log_hint("The server's disk is full. What pgrepart wrote so far is kept and the table is "
+				 "untouched: free space (or remove the migration with pgrepart abort), then run "
+				 "the same command again.");
+	else if (strncmp(sqlstate, "53", 2) == 0)
+		log_hint("The server ran out of a resource; the table is untouched. Fix it, then run the "
+				 "same command again.");
 }
 
 static void
