@@ -30,22 +30,47 @@
 typedef enum expect_kind
 {
 	EXPECT_OK,					/* BEGIN, COMMIT, PREPARE, TRUNCATE ... */
-	EXPECT_ONE_ROW				/* INSERT, UPDATE, DELETE: exactly one row */
+	EXPECT_ONE_ROW,				/* INSERT, UPDATE, DELETE: exactly one row */
+	EXPECT_BATCH				/* a batch: every row, by the ordinals it returns */
 } expect_kind;
 
 /*
  * An UPDATE that looked in one partition (the new row's) and must look in
  * every partition if it found nothing there: the partition column changed.
- * Its statement and parameters, kept until the sync tells.
+ * Its SET list mask and parameters (SET values, then the key), kept until
+ * the sync tells.
  */
 typedef struct retry
 {
-	char		statement[32];	/* the key-only UPDATE's name */
+	char	   *mask;
 	int			nparams;
 	char	  **values;
 	int		   *lengths;
 	int		   *formats;
 } retry;
+
+/*
+ * Updates or deletes sent as one statement over arrays, one element per
+ * change, kept until the sync tells which rows they found.  Each row is a
+ * dead flag (folded into a later row), the change's LSN, the hashes of its
+ * old and new key, whether its partition value is the old row's ("exact"),
+ * the old and new key as text, then its values: kind, length, bytes.
+ */
+typedef struct batch
+{
+	char		kind;			/* 'u' or 'd' */
+	bool		by_part;		/* deletes: also match the partition column; updates: exact */
+	buf			rows;
+	int			nrows;			/* dead ones too */
+	int			nlive;
+	int			nvalues;		/* per row */
+
+	/* Updates: the offset of the live row under each new key's hash (open addressing). */
+	uint64_t   *slot_hash;
+	size_t	   *slot_row;		/* SIZE_MAX: empty, or a row that died */
+	int			nslots;
+	int			nused;
+} batch;
 
 typedef struct expectation
 {
@@ -54,6 +79,7 @@ typedef struct expectation
 	lsn_t		lsn;
 	char	   *key;			/* the row's key as text, for messages */
 	retry	   *retry;			/* what to do when it finds no row, or NULL */
+	batch	   *batch;			/* EXPECT_BATCH: the rows it sent */
 } expectation;
 
 /*
@@ -90,7 +116,9 @@ struct apply
 	/* The shadow's non-generated columns: what the stream must carry. */
 	char	  **columns;
 	Oid		   *types;
+	Oid		   *array_types;	/* each column's array type, for batches; 0 if none */
 	int			ncolumns;
+	bool		can_batch;		/* every column has an array type */
 	bool		has_default_partition;
 	bool		have_bounds;	/* partition range known as int64 */
 	int64_t		lower, upper;	/* [lower, upper) covered by partitions */
@@ -105,6 +133,8 @@ struct apply
 	int			nkey;
 	int			part;			/* column index of the partition column */
 	bool		identity_has_part;	/* the old key carries the partition value */
+	bool	   *guarded;		/* per column: in a unique index, the key or the partition column */
+	bool		can_fold;		/* see apply_fold_update */
 
 	bool		in_source_txn;
 	bool		in_target_txn;
@@ -120,13 +150,27 @@ struct apply
 	int			nretries;
 
 	/*
-	 * The keys the statements since the last sync touch.  A key never
-	 * appears twice between syncs, so an UPDATE repeated by key alone at the
-	 * sync commutes with everything queued after it.
+	 * The keys of the single UPDATEs since the last sync that may be
+	 * repeated by key alone at the sync.  A change of one of them syncs
+	 * first, so the repeat commutes with everything queued after it.
 	 */
 	keyset		segment;
-	/* The keys of the pending inserts: a change to one sends them first. */
+	/* The keys of the pending inserts, and of the batches: a change to one sends them first. */
 	keyset		run_keys;
+	keyset		batch_keys;
+
+	/*
+	 * Updates and deletes wait in batches while other changes arrive.  They
+	 * go in this order: deletes, then updates, then inserts (the run).  Only
+	 * changes of different keys wait together, and for those the order
+	 * matters only to a unique index other than the key: deleting earlier
+	 * only frees values, and inserting later only takes them later (see
+	 * apply_message); updates keep their order among themselves, because the
+	 * batch statement visits its rows in array order.
+	 */
+	batch		updates;
+	batch		deletes_by_part;	/* the partition value is known */
+	batch		deletes_by_key;		/* the key alone, in every partition */
 
 	buf			run;			/* pending inserts: LSN, target, key, then kind, length, bytes per value */
 	int			run_rows;
@@ -145,6 +189,10 @@ struct apply
 
 static bool apply_sync(apply *a);
 static bool apply_run_retries(apply *a, bool ok);
+static bool apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
+							char *name);
+static int	apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *b,
+							Oid *types);
 
 /* ---- values and keys ---- */
 
@@ -266,7 +314,7 @@ apply_set_param(apply *a, int i, const pgout_value *v)
 static void
 apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key, retry *r)
 {
-	expectation e = {kind, what, lsn, key, r};
+	expectation e = {kind, what, lsn, key, r, NULL};
 
 	if (a->nexpect == a->expect_cap)
 	{
@@ -274,6 +322,22 @@ apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key,
 		a->expect = xrealloc(a->expect, sizeof(expectation) * (size_t) a->expect_cap);
 	}
 	a->expect[a->nexpect++] = e;
+}
+
+static void apply_retry_free(retry *r);
+static void apply_batch_free(batch *b);
+
+/* Drop what the expectations since the last sync hold. */
+static void
+apply_free_expectations(apply *a)
+{
+	for (int i = 0; i < a->nexpect; i++)
+	{
+		free(a->expect[i].key);
+		apply_retry_free(a->expect[i].retry);
+		apply_batch_free(a->expect[i].batch);
+	}
+	a->nexpect = 0;
 }
 
 static void
@@ -286,16 +350,17 @@ apply_retry_free(retry *r)
 	free(r->values);
 	free(r->lengths);
 	free(r->formats);
+	free(r->mask);
 	free(r);
 }
 
 /* Keep a statement's parameters, for repeating it later. */
 static retry *
-apply_retry_create(apply *a, const char *statement, int nparams)
+apply_retry_create(apply *a, const char *mask, int nparams)
 {
 	retry	   *r = xcalloc(1, sizeof(retry));
 
-	snprintf(r->statement, sizeof(r->statement), "%s", statement);
+	r->mask = xstrdup(mask);
 	r->nparams = nparams;
 	r->values = xcalloc((size_t) nparams + 1, sizeof(char *));
 	r->lengths = xcalloc((size_t) nparams + 1, sizeof(int));
@@ -338,23 +403,31 @@ apply_sent(apply *a, int sent, expect_kind kind, const char *what, lsn_t lsn, ch
 	return apply_sent_retry(a, sent, kind, what, lsn, key, NULL);
 }
 
-static bool apply_flush_run(apply *a);
+static bool apply_flush_pending(apply *a);
+static bool apply_flush_batches(apply *a);
 
 /*
- * Note that the next statement touches key.  Pending inserts of that key go
- * first; if a statement since the last sync touched it, sync first.  Hashes
- * only: a collision costs a flush or a sync, never a wrong order.
+ * Note that the next statement touches key.  If a pending insert holds it,
+ * everything pending goes first; if only a batch does, the batches go; if a
+ * single UPDATE that may be repeated holds it, sync first.  Hashes only: a
+ * collision costs a flush or a sync, never a wrong order.
  */
 static bool
-apply_claim_key(apply *a, const char *key)
+apply_claim_key(apply *a, const char *key, uint64_t *hash)
 {
 	uint64_t	h = keyset_hash(key, strlen(key));
 
-	if (keyset_contains(&a->run_keys, h) && !apply_flush_run(a))
+	if (keyset_contains(&a->run_keys, h))
+	{
+		if (!apply_flush_pending(a))
+			return false;
+	}
+	else if (keyset_contains(&a->batch_keys, h) && !apply_flush_batches(a))
 		return false;
 	if (keyset_contains(&a->segment, h) && !apply_sync(a))
 		return false;
-	keyset_add(&a->segment, h);
+	if (hash)
+		*hash = h;
 	return true;
 }
 
@@ -365,6 +438,26 @@ apply_send_plain(apply *a, const char *sql, const char *what)
 	return apply_sent(a, PQsendQueryParams(a->db->conn, sql, 0, NULL, NULL, NULL, NULL, 0),
 					  EXPECT_OK, what, a->pending_lsn, NULL);
 }
+
+/* A change that should have hit one row hit another number: stop, naming it. */
+static void
+apply_report_miss(apply *a, const char *what, const char *key, lsn_t at, long rows, bool *logged)
+{
+	char		lsn[LSN_TEXT_SIZE];
+
+	if (*logged)
+		return;
+	log_error("the %s of the row with key %s at %s in \"%s.%s\" found %ld rows in the shadow, "
+			  "not one", what, key, lsn_format(at, lsn), a->o.schema, a->o.table, rows);
+	log_detail("A change that should hit a row of the shadow found none: the shadow no "
+			   "longer matches the source, and applying more would hide it.");
+	log_hint("Abort this migration (pgrepart abort) and start it again.");
+	strcpy(a->db->sqlstate, "P0002");
+	*logged = true;
+}
+
+static void apply_queue_retry(apply *a, char *key, lsn_t lsn, retry *r);
+static bool apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged);
 
 /* Check one result against its expectation; logs the first failure. */
 static bool
@@ -391,33 +484,20 @@ apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 	}
 	if (e->kind == EXPECT_OK)
 		return true;
+	if (e->kind == EXPECT_BATCH)
+		return apply_check_batch(a, e->batch, res, logged);
 	rows = atol(PQcmdTuples(res));
 	if (rows == 1)
 		return true;
 	if (rows == 0 && e->retry != NULL)
 	{
 		/* Not in the new row's partition: repeat by key alone after the sync. */
-		expectation r = *e;
-
-		a->retries = xrealloc(a->retries, sizeof(expectation) * (size_t) (a->nretries + 1));
-		r.kind = EXPECT_ONE_ROW;
-		a->retries[a->nretries++] = r;
-		/* The retry owns the key and parameters now. */
+		apply_queue_retry(a, e->key, e->lsn, e->retry);
 		e->key = NULL;
 		e->retry = NULL;
 		return true;
 	}
-	if (!*logged)
-	{
-		log_error("the %s of the row with key %s at %s in \"%s.%s\" found %ld rows in the shadow, "
-				  "not one", e->what, e->key, lsn_format(e->lsn, lsn), a->o.schema, a->o.table,
-				  rows);
-		log_detail("A change that should hit a row of the shadow found none: the shadow no "
-				   "longer matches the source, and applying more would hide it.");
-		log_hint("Abort this migration (pgrepart abort) and start it again.");
-		strcpy(a->db->sqlstate, "P0002");
-		*logged = true;
-	}
+	apply_report_miss(a, e->what, e->key, e->lsn, rows, logged);
 	return false;
 }
 
@@ -455,12 +535,7 @@ apply_sync(apply *a)
 		while ((end = PQgetResult(conn)) != NULL)
 			PQclear(end);
 	}
-	for (int i = 0; i < a->nexpect; i++)
-	{
-		free(a->expect[i].key);
-		apply_retry_free(a->expect[i].retry);
-	}
-	a->nexpect = 0;
+	apply_free_expectations(a);
 	keyset_clear(&a->segment);
 	/* The sync point itself. */
 	for (;;)
@@ -503,13 +578,15 @@ apply_run_retries(apply *a, bool ok)
 	for (int i = 0; i < n; i++)
 	{
 		retry	   *r = retries[i].retry;
+		char		name[32];
 
 		if (ok)
-			ok = apply_sent(a, PQsendQueryPrepared(a->db->conn, r->statement, r->nparams,
-												   (const char *const *) r->values, r->lengths,
-												   r->formats, 0),
-							EXPECT_ONE_ROW, "update (the row moved partitions)", retries[i].lsn,
-							retries[i].key);
+			ok = apply_statement(a, 'u', TARGET_PARENT, false, r->mask, name) &&
+				apply_sent(a, PQsendQueryPrepared(a->db->conn, name, r->nparams,
+												  (const char *const *) r->values, r->lengths,
+												  r->formats, 0),
+						   EXPECT_ONE_ROW, "update (the row moved partitions)", retries[i].lsn,
+						   retries[i].key);
 		else
 			free(retries[i].key);
 		apply_retry_free(r);
@@ -783,7 +860,8 @@ apply_key_condition(apply *a, buf *b, int first)
  * The name of the prepared statement of a kind ('i'nsert, 'u'pdate with a
  * SET list mask, 'd'elete) on a target (a leaf's id or the parent), prepared
  * on first use.  Parameters: the inserted row, or the SET values, then the
- * key, then (by_part, the parent only) the partition value.
+ * key, then (by_part, the parent only) the partition value.  Batches ('U'
+ * with the keep mask, 'D') are built by apply_batch_sql.
  */
 static bool
 apply_statement(apply *a, char kind, int target, bool by_part, const char *mask, char *name)
@@ -792,6 +870,8 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 	const char *qtarget = a->qshadow;
 	prepared	s = {kind, target, by_part, NULL, ""};
 	int			nparams = 0;
+	Oid		   *types = NULL;
+	bool		ok;
 
 	for (int i = 0; i < a->nstatements; i++)
 	{
@@ -809,7 +889,12 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 			qtarget = a->leaves[i].qname;
 
 	buf_reset(b);
-	if (kind == 'i')
+	if (kind == 'U' || kind == 'D')
+	{
+		types = xcalloc((size_t) 2 * a->rel->ncols + a->nkey + 2, sizeof(Oid));
+		nparams = apply_batch_sql(a, kind, by_part, mask, b, types);
+	}
+	else if (kind == 'i')
 	{
 		buf_appendf(b, "INSERT INTO %s ", qtarget);
 		apply_column_list(a, b);
@@ -849,8 +934,10 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 	snprintf(s.name, sizeof(s.name), "pgrepart_%c%d", kind, a->nstatements);
 	ARRAY_PUSH(a->statements, a->nstatements, s);
 	memcpy(name, s.name, sizeof(s.name));
-	return apply_sent(a, PQsendPrepare(a->db->conn, s.name, b->data, nparams, NULL), EXPECT_OK,
-					  "prepared statement", a->pending_lsn, NULL);
+	ok = apply_sent(a, PQsendPrepare(a->db->conn, s.name, b->data, nparams, types), EXPECT_OK,
+					"prepared statement", a->pending_lsn, NULL);
+	free(types);
+	return ok;
 }
 
 /* Send the pending inserts one by one, each through its leaf's prepared INSERT. */
@@ -871,7 +958,7 @@ apply_run_as_inserts(apply *a)
 
 		memcpy(key, wire_bytes(&r, keylen), keylen);
 		key[keylen] = '\0';
-		if (!apply_claim_key(a, key) || !apply_statement(a, 'i', target, false, NULL, name))
+		if (!apply_claim_key(a, key, NULL) || !apply_statement(a, 'i', target, false, NULL, name))
 		{
 			free(key);
 			return false;
@@ -959,7 +1046,6 @@ apply_flush_run(apply *a)
 	if (a->run_rows == 0)
 		return true;
 	/* From here the inserts are on their way: their keys are the pipeline's to track. */
-	keyset_clear(&a->run_keys);
 	if (a->run_rows >= a->o.copy_threshold && !a->run_has_text)
 		ok = apply_run_as_copy(a);
 	else
@@ -1014,6 +1100,669 @@ apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
 	return true;
 }
 
+/* ---- batches of updates and deletes ---- */
+
+#define BATCH_MAX_ROWS 1000
+#define BATCH_MAX_BYTES (8 * 1024 * 1024)
+#define BOOLOID 16
+#define BOOLARRAYOID 1000
+
+typedef struct batch_row
+{
+	bool		dead;
+	lsn_t		lsn;
+	uint64_t	hash[2];		/* the old key's and the new key's */
+	bool		exact;
+	const char *key;			/* old */
+	const char *newkey;
+} batch_row;
+
+static void
+apply_batch_free(batch *b)
+{
+	if (b == NULL)
+		return;
+	buf_free(&b->rows);
+	free(b->slot_hash);
+	free(b->slot_row);
+	free(b);
+}
+
+/* Forget a batch's rows once sent (or handed to an expectation). */
+static void
+apply_batch_reset(batch *b)
+{
+	buf_init(&b->rows);
+	b->nrows = 0;
+	b->nlive = 0;
+	b->slot_hash = NULL;
+	b->slot_row = NULL;
+	b->nslots = 0;
+	b->nused = 0;
+}
+
+/* The slot of hash h: its own, or the empty one where it would go. */
+static int
+apply_batch_slot(const batch *b, uint64_t h)
+{
+	int			i = (int) (h & (uint64_t) (b->nslots - 1));
+
+	while (b->slot_row[i] != SIZE_MAX || b->slot_hash[i] != 0)
+	{
+		if (b->slot_hash[i] == h)
+			return i;
+		i = (i + 1) & (b->nslots - 1);
+	}
+	return i;
+}
+
+/* Note that the live row under new key hash h is at offset row (SIZE_MAX: none now). */
+static void
+apply_batch_index(batch *b, uint64_t h, size_t row)
+{
+	int			i;
+
+	h = h ? h : 1;				/* 0 marks a never-used slot */
+	if (2 * (b->nused + 1) > b->nslots)
+	{
+		uint64_t   *hashes = b->slot_hash;
+		size_t	   *rows = b->slot_row;
+		int			n = b->nslots;
+
+		b->nslots = n ? 2 * n : 64;
+		b->slot_hash = xcalloc((size_t) b->nslots, sizeof(uint64_t));
+		b->slot_row = xmalloc(sizeof(size_t) * (size_t) b->nslots);
+		for (int j = 0; j < b->nslots; j++)
+			b->slot_row[j] = SIZE_MAX;
+		b->nused = 0;
+		for (int j = 0; j < n; j++)
+			if (rows[j] != SIZE_MAX)
+			{
+				i = apply_batch_slot(b, hashes[j]);
+				b->slot_hash[i] = hashes[j];
+				b->slot_row[i] = rows[j];
+				b->nused++;
+			}
+		free(hashes);
+		free(rows);
+	}
+	i = apply_batch_slot(b, h);
+	if (b->slot_hash[i] == 0)
+		b->nused++;
+	b->slot_hash[i] = h;
+	b->slot_row[i] = row;
+}
+
+/* The offset of the live row whose new key hashes to h, or SIZE_MAX. */
+static size_t
+apply_batch_find(const batch *b, uint64_t h)
+{
+	h = h ? h : 1;
+	return b->nslots == 0 ? SIZE_MAX : b->slot_row[apply_batch_slot(b, h)];
+}
+
+/*
+ * Values per row: for updates, the new row, then the old key, then the
+ * partition value to look in; for deletes, the old key, then (by_part) the
+ * old partition value.
+ */
+static int
+apply_batch_width(const apply *a, char kind, bool by_part)
+{
+	return kind == 'u' ? a->rel->ncols + a->nkey + 1 : a->nkey + (by_part ? 1 : 0);
+}
+
+/* The relation column that value j of a batch row belongs to. */
+static int
+apply_batch_column(const apply *a, char kind, int j)
+{
+	int			first_key = kind == 'u' ? a->rel->ncols : 0;
+
+	if (j < first_key)
+		return j;
+	if (j < first_key + a->nkey)
+		return a->key[j - first_key];
+	return a->part;
+}
+
+/* Whether the values can travel in arrays: binary send format or NULL only. */
+static bool
+apply_batchable(const apply *a, const pgout_value *const *vals, int n)
+{
+	if (!a->can_batch)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (vals[i]->kind == 't')
+			return false;
+	return true;
+}
+
+/* One batch row, as apply_batch_next reads it. */
+static void
+apply_batch_put(buf *out, const batch_row *row, const pgout_value *const *vals, int n)
+{
+	wire_put_u8(out, 0);
+	wire_put_u64(out, row->lsn);
+	wire_put_u64(out, row->hash[0]);
+	wire_put_u64(out, row->hash[1]);
+	wire_put_u8(out, row->exact);
+	wire_put_u32(out, (uint32_t) strlen(row->key) + 1);
+	buf_append_len(out, row->key, strlen(row->key) + 1);
+	wire_put_u32(out, (uint32_t) strlen(row->newkey) + 1);
+	buf_append_len(out, row->newkey, strlen(row->newkey) + 1);
+	for (int i = 0; i < n; i++)
+	{
+		wire_put_u8(out, (uint8_t) vals[i]->kind);
+		if (vals[i]->kind == 'b')
+		{
+			wire_put_u32(out, vals[i]->len);
+			buf_append_len(out, vals[i]->data, vals[i]->len);
+		}
+	}
+}
+
+/* Account for the row just written at offset at. */
+static void
+apply_batch_added(apply *a, batch *b, const batch_row *row, int n, size_t at)
+{
+	b->nvalues = n;
+	b->nrows++;
+	b->nlive++;
+	if (b->kind == 'u')
+		apply_batch_index(b, row->hash[1], at);
+	keyset_add(&a->batch_keys, row->hash[0]);
+	keyset_add(&a->batch_keys, row->hash[1]);
+}
+
+static void
+apply_batch_add(apply *a, batch *b, const batch_row *row, const pgout_value *const *vals, int n)
+{
+	size_t		at = b->rows.len;
+
+	apply_batch_put(&b->rows, row, vals, n);
+	apply_batch_added(a, b, row, n, at);
+}
+
+static void
+apply_batch_next(wire_reader *r, batch_row *row, pgout_value *vals, int nvalues)
+{
+	uint32_t	keylen;
+
+	row->dead = wire_u8(r) != 0;
+	row->lsn = wire_u64(r);
+	row->hash[0] = wire_u64(r);
+	row->hash[1] = wire_u64(r);
+	row->exact = wire_u8(r) != 0;
+	keylen = wire_u32(r);
+	row->key = (const char *) wire_bytes(r, keylen);
+	keylen = wire_u32(r);
+	row->newkey = (const char *) wire_bytes(r, keylen);
+	for (int i = 0; i < nvalues; i++)
+	{
+		vals[i].kind = (char) wire_u8(r);
+		vals[i].len = vals[i].kind == 'b' ? wire_u32(r) : 0;
+		vals[i].data = vals[i].kind == 'b' ? wire_bytes(r, vals[i].len) : NULL;
+	}
+}
+
+/*
+ * A one-dimensional array in binary send format whose element i is
+ * vals[i * stride]; unchanged-TOAST markers go as NULL (a keep flag says
+ * to leave the column alone).
+ */
+static void
+apply_put_array(buf *out, Oid element, const pgout_value *vals, int n, int stride)
+{
+	bool		nulls = false;
+
+	for (int i = 0; i < n; i++)
+		nulls = nulls || vals[(size_t) i * stride].kind != 'b';
+	wire_put_u32(out, 1);		/* dimensions */
+	wire_put_u32(out, nulls);
+	wire_put_u32(out, element);
+	wire_put_u32(out, (uint32_t) n);
+	wire_put_u32(out, 1);		/* lower bound */
+	for (int i = 0; i < n; i++)
+	{
+		const pgout_value *v = &vals[(size_t) i * stride];
+
+		if (v->kind != 'b')
+		{
+			wire_put_u32(out, UINT32_MAX);	/* -1: NULL */
+			continue;
+		}
+		wire_put_u32(out, v->len);
+		buf_append_len(out, v->data, v->len);
+	}
+}
+
+/* An update batch's SET list: the new row, or the shadow's own value where keep says. */
+static void
+apply_batch_set_list(const apply *a, const char *keep, buf *b)
+{
+	for (int i = 0; i < a->rel->ncols; i++)
+	{
+		if (i > 0)
+			buf_append(b, ", ");
+		ident_quote(b, a->rel->columns[i].name);
+		if (keep[i] == '1')
+		{
+			buf_appendf(b, " = CASE WHEN v.k%d THEN t.", i + 1);
+			ident_quote(b, a->rel->columns[i].name);
+			buf_appendf(b, " ELSE v.c%d END", i + 1);
+		}
+		else
+			buf_appendf(b, " = v.c%d", i + 1);
+	}
+}
+
+/* "t.k1 = v.cN AND ..." for the key, and with_part the partition column. */
+static void
+apply_batch_match(const apply *a, int first_key, bool with_part, buf *b)
+{
+	for (int i = 0; i < a->nkey; i++)
+	{
+		buf_append(b, i > 0 ? " AND t." : "t.");
+		ident_quote(b, a->rel->columns[a->key[i]].name);
+		buf_appendf(b, " = v.c%d", first_key + i + 1);
+	}
+	if (with_part)
+	{
+		buf_append(b, " AND t.");
+		ident_quote(b, a->o.partition_column);
+		buf_appendf(b, " = v.c%d", first_key + a->nkey + 1);
+	}
+}
+
+/*
+ * A batch's rows as a relation v(c1, ..., k1, ..., ord): one array per
+ * value, then for updates one boolean array per column that some row leaves
+ * unchanged.  Returns the number of parameters; types receives their types.
+ */
+static int
+apply_batch_rows_from(const apply *a, char k, bool by_part, const char *keep, buf *b, Oid *types)
+{
+	int			nvalues = apply_batch_width(a, k, by_part);
+	int			n = 0;
+
+	buf_append(b, "ROWS FROM (");
+	for (int j = 0; j < nvalues; j++)
+	{
+		types[n] = a->array_types[apply_batch_column(a, k, j)];
+		buf_appendf(b, "%spg_catalog.unnest($%d)", j > 0 ? ", " : "", ++n);
+	}
+	for (int i = 0; k == 'u' && i < a->rel->ncols; i++)
+		if (keep[i] == '1')
+		{
+			types[n] = BOOLARRAYOID;
+			buf_appendf(b, ", pg_catalog.unnest($%d)", ++n);
+		}
+	buf_append(b, ") WITH ORDINALITY AS v(");
+	for (int j = 0; j < nvalues; j++)
+		buf_appendf(b, "c%d, ", j + 1);
+	for (int i = 0; k == 'u' && i < a->rel->ncols; i++)
+		if (keep[i] == '1')
+			buf_appendf(b, "k%d, ", i + 1);
+	buf_append(b, "ord)");
+	return n;
+}
+
+/*
+ * The statement of a batch ('U'pdates, 'D'eletes) over the arrays of
+ * apply_batch_rows_from; where a keep flag is true the shadow keeps its
+ * value, TOAST pointer and all.  ROWS FROM keeps the arrays' order, and the
+ * plan visits the rows in that order (a nested loop over them, forced in
+ * apply_create), which keeps the source order of the updates.  RETURNING
+ * says which rows were found.
+ *
+ * Updates that looked in the new row's partition without knowing the old
+ * one (by_part false) look again by key alone, in the same statement, for
+ * the rows the first look did not find: the row changed partitions.
+ * Returns the number of parameters; types receives their types.
+ */
+static int
+apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *b, Oid *types)
+{
+	int			n;
+
+	if (kind == 'D')
+	{
+		buf_appendf(b, "DELETE FROM %s AS t USING ", a->qshadow);
+		n = apply_batch_rows_from(a, 'd', by_part, keep, b, types);
+		buf_append(b, " WHERE ");
+		apply_batch_match(a, 0, by_part, b);
+		buf_append(b, " RETURNING v.ord");
+		return n;
+	}
+	if (by_part)
+	{
+		buf_appendf(b, "UPDATE %s AS t SET ", a->qshadow);
+		apply_batch_set_list(a, keep, b);
+		buf_append(b, " FROM ");
+		n = apply_batch_rows_from(a, 'u', true, keep, b, types);
+		buf_append(b, " WHERE ");
+		apply_batch_match(a, a->rel->ncols, true, b);
+		buf_append(b, " RETURNING v.ord");
+		return n;
+	}
+	buf_append(b, "WITH v AS MATERIALIZED (SELECT * FROM ");
+	n = apply_batch_rows_from(a, 'u', true, keep, b, types);
+	buf_appendf(b, "), found AS (UPDATE %s AS t SET ", a->qshadow);
+	apply_batch_set_list(a, keep, b);
+	buf_append(b, " FROM v WHERE ");
+	apply_batch_match(a, a->rel->ncols, true, b);
+	buf_appendf(b, " RETURNING v.ord), moved AS (UPDATE %s AS t SET ", a->qshadow);
+	apply_batch_set_list(a, keep, b);
+	buf_append(b, " FROM v WHERE v.ord NOT IN (SELECT found.ord FROM found) AND ");
+	apply_batch_match(a, a->rel->ncols, false, b);
+	buf_append(b, " RETURNING v.ord) SELECT ord FROM found UNION ALL SELECT ord FROM moved");
+	return n;
+}
+
+/*
+ * The pending update whose new key is key (hash h), read into row and old
+ * (its values); false if there is none.
+ */
+static bool
+apply_pending_update(apply *a, const char *key, uint64_t h, size_t *at, batch_row *row,
+					 pgout_value *old)
+{
+	const batch *b = &a->updates;
+	wire_reader r;
+
+	if (!keyset_contains(&a->batch_keys, h) || (*at = apply_batch_find(b, h)) == SIZE_MAX)
+		return false;
+	wire_reader_init(&r, b->rows.data + *at, b->rows.len - *at);
+	apply_batch_next(&r, row, old, b->nvalues);
+	return strcmp(row->newkey, key) == 0;
+}
+
+/* The pending update at offset at is folded away. */
+static void
+apply_batch_kill(batch *b, size_t at, uint64_t h)
+{
+	b->rows.data[at] = 1;
+	b->nlive--;
+	apply_batch_index(b, h, SIZE_MAX);
+}
+
+/*
+ * Fold an update into the pending update of the same row: the row is
+ * updated once, to the later values (the earlier ones where the later
+ * change left a TOASTed value unchanged).  Only when every column of a
+ * unique index (the key and partition column among them) keeps the value
+ * the pending update gives it: moving the later change to the earlier
+ * one's place then cannot take or free a value that another change waits
+ * for.  Whether it folded.
+ */
+static bool
+apply_fold_update(apply *a, const char *key, uint64_t h, const pgout_tuple *newt)
+{
+	batch	   *b = &a->updates;
+	int			nv = b->nvalues;
+	pgout_value *old;
+	const pgout_value **vals;
+	batch_row	row;
+	size_t		at;
+	buf			scratch;
+	bool		ok;
+
+	if (!a->can_fold || b->nlive == 0)
+		return false;
+	old = xcalloc((size_t) nv + 1, sizeof(pgout_value));
+	ok = apply_pending_update(a, key, h, &at, &row, old);
+	for (int c = 0; ok && c < a->rel->ncols; c++)
+	{
+		const pgout_value *v = &newt->values[c];
+
+		if (v->kind == 't')
+			ok = false;
+		else if (a->guarded[c] && v->kind != 'u')
+			ok = v->kind == old[c].kind && v->len == old[c].len &&
+				(v->kind != 'b' || memcmp(v->data, old[c].data, v->len) == 0);
+	}
+	if (ok)
+	{
+		/* Built aside: the values point into the batch, which grows. */
+		vals = xcalloc((size_t) nv + 1, sizeof(pgout_value *));
+		for (int c = 0; c < nv; c++)
+			vals[c] = c < a->rel->ncols && newt->values[c].kind != 'u' ? &newt->values[c] : &old[c];
+		buf_init(&scratch);
+		apply_batch_put(&scratch, &row, vals, nv);
+		apply_batch_kill(b, at, row.hash[1]);
+		at = b->rows.len;
+		buf_append_len(&b->rows, scratch.data, scratch.len);
+		apply_batch_added(a, b, &row, nv, at);
+		buf_free(&scratch);
+		free(vals);
+		a->stats.folded++;
+	}
+	free(old);
+	return ok;
+}
+
+/*
+ * Fold a delete into the pending update of the same row: the update is
+ * dropped and the row is deleted where the update would have looked for
+ * it.  Always allowed: deleting earlier only frees unique values.
+ */
+static bool
+apply_fold_delete(apply *a, const char *key, uint64_t h)
+{
+	batch	   *u = &a->updates;
+	pgout_value *old;
+	const pgout_value **vals;
+	batch_row	row;
+	batch	   *d;
+	size_t		at;
+	int			n = 0;
+
+	if (u->nlive == 0)
+		return false;
+	old = xcalloc((size_t) u->nvalues + 1, sizeof(pgout_value));
+	if (!apply_pending_update(a, key, h, &at, &row, old))
+	{
+		free(old);
+		return false;
+	}
+	vals = xcalloc((size_t) a->nkey + 1, sizeof(pgout_value *));
+	for (int k = 0; k < a->nkey; k++)
+		vals[n++] = &old[a->rel->ncols + k];
+	if (row.exact)
+		vals[n++] = &old[a->rel->ncols + a->nkey];
+	d = row.exact ? &a->deletes_by_part : &a->deletes_by_key;
+	row.newkey = row.key;
+	apply_batch_add(a, d, &row, vals, n);
+	apply_batch_kill(u, at, row.hash[1]);
+	free(vals);
+	free(old);
+	a->stats.folded++;
+	return true;
+}
+
+/* Send a batch as one statement; the expectation takes its rows. */
+static bool
+apply_flush_batch(apply *a, batch *b)
+{
+	int			nrows = 0;
+	int			nv = b->nvalues;
+	pgout_value *vals;
+	char	   *keep = NULL;
+	int			nkeep = 0;
+	int			nparams = 0;
+	size_t	   *offsets;
+	buf			arrays;
+	char		name[32];
+	wire_reader r;
+	batch_row	row;
+	lsn_t		first = LSN_INVALID;
+	batch	   *sent;
+	bool		ok;
+
+	if (b->nlive == 0)
+	{
+		/* Every row folded away: nothing to send. */
+		buf_free(&b->rows);
+		free(b->slot_hash);
+		free(b->slot_row);
+		apply_batch_reset(b);
+		return true;
+	}
+	/* One spare row: dead rows are read into the slot after the live ones. */
+	vals = xcalloc(((size_t) b->nlive + 1) * nv, sizeof(pgout_value));
+	wire_reader_init(&r, b->rows.data, b->rows.len);
+	for (int i = 0; i < b->nrows; i++)
+	{
+		apply_batch_next(&r, &row, &vals[(size_t) nrows * nv], nv);
+		if (row.dead)
+			continue;
+		first = nrows == 0 ? row.lsn : first;
+		nrows++;
+	}
+	if (b->kind == 'u')
+	{
+		keep = xmalloc((size_t) a->rel->ncols + 1);
+		for (int c = 0; c < a->rel->ncols; c++)
+		{
+			keep[c] = '0';
+			for (int i = 0; i < nrows && keep[c] == '0'; i++)
+				if (vals[(size_t) i * nv + c].kind == 'u')
+					keep[c] = '1';
+			nkeep += keep[c] == '1';
+		}
+		keep[a->rel->ncols] = '\0';
+	}
+	ok = apply_statement(a, b->kind == 'u' ? 'U' : 'D', TARGET_PARENT, b->by_part, keep, name);
+
+	/* One array per value, then the keep flags, all in one buffer. */
+	buf_init(&arrays);
+	offsets = xcalloc((size_t) nv + (size_t) nkeep + 1, sizeof(size_t));
+	for (int j = 0; j < nv; j++)
+	{
+		offsets[nparams++] = arrays.len;
+		apply_put_array(&arrays, a->rel->columns[apply_batch_column(a, b->kind, j)].type_oid,
+						&vals[j], nrows, nv);
+	}
+	for (int c = 0; keep != NULL && c < a->rel->ncols; c++)
+	{
+		if (keep[c] != '1')
+			continue;
+		offsets[nparams++] = arrays.len;
+		wire_put_u32(&arrays, 1);
+		wire_put_u32(&arrays, 0);
+		wire_put_u32(&arrays, BOOLOID);
+		wire_put_u32(&arrays, (uint32_t) nrows);
+		wire_put_u32(&arrays, 1);
+		for (int i = 0; i < nrows; i++)
+		{
+			wire_put_u32(&arrays, 1);
+			wire_put_u8(&arrays, vals[(size_t) i * nv + c].kind == 'u');
+		}
+	}
+	offsets[nparams] = arrays.len;
+	apply_reserve_params(a, nparams);
+	for (int j = 0; j < nparams; j++)
+	{
+		a->values[j] = arrays.data + offsets[j];
+		a->lengths[j] = (int) (offsets[j + 1] - offsets[j]);
+		a->formats[j] = 1;
+	}
+
+	sent = xmalloc(sizeof(batch));
+	*sent = *b;
+	apply_batch_reset(b);
+	if (ok && !PQsendQueryPrepared(a->db->conn, name, nparams, a->values, a->lengths,
+								   a->formats, 0))
+	{
+		db_log_error(a->db->conn, a->db->label, "queue a batch for the shadow", NULL,
+					 a->db->sqlstate);
+		ok = false;
+	}
+	buf_free(&arrays);
+	free(offsets);
+	free(keep);
+	free(vals);
+	if (!ok)
+	{
+		apply_batch_free(sent);
+		return false;
+	}
+	apply_expect(a, EXPECT_BATCH, sent->kind == 'u' ? "updates" : "deletes", first, NULL, NULL);
+	a->expect[a->nexpect - 1].batch = sent;
+	a->stats.batches++;
+	return a->nexpect < a->o.pipeline_depth || apply_sync(a);
+}
+
+/* Deletes before updates: deleting earlier only frees unique values. */
+static bool
+apply_flush_batches(apply *a)
+{
+	keyset_clear(&a->batch_keys);
+	return apply_flush_batch(a, &a->deletes_by_part) && apply_flush_batch(a, &a->deletes_by_key) &&
+		apply_flush_batch(a, &a->updates);
+}
+
+/* Send everything that waits, in the order that keeps unique indexes satisfied. */
+static bool
+apply_flush_pending(apply *a)
+{
+	keyset_clear(&a->run_keys);
+	return apply_flush_batches(a) && apply_flush_run(a);
+}
+
+/* A batch is full: send the batches (not the inserts, which may wait longer). */
+static bool
+apply_batch_room(apply *a, const batch *b)
+{
+	if (b->nrows < BATCH_MAX_ROWS && b->rows.len < BATCH_MAX_BYTES)
+		return true;
+	return apply_flush_batches(a);
+}
+
+/* Repeat an update by key alone after the sync; takes key and r. */
+static void
+apply_queue_retry(apply *a, char *key, lsn_t lsn, retry *r)
+{
+	expectation e = {EXPECT_ONE_ROW, "update", lsn, key, r, NULL};
+
+	a->retries = xrealloc(a->retries, sizeof(expectation) * (size_t) (a->nretries + 1));
+	a->retries[a->nretries++] = e;
+}
+
+/* Check a batch's result: every row found exactly once. */
+static bool
+apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
+{
+	int			n = PQntuples(res);
+	int		   *hits = xcalloc((size_t) b->nlive + 1, sizeof(int));
+	pgout_value *vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
+	wire_reader r;
+	batch_row	row;
+	bool		ok = true;
+
+	/* Ordinals count the live rows, the ones sent. */
+	for (int i = 0; i < n; i++)
+	{
+		long		ord = atol(PQgetvalue(res, i, 0));
+
+		if (ord >= 1 && ord <= b->nlive)
+			hits[ord - 1]++;
+	}
+	wire_reader_init(&r, b->rows.data, b->rows.len);
+	for (int i = 0, live = 0; i < b->nrows; i++)
+	{
+		apply_batch_next(&r, &row, vals, b->nvalues);
+		if (row.dead || hits[live++] == 1)
+			continue;
+		apply_report_miss(a, b->kind == 'u' ? "update" : "delete", row.key, row.lsn,
+						  hits[live - 1], logged);
+		ok = false;
+	}
+	free(vals);
+	free(hits);
+	return ok;
+}
+
 /* ---- updates and deletes ---- */
 
 static bool
@@ -1025,18 +1774,20 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	bool		exact = m->update.oldkind == 'O' || a->identity_has_part;
 	const pgout_value *part = m->update.oldkind && exact ? &oldt->values[a->part] :
 		&newt->values[a->part];
-	char	   *mask = xmalloc((size_t) a->rel->ncols + 1);
+	const pgout_value **vals;
+	char	   *mask;
 	char		name[32];
-	char		keyonly_name[32];
 	int			target;
 	char	   *key;
+	char	   *newkey;
+	uint64_t	hash[2];
 	retry	   *r = NULL;
 	int			p = 0;
+	int			nvals = 0;
 	bool		ok = false;
 
 	if (newt->ncols != a->rel->ncols || oldt->ncols != a->rel->ncols)
 	{
-		free(mask);
 		log_error("update at %" PRIX64 " does not carry the relation's %d columns", lsn,
 				  a->rel->ncols);
 		return false;
@@ -1045,66 +1796,113 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	{
 		if (oldt->values[a->key[i]].kind == 'u' || oldt->values[a->key[i]].kind == 'n')
 		{
-			free(mask);
 			log_error("update at %" PRIX64 " does not carry the old value of key column \"%s\"",
 					  lsn, a->rel->columns[a->key[i]].name);
 			return false;
 		}
 	}
 	if (!apply_check_partition(a, newt))
+		return false;
+
+	key = apply_describe_key(a, oldt);
+	newkey = m->update.oldkind == 'K' || m->update.oldkind == 'O' ?
+		apply_describe_key(a, newt) : xstrdup(key);
+	a->stats.updates++;
+	if (apply_fold_update(a, key, keyset_hash(key, strlen(key)), newt))
 	{
-		free(mask);
+		free(key);
+		free(newkey);
+		return true;
+	}
+	/* Both the old and the new key are touched (they differ when the key changed). */
+	if (!apply_claim_key(a, key, &hash[0]))
+	{
+		free(key);
+		free(newkey);
 		return false;
 	}
+	hash[1] = hash[0];
+	if (strcmp(newkey, key) != 0 && !apply_claim_key(a, newkey, &hash[1]))
+	{
+		free(key);
+		free(newkey);
+		return false;
+	}
+
+	/*
+	 * In a batch: the new row, the old key, and where to look (the old
+	 * partition value, or without it the new one, and then the key alone).
+	 */
+	vals = xcalloc((size_t) a->rel->ncols + a->nkey + 1, sizeof(pgout_value *));
+	for (int i = 0; i < a->rel->ncols; i++)
+		vals[nvals++] = &newt->values[i];
+	for (int i = 0; i < a->nkey; i++)
+		vals[nvals++] = &oldt->values[a->key[i]];
+	vals[nvals++] = part;
+	if (apply_batchable(a, vals, nvals))
+	{
+		batch_row	row = {false, lsn, {hash[0], hash[1]}, exact, key, newkey};
+
+		/* A batch either knows every row's partition or looks further for each. */
+		if (a->updates.nrows > 0 && a->updates.by_part != exact && !apply_flush_batches(a))
+		{
+			free(vals);
+			free(key);
+			free(newkey);
+			return false;
+		}
+		a->updates.by_part = exact;
+		apply_batch_add(a, &a->updates, &row, vals, nvals);
+		free(vals);
+		free(key);
+		free(newkey);
+		return apply_batch_room(a, &a->updates);
+	}
+	free(vals);
+	free(newkey);
+
+	/*
+	 * Alone, in source order.  Where the row is: in the new row's leaf when
+	 * it stays there (the old partition value is known and in the same
+	 * leaf), or, without the old value, probably there; otherwise found
+	 * through the parent by key and old partition value, which also moves
+	 * it.  A guess that finds nothing is repeated through the parent by key
+	 * alone after the sync.
+	 */
+	if (!apply_flush_pending(a))
+	{
+		free(key);
+		return false;
+	}
+	mask = xmalloc((size_t) a->rel->ncols + 1);
 	for (int i = 0; i < newt->ncols; i++)
 		mask[i] = newt->values[i].kind == 'u' ? '0' : '1';
 	mask[newt->ncols] = '\0';
-
-	/*
-	 * Where the row is: in the new row's leaf when it stays there (the old
-	 * partition value is known and in the same leaf), or, without the old
-	 * value, probably there; otherwise found through the parent by key and
-	 * old partition value, which also moves it.  A guess that finds nothing
-	 * is repeated through the parent by key alone after the sync.
-	 */
 	target = apply_target_of(a, &newt->values[a->part]);
 	if (exact && target != TARGET_PARENT && apply_target_of(a, part) != target)
 		target = TARGET_PARENT;
-
-	/* Both the old and the new key are touched (they differ when the key changed). */
-	key = apply_describe_key(a, oldt);
-	if (!apply_claim_key(a, key))
-		goto cleanup;
-	if (m->update.oldkind == 'K' || m->update.oldkind == 'O')
+	if (apply_statement(a, 'u', target, target == TARGET_PARENT, mask, name))
 	{
-		char	   *newkey = apply_describe_key(a, newt);
-		bool		claimed = strcmp(newkey, key) == 0 || apply_claim_key(a, newkey);
-
-		free(newkey);
-		if (!claimed)
-			goto cleanup;
+		apply_reserve_params(a, a->rel->ncols + a->nkey + 1);
+		for (int i = 0; i < newt->ncols; i++)
+			if (mask[i] == '1')
+				apply_set_param(a, p++, &newt->values[i]);
+		for (int i = 0; i < a->nkey; i++)
+			apply_set_param(a, p++, &oldt->values[a->key[i]]);
+		/* Without the old partition value, the key-only UPDATE is the fallback. */
+		if (!exact)
+		{
+			r = apply_retry_create(a, mask, p);
+			keyset_add(&a->segment, hash[0]);
+			keyset_add(&a->segment, hash[1]);
+		}
+		if (target == TARGET_PARENT)
+			apply_set_param(a, p++, part);
+		ok = apply_sent_retry(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
+													 a->formats, 0),
+							  EXPECT_ONE_ROW, "update", lsn, key, r);
+		key = NULL;
 	}
-	if ((!exact && !apply_statement(a, 'u', TARGET_PARENT, false, mask, keyonly_name)) ||
-		!apply_statement(a, 'u', target, target == TARGET_PARENT, mask, name))
-		goto cleanup;
-	apply_reserve_params(a, a->rel->ncols + a->nkey + 1);
-	for (int i = 0; i < newt->ncols; i++)
-		if (mask[i] == '1')
-			apply_set_param(a, p++, &newt->values[i]);
-	for (int i = 0; i < a->nkey; i++)
-		apply_set_param(a, p++, &oldt->values[a->key[i]]);
-	/* Without the old partition value, the key-only UPDATE is the fallback. */
-	if (!exact)
-		r = apply_retry_create(a, keyonly_name, p);
-	if (target == TARGET_PARENT)
-		apply_set_param(a, p++, part);
-	ok = apply_sent_retry(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
-												 a->formats, 0),
-						  EXPECT_ONE_ROW, "update", lsn, key, r);
-	key = NULL;
-	a->stats.updates++;
-
-cleanup:
 	free(key);
 	free(mask);
 	return ok;
@@ -1117,8 +1915,11 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 	bool		with_part = m->delete.oldkind == 'O' || a->identity_has_part;
 	int			target = with_part ? apply_target_of(a, &oldt->values[a->part]) : TARGET_PARENT;
 	bool		by_part = with_part && target == TARGET_PARENT;
+	const pgout_value **vals;
+	int			nvals = 0;
 	char		name[32];
 	char	   *key;
+	uint64_t	hash[2];
 	int			p = 0;
 
 	if (oldt->ncols != a->rel->ncols)
@@ -1128,7 +1929,36 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 		return false;
 	}
 	key = apply_describe_key(a, oldt);
-	if (!apply_claim_key(a, key) || !apply_statement(a, 'd', target, by_part, NULL, name))
+	a->stats.deletes++;
+	if (apply_fold_delete(a, key, keyset_hash(key, strlen(key))))
+	{
+		free(key);
+		return true;
+	}
+	if (!apply_claim_key(a, key, &hash[0]))
+	{
+		free(key);
+		return false;
+	}
+	hash[1] = hash[0];
+	vals = xcalloc((size_t) a->nkey + 1, sizeof(pgout_value *));
+	for (int i = 0; i < a->nkey; i++)
+		vals[nvals++] = &oldt->values[a->key[i]];
+	if (with_part)
+		vals[nvals++] = &oldt->values[a->part];
+	if (apply_batchable(a, vals, nvals))
+	{
+		batch	   *b = with_part ? &a->deletes_by_part : &a->deletes_by_key;
+		batch_row	row = {false, lsn, {hash[0], hash[1]}, true, key, key};
+
+		apply_batch_add(a, b, &row, vals, nvals);
+		free(vals);
+		free(key);
+		return apply_batch_room(a, b);
+	}
+	free(vals);
+
+	if (!apply_flush_pending(a) || !apply_statement(a, 'd', target, by_part, NULL, name))
 	{
 		free(key);
 		return false;
@@ -1138,7 +1968,6 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 		apply_set_param(a, p++, &oldt->values[a->key[i]]);
 	if (by_part)
 		apply_set_param(a, p++, &oldt->values[a->part]);
-	a->stats.deletes++;
 	return apply_sent(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
 											 a->formats, 0),
 					  EXPECT_ONE_ROW, "delete", lsn, key);
@@ -1213,7 +2042,11 @@ apply_relation(apply *a, const pgout_message *m)
 	a->key = xcalloc((size_t) rel->ncols + 1, sizeof(int));
 	for (int i = 0; i < rel->ncols; i++)
 	{
-		if (rel->columns[i].is_key)
+		bool		in_key = a->o.nkey_columns == 0 && rel->columns[i].is_key;
+
+		for (int j = 0; j < a->o.nkey_columns; j++)
+			in_key = in_key || strcmp(rel->columns[i].name, a->o.key_columns[j]) == 0;
+		if (in_key)
 			a->key[a->nkey++] = i;
 		if (strcmp(rel->columns[i].name, a->o.partition_column) == 0)
 			a->part = i;
@@ -1225,6 +2058,17 @@ apply_relation(apply *a, const pgout_message *m)
 		return false;
 	}
 	a->identity_has_part = rel->columns[a->part].is_key;
+	a->guarded = xcalloc((size_t) rel->ncols + 1, sizeof(bool));
+	for (int k = 0; k < a->nkey; k++)
+		a->guarded[a->key[k]] = true;
+	for (int i = 0; i < rel->ncols; i++)
+	{
+		a->guarded[i] = a->guarded[i] || i == a->part;
+		for (int j = 0; j < a->o.nunique_columns; j++)
+			if (strcmp(rel->columns[i].name, a->o.unique_columns[j]) == 0)
+				a->guarded[i] = true;
+	}
+	a->can_fold = a->o.fold;
 	return true;
 }
 
@@ -1239,7 +2083,7 @@ apply_commit(apply *a)
 	 */
 	if (!a->in_target_txn || a->in_source_txn)
 		return true;
-	if (!apply_flush_run(a))
+	if (!apply_flush_pending(a))
 		return false;
 	if (a->pending_lsn > a->committed)
 	{
@@ -1285,7 +2129,7 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 	 * take the value meanwhile without touching its key, which sends the run
 	 * first).  A truncate or a new relation sends them first.
 	 */
-	if ((m->kind == PGOUT_TRUNCATE || m->kind == PGOUT_RELATION) && !apply_flush_run(a))
+	if ((m->kind == PGOUT_TRUNCATE || m->kind == PGOUT_RELATION) && !apply_flush_pending(a))
 		return false;
 
 	switch (m->kind)
@@ -1306,7 +2150,7 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 		case PGOUT_INSERT:
 			if (!apply_insert(a, &m->insert.newtuple, lsn))
 				return false;
-			return a->run_rows < 10000 || apply_flush_run(a);
+			return a->run_rows < 10000 || apply_flush_pending(a);
 		case PGOUT_UPDATE:
 			return apply_update(a, m, lsn);
 		case PGOUT_DELETE:
@@ -1355,8 +2199,12 @@ apply_get_stats(const apply *a)
 static bool
 apply_read_columns(apply *a)
 {
-	if (!catalog_published_columns(a->db, a->qshadow, &a->columns, &a->types, &a->ncolumns))
+	if (!catalog_published_columns(a->db, a->qshadow, &a->columns, &a->types, &a->ncolumns) ||
+		!catalog_array_types(a->db, a->types, a->ncolumns, &a->array_types))
 		return false;
+	a->can_batch = true;
+	for (int i = 0; i < a->ncolumns; i++)
+		a->can_batch = a->can_batch && a->array_types[i] != 0;
 	for (int i = 0; i < a->ncolumns; i++)
 		if (strcmp(a->columns[i], a->o.partition_column) == 0)
 			a->partition_type = a->types[i];
@@ -1417,8 +2265,22 @@ apply_create(db *target, const apply_options *o)
 	 * (pruned at plan time) and plans every execution; a generic plan prunes
 	 * at executor start-up instead.
 	 */
+	a->updates.kind = 'u';
+	a->deletes_by_part.kind = 'd';
+	a->deletes_by_part.by_part = true;
+	a->deletes_by_key.kind = 'd';
+	buf_init(&a->updates.rows);
+	buf_init(&a->deletes_by_part.rows);
+	buf_init(&a->deletes_by_key.rows);
+	/*
+	 * A batch of updates must visit its rows in array order (see
+	 * apply_batch_sql): with hash and merge joins off the planner can only
+	 * loop over the arrays and look each row up.  This session runs nothing
+	 * but the apply.
+	 */
 	if (!db_exec(a->db, "set up the apply session",
-				 "SET plan_cache_mode = force_generic_plan") ||
+				 "SET plan_cache_mode = force_generic_plan; SET enable_hashjoin = off; "
+				 "SET enable_mergejoin = off") ||
 		!apply_read_columns(a) || !apply_read_bounds(a) || !apply_take_origin(a, &a->committed))
 		goto fail;
 	a->pending_lsn = a->committed;
@@ -1436,11 +2298,7 @@ apply_destroy(apply *a)
 {
 	if (a == NULL)
 		return;
-	for (int i = 0; i < a->nexpect; i++)
-	{
-		free(a->expect[i].key);
-		apply_retry_free(a->expect[i].retry);
-	}
+	apply_free_expectations(a);
 	free(a->expect);
 	for (int i = 0; i < a->nretries; i++)
 	{
@@ -1450,6 +2308,13 @@ apply_destroy(apply *a)
 	free(a->retries);
 	keyset_free(&a->segment);
 	keyset_free(&a->run_keys);
+	keyset_free(&a->batch_keys);
+	buf_free(&a->updates.rows);
+	free(a->updates.slot_hash);
+	free(a->updates.slot_row);
+	buf_free(&a->deletes_by_part.rows);
+	buf_free(&a->deletes_by_key.rows);
+	free(a->array_types);
 	for (int i = 0; i < a->ncolumns; i++)
 		free(a->columns[i]);
 	free(a->columns);
@@ -1460,6 +2325,7 @@ apply_destroy(apply *a)
 	apply_free_leaves(a->leaves, a->nleaves);
 	pgout_relation_free(a->rel);
 	free(a->key);
+	free(a->guarded);
 	free(a->values);
 	free(a->lengths);
 	free(a->formats);

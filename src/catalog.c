@@ -11,6 +11,7 @@
 
 #include <libpqtypes.h>
 
+#include "pgrepart/buf.h"
 #include "pgrepart/catalog.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
@@ -637,4 +638,30 @@ catalog_published_columns(db *d, const char *qrel, char ***names, Oid **types, i
 	}
 	PQclear(res);
 	return true;
+}
+
+bool
+catalog_array_types(db *d, const Oid *types, int n, Oid **arrays)
+{
+	PGresult   *res;
+	buf			list;
+	bool		ok = true;
+
+	buf_init(&list);
+	buf_append_char(&list, '{');
+	for (int i = 0; i < n; i++)
+		buf_appendf(&list, "%s%u", i ? "," : "", types[i]);
+	buf_append_char(&list, '}');
+	res = db_execf(d, "read the columns' array types",
+				   "SELECT coalesce(t.typarray, 0) FROM pg_catalog.unnest(%text::pg_catalog.oid[]) "
+				   "  WITH ORDINALITY AS u(type, n) "
+				   "LEFT JOIN pg_catalog.pg_type t ON t.oid = u.type ORDER BY u.n", list.data);
+	buf_free(&list);
+	if (res == NULL)
+		return false;
+	*arrays = xcalloc((size_t) n + 1, sizeof(Oid));
+	for (int i = 0; i < n && i < PQntuples(res) && ok; i++)
+		ok = db_getf(res, i, "%oid", 0, &(*arrays)[i]);
+	PQclear(res);
+	return ok;
 }

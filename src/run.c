@@ -262,6 +262,8 @@ run_log_progress(const stream *s, const apply *a, int64_t started_us, int64_t ba
 		json_kv_string(&w, "applied_lsn", lsn);
 		json_kv_int(&w, "behind_bytes", (int64_t) bytes);
 		json_kv_double(&w, "behind_seconds", seconds < 0 ? 0.0 : seconds);
+		json_kv_int(&w, "batch_statements", st->batches);
+		json_kv_int(&w, "folded", st->folded);
 		json_end_object(&w);
 		printf("%s\n", out.data);
 		fflush(stdout);
@@ -875,6 +877,35 @@ run_cutover_due(run_session *rs, const run_options *ro, bool *due)
 	return true;
 }
 
+/*
+ * The columns of the source's unique indexes, which the apply must see
+ * unchanged before it folds two changes of a row into one; no folding at
+ * all past a unique index on an expression or with a predicate.  The array
+ * is the caller's to free; the names are t's.
+ */
+static void
+run_unique_columns(const catalog_table *t, apply_options *ao)
+{
+	char	  **columns = NULL;
+	int			n = 0;
+
+	ao->fold = true;
+	for (int i = 0; i < t->nindexes; i++)
+	{
+		const catalog_index *ix = &t->indexes[i];
+
+		if (!ix->unique)
+			continue;
+		if (ix->has_expressions || ix->partial)
+			ao->fold = false;
+		for (int j = 0; j < ix->ncolumns; j++)
+			if (ix->columns[j] != NULL)
+				ARRAY_PUSH(columns, n, ix->columns[j]);
+	}
+	ao->unique_columns = columns;
+	ao->nunique_columns = n;
+}
+
 static session_end
 run_stream_session(const char *conninfo, const catalog_table *t, state_migration *m,
 				   const run_options *ro)
@@ -901,6 +932,9 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 	ao.origin = m->origin;
 	ao.batch_transactions = ro->batch_transactions;
 	ao.copy_threshold = ro->copy_threshold;
+	ao.key_columns = t->key_columns;
+	ao.nkey_columns = t->nkey_columns;
+	run_unique_columns(t, &ao);
 
 	if (!db_connect(&rs.target, conninfo, "target") || !db_connect(&rs.control, conninfo, "source"))
 	{
@@ -1024,6 +1058,7 @@ cleanup:
 		ro->report->changes_applied += st->inserts + st->updates + st->deletes;
 	}
 	apply_destroy(rs.a);
+	free((void *) ao.unique_columns);
 	backfill_filter_free(rs.filter);
 	pgout_decoder_free(&rs.dec);
 	run_check_close(&rs.check);

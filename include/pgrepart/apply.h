@@ -39,6 +39,24 @@ typedef struct apply_options
 	int			batch_transactions; /* source transactions per target commit */
 	int			pipeline_depth; /* statements between pipeline syncs */
 	int			copy_threshold; /* inserts in a row that go through COPY */
+
+	/*
+	 * The key rows are found by (the source's primary key, else its replica
+	 * identity index).  Not the stream's identity flags: under REPLICA
+	 * IDENTITY FULL those mark every column.  None: the flags.
+	 */
+	char	   *const *key_columns;
+	int			nkey_columns;
+
+	/*
+	 * The columns of the source's unique indexes.  A change is folded into
+	 * a pending change of the same row only where these (and the key and
+	 * partition column) keep their values; fold false: never (a unique
+	 * index on an expression or with a predicate).
+	 */
+	char	   *const *unique_columns;
+	int			nunique_columns;
+	bool		fold;
 } apply_options;
 
 typedef struct apply_stats
@@ -49,6 +67,8 @@ typedef struct apply_stats
 	int64_t		deletes;
 	int64_t		truncates;
 	int64_t		copied_rows;	/* inserts that went through COPY */
+	int64_t		batches;		/* statements that applied many updates or deletes */
+	int64_t		folded;			/* changes merged into a pending change of the same row */
 	int64_t		commits;		/* target transactions */
 	int64_t		partitions_created;
 	int64_t		last_commit_time;	/* source commit time of the last durable transaction */

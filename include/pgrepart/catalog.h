@@ -155,4 +155,10 @@ bool		catalog_relation_exists(db *d, const char *schema, const char *name, bool 
 bool		catalog_published_columns(db *d, const char *qrel, char ***names, Oid **types,
 									  int *count);
 
+/*
+ * The array type of each of n types (0 where a type has none), into
+ * *arrays, the caller's to free.  False after logging.
+ */
+bool		catalog_array_types(db *d, const Oid *types, int n, Oid **arrays);
+
 #endif

@@ -1,0 +1,123 @@
+# Batches and folding: updates and deletes go to the shadow many at a time,
+# and a change of a row whose earlier change is still pending is merged into
+# it when no unique index can tell.  A backlog built while pgrepart is
+# stopped arrives as one burst, so the changes below share batches: one row
+# updated again and again (its TOASTed content mostly unchanged), two rows
+# swapping a unique value through a third, updates followed by deletes, key
+# and partition-column changes followed by more changes, inserts updated
+# and deleted before they reach the shadow, delete and re-insert, a
+# rollback, and plenty of single-row changes around them.  Once with the
+# default replica identity (the old partition value unknown) and once with
+# REPLICA IDENTITY FULL (known); every row must end equal.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use Test::More;
+use Pgrepart::Cluster;
+use Pgrepart::Test;
+
+my $burst = <<'SQL';
+SELECT id AS hot FROM chat_messages WHERE length(content) > 3000 ORDER BY id LIMIT 1 \gset
+SELECT id AS a, message_id AS am FROM chat_messages ORDER BY id OFFSET 10 LIMIT 1 \gset
+SELECT id AS b, message_id AS bm FROM chat_messages ORDER BY id OFFSET 11 LIMIT 1 \gset
+SELECT id AS c FROM chat_messages ORDER BY id OFFSET 12 LIMIT 1 \gset
+SELECT id AS d FROM chat_messages ORDER BY id OFFSET 13 LIMIT 1 \gset
+SELECT id AS e FROM chat_messages ORDER BY id OFFSET 14 LIMIT 1 \gset
+SELECT id AS h FROM chat_messages ORDER BY id OFFSET 15 LIMIT 1 \gset
+-- One row, again and again.
+UPDATE chat_messages SET tokens_used = 1 WHERE id = :'hot';
+UPDATE chat_messages SET tokens_used = 2, updated_at = updated_at + interval '1 s' WHERE id = :'hot';
+UPDATE chat_messages SET content = content || ' edited' WHERE id = :'hot';
+UPDATE chat_messages SET tokens_used = NULL WHERE id = :'hot';
+UPDATE chat_messages SET tokens_used = 4 WHERE id = :'hot';
+-- a and b share a created_at, so (message_id, created_at) is the same for
+-- both once a takes b's message_id: folding a's last change into its first
+-- would take the value before b gives it up.
+UPDATE chat_messages SET message_id = 'swap-tmp' WHERE id = :'a';
+UPDATE chat_messages SET message_id = :'am' WHERE id = :'b';
+UPDATE chat_messages SET message_id = :'bm' WHERE id = :'a';
+UPDATE chat_messages SET tokens_used = 7 WHERE id = :'a';
+-- Updated, then deleted.
+UPDATE chat_messages SET tokens_used = 9 WHERE id = :'c';
+DELETE FROM chat_messages WHERE id = :'c';
+-- The key changes, then the row under its new key changes and goes.
+UPDATE chat_messages SET id = '00000000-0000-0000-0000-0000000000d1' WHERE id = :'d';
+UPDATE chat_messages SET tokens_used = 11 WHERE id = '00000000-0000-0000-0000-0000000000d1';
+DELETE FROM chat_messages WHERE id = '00000000-0000-0000-0000-0000000000d1';
+-- The row moves partitions, then changes again.
+UPDATE chat_messages SET created_at = created_at - interval '300 days' WHERE id = :'e';
+UPDATE chat_messages SET tokens_used = 12 WHERE id = :'e';
+UPDATE chat_messages SET tokens_used = 13 WHERE id = :'e';
+-- Inserted, then changed or deleted before it reaches the shadow.
+INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-f', role, content, actions,
+    parse_degraded, tokens_used, model_name, '00000000-0000-0000-0000-0000000000f1', created_at,
+    updated_at, deleted_at FROM chat_messages WHERE id = :'hot';
+UPDATE chat_messages SET tokens_used = 14 WHERE id = '00000000-0000-0000-0000-0000000000f1';
+UPDATE chat_messages SET content = 'short now' WHERE id = '00000000-0000-0000-0000-0000000000f1';
+INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-g', role, content, actions,
+    parse_degraded, tokens_used, model_name, '00000000-0000-0000-0000-0000000000f2', created_at,
+    updated_at, deleted_at FROM chat_messages WHERE id = :'h';
+DELETE FROM chat_messages WHERE id = '00000000-0000-0000-0000-0000000000f2';
+-- Deleted and inserted again, then updated.
+WITH gone AS (DELETE FROM chat_messages WHERE id = :'h' RETURNING *)
+INSERT INTO chat_messages SELECT * FROM gone;
+UPDATE chat_messages SET tokens_used = 15 WHERE id = :'h';
+BEGIN;
+UPDATE chat_messages SET tokens_used = -1 WHERE id = :'hot';
+DELETE FROM chat_messages WHERE id = :'a';
+ROLLBACK;
+UPDATE chat_messages SET tokens_used = 5 WHERE id = :'hot';
+-- Breadth: one transaction of many changes, and many transactions of one.
+UPDATE chat_messages SET tokens_used = coalesce(tokens_used, 0) + 100
+WHERE id IN (SELECT id FROM chat_messages ORDER BY id OFFSET 100 LIMIT 300);
+DELETE FROM chat_messages WHERE id IN (SELECT id FROM chat_messages ORDER BY id OFFSET 500 LIMIT 100);
+SELECT format('UPDATE chat_messages SET tokens_used = %s WHERE id = %L', n, id)
+FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM chat_messages ORDER BY id OFFSET 700 LIMIT 150) s
+\gexec
+SELECT format('DELETE FROM chat_messages WHERE id = %L', id)
+FROM (SELECT id FROM chat_messages ORDER BY id OFFSET 900 LIMIT 50) s
+\gexec
+SELECT format('UPDATE chat_messages SET tokens_used = coalesce(tokens_used, 0) + %s WHERE id = %L', n, :'hot')
+FROM generate_series(1, 40) n
+\gexec
+SQL
+
+for my $identity ('DEFAULT', 'FULL')
+{
+	my $node = Pgrepart::Cluster->new;
+	$node->psql(fixture('chat_messages.sql'), vars => { rows => 3000 });
+	$node->psql("ALTER TABLE chat_messages REPLICA IDENTITY $identity");
+	$node->psql(q{UPDATE chat_messages SET created_at = (SELECT created_at FROM chat_messages ORDER BY id
+		OFFSET 10 LIMIT 1) WHERE id = (SELECT id FROM chat_messages ORDER BY id OFFSET 11 LIMIT 1)});
+	my $dir = tempdir(CLEANUP => 1);
+	my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'chat_messages', '-k',
+		'created_at', '--batch-transactions', '2000', '--json');
+
+	# Synced: the shadow has its unique constraint on (message_id, created_at).
+	my $pid = pgrepart_background("$dir/prepare.log", @run);
+	ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase = 'synced'}, 120, $pid),
+		"$identity: the run reached synced") or diag(slurp("$dir/prepare.log"));
+	kill 'TERM', $pid;
+	is(wait_exit($pid), 5, "$identity: stopped");
+	ok($node->psql(q{SELECT count(*) FROM pg_index WHERE indrelid = 'chat_messages_pgrepart'::regclass
+		AND indisunique AND NOT indisprimary}) > 0, "$identity: the shadow has a unique index besides the key");
+
+	$node->psql($burst);
+	my $lsn = $node->psql('SELECT pg_current_wal_lsn()');
+	$pid = pgrepart_background("$dir/run.log", @run);
+	ok(wait_for($node, applied_up_to($lsn), 120, $pid), "$identity: the apply reached $lsn")
+	  or diag(slurp("$dir/run.log"));
+	kill 'TERM', $pid;
+	is(wait_exit($pid), 5, "$identity: stopped again");
+	my $log = slurp("$dir/run.log");
+	unlike($log, qr/error:/, "$identity: no errors") or diag($log);
+
+	my ($missing, $extra) = compare_tables($node, 'chat_messages', 'chat_messages_pgrepart');
+	is("$missing/$extra", '0/0', "$identity: every row equal");
+	my ($batches) = $log =~ /.*"batch_statements":(\d+)/s;
+	my ($folded) = $log =~ /.*"folded":(\d+)/s;
+	ok(($batches // 0) > 0, "$identity: updates and deletes went in batches (" . ($batches // 'none') . ')');
+	ok(($folded // 0) > 0, "$identity: changes of one row were folded (" . ($folded // 'none') . ')');
+}
+
+done_testing();
