@@ -464,7 +464,6 @@ static bool
 apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 {
 	ExecStatusType status = PQresultStatus(res);
-	char		lsn[LSN_TEXT_SIZE];
 	long		rows;
 
 	if (status == PGRES_PIPELINE_ABORTED)
@@ -473,6 +472,7 @@ apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 	{
 		if (!*logged)
 		{
+			char		lsn[LSN_TEXT_SIZE];
 			char		what[160];
 
 			snprintf(what, sizeof(what), "apply the %s of %s at %s", e->what,
@@ -578,15 +578,18 @@ apply_run_retries(apply *a, bool ok)
 	for (int i = 0; i < n; i++)
 	{
 		retry	   *r = retries[i].retry;
-		char		name[32];
 
 		if (ok)
+		{
+			char		name[32];
+
 			ok = apply_statement(a, 'u', TARGET_PARENT, false, r->mask, name) &&
 				apply_sent(a, PQsendQueryPrepared(a->db->conn, name, r->nparams,
 												  (const char *const *) r->values, r->lengths,
 												  r->formats, 0),
 						   EXPECT_ONE_ROW, "update (the row moved partitions)", retries[i].lsn,
 						   retries[i].key);
+		}
 		else
 			free(retries[i].key);
 		apply_retry_free(r);
@@ -1103,7 +1106,7 @@ apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
 /* ---- batches of updates and deletes ---- */
 
 #define BATCH_MAX_ROWS 1000
-#define BATCH_MAX_BYTES (8 * 1024 * 1024)
+#define BATCH_MAX_BYTES ((size_t) 8 * 1024 * 1024)
 #define BOOLOID 16
 #define BOOLARRAYOID 1000
 
@@ -1501,10 +1504,8 @@ apply_fold_update(apply *a, const char *key, uint64_t h, const pgout_tuple *newt
 	batch	   *b = &a->updates;
 	int			nv = b->nvalues;
 	pgout_value *old;
-	const pgout_value **vals;
 	batch_row	row;
 	size_t		at;
-	buf			scratch;
 	bool		ok;
 
 	if (!a->can_fold || b->nlive == 0)
@@ -1524,7 +1525,9 @@ apply_fold_update(apply *a, const char *key, uint64_t h, const pgout_tuple *newt
 	if (ok)
 	{
 		/* Built aside: the values point into the batch, which grows. */
-		vals = xcalloc((size_t) nv + 1, sizeof(pgout_value *));
+		const pgout_value **vals = xcalloc((size_t) nv + 1, sizeof(pgout_value *));
+		buf			scratch;
+
 		for (int c = 0; c < nv; c++)
 			vals[c] = c < a->rel->ncols && newt->values[c].kind != 'u' ? &newt->values[c] : &old[c];
 		buf_init(&scratch);
@@ -1782,7 +1785,6 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	char	   *newkey;
 	uint64_t	hash[2];
 	retry	   *r = NULL;
-	int			p = 0;
 	int			nvals = 0;
 	bool		ok = false;
 
@@ -1883,6 +1885,8 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 		target = TARGET_PARENT;
 	if (apply_statement(a, 'u', target, target == TARGET_PARENT, mask, name))
 	{
+		int			p = 0;
+
 		apply_reserve_params(a, a->rel->ncols + a->nkey + 1);
 		for (int i = 0; i < newt->ncols; i++)
 			if (mask[i] == '1')

@@ -55,11 +55,12 @@ sub wait_exit
 	return $? & 127 ? 128 + ($? & 127) : $? >> 8;
 }
 
-# Poll a query until it returns 't', at most $seconds; returns whether it
-# did.  With $pid, give up as soon as that child exits.
+# Poll a query every $interval seconds (0.2 unless given) until it returns
+# 't', at most $seconds; returns whether it did.  With $pid, give up as soon
+# as that child exits.
 sub wait_for
 {
-	my ($node, $sql, $seconds, $pid) = @_;
+	my ($node, $sql, $seconds, $pid, $interval) = @_;
 	my $deadline = time + ($seconds // 120);
 	while (time < $deadline)
 	{
@@ -70,7 +71,7 @@ sub wait_for
 			$exited{$pid} = $? & 127 ? 128 + ($? & 127) : $? >> 8;
 			return 0;
 		}
-		select(undef, undef, undef, 0.2);
+		select(undef, undef, undef, $interval // 0.2);
 	}
 	return 0;
 }
