@@ -19,6 +19,7 @@
 #include "pgrepart/buf.h"
 #include "pgrepart/catalog.h"
 #include "pgrepart/copybin.h"
+#include "pgrepart/fault.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/keyset.h"
 #include "pgrepart/log.h"
@@ -2206,7 +2207,7 @@ apply_read_columns(apply *a)
 	if (!catalog_published_columns(a->db, a->qshadow, &a->columns, &a->types, &a->ncolumns) ||
 		!catalog_array_types(a->db, a->types, a->ncolumns, &a->array_types))
 		return false;
-	a->can_batch = true;
+	a->can_batch = !fault_off("apply-batches");
 	for (int i = 0; i < a->ncolumns; i++)
 		a->can_batch = a->can_batch && a->array_types[i] != 0;
 	for (int i = 0; i < a->ncolumns; i++)

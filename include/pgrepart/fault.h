@@ -12,6 +12,16 @@
 #ifndef PGREPART_FAULT_H
 #define PGREPART_FAULT_H
 
+#include <stdbool.h>
+
 void		fault_point(const char *name);
+
+/*
+ * Whether the test suite turned a fast path off, so that the general path
+ * it stands in for is tested too: PGREPART_TEST_OFF=name[,name...].
+ * "apply-batches": every update and delete goes alone, as one whose values
+ * arrive as text must.
+ */
+bool		fault_off(const char *name);
 
 #endif
