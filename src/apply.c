@@ -173,8 +173,7 @@ struct apply
 	batch		deletes_by_part;	/* the partition value is known */
 	batch		deletes_by_key;		/* the key alone, in every partition */
 
-	buf			run;			/* pending inserts: LSN, target, key, then kind, length, bytes per value */
-	int			run_rows;
+	batch		inserts;		/* the run: pending inserts, in source order */
 	bool		run_has_text;
 	prepared   *statements;
 	int			nstatements;
@@ -832,7 +831,7 @@ apply_check_partition(apply *a, const pgout_tuple *t)
 	return apply_cover(a, v);
 }
 
-/* ---- inserts ---- */
+/* ---- statements ---- */
 
 static void
 apply_column_list(apply *a, buf *b)
@@ -944,167 +943,7 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 	return ok;
 }
 
-/* Send the pending inserts one by one, each through its leaf's prepared INSERT. */
-static bool
-apply_run_as_inserts(apply *a)
-{
-	wire_reader r;
-
-	apply_reserve_params(a, a->rel->ncols);
-	wire_reader_init(&r, a->run.data, a->run.len);
-	for (int row = 0; row < a->run_rows; row++)
-	{
-		lsn_t		lsn = wire_u64(&r);
-		int			target = (int) (int32_t) wire_u32(&r);
-		uint32_t	keylen = wire_u32(&r);
-		char	   *key = xmalloc(keylen + 1);
-		char		name[32];
-
-		memcpy(key, wire_bytes(&r, keylen), keylen);
-		key[keylen] = '\0';
-		if (!apply_claim_key(a, key, NULL) || !apply_statement(a, 'i', target, false, NULL, name))
-		{
-			free(key);
-			return false;
-		}
-		for (int i = 0; i < a->rel->ncols; i++)
-		{
-			pgout_value v;
-
-			v.kind = (char) wire_u8(&r);
-			v.len = v.kind == 'n' ? 0 : wire_u32(&r);
-			v.data = v.kind == 'n' ? NULL : wire_bytes(&r, v.len);
-			apply_set_param(a, i, &v);
-		}
-		if (!apply_sent(a, PQsendQueryPrepared(a->db->conn, name, a->rel->ncols, a->values,
-											   a->lengths, a->formats, 0),
-						EXPECT_ONE_ROW, "insert", lsn, key))
-			return false;
-	}
-	return true;
-}
-
-/* Send the pending inserts as one binary COPY. */
-static bool
-apply_run_as_copy(apply *a)
-{
-	PGconn	   *conn = a->db->conn;
-	buf			data;
-	wire_reader r;
-	PGresult   *res;
-	bool		ok;
-
-	if (!apply_leave_pipeline(a))
-		return false;
-	buf_init(&data);
-	copybin_put_header(&data);
-	wire_reader_init(&r, a->run.data, a->run.len);
-	for (int row = 0; row < a->run_rows; row++)
-	{
-		uint32_t	keylen;
-
-		(void) wire_u64(&r);
-		(void) wire_u32(&r);
-		keylen = wire_u32(&r);
-		(void) wire_bytes(&r, keylen);
-		copybin_put_row_start(&data, a->rel->ncols);
-		for (int i = 0; i < a->rel->ncols; i++)
-		{
-			char		kind = (char) wire_u8(&r);
-			uint32_t	len = kind == 'n' ? 0 : wire_u32(&r);
-
-			copybin_put_field(&data, kind == 'n' ? NULL : wire_bytes(&r, len), len);
-		}
-	}
-	copybin_put_trailer(&data);
-
-	buf_reset(&a->sql);
-	buf_appendf(&a->sql, "COPY %s ", a->qshadow);
-	apply_column_list(a, &a->sql);
-	buf_append(&a->sql, " FROM STDIN (FORMAT binary)");
-	res = PQexec(conn, a->sql.data);
-	ok = PQresultStatus(res) == PGRES_COPY_IN;
-	PQclear(res);
-	if (ok)
-		ok = PQputCopyData(conn, data.data, (int) data.len) == 1 && PQputCopyEnd(conn, NULL) == 1;
-	res = PQgetResult(conn);
-	if (!ok || PQresultStatus(res) != PGRES_COMMAND_OK)
-	{
-		db_log_error(conn, a->db->label, "copy a run of inserts into the shadow", res,
-					 a->db->sqlstate);
-		ok = false;
-	}
-	PQclear(res);
-	while ((res = PQgetResult(conn)) != NULL)
-		PQclear(res);
-	buf_free(&data);
-	a->stats.copied_rows += ok ? a->run_rows : 0;
-	return apply_enter_pipeline(a) && ok;
-}
-
-static bool
-apply_flush_run(apply *a)
-{
-	bool		ok;
-
-	if (a->run_rows == 0)
-		return true;
-	/* From here the inserts are on their way: their keys are the pipeline's to track. */
-	if (a->run_rows >= a->o.copy_threshold && !a->run_has_text)
-		ok = apply_run_as_copy(a);
-	else
-		ok = apply_run_as_inserts(a);
-	buf_reset(&a->run);
-	a->run_rows = 0;
-	a->run_has_text = false;
-	return ok;
-}
-
-static bool
-apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
-{
-	char	   *key;
-
-	if (t->ncols != a->rel->ncols)
-	{
-		log_error("insert at %" PRIX64 " carries %d columns, the relation has %d", lsn, t->ncols,
-				  a->rel->ncols);
-		return false;
-	}
-	if (!apply_check_partition(a, t))
-		return false;
-	key = apply_describe_key(a, t);
-	keyset_add(&a->run_keys, keyset_hash(key, strlen(key)));
-	wire_put_u64(&a->run, lsn);
-	wire_put_u32(&a->run, (uint32_t) apply_target_of(a, &t->values[a->part]));
-	wire_put_u32(&a->run, (uint32_t) strlen(key));
-	buf_append(&a->run, key);
-	free(key);
-	for (int i = 0; i < t->ncols; i++)
-	{
-		const pgout_value *v = &t->values[i];
-
-		if (v->kind == 'u')
-		{
-			log_error("insert at %" PRIX64 " has an unchanged-TOAST marker, which only updates carry",
-					  lsn);
-			return false;
-		}
-		wire_put_u8(&a->run, (uint8_t) v->kind);
-		if (v->kind != 'n')
-		{
-			wire_put_u32(&a->run, v->len);
-			buf_append_len(&a->run, v->data, v->len);
-		}
-		if (v->kind == 't')
-			a->run_has_text = true;
-	}
-	a->run_rows++;
-	a->stats.inserts++;
-	return true;
-}
-
-/* ---- batches of updates and deletes ---- */
+/* ---- pending changes: the insert run and the batches of updates and deletes ---- */
 
 #define BATCH_MAX_ROWS 1000
 #define BATCH_MAX_BYTES ((size_t) 8 * 1024 * 1024)
@@ -1272,10 +1111,10 @@ apply_batch_added(apply *a, batch *b, const batch_row *row, int n, size_t at)
 	b->nvalues = n;
 	b->nrows++;
 	b->nlive++;
-	if (b->kind == 'u')
+	if (b->kind != 'd')
 		apply_batch_index(b, row->hash[1], at);
-	keyset_add(&a->batch_keys, row->hash[0]);
-	keyset_add(&a->batch_keys, row->hash[1]);
+	keyset_add(b->kind == 'i' ? &a->run_keys : &a->batch_keys, row->hash[0]);
+	keyset_add(b->kind == 'i' ? &a->run_keys : &a->batch_keys, row->hash[1]);
 }
 
 static void
@@ -1307,6 +1146,155 @@ apply_batch_next(wire_reader *r, batch_row *row, pgout_value *vals, int nvalues)
 		vals[i].len = vals[i].kind == 'b' ? wire_u32(r) : 0;
 		vals[i].data = vals[i].kind == 'b' ? wire_bytes(r, vals[i].len) : NULL;
 	}
+}
+
+/* ---- inserts ---- */
+
+/* Send the pending inserts one by one, each through its leaf's prepared INSERT. */
+static bool
+apply_run_as_inserts(apply *a)
+{
+	const batch *b = &a->inserts;
+	pgout_value *vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
+	wire_reader r;
+	batch_row	row;
+	bool		ok = true;
+
+	apply_reserve_params(a, a->rel->ncols);
+	wire_reader_init(&r, b->rows.data, b->rows.len);
+	for (int i = 0; ok && i < b->nrows; i++)
+	{
+		char		name[32];
+
+		apply_batch_next(&r, &row, vals, b->nvalues);
+		if (row.dead)
+			continue;
+		ok = apply_claim_key(a, row.key, NULL) &&
+			apply_statement(a, 'i', apply_target_of(a, &vals[a->part]), false, NULL, name);
+		if (!ok)
+			break;
+		for (int c = 0; c < a->rel->ncols; c++)
+			apply_set_param(a, c, &vals[c]);
+		ok = apply_sent(a, PQsendQueryPrepared(a->db->conn, name, a->rel->ncols, a->values,
+											   a->lengths, a->formats, 0),
+						EXPECT_ONE_ROW, "insert", row.lsn, xstrdup(row.key));
+	}
+	free(vals);
+	return ok;
+}
+
+/* Send the pending inserts as one binary COPY. */
+static bool
+apply_run_as_copy(apply *a)
+{
+	PGconn	   *conn = a->db->conn;
+	const batch *b = &a->inserts;
+	pgout_value *vals;
+	buf			data;
+	wire_reader r;
+	batch_row	row;
+	PGresult   *res;
+	bool		ok;
+
+	if (!apply_leave_pipeline(a))
+		return false;
+	vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
+	buf_init(&data);
+	copybin_put_header(&data);
+	wire_reader_init(&r, b->rows.data, b->rows.len);
+	for (int i = 0; i < b->nrows; i++)
+	{
+		apply_batch_next(&r, &row, vals, b->nvalues);
+		if (row.dead)
+			continue;
+		copybin_put_row_start(&data, a->rel->ncols);
+		for (int c = 0; c < a->rel->ncols; c++)
+			copybin_put_field(&data, vals[c].kind == 'n' ? NULL : vals[c].data, vals[c].len);
+	}
+	copybin_put_trailer(&data);
+	free(vals);
+
+	buf_reset(&a->sql);
+	buf_appendf(&a->sql, "COPY %s ", a->qshadow);
+	apply_column_list(a, &a->sql);
+	buf_append(&a->sql, " FROM STDIN (FORMAT binary)");
+	res = PQexec(conn, a->sql.data);
+	ok = PQresultStatus(res) == PGRES_COPY_IN;
+	PQclear(res);
+	if (ok)
+		ok = PQputCopyData(conn, data.data, (int) data.len) == 1 && PQputCopyEnd(conn, NULL) == 1;
+	res = PQgetResult(conn);
+	if (!ok || PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		db_log_error(conn, a->db->label, "copy a run of inserts into the shadow", res,
+					 a->db->sqlstate);
+		ok = false;
+	}
+	PQclear(res);
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+	buf_free(&data);
+	a->stats.copied_rows += ok ? b->nlive : 0;
+	return apply_enter_pipeline(a) && ok;
+}
+
+static bool
+apply_flush_run(apply *a)
+{
+	bool		ok = true;
+
+	if (a->inserts.nlive > 0)
+	{
+		if (a->inserts.nlive >= a->o.copy_threshold && !a->run_has_text)
+			ok = apply_run_as_copy(a);
+		else
+			ok = apply_run_as_inserts(a);
+	}
+	buf_free(&a->inserts.rows);
+	free(a->inserts.slot_hash);
+	free(a->inserts.slot_row);
+	apply_batch_reset(&a->inserts);
+	a->run_has_text = false;
+	return ok;
+}
+
+static bool
+apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
+{
+	const pgout_value **vals;
+	batch_row	row;
+	uint64_t	h;
+	char	   *key;
+
+	if (t->ncols != a->rel->ncols)
+	{
+		log_error("insert at %" PRIX64 " carries %d columns, the relation has %d", lsn, t->ncols,
+				  a->rel->ncols);
+		return false;
+	}
+	if (!apply_check_partition(a, t))
+		return false;
+	vals = xcalloc((size_t) t->ncols + 1, sizeof(pgout_value *));
+	for (int i = 0; i < t->ncols; i++)
+	{
+		if (t->values[i].kind == 'u')
+		{
+			free(vals);
+			log_error("insert at %" PRIX64 " has an unchanged-TOAST marker, which only updates carry",
+					  lsn);
+			return false;
+		}
+		a->run_has_text = a->run_has_text || t->values[i].kind == 't';
+		vals[i] = &t->values[i];
+	}
+	key = apply_describe_key(a, t);
+	h = keyset_hash(key, strlen(key));
+	row = (batch_row) {false, lsn, {h, h}, true, key, key};
+	apply_batch_add(a, &a->inserts, &row, vals, t->ncols);
+	free(key);
+	free(vals);
+	a->stats.inserts++;
+	return true;
 }
 
 /*
@@ -1464,17 +1452,17 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 }
 
 /*
- * The pending update whose new key is key (hash h), read into row and old
- * (its values); false if there is none.
+ * The pending insert or update in b whose new key is key (hash h), read into
+ * row and old (its values); false if there is none.
  */
 static bool
-apply_pending_update(apply *a, const char *key, uint64_t h, size_t *at, batch_row *row,
-					 pgout_value *old)
+apply_pending_row(apply *a, const batch *b, const char *key, uint64_t h, size_t *at,
+				  batch_row *row, pgout_value *old)
 {
-	const batch *b = &a->updates;
+	const keyset *keys = b->kind == 'i' ? &a->run_keys : &a->batch_keys;
 	wire_reader r;
 
-	if (!keyset_contains(&a->batch_keys, h) || (*at = apply_batch_find(b, h)) == SIZE_MAX)
+	if (b->nlive == 0 || !keyset_contains(keys, h) || (*at = apply_batch_find(b, h)) == SIZE_MAX)
 		return false;
 	wire_reader_init(&r, b->rows.data + *at, b->rows.len - *at);
 	apply_batch_next(&r, row, old, b->nvalues);
@@ -1491,11 +1479,11 @@ apply_batch_kill(batch *b, size_t at, uint64_t h)
 }
 
 /*
- * Fold an update into the pending update of the same row: the row is
- * updated once, to the later values (the earlier ones where the later
+ * Fold an update into the pending update or insert of the same row: the row
+ * is written once, with the later values (the earlier ones where the later
  * change left a TOASTed value unchanged).  Only when every column of a
  * unique index (the key and partition column among them) keeps the value
- * the pending update gives it: moving the later change to the earlier
+ * the pending change gives it: moving the later change to the earlier
  * one's place then cannot take or free a value that another change waits
  * for.  Whether it folded.
  */
@@ -1503,16 +1491,22 @@ static bool
 apply_fold_update(apply *a, const char *key, uint64_t h, const pgout_tuple *newt)
 {
 	batch	   *b = &a->updates;
-	int			nv = b->nvalues;
+	int			nv;
 	pgout_value *old;
 	batch_row	row;
 	size_t		at;
 	bool		ok;
 
-	if (!a->can_fold || b->nlive == 0)
+	if (!a->can_fold)
 		return false;
-	old = xcalloc((size_t) nv + 1, sizeof(pgout_value));
-	ok = apply_pending_update(a, key, h, &at, &row, old);
+	old = xcalloc((size_t) a->rel->ncols + a->nkey + 2, sizeof(pgout_value));
+	ok = apply_pending_row(a, b, key, h, &at, &row, old);
+	if (!ok)
+	{
+		b = &a->inserts;
+		ok = apply_pending_row(a, b, key, h, &at, &row, old);
+	}
+	nv = b->nvalues;
 	for (int c = 0; ok && c < a->rel->ncols; c++)
 	{
 		const pgout_value *v = &newt->values[c];
@@ -1546,9 +1540,11 @@ apply_fold_update(apply *a, const char *key, uint64_t h, const pgout_tuple *newt
 }
 
 /*
- * Fold a delete into the pending update of the same row: the update is
- * dropped and the row is deleted where the update would have looked for
- * it.  Always allowed: deleting earlier only frees unique values.
+ * Fold a delete into the pending update or insert of the same row.  An
+ * insert and its delete both go; an update is dropped and the row deleted
+ * where the update would have looked for it.  Always allowed: deleting
+ * earlier only frees unique values, and the inserted row never existed for
+ * anyone else.
  */
 static bool
 apply_fold_delete(apply *a, const char *key, uint64_t h)
@@ -1561,10 +1557,15 @@ apply_fold_delete(apply *a, const char *key, uint64_t h)
 	size_t		at;
 	int			n = 0;
 
-	if (u->nlive == 0)
-		return false;
-	old = xcalloc((size_t) u->nvalues + 1, sizeof(pgout_value));
-	if (!apply_pending_update(a, key, h, &at, &row, old))
+	old = xcalloc((size_t) a->rel->ncols + a->nkey + 2, sizeof(pgout_value));
+	if (apply_pending_row(a, &a->inserts, key, h, &at, &row, old))
+	{
+		apply_batch_kill(&a->inserts, at, row.hash[1]);
+		free(old);
+		a->stats.folded++;
+		return true;
+	}
+	if (!apply_pending_row(a, u, key, h, &at, &row, old))
 	{
 		free(old);
 		return false;
@@ -2155,7 +2156,8 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 		case PGOUT_INSERT:
 			if (!apply_insert(a, &m->insert.newtuple, lsn))
 				return false;
-			return a->run_rows < 10000 || apply_flush_pending(a);
+			return (a->inserts.nlive < 10000 && a->inserts.rows.len < BATCH_MAX_BYTES) ||
+				apply_flush_pending(a);
 		case PGOUT_UPDATE:
 			return apply_update(a, m, lsn);
 		case PGOUT_DELETE:
@@ -2262,7 +2264,8 @@ apply_create(db *target, const apply_options *o)
 	if (a->o.copy_threshold <= 0)
 		a->o.copy_threshold = 16;
 	a->qshadow = ident_qualified(o->schema, o->shadow);
-	buf_init(&a->run);
+	a->inserts.kind = 'i';
+	buf_init(&a->inserts.rows);
 	buf_init(&a->sql);
 	/*
 	 * The same few statements run millions of times: plan them once.  For a
@@ -2335,7 +2338,9 @@ apply_destroy(apply *a)
 	free(a->lengths);
 	free(a->formats);
 	free(a->qshadow);
-	buf_free(&a->run);
+	buf_free(&a->inserts.rows);
+	free(a->inserts.slot_hash);
+	free(a->inserts.slot_row);
 	buf_free(&a->sql);
 	free(a);
 }
