@@ -123,23 +123,24 @@ struct apply
 	bool		has_default_partition;
 	bool		have_bounds;	/* partition range known as int64 */
 	int64_t		lower, upper;	/* [lower, upper) covered by partitions */
-	Oid			partition_type;
 	leaf	   *leaves;			/* sorted by lower */
+	Oid			partition_type;
 	int			nleaves;
 	int			next_leaf_id;
+	int			txns_in_batch;	/* source transactions in the open target transaction */
 
 	/* The source relation, from the stream's Relation message. */
 	pgout_relation *rel;
-	int		   *key;			/* column indexes of the replica identity */
+	int		   *key;			/* column indexes of the key */
+	bool	   *guarded;		/* per column: in a unique index, the key or the partition column */
 	int			nkey;
 	int			part;			/* column index of the partition column */
 	bool		identity_has_part;	/* the old key carries the partition value */
-	bool	   *guarded;		/* per column: in a unique index, the key or the partition column */
 	bool		can_fold;		/* see apply_fold_update */
-
 	bool		in_source_txn;
 	bool		in_target_txn;
-	int			txns_in_batch;
+	bool		run_has_text;	/* a pending insert carries a value as text: no COPY */
+
 	lsn_t		pending_lsn;	/* end LSN of the last source commit not yet durable */
 	int64_t		pending_time;
 	lsn_t		committed;		/* durable: the origin's progress */
@@ -174,15 +175,14 @@ struct apply
 	batch		deletes_by_key;		/* the key alone, in every partition */
 
 	batch		inserts;		/* the run: pending inserts, in source order */
-	bool		run_has_text;
 	prepared   *statements;
 	int			nstatements;
 
 	/* Scratch for statement parameters. */
+	int			params_cap;
 	const char **values;
 	int		   *lengths;
 	int		   *formats;
-	int			params_cap;
 	buf			sql;
 	apply_stats stats;
 };
