@@ -141,6 +141,18 @@ struct apply
 	bool		in_target_txn;
 	bool		run_has_text;	/* a pending insert carries a value as text: no COPY */
 
+	/*
+	 * A target COMMIT sent, with a sync after it, whose results are not read
+	 * yet: its statements are the first inflight_count expectations.  At
+	 * most one: the next COMMIT is sent only once this one is known to have
+	 * succeeded, so a failed batch can never be covered by a later origin
+	 * advance.
+	 */
+	bool		inflight;
+	int			inflight_count;
+	lsn_t		inflight_lsn;
+	int64_t		inflight_time;
+
 	lsn_t		pending_lsn;	/* end LSN of the last source commit not yet durable */
 	int64_t		pending_time;
 	lsn_t		committed;		/* durable: the origin's progress */
@@ -327,17 +339,19 @@ apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key,
 static void apply_retry_free(retry *r);
 static void apply_batch_free(batch *b);
 
-/* Drop what the expectations since the last sync hold. */
+/* Drop the first n expectations and what they hold. */
 static void
-apply_free_expectations(apply *a)
+apply_free_expectations(apply *a, int n)
 {
-	for (int i = 0; i < a->nexpect; i++)
+	for (int i = 0; i < n; i++)
 	{
 		free(a->expect[i].key);
 		apply_retry_free(a->expect[i].retry);
 		apply_batch_free(a->expect[i].batch);
 	}
-	a->nexpect = 0;
+	if (a->nexpect > n)
+		memmove(a->expect, a->expect + n, sizeof(expectation) * (size_t) (a->nexpect - n));
+	a->nexpect -= n;
 }
 
 static void
@@ -501,22 +515,18 @@ apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 	return false;
 }
 
-/* Sync the pipeline and check every result queued since the last sync. */
+/*
+ * Read and check the results of the first n expectations, which a sync
+ * already follows, and that sync; drop those expectations.
+ */
 static bool
-apply_sync(apply *a)
+apply_read_results(apply *a, int n)
 {
 	PGconn	   *conn = a->db->conn;
 	bool		ok = true;
 	bool		logged = false;
 
-	if (a->nexpect == 0)
-		return true;
-	if (!PQpipelineSync(conn))
-	{
-		db_log_error(conn, a->db->label, "send to the shadow", NULL, a->db->sqlstate);
-		return false;
-	}
-	for (int i = 0; i < a->nexpect; i++)
+	for (int i = 0; i < n; i++)
 	{
 		PGresult   *res = PQgetResult(conn);
 		PGresult   *end;
@@ -535,8 +545,7 @@ apply_sync(apply *a)
 		while ((end = PQgetResult(conn)) != NULL)
 			PQclear(end);
 	}
-	apply_free_expectations(a);
-	keyset_clear(&a->segment);
+	apply_free_expectations(a, n);
 	/* The sync point itself. */
 	for (;;)
 	{
@@ -559,6 +568,48 @@ apply_sync(apply *a)
 		}
 		PQclear(res);
 	}
+	return ok;
+}
+
+/* A target transaction committed: the origin's progress is lsn. */
+static void
+apply_durable(apply *a, lsn_t lsn, int64_t commit_time)
+{
+	a->committed = lsn > a->committed ? lsn : a->committed;
+	a->stats.last_commit_time = commit_time;
+	a->stats.commits++;
+}
+
+/* Wait for the COMMIT in flight, if any: its rows are durable once it succeeded. */
+static bool
+apply_collect(apply *a)
+{
+	if (!a->inflight)
+		return true;
+	a->inflight = false;
+	if (!apply_read_results(a, a->inflight_count))
+		return false;
+	apply_durable(a, a->inflight_lsn, a->inflight_time);
+	return true;
+}
+
+/* Sync the pipeline and check every result queued since the last sync. */
+static bool
+apply_sync(apply *a)
+{
+	bool		ok;
+
+	if (!apply_collect(a))
+		return false;
+	if (a->nexpect == 0)
+		return true;
+	if (!PQpipelineSync(a->db->conn))
+	{
+		db_log_error(a->db->conn, a->db->label, "send to the shadow", NULL, a->db->sqlstate);
+		return false;
+	}
+	ok = apply_read_results(a, a->nexpect);
+	keyset_clear(&a->segment);
 	return apply_run_retries(a, ok);
 }
 
@@ -1196,8 +1247,7 @@ apply_run_as_copy(apply *a)
 	PGresult   *res;
 	bool		ok;
 
-	if (!apply_leave_pipeline(a))
-		return false;
+	/* Built before the pipeline drains, while the server still works through it. */
 	vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
 	buf_init(&data);
 	copybin_put_header(&data);
@@ -1213,6 +1263,11 @@ apply_run_as_copy(apply *a)
 	}
 	copybin_put_trailer(&data);
 	free(vals);
+	if (!apply_leave_pipeline(a))
+	{
+		buf_free(&data);
+		return false;
+	}
 
 	buf_reset(&a->sql);
 	buf_appendf(&a->sql, "COPY %s ", a->qshadow);
@@ -1695,6 +1750,13 @@ apply_flush_batch(apply *a, batch *b)
 	apply_expect(a, EXPECT_BATCH, sent->kind == 'u' ? "updates" : "deletes", first, NULL, NULL);
 	a->expect[a->nexpect - 1].batch = sent;
 	a->stats.batches++;
+	/* On its way now, so the server works on it while the next one is built. */
+	if (PQflush(a->db->conn) < 0)
+	{
+		db_log_error(a->db->conn, a->db->label, "send a batch to the shadow", NULL,
+					 a->db->sqlstate);
+		return false;
+	}
 	return a->nexpect < a->o.pipeline_depth || apply_sync(a);
 }
 
@@ -2080,16 +2142,26 @@ apply_relation(apply *a, const pgout_message *m)
 
 /* ---- transactions ---- */
 
-bool
-apply_commit(apply *a)
+/*
+ * Send what is pending, the origin's advance and COMMIT.  wait: read every
+ * result now; otherwise leave the COMMIT in flight (see inflight) and go
+ * on, so the server works through it while the next batch is built.
+ */
+static bool
+apply_end_target(apply *a, bool wait)
 {
 	/*
 	 * Never commit part of a source transaction: the origin would say it is
 	 * done and a restart would skip the rest.  It commits at its end.
 	 */
-	if (!a->in_target_txn || a->in_source_txn)
+	if (a->in_source_txn)
 		return true;
-	if (!apply_flush_pending(a))
+	if (!a->in_target_txn)
+		return !wait || apply_collect(a);
+	if (!apply_collect(a) || !apply_flush_pending(a))
+		return false;
+	/* A single UPDATE that may have to be repeated is repeated before the COMMIT. */
+	if (a->segment.count > 0 && !apply_sync(a))
 		return false;
 	if (a->pending_lsn > a->committed)
 	{
@@ -2107,14 +2179,34 @@ apply_commit(apply *a)
 						EXPECT_OK, "origin progress", a->pending_lsn, NULL))
 			return false;
 	}
-	if (!apply_send_plain(a, "COMMIT", "commit of a batch") || !apply_sync(a))
+	if (!apply_send_plain(a, "COMMIT", "commit of a batch"))
 		return false;
 	a->in_target_txn = false;
 	a->txns_in_batch = 0;
-	a->committed = a->pending_lsn > a->committed ? a->pending_lsn : a->committed;
-	a->stats.last_commit_time = a->pending_time;
-	a->stats.commits++;
+	/* Read already when apply_send_plain had to sync; else read now when waiting. */
+	if (a->nexpect == 0 || wait)
+	{
+		if (!apply_sync(a))
+			return false;
+		apply_durable(a, a->pending_lsn, a->pending_time);
+		return true;
+	}
+	if (!PQpipelineSync(a->db->conn))
+	{
+		db_log_error(a->db->conn, a->db->label, "send to the shadow", NULL, a->db->sqlstate);
+		return false;
+	}
+	a->inflight = true;
+	a->inflight_count = a->nexpect;
+	a->inflight_lsn = a->pending_lsn;
+	a->inflight_time = a->pending_time;
 	return true;
+}
+
+bool
+apply_commit(apply *a)
+{
+	return apply_end_target(a, true);
 }
 
 bool
@@ -2149,7 +2241,7 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 			a->pending_time = m->commit.commit_time;
 			a->stats.transactions++;
 			if (++a->txns_in_batch >= a->o.batch_transactions)
-				return apply_commit(a);
+				return apply_end_target(a, false);
 			return true;
 		case PGOUT_RELATION:
 			return apply_relation(a, m);
@@ -2179,7 +2271,7 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 bool
 apply_idle(const apply *a)
 {
-	return !a->in_source_txn && !a->in_target_txn;
+	return !a->in_source_txn && !a->in_target_txn && !a->inflight;
 }
 
 bool
@@ -2306,7 +2398,7 @@ apply_destroy(apply *a)
 {
 	if (a == NULL)
 		return;
-	apply_free_expectations(a);
+	apply_free_expectations(a, a->nexpect);
 	free(a->expect);
 	for (int i = 0; i < a->nretries; i++)
 	{
