@@ -34,6 +34,13 @@
 #define BACKFILL_TARGET_US 1000000
 /* Longest the spooler reads between two chunks. */
 #define BACKFILL_PUMP_MS 300
+/*
+ * A chunk refused for a row no partition takes is taken again once the
+ * partitions cover the source's range.  If that created none, the row was
+ * gone by then (a new snapshot will not see it); a refusal that persists
+ * across this many new snapshots is not about the range, and stops the run.
+ */
+#define BACKFILL_MAX_REFUSALS 3
 
 /* The copy's fixed parts, worked out once. */
 typedef struct backfill
@@ -56,6 +63,7 @@ typedef struct backfill
 	int64_t		bytes;			/* ... and their COPY bytes, this run */
 	int64_t		chunk_rows;		/* the next chunk's size */
 	double		estimated_rows; /* the table's reltuples, for the ETA */
+	int			refusals;		/* refusals in a row that created no partition */
 
 	/* Progress: a line on a terminal, a log line or a JSON event otherwise. */
 	int64_t		started_us;
@@ -484,7 +492,7 @@ backfill_pipe(backfill *b, int64_t *rows, buf *last_key, bool *no_partition)
 	{
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-		if (state != NULL && strcmp(state, "23514") == 0)
+		if (state != NULL && strcmp(state, "23514") == 0 && b->refusals < BACKFILL_MAX_REFUSALS)
 			*no_partition = true;
 		else
 			db_log_error(b->target.conn, "target", "load a chunk", res, b->target.sqlstate);
@@ -540,11 +548,14 @@ backfill_chunk(backfill *b, bool *last)
 	{
 		if (no_partition)
 		{
+			int			created = 0;
+
 			/* A row beyond the partitions: add them (the shadow is ours) and take the chunk again. */
 			db_exec(&b->target, "roll back the chunk", "ROLLBACK");
 			if (partition_cover_range(&b->target, b->m->schema, b->m->table, b->m->shadow,
-									  b->m->partition_column, b->m->interval))
+									  b->m->partition_column, b->m->interval, &created))
 				outcome = CHUNK_RETRY;
+			b->refusals = created > 0 ? 0 : b->refusals + 1;
 		}
 		goto rollback;
 	}
@@ -574,6 +585,7 @@ backfill_chunk(backfill *b, bool *last)
 		b->chunk_rows = next < BACKFILL_MIN_ROWS ? BACKFILL_MIN_ROWS :
 			next > BACKFILL_MAX_ROWS ? BACKFILL_MAX_ROWS : next;
 	}
+	b->refusals = 0;
 	outcome = CHUNK_DONE;
 	goto cleanup;
 
@@ -706,7 +718,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		goto cleanup;
 	/* Rows may lie beyond the planned partitions by now. */
 	if (!partition_cover_range(&b.target, m->schema, m->table, m->shadow, m->partition_column,
-							   m->interval))
+							   m->interval, NULL))
 		goto cleanup;
 	if (o->rate >= 0 && !state_set_rate(d, m, o->rate))
 		goto cleanup;

@@ -7,6 +7,7 @@
 
 #include <libpqtypes.h>
 
+#include "pgrepart/fault.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
@@ -403,6 +404,7 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 	const char *out_type;
 	buf			sql;
 	PGresult   *res = NULL;
+	bool		own_transaction = false;
 	bool		ok = false;
 
 	memset(created, 0, sizeof(*created));
@@ -468,6 +470,14 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 		if (!partition_add_rows(created, &named, &column, interval, res, d->encoding))
 			goto cleanup;
 	}
+	/*
+	 * All or none: a kill between two CREATEs below the lowest partition
+	 * would leave a gap, and every coverage check here reads only the lowest
+	 * and highest bounds.  Inside the caller's transaction when it has one.
+	 */
+	own_transaction = created->count > 0 && PQtransactionStatus(d->conn) == PQTRANS_IDLE;
+	if (own_transaction && !db_exec(d, "start creating partitions", "BEGIN"))
+		goto cleanup;
 	for (int i = 0; i < created->count; i++)
 	{
 		const partition_bound *b = &created->items[i];
@@ -482,10 +492,13 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 		buf_append_char(&sql, ')');
 		if (!db_exec(d, "create a partition for a new row", sql.data))
 			goto cleanup;
+		fault_point("partition");
 	}
-	ok = true;
+	ok = !own_transaction || db_exec(d, "commit the new partitions", "COMMIT");
 
 cleanup:
+	if (own_transaction && !ok && PQtransactionStatus(d->conn) != PQTRANS_IDLE)
+		db_exec(d, "roll back the new partitions", "ROLLBACK");
 	PQclear(res);
 	buf_free(&sql);
 	buf_free(&value_sql);
@@ -513,7 +526,7 @@ partition_set_free(partition_set *set)
 
 bool
 partition_cover_range(db *d, const char *schema, const char *table, const char *shadow,
-					  const char *column, const char *interval)
+					  const char *column, const char *interval, int *ncreated)
 {
 	char	   *qshadow = ident_qualified(schema, shadow);
 	char	   *range[2] = {NULL, NULL};
@@ -523,6 +536,8 @@ partition_cover_range(db *d, const char *schema, const char *table, const char *
 	int			n = 0;
 	bool		ok = false;
 
+	if (ncreated != NULL)
+		*ncreated = 0;
 	if (!catalog_published_columns(d, qshadow, &names, &types, &n) ||
 		!partition_read_range(d, schema, table, column, &range[0], &range[1]))
 		goto cleanup;
@@ -541,6 +556,8 @@ partition_cover_range(db *d, const char *schema, const char *table, const char *
 		for (int j = 0; j < created.count; j++)
 			log_info("created partition \"%s.%s\" for rows beyond the planned partitions",
 					 schema, created.items[j].name);
+		if (ncreated != NULL)
+			*ncreated += created.count;
 		partition_set_free(&created);
 	}
 	ok = true;

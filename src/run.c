@@ -147,7 +147,7 @@ run_copy(db *d, const char *conninfo, state_migration *m)
 	 * the column's range: cover the range as this snapshot sees it.
 	 */
 	if (!partition_cover_range(d, m->schema, m->table, m->shadow, m->partition_column,
-							   m->interval))
+							   m->interval, NULL))
 		goto rollback;
 	buf_reset(&sql);
 	buf_append(&sql, "INSERT INTO ");

@@ -129,7 +129,11 @@ bool		partition_read_range(db *d, const char *schema, const char *table, const c
  * Create the shadow's partitions (and log them) for schema.table's current
  * min and max of column, in the caller's snapshot: rows may have gone
  * beyond the planned partitions since the plan read the range.
+ * *ncreated (when given) says how many were created.
  */
+bool		partition_cover_range(db *d, const char *schema, const char *table, const char *shadow,
+								  const char *column, const char *interval, int *ncreated);
+
 /*
  * "pgrepart partitions": create the partitions of a range-partitioned table
  * (schema NULL: the search path) up to ahead widths beyond now (times) or
@@ -138,8 +142,5 @@ bool		partition_read_range(db *d, const char *schema, const char *table, const c
  */
 bool		partition_ahead(db *d, const char *schema, const char *table, const char *interval,
 							int ahead, int *ncreated);
-
-bool		partition_cover_range(db *d, const char *schema, const char *table, const char *shadow,
-								  const char *column, const char *interval);
 
 #endif

@@ -34,8 +34,8 @@ for my $t (qw(chat_messages chat_messages_pgrepart))
 	my $pid = fork // die "fork: $!";
 	if ($pid == 0)
 	{
-		exec $psql, '-X', '-q', '-A', '-t', '-o', '/dev/null', '-d', $node->connstr, '-c',
-		  "SELECT count(1), sum(hashtext(t::text)) FROM $t t" or die $!;
+		Pgrepart::Cluster::child_exec($psql, '-X', '-q', '-A', '-t', '-o', '/dev/null', '-d',
+			$node->connstr, '-c', "SELECT count(1), sum(hashtext(t::text)) FROM $t t");
 	}
 	push @pids, $pid;
 }

@@ -2,6 +2,7 @@
 # idempotent, with the width pgrepart recorded or one given.
 use strict;
 use warnings;
+use File::Temp qw(tempdir);
 use Test::More;
 use Pgrepart::Cluster;
 use Pgrepart::Test;
@@ -17,6 +18,21 @@ $node->psql(q{
 	CREATE TABLE plain (a int);
 });
 my $count = sub { $node->psql(qq{SELECT count(*) FROM pg_inherits WHERE inhparent = '$_[0]'::regclass}) };
+
+# Killed between two of the partitions it creates: all or none, so a later
+# run never finds a gap the range checks (lowest to highest bound) miss.
+{
+	my $dir = tempdir(CLEANUP => 1);
+	local $ENV{PGREPART_FAULT_PAUSE} = 'partition';
+	local $ENV{PGREPART_FAULT_PAUSE_MS} = '30000';
+	my $pid = pgrepart_background("$dir/run.log", 'partitions', @conn, '-t', 'events',
+		'--interval', '3 months', '--ahead', '2');
+	ok(wait_for_text("$dir/run.log", qr/pausing at fault point partition/, 60),
+		'paused after creating the first partition') or diag(slurp("$dir/run.log"));
+	kill 'KILL', $pid;
+	wait_exit($pid);
+	is($count->('events'), 1, 'killed there: none of the new partitions is left');
+}
 
 my ($rc, $out, $err) = pgrepart('partitions', @conn, '-t', 'events');
 is($rc, 1, 'without a known width: exit 1');

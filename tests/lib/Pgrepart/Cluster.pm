@@ -15,8 +15,29 @@ use Carp;
 use File::Path qw(rmtree);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
+use POSIX ();
 
 my @live;
+
+# In a forked child: report and leave at once.  die would run the parent's
+# destructors here, which stop its clusters and remove its files.
+sub child_exit
+{
+	my ($why) = @_;
+	print STDERR "$why\n";
+	POSIX::_exit(127);
+}
+
+# In a forked child: run $cmd (a list), or report why not and leave.
+sub child_exec
+{
+	my @cmd = @_;
+	{
+		no warnings 'exec';
+		exec @cmd;
+	}
+	child_exit("exec $cmd[0]: $!");
+}
 
 sub bindir
 {
@@ -175,10 +196,10 @@ sub run_capture
 	my $pid = fork // croak "fork: $!";
 	if ($pid == 0)
 	{
-		open STDIN, '<', "$dir/in" or die $!;
-		open STDOUT, '>', "$dir/out" or die $!;
-		open STDERR, '>', "$dir/err" or die $!;
-		exec @$cmd or die "exec $cmd->[0]: $!";
+		open STDIN, '<', "$dir/in" or child_exit("$dir/in: $!");
+		open STDOUT, '>', "$dir/out" or child_exit("$dir/out: $!");
+		open STDERR, '>', "$dir/err" or child_exit("$dir/err: $!");
+		child_exec(@$cmd);
 	}
 	waitpid $pid, 0;
 	my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;

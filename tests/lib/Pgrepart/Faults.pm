@@ -29,19 +29,6 @@ our @POINTS = qw(prepared copy index catchup verify lock rename cleanup);
 
 my $trials = 0;
 
-sub _wait_log
-{
-	my ($log, $re, $seconds, $pid) = @_;
-	my $deadline = time + $seconds;
-	while (time < $deadline)
-	{
-		return 1 if slurp($log) =~ $re;
-		return 0 if waitpid($pid, POSIX::WNOHANG()) == $pid;
-		sleep 0.05;
-	}
-	return 0;
-}
-
 # Wait for a child at most $seconds; its exit code, or undef if still running.
 sub _wait_child
 {
@@ -114,7 +101,7 @@ sub trial
 		local $ENV{PGREPART_FAULT_PAUSE_MS} = 2000;
 		$pid = pgrepart_background("$dir/run1.log", @run);
 	}
-	if (!_wait_log("$dir/run1.log", qr/pausing at fault point \Q$point\E/, 120, $pid))
+	if (!wait_for_text("$dir/run1.log", qr/pausing at fault point \Q$point\E/, 120, $pid))
 	{
 		$r{why} = "never reached $point:\n" . slurp("$dir/run1.log");
 		kill 'KILL', $pid;

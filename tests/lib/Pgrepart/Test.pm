@@ -7,7 +7,7 @@ use Exporter 'import';
 use POSIX ();
 use Pgrepart::Cluster;
 
-our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for compare_tables origin_reached applied_up_to pgbench_background slurp);
+our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_for_text compare_tables origin_reached applied_up_to pgbench_background slurp);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
 # under test (the Makefile points it at ./pgrepart or the sanitizer build).
@@ -29,7 +29,15 @@ sub fixture
 	return <$fh>;
 }
 
-# Start pgrepart in the background with stderr to a file; returns (pid, log path).
+# In a forked child: append standard output and error to $log.
+sub _child_log
+{
+	my ($log) = @_;
+	open STDOUT, '>>', $log or Pgrepart::Cluster::child_exit("$log: $!");
+	open STDERR, '>>', $log or Pgrepart::Cluster::child_exit("$log: $!");
+}
+
+# Start pgrepart in the background, its output appended to $log; returns its pid.
 sub pgrepart_background
 {
 	my ($log, @args) = @_;
@@ -37,9 +45,8 @@ sub pgrepart_background
 	my $pid = fork // die "fork: $!";
 	if ($pid == 0)
 	{
-		open STDOUT, '>>', $log or die $!;
-		open STDERR, '>>', $log or die $!;
-		exec $bin, @args or die "exec $bin: $!";
+		_child_log($log);
+		Pgrepart::Cluster::child_exec($bin, @args);
 	}
 	return $pid;
 }
@@ -76,6 +83,25 @@ sub wait_for
 	return 0;
 }
 
+# Poll a file every 50 ms until it matches $re, at most $seconds; returns
+# whether it did.  With $pid, give up as soon as that child exits.
+sub wait_for_text
+{
+	my ($file, $re, $seconds, $pid) = @_;
+	my $deadline = time + ($seconds // 120);
+	while (time < $deadline)
+	{
+		return 1 if slurp($file) =~ $re;
+		if (defined $pid && waitpid($pid, POSIX::WNOHANG()) == $pid)
+		{
+			$exited{$pid} = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+			return 0;
+		}
+		select(undef, undef, undef, 0.05);
+	}
+	return 0;
+}
+
 # Rows of a in b and of b in a, compared by their text form: (missing, extra).
 sub compare_tables
 {
@@ -95,10 +121,9 @@ sub pgbench_background
 	my $pid = fork // die "fork: $!";
 	if ($pid == 0)
 	{
-		open STDOUT, '>>', $log or die $!;
-		open STDERR, '>>', $log or die $!;
-		exec Pgrepart::Cluster::bindir() . '/pgbench', '-n', '-f', $file, @args, $node->connstr
-		  or die "exec pgbench: $!";
+		_child_log($log);
+		Pgrepart::Cluster::child_exec(Pgrepart::Cluster::bindir() . '/pgbench', '-n', '-f', $file,
+			@args, $node->connstr);
 	}
 	return $pid;
 }
