@@ -11,7 +11,15 @@
 #include "pgrepart/mem.h"
 #include "pgrepart/state.h"
 
+/*
+ * One implicit transaction.  IF NOT EXISTS does not make concurrent
+ * creations safe: a second session blocks on the first's catalog rows and
+ * then fails with a unique violation.  That happens when a run starts while
+ * the backend of one just killed is still finishing these statements, so
+ * the sessions queue on a transaction-scoped advisory lock first.
+ */
 static const char schema_sql[] =
+	"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgrepart.state_ensure')); "
 	"CREATE SCHEMA IF NOT EXISTS pgrepart; "
 	"CREATE TABLE IF NOT EXISTS pgrepart.migration ("
 	"  id serial PRIMARY KEY,"
