@@ -39,9 +39,13 @@ for my $i (1, 2)
 }
 is(wait_exit($load), 0, 'pgbench ran without failures') or diag(slurp("$dir/pgbench.log"));
 
-# A corrupted shadow row is caught and named; the run goes on.
+# A corrupted shadow row is caught and named; the run goes on.  The load's
+# last changes are applied first, so the row is there to corrupt.
+my $lsn = $node->psql('SELECT pg_current_wal_lsn()');
+ok(wait_for($node, applied_up_to($lsn), 60, $run), 'the load is applied') or diag(slurp("$dir/run.log"));
 my $victim = $node->psql(q{SELECT id FROM chat_messages ORDER BY id LIMIT 1 OFFSET 77});
-$node->psql(qq{UPDATE chat_messages_pgrepart SET model_name = 'corrupted' WHERE id = '$victim'});
+is($node->psql(qq{WITH c AS (UPDATE chat_messages_pgrepart SET model_name = 'corrupted' WHERE id = '$victim'
+	RETURNING 1) SELECT count(*) FROM c}), 1, 'one shadow row corrupted');
 ($rc, $out, $err) = pgrepart('verify', @conn, '--live', '-t', 'chat_messages');
 is($rc, 3, 'a corrupted shadow row: exit 3') or diag($err . $out);
 like($out, qr/^at the consistent point [0-9A-F]+\/[0-9A-F]+:/m, 'the report gives the consistent point');
