@@ -59,14 +59,14 @@ typedef struct retry
  */
 typedef struct batch
 {
-	char		kind;			/* 'u' or 'd' */
+	char		kind;			/* 'i' (the insert run), 'u' or 'd' */
 	bool		by_part;		/* deletes: also match the partition column; updates: exact */
 	buf			rows;
 	int			nrows;			/* dead ones too */
 	int			nlive;
 	int			nvalues;		/* per row */
 
-	/* Updates: the offset of the live row under each new key's hash (open addressing). */
+	/* Inserts and updates: the offset of the live row under each new key's hash (open addressing). */
 	uint64_t   *slot_hash;
 	size_t	   *slot_row;		/* SIZE_MAX: empty, or a row that died */
 	int			nslots;
@@ -996,7 +996,9 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 
 /* ---- pending changes: the insert run and the batches of updates and deletes ---- */
 
+/* A batch of updates or deletes goes at this many rows; the insert run waits longer. */
 #define BATCH_MAX_ROWS 1000
+#define RUN_MAX_ROWS 10000
 #define BATCH_MAX_BYTES ((size_t) 8 * 1024 * 1024)
 #define BOOLOID 16
 #define BOOLARRAYOID 1000
@@ -1011,15 +1013,29 @@ typedef struct batch_row
 	const char *newkey;
 } batch_row;
 
+/* Release what a batch's rows and index hold (not the batch itself). */
+static void
+apply_batch_release(batch *b)
+{
+	buf_free(&b->rows);
+	free(b->slot_hash);
+	free(b->slot_row);
+}
+
 static void
 apply_batch_free(batch *b)
 {
 	if (b == NULL)
 		return;
-	buf_free(&b->rows);
-	free(b->slot_hash);
-	free(b->slot_row);
+	apply_batch_release(b);
 	free(b);
+}
+
+/* The keys of what is pending: the insert run's, or the batches'. */
+static keyset *
+apply_keys_of(apply *a, const batch *b)
+{
+	return b->kind == 'i' ? &a->run_keys : &a->batch_keys;
 }
 
 /* Forget a batch's rows once sent (or handed to an expectation). */
@@ -1164,8 +1180,8 @@ apply_batch_added(apply *a, batch *b, const batch_row *row, int n, size_t at)
 	b->nlive++;
 	if (b->kind != 'd')
 		apply_batch_index(b, row->hash[1], at);
-	keyset_add(b->kind == 'i' ? &a->run_keys : &a->batch_keys, row->hash[0]);
-	keyset_add(b->kind == 'i' ? &a->run_keys : &a->batch_keys, row->hash[1]);
+	keyset_add(apply_keys_of(a, b), row->hash[0]);
+	keyset_add(apply_keys_of(a, b), row->hash[1]);
 }
 
 static void
@@ -1305,9 +1321,7 @@ apply_flush_run(apply *a)
 		else
 			ok = apply_run_as_inserts(a);
 	}
-	buf_free(&a->inserts.rows);
-	free(a->inserts.slot_hash);
-	free(a->inserts.slot_row);
+	apply_batch_release(&a->inserts);
 	apply_batch_reset(&a->inserts);
 	a->run_has_text = false;
 	return ok;
@@ -1514,10 +1528,9 @@ static bool
 apply_pending_row(apply *a, const batch *b, const char *key, uint64_t h, size_t *at,
 				  batch_row *row, pgout_value *old)
 {
-	const keyset *keys = b->kind == 'i' ? &a->run_keys : &a->batch_keys;
 	wire_reader r;
 
-	if (b->nlive == 0 || !keyset_contains(keys, h) || (*at = apply_batch_find(b, h)) == SIZE_MAX)
+	if (b->nlive == 0 || !keyset_contains(apply_keys_of(a, b), h) || (*at = apply_batch_find(b, h)) == SIZE_MAX)
 		return false;
 	wire_reader_init(&r, b->rows.data + *at, b->rows.len - *at);
 	apply_batch_next(&r, row, old, b->nvalues);
@@ -1662,9 +1675,7 @@ apply_flush_batch(apply *a, batch *b)
 	if (b->nlive == 0)
 	{
 		/* Every row folded away: nothing to send. */
-		buf_free(&b->rows);
-		free(b->slot_hash);
-		free(b->slot_row);
+		apply_batch_release(b);
 		apply_batch_reset(b);
 		return true;
 	}
@@ -2248,7 +2259,7 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 		case PGOUT_INSERT:
 			if (!apply_insert(a, &m->insert.newtuple, lsn))
 				return false;
-			return (a->inserts.nlive < 10000 && a->inserts.rows.len < BATCH_MAX_BYTES) ||
+			return (a->inserts.nlive < RUN_MAX_ROWS && a->inserts.rows.len < BATCH_MAX_BYTES) ||
 				apply_flush_pending(a);
 		case PGOUT_UPDATE:
 			return apply_update(a, m, lsn);
@@ -2356,27 +2367,24 @@ apply_create(db *target, const apply_options *o)
 	if (a->o.copy_threshold <= 0)
 		a->o.copy_threshold = 16;
 	a->qshadow = ident_qualified(o->schema, o->shadow);
-	a->inserts.kind = 'i';
-	buf_init(&a->inserts.rows);
 	buf_init(&a->sql);
-	/*
-	 * The same few statements run millions of times: plan them once.  For a
-	 * partitioned table the planner otherwise keeps choosing a custom plan
-	 * (pruned at plan time) and plans every execution; a generic plan prunes
-	 * at executor start-up instead.
-	 */
+	a->inserts.kind = 'i';
 	a->updates.kind = 'u';
 	a->deletes_by_part.kind = 'd';
 	a->deletes_by_part.by_part = true;
 	a->deletes_by_key.kind = 'd';
+	buf_init(&a->inserts.rows);
 	buf_init(&a->updates.rows);
 	buf_init(&a->deletes_by_part.rows);
 	buf_init(&a->deletes_by_key.rows);
 	/*
-	 * A batch of updates must visit its rows in array order (see
-	 * apply_batch_sql): with hash and merge joins off the planner can only
-	 * loop over the arrays and look each row up.  This session runs nothing
-	 * but the apply.
+	 * The same few statements run millions of times: plan them once.  For a
+	 * partitioned table the planner otherwise keeps choosing a custom plan
+	 * (pruned at plan time) and plans every execution; a generic plan prunes
+	 * at executor start-up instead.  A batch of updates must visit its rows
+	 * in array order (see apply_batch_sql): with hash and merge joins off the
+	 * planner can only loop over the arrays and look each row up.  This
+	 * session runs nothing but the apply.
 	 */
 	if (!db_exec(a->db, "set up the apply session",
 				 "SET plan_cache_mode = force_generic_plan; SET enable_hashjoin = off; "
@@ -2409,11 +2417,10 @@ apply_destroy(apply *a)
 	keyset_free(&a->segment);
 	keyset_free(&a->run_keys);
 	keyset_free(&a->batch_keys);
-	buf_free(&a->updates.rows);
-	free(a->updates.slot_hash);
-	free(a->updates.slot_row);
-	buf_free(&a->deletes_by_part.rows);
-	buf_free(&a->deletes_by_key.rows);
+	apply_batch_release(&a->inserts);
+	apply_batch_release(&a->updates);
+	apply_batch_release(&a->deletes_by_part);
+	apply_batch_release(&a->deletes_by_key);
 	free(a->array_types);
 	for (int i = 0; i < a->ncolumns; i++)
 		free(a->columns[i]);
@@ -2430,9 +2437,6 @@ apply_destroy(apply *a)
 	free(a->lengths);
 	free(a->formats);
 	free(a->qshadow);
-	buf_free(&a->inserts.rows);
-	free(a->inserts.slot_hash);
-	free(a->inserts.slot_row);
 	buf_free(&a->sql);
 	free(a);
 }

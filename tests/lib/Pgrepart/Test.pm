@@ -53,13 +53,40 @@ sub pgrepart_background
 
 my %exited;
 
+# The exit code in a child's wait status (128 + the signal when killed).
+sub _exit_code
+{
+	my ($status) = @_;
+	return $status & 127 ? 128 + ($status & 127) : $status >> 8;
+}
+
 # Wait for a child; returns its exit code (128 + signal when killed).
 sub wait_exit
 {
 	my ($pid) = @_;
 	return delete $exited{$pid} if exists $exited{$pid};
 	waitpid $pid, 0;
-	return $? & 127 ? 128 + ($? & 127) : $? >> 8;
+	return _exit_code($?);
+}
+
+# Call $check every $interval seconds until it returns true, at most
+# $seconds (120 unless given); returns whether it did.  With $pid, give up as
+# soon as that child exits (wait_exit still gives its exit code).
+sub _poll
+{
+	my ($check, $seconds, $pid, $interval) = @_;
+	my $deadline = time + ($seconds // 120);
+	while (time < $deadline)
+	{
+		return 1 if $check->();
+		if (defined $pid && waitpid($pid, POSIX::WNOHANG()) == $pid)
+		{
+			$exited{$pid} = _exit_code($?);
+			return 0;
+		}
+		select(undef, undef, undef, $interval);
+	}
+	return 0;
 }
 
 # Poll a query every $interval seconds (0.2 unless given) until it returns
@@ -68,19 +95,10 @@ sub wait_exit
 sub wait_for
 {
 	my ($node, $sql, $seconds, $pid, $interval) = @_;
-	my $deadline = time + ($seconds // 120);
-	while (time < $deadline)
-	{
+	return _poll(sub {
 		my ($rc, $out) = $node->psql($sql, allow_fail => 1);
-		return 1 if $rc == 0 && defined $out && $out =~ /^t/;
-		if (defined $pid && waitpid($pid, POSIX::WNOHANG()) == $pid)
-		{
-			$exited{$pid} = $? & 127 ? 128 + ($? & 127) : $? >> 8;
-			return 0;
-		}
-		select(undef, undef, undef, $interval // 0.2);
-	}
-	return 0;
+		return $rc == 0 && defined $out && $out =~ /^t/;
+	}, $seconds, $pid, $interval // 0.2);
 }
 
 # Poll a file every 50 ms until it matches $re, at most $seconds; returns
@@ -88,18 +106,7 @@ sub wait_for
 sub wait_for_text
 {
 	my ($file, $re, $seconds, $pid) = @_;
-	my $deadline = time + ($seconds // 120);
-	while (time < $deadline)
-	{
-		return 1 if slurp($file) =~ $re;
-		if (defined $pid && waitpid($pid, POSIX::WNOHANG()) == $pid)
-		{
-			$exited{$pid} = $? & 127 ? 128 + ($? & 127) : $? >> 8;
-			return 0;
-		}
-		select(undef, undef, undef, 0.05);
-	}
-	return 0;
+	return _poll(sub { slurp($file) =~ $re }, $seconds, $pid, 0.05);
 }
 
 # Rows of a in b and of b in a, compared by their text form: (missing, extra).
