@@ -1549,26 +1549,33 @@ apply_batch_kill(batch *b, size_t at, uint64_t h)
 /*
  * Fold an update into the pending update or insert of the same row: the row
  * is written once, with the later values (the earlier ones where the later
- * change left a TOASTed value unchanged).  Only when every column of a
- * unique index (the key and partition column among them) keeps the value
- * the pending change gives it: moving the later change to the earlier
- * one's place then cannot take or free a value that another change waits
- * for.  Whether it folded.
+ * change left a TOASTed value unchanged).  Whether it folded.
+ *
+ * Into a pending update, the later change moves to the earlier one's place
+ * among the updates, so only when every column of a unique index (the key
+ * and partition column among them) keeps the value the pending change gives
+ * it: then it cannot take or free a value that another change waits for.
+ *
+ * Into a pending insert, always, even when the key or the partition column
+ * changes: the run is written after every other pending change, so each of
+ * its rows goes in with the values the source holds at that moment, beside
+ * rows that hold theirs; no unique index of the source can object to that
+ * state, nor to any part of it.  The row then goes under its new key.
  */
 static bool
-apply_fold_update(apply *a, const char *key, uint64_t h, const pgout_tuple *newt)
+apply_fold_update(apply *a, const char *key, const char *newkey, const pgout_tuple *newt)
 {
+	uint64_t	h = keyset_hash(key, strlen(key));
 	batch	   *b = &a->updates;
 	int			nv;
 	pgout_value *old;
 	batch_row	row;
 	size_t		at;
-	bool		ok;
+	bool		ok = false;
 
-	if (!a->can_fold)
-		return false;
 	old = xcalloc((size_t) a->rel->ncols + a->nkey + 2, sizeof(pgout_value));
-	ok = apply_pending_row(a, b, key, h, &at, &row, old);
+	if (a->can_fold)
+		ok = apply_pending_row(a, b, key, h, &at, &row, old);
 	if (!ok)
 	{
 		b = &a->inserts;
@@ -1581,7 +1588,7 @@ apply_fold_update(apply *a, const char *key, uint64_t h, const pgout_tuple *newt
 
 		if (v->kind == 't')
 			ok = false;
-		else if (a->guarded[c] && v->kind != 'u')
+		else if (b->kind == 'u' && a->guarded[c] && v->kind != 'u')
 			ok = v->kind == old[c].kind && v->len == old[c].len &&
 				(v->kind != 'b' || memcmp(v->data, old[c].data, v->len) == 0);
 	}
@@ -1589,13 +1596,20 @@ apply_fold_update(apply *a, const char *key, uint64_t h, const pgout_tuple *newt
 	{
 		/* Built aside: the values point into the batch, which grows. */
 		const pgout_value **vals = xcalloc((size_t) nv + 1, sizeof(pgout_value *));
+		uint64_t	was = row.hash[1];
 		buf			scratch;
 
+		if (b->kind == 'i')
+		{
+			/* An insert under the new key. */
+			row.key = row.newkey = newkey;
+			row.hash[0] = row.hash[1] = keyset_hash(newkey, strlen(newkey));
+		}
 		for (int c = 0; c < nv; c++)
 			vals[c] = c < a->rel->ncols && newt->values[c].kind != 'u' ? &newt->values[c] : &old[c];
 		buf_init(&scratch);
 		apply_batch_put(&scratch, &row, vals, nv);
-		apply_batch_kill(b, at, row.hash[1]);
+		apply_batch_kill(b, at, was);
 		at = b->rows.len;
 		buf_append_len(&b->rows, scratch.data, scratch.len);
 		apply_batch_added(a, b, &row, nv, at);
@@ -1885,21 +1899,26 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	newkey = m->update.oldkind == 'K' || m->update.oldkind == 'O' ?
 		apply_describe_key(a, newt) : xstrdup(key);
 	a->stats.updates++;
-	if (apply_fold_update(a, key, keyset_hash(key, strlen(key)), newt))
-	{
-		free(key);
-		free(newkey);
-		return true;
-	}
-	/* Both the old and the new key are touched (they differ when the key changed). */
-	if (!apply_claim_key(a, key, &hash[0]))
+
+	/*
+	 * Both the old and the new key are touched (they differ when the key
+	 * changed).  The new key first: what waits under it must go before the
+	 * row takes it, even when the row is a pending insert it folds into.
+	 */
+	hash[1] = keyset_hash(newkey, strlen(newkey));
+	if (strcmp(newkey, key) != 0 && !apply_claim_key(a, newkey, NULL))
 	{
 		free(key);
 		free(newkey);
 		return false;
 	}
-	hash[1] = hash[0];
-	if (strcmp(newkey, key) != 0 && !apply_claim_key(a, newkey, &hash[1]))
+	if (apply_fold_update(a, key, newkey, newt))
+	{
+		free(key);
+		free(newkey);
+		return true;
+	}
+	if (!apply_claim_key(a, key, &hash[0]))
 	{
 		free(key);
 		free(newkey);

@@ -5,7 +5,8 @@
 # updated again and again (its TOASTed content mostly unchanged), two rows
 # swapping a unique value through a third, updates followed by deletes, key
 # and partition-column changes followed by more changes, inserts updated
-# and deleted before they reach the shadow, delete and re-insert, a
+# and deleted before they reach the shadow (their key, partition column and
+# unique values changing too), delete and re-insert, a
 # rollback, and plenty of single-row changes around them.  Once with the
 # default replica identity (the old partition value unknown) and once with
 # REPLICA IDENTITY FULL (known); every row must end equal.
@@ -58,6 +59,36 @@ INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-g', role, 
     parse_degraded, tokens_used, model_name, '00000000-0000-0000-0000-0000000000f2', created_at,
     updated_at, deleted_at FROM chat_messages WHERE id = :'h';
 DELETE FROM chat_messages WHERE id = '00000000-0000-0000-0000-0000000000f2';
+-- Inserted, then its key and its partition column change before it reaches
+-- the shadow: it goes in once, under the new key, in the other partition.
+INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-k', role, content, actions,
+    parse_degraded, tokens_used, model_name, '00000000-0000-0000-0000-0000000000f3', created_at,
+    updated_at, deleted_at FROM chat_messages WHERE id = :'hot';
+UPDATE chat_messages SET id = '00000000-0000-0000-0000-0000000000f4'
+WHERE id = '00000000-0000-0000-0000-0000000000f3';
+UPDATE chat_messages SET created_at = created_at - interval '400 days', tokens_used = 16
+WHERE id = '00000000-0000-0000-0000-0000000000f4';
+-- Two inserted rows with one created_at swap their message_id through a
+-- third value, and a third inserted row takes the key of a deleted row and
+-- then the message_id a row already in the shadow gives up.
+INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-p', role, 'p', actions,
+    parse_degraded, tokens_used, model_name, '00000000-0000-0000-0000-0000000000f5', created_at,
+    updated_at, deleted_at FROM chat_messages WHERE id = :'b';
+INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-q', role, 'q', actions,
+    parse_degraded, tokens_used, model_name, '00000000-0000-0000-0000-0000000000f6', created_at,
+    updated_at, deleted_at FROM chat_messages WHERE id = :'b';
+UPDATE chat_messages SET message_id = 'swap-tmp-2' WHERE id = '00000000-0000-0000-0000-0000000000f5';
+UPDATE chat_messages SET message_id = 'burst-p' WHERE id = '00000000-0000-0000-0000-0000000000f6';
+UPDATE chat_messages SET message_id = 'burst-q' WHERE id = '00000000-0000-0000-0000-0000000000f5';
+SELECT id AS g, message_id AS gm FROM chat_messages ORDER BY id OFFSET 16 LIMIT 1 \gset
+SELECT id AS k, message_id AS km FROM chat_messages ORDER BY id OFFSET 17 LIMIT 1 \gset
+DELETE FROM chat_messages WHERE id = :'k';
+INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-r', role, 'r', actions,
+    parse_degraded, tokens_used, model_name, '00000000-0000-0000-0000-0000000000f7', created_at,
+    updated_at, deleted_at FROM chat_messages WHERE id = :'g';
+UPDATE chat_messages SET id = :'k' WHERE id = '00000000-0000-0000-0000-0000000000f7';
+UPDATE chat_messages SET message_id = 'given-up' WHERE id = :'g';
+UPDATE chat_messages SET message_id = :'gm' WHERE id = :'k';
 -- Deleted and inserted again, then updated.
 WITH gone AS (DELETE FROM chat_messages WHERE id = :'h' RETURNING *)
 INSERT INTO chat_messages SELECT * FROM gone;
