@@ -264,6 +264,7 @@ run_log_progress(const stream *s, const apply *a, int64_t started_us, int64_t ba
 		json_kv_double(&w, "behind_seconds", seconds < 0 ? 0.0 : seconds);
 		json_kv_int(&w, "batch_statements", st->batches);
 		json_kv_int(&w, "folded", st->folded);
+		json_kv_int(&w, "copied_rows", st->copied_rows);
 		json_end_object(&w);
 		printf("%s\n", out.data);
 		fflush(stdout);

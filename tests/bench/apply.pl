@@ -67,7 +67,7 @@ my $decode_secs = time - $start;
 # pgrepart catches up.
 $start = time;
 $pid = pgrepart_background("$dir/pgrepart.log", @run);
-wait_for($source, applied_up_to($end), 1800, $pid, 0.02)
+wait_on_server($source, applied_up_to($end), 1800, $pid)
   or die "pgrepart did not catch up:\n" . slurp("$dir/pgrepart.log");
 my $pgrepart_secs = time - $start;
 my $rss = 0;
@@ -84,8 +84,8 @@ $changes or die "no change count in the log:\n" . slurp("$dir/pgrepart.log");
 # Native catches up.
 $start = time;
 $native->psql('ALTER SUBSCRIPTION native_sub ENABLE');
-wait_for($source, qq{SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots
-	WHERE slot_name = 'native_slot'}, 1800, undef, 0.02)
+wait_on_server($source, qq{SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots
+	WHERE slot_name = 'native_slot'}, 1800)
   or die "native replication did not catch up:\n" . $native->server_log;
 my $native_secs = time - $start;
 

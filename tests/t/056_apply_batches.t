@@ -111,6 +111,10 @@ FROM (SELECT id FROM chat_messages ORDER BY id OFFSET 900 LIMIT 50) s
 SELECT format('UPDATE chat_messages SET tokens_used = coalesce(tokens_used, 0) + %s WHERE id = %L', n, :'hot')
 FROM generate_series(1, 40) n
 \gexec
+-- A run long enough for COPY.
+INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'bulk-' || n, role, 'bulk', actions,
+    parse_degraded, n, model_name, gen_random_uuid(), created_at, updated_at, deleted_at
+FROM chat_messages, generate_series(1, 1500) n WHERE id = :'b';
 SQL
 
 for my $identity ('DEFAULT', 'FULL')
@@ -149,6 +153,8 @@ for my $identity ('DEFAULT', 'FULL')
 	my ($folded) = $log =~ /.*"folded":(\d+)/s;
 	ok(($batches // 0) > 0, "$identity: updates and deletes went in batches (" . ($batches // 'none') . ')');
 	ok(($folded // 0) > 0, "$identity: changes of one row were folded (" . ($folded // 'none') . ')');
+	my ($copied) = $log =~ /.*"copied_rows":(\d+)/s;
+	ok(($copied // 0) >= 1500, "$identity: the long run of inserts went by COPY (" . ($copied // 'none') . ')');
 }
 
 done_testing();

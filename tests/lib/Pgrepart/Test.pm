@@ -7,7 +7,7 @@ use Exporter 'import';
 use POSIX ();
 use Pgrepart::Cluster;
 
-our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_for_text compare_tables origin_reached applied_up_to pgbench_background slurp);
+our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached applied_up_to pgbench_background slurp);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
 # under test (the Makefile points it at ./pgrepart or the sanitizer build).
@@ -99,6 +99,38 @@ sub wait_for
 		my ($rc, $out) = $node->psql($sql, allow_fail => 1);
 		return $rc == 0 && defined $out && $out =~ /^t/;
 	}, $seconds, $pid, $interval // 0.2);
+}
+
+# Like wait_for, with the loop on the server: one session checks every 10 ms
+# until the query returns true, where wait_for starts a psql for each check
+# (a cost a benchmark would measure).  Each check commits, so the session
+# holds no lock or snapshot between checks.  At most $seconds; with $pid,
+# give up as soon as that child exits.
+sub wait_on_server
+{
+	my ($node, $sql, $seconds, $pid) = @_;
+	$seconds //= 120;
+	my $waiter = fork // die "fork: $!";
+	if ($waiter == 0)
+	{
+		_child_log('/dev/null');
+		Pgrepart::Cluster::child_exec(Pgrepart::Cluster::bindir() . '/psql', '-X', '-q',
+			'-v', 'ON_ERROR_STOP=1', '-d', $node->connstr, '-c', "SET statement_timeout = '${seconds}s'",
+			'-c', "DO \$\$ BEGIN WHILE NOT coalesce(($sql), false) LOOP COMMIT; "
+			  . "PERFORM pg_catalog.pg_sleep(0.01); END LOOP; END \$\$");
+	}
+	my $status;
+	my $done = _poll(sub {
+		return 0 if waitpid($waiter, POSIX::WNOHANG()) != $waiter;
+		$status = $?;
+		return 1;
+	}, $seconds + 10, $pid, 0.005);
+	if (!$done)
+	{
+		kill 'TERM', $waiter;
+		waitpid $waiter, 0;
+	}
+	return $done && $status == 0;
 }
 
 # Poll a file every 50 ms until it matches $re, at most $seconds; returns
