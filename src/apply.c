@@ -419,7 +419,6 @@ apply_sent(apply *a, int sent, expect_kind kind, const char *what, lsn_t lsn, ch
 
 static bool apply_flush_pending(apply *a);
 static bool apply_flush_batches(apply *a);
-static bool apply_flush_batch(apply *a, batch *b);
 
 /*
  * Note that the next statement touches key.  If a pending insert holds it,
@@ -886,7 +885,7 @@ apply_check_partition(apply *a, const pgout_tuple *t)
 /* ---- statements ---- */
 
 static void
-apply_column_list(const apply *a, buf *b)
+apply_column_list(apply *a, buf *b)
 {
 	buf_append_char(b, '(');
 	for (int i = 0; i < a->rel->ncols; i++)
@@ -944,7 +943,7 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 			qtarget = a->leaves[i].qname;
 
 	buf_reset(b);
-	if (kind == 'I' || kind == 'U' || kind == 'D')
+	if (kind == 'U' || kind == 'D')
 	{
 		types = xcalloc((size_t) 2 * a->rel->ncols + a->nkey + 2, sizeof(Oid));
 		nparams = apply_batch_sql(a, kind, by_part, mask, b, types);
@@ -1000,8 +999,6 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 /* A batch of updates or deletes goes at this many rows; the insert run waits longer. */
 #define BATCH_MAX_ROWS 1000
 #define RUN_MAX_ROWS 10000
-/* A run shorter than this goes one INSERT per row when it cannot go in arrays. */
-#define COPY_MIN_ROWS 16
 #define BATCH_MAX_BYTES ((size_t) 8 * 1024 * 1024)
 #define BOOLOID 16
 #define BOOLARRAYOID 1000
@@ -1115,15 +1112,13 @@ apply_batch_find(const batch *b, uint64_t h)
 }
 
 /*
- * Values per row: for inserts, the row; for updates, the new row, then the
- * old key, then the partition value to look in; for deletes, the old key,
- * then (by_part) the old partition value.
+ * Values per row: for updates, the new row, then the old key, then the
+ * partition value to look in; for deletes, the old key, then (by_part) the
+ * old partition value.
  */
 static int
 apply_batch_width(const apply *a, char kind, bool by_part)
 {
-	if (kind == 'i')
-		return a->rel->ncols;
 	return kind == 'u' ? a->rel->ncols + a->nkey + 1 : a->nkey + (by_part ? 1 : 0);
 }
 
@@ -1133,7 +1128,7 @@ apply_batch_column(const apply *a, char kind, int j)
 {
 	int			first_key = kind == 'u' ? a->rel->ncols : 0;
 
-	if (kind == 'i' || j < first_key)
+	if (j < first_key)
 		return j;
 	if (j < first_key + a->nkey)
 		return a->key[j - first_key];
@@ -1314,28 +1309,21 @@ apply_run_as_copy(apply *a)
 	return apply_enter_pipeline(a) && ok;
 }
 
-/*
- * Send the insert run.  A long one goes as one binary COPY, which writes
- * rows a page at a time but must leave the pipeline, and so first waits for
- * every result queued before it.  A shorter one goes as one INSERT over
- * arrays, in the pipeline, so the server works through it while the stream
- * is read on.  Without arrays, a short run goes one INSERT per row, as does
- * a run with a value that arrives as text.
- */
 static bool
 apply_flush_run(apply *a)
 {
-	int			n = a->inserts.nlive;
-	bool		has_text = a->run_has_text;
 	bool		ok = true;
 
-	a->run_has_text = false;
-	if (n > 0 && !has_text && a->can_batch && n < a->o.copy_threshold)
-		return apply_flush_batch(a, &a->inserts);
-	if (n > 0)
-		ok = !has_text && n >= COPY_MIN_ROWS ? apply_run_as_copy(a) : apply_run_as_inserts(a);
+	if (a->inserts.nlive > 0)
+	{
+		if (a->inserts.nlive >= a->o.copy_threshold && !a->run_has_text)
+			ok = apply_run_as_copy(a);
+		else
+			ok = apply_run_as_inserts(a);
+	}
 	apply_batch_release(&a->inserts);
 	apply_batch_reset(&a->inserts);
+	a->run_has_text = false;
 	return ok;
 }
 
@@ -1481,7 +1469,7 @@ apply_batch_rows_from(const apply *a, char k, bool by_part, const char *keep, bu
 }
 
 /*
- * The statement of a batch ('I'nserts, 'U'pdates, 'D'eletes) over the arrays of
+ * The statement of a batch ('U'pdates, 'D'eletes) over the arrays of
  * apply_batch_rows_from; where a keep flag is true the shadow keeps its
  * value, TOAST pointer and all.  ROWS FROM keeps the arrays' order, and the
  * plan visits the rows in that order (a nested loop over them, forced in
@@ -1498,16 +1486,6 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 {
 	int			n;
 
-	if (kind == 'I')
-	{
-		buf_appendf(b, "INSERT INTO %s ", a->qshadow);
-		apply_column_list(a, b);
-		buf_append(b, " OVERRIDING SYSTEM VALUE SELECT ");
-		for (int i = 0; i < a->rel->ncols; i++)
-			buf_appendf(b, "%sv.c%d", i ? ", " : "", i + 1);
-		buf_append(b, " FROM ");
-		return apply_batch_rows_from(a, 'i', false, keep, b, types);
-	}
 	if (kind == 'D')
 	{
 		buf_appendf(b, "DELETE FROM %s AS t USING ", a->qshadow);
@@ -1571,33 +1549,26 @@ apply_batch_kill(batch *b, size_t at, uint64_t h)
 /*
  * Fold an update into the pending update or insert of the same row: the row
  * is written once, with the later values (the earlier ones where the later
- * change left a TOASTed value unchanged).  Whether it folded.
- *
- * Into a pending update, the later change moves to the earlier one's place
- * among the updates, so only when every column of a unique index (the key
- * and partition column among them) keeps the value the pending change gives
- * it: then it cannot take or free a value that another change waits for.
- *
- * Into a pending insert, always, even when the key or the partition column
- * changes: the run is written after every other pending change, so each of
- * its rows goes in with the values the source holds at that moment, beside
- * rows that hold theirs; no unique index of the source can object to that
- * state, nor to any part of it.  The row then goes under its new key.
+ * change left a TOASTed value unchanged).  Only when every column of a
+ * unique index (the key and partition column among them) keeps the value
+ * the pending change gives it: moving the later change to the earlier
+ * one's place then cannot take or free a value that another change waits
+ * for.  Whether it folded.
  */
 static bool
-apply_fold_update(apply *a, const char *key, const char *newkey, const pgout_tuple *newt)
+apply_fold_update(apply *a, const char *key, uint64_t h, const pgout_tuple *newt)
 {
-	uint64_t	h = keyset_hash(key, strlen(key));
 	batch	   *b = &a->updates;
 	int			nv;
 	pgout_value *old;
 	batch_row	row;
 	size_t		at;
-	bool		ok = false;
+	bool		ok;
 
+	if (!a->can_fold)
+		return false;
 	old = xcalloc((size_t) a->rel->ncols + a->nkey + 2, sizeof(pgout_value));
-	if (a->can_fold)
-		ok = apply_pending_row(a, b, key, h, &at, &row, old);
+	ok = apply_pending_row(a, b, key, h, &at, &row, old);
 	if (!ok)
 	{
 		b = &a->inserts;
@@ -1610,7 +1581,7 @@ apply_fold_update(apply *a, const char *key, const char *newkey, const pgout_tup
 
 		if (v->kind == 't')
 			ok = false;
-		else if (b->kind == 'u' && a->guarded[c] && v->kind != 'u')
+		else if (a->guarded[c] && v->kind != 'u')
 			ok = v->kind == old[c].kind && v->len == old[c].len &&
 				(v->kind != 'b' || memcmp(v->data, old[c].data, v->len) == 0);
 	}
@@ -1618,20 +1589,13 @@ apply_fold_update(apply *a, const char *key, const char *newkey, const pgout_tup
 	{
 		/* Built aside: the values point into the batch, which grows. */
 		const pgout_value **vals = xcalloc((size_t) nv + 1, sizeof(pgout_value *));
-		uint64_t	was = row.hash[1];
 		buf			scratch;
 
-		if (b->kind == 'i')
-		{
-			/* An insert under the new key. */
-			row.key = row.newkey = newkey;
-			row.hash[0] = row.hash[1] = keyset_hash(newkey, strlen(newkey));
-		}
 		for (int c = 0; c < nv; c++)
 			vals[c] = c < a->rel->ncols && newt->values[c].kind != 'u' ? &newt->values[c] : &old[c];
 		buf_init(&scratch);
 		apply_batch_put(&scratch, &row, vals, nv);
-		apply_batch_kill(b, at, was);
+		apply_batch_kill(b, at, row.hash[1]);
 		at = b->rows.len;
 		buf_append_len(&b->rows, scratch.data, scratch.len);
 		apply_batch_added(a, b, &row, nv, at);
@@ -1689,17 +1653,6 @@ apply_fold_delete(apply *a, const char *key, uint64_t h)
 	return true;
 }
 
-/* What a batch of kind holds, for messages. */
-static const char *
-apply_change_name(char kind, bool plural)
-{
-	if (kind == 'i')
-		return plural ? "inserts" : "insert";
-	if (kind == 'u')
-		return plural ? "updates" : "update";
-	return plural ? "deletes" : "delete";
-}
-
 /* Send a batch as one statement; the expectation takes its rows. */
 static bool
 apply_flush_batch(apply *a, batch *b)
@@ -1750,8 +1703,7 @@ apply_flush_batch(apply *a, batch *b)
 		}
 		keep[a->rel->ncols] = '\0';
 	}
-	ok = apply_statement(a, b->kind == 'u' ? 'U' : b->kind == 'i' ? 'I' : 'D', TARGET_PARENT,
-						 b->by_part, keep, name);
+	ok = apply_statement(a, b->kind == 'u' ? 'U' : 'D', TARGET_PARENT, b->by_part, keep, name);
 
 	/* One array per value, then the keep flags, all in one buffer. */
 	buf_init(&arrays);
@@ -1806,7 +1758,7 @@ apply_flush_batch(apply *a, batch *b)
 		apply_batch_free(sent);
 		return false;
 	}
-	apply_expect(a, EXPECT_BATCH, apply_change_name(sent->kind, true), first, NULL, NULL);
+	apply_expect(a, EXPECT_BATCH, sent->kind == 'u' ? "updates" : "deletes", first, NULL, NULL);
 	a->expect[a->nexpect - 1].batch = sent;
 	a->stats.batches++;
 	/* On its way now, so the server works on it while the next one is built. */
@@ -1855,24 +1807,16 @@ apply_queue_retry(apply *a, char *key, lsn_t lsn, retry *r)
 	a->retries[a->nretries++] = e;
 }
 
-/*
- * Check a batch's result: every row found exactly once.  An INSERT puts in
- * every row or fails.
- */
+/* Check a batch's result: every row found exactly once. */
 static bool
 apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 {
 	int			n = PQntuples(res);
-	int		   *hits;
-	pgout_value *vals;
+	int		   *hits = xcalloc((size_t) b->nlive + 1, sizeof(int));
+	pgout_value *vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
 	wire_reader r;
 	batch_row	row;
 	bool		ok = true;
-
-	if (b->kind == 'i')
-		return true;
-	hits = xcalloc((size_t) b->nlive + 1, sizeof(int));
-	vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
 
 	/* Ordinals count the live rows, the ones sent. */
 	for (int i = 0; i < n; i++)
@@ -1888,7 +1832,7 @@ apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 		apply_batch_next(&r, &row, vals, b->nvalues);
 		if (row.dead || hits[live++] == 1)
 			continue;
-		apply_report_miss(a, apply_change_name(b->kind, false), row.key, row.lsn,
+		apply_report_miss(a, b->kind == 'u' ? "update" : "delete", row.key, row.lsn,
 						  hits[live - 1], logged);
 		ok = false;
 	}
@@ -1941,26 +1885,21 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	newkey = m->update.oldkind == 'K' || m->update.oldkind == 'O' ?
 		apply_describe_key(a, newt) : xstrdup(key);
 	a->stats.updates++;
-
-	/*
-	 * Both the old and the new key are touched (they differ when the key
-	 * changed).  The new key first: what waits under it must go before the
-	 * row takes it, even when the row is a pending insert it folds into.
-	 */
-	hash[1] = keyset_hash(newkey, strlen(newkey));
-	if (strcmp(newkey, key) != 0 && !apply_claim_key(a, newkey, NULL))
-	{
-		free(key);
-		free(newkey);
-		return false;
-	}
-	if (apply_fold_update(a, key, newkey, newt))
+	if (apply_fold_update(a, key, keyset_hash(key, strlen(key)), newt))
 	{
 		free(key);
 		free(newkey);
 		return true;
 	}
+	/* Both the old and the new key are touched (they differ when the key changed). */
 	if (!apply_claim_key(a, key, &hash[0]))
+	{
+		free(key);
+		free(newkey);
+		return false;
+	}
+	hash[1] = hash[0];
+	if (strcmp(newkey, key) != 0 && !apply_claim_key(a, newkey, &hash[1]))
 	{
 		free(key);
 		free(newkey);
@@ -2438,7 +2377,7 @@ apply_create(db *target, const apply_options *o)
 	if (a->o.pipeline_depth <= 0)
 		a->o.pipeline_depth = 1000;
 	if (a->o.copy_threshold <= 0)
-		a->o.copy_threshold = 1000;
+		a->o.copy_threshold = 16;
 	a->qshadow = ident_qualified(o->schema, o->shadow);
 	buf_init(&a->sql);
 	a->inserts.kind = 'i';

@@ -880,9 +880,9 @@ run_cutover_due(run_session *rs, const run_options *ro, bool *due)
 
 /*
  * The columns of the source's unique indexes, which the apply must see
- * unchanged before it folds an update into a pending update of the same
- * row; no such folding at all past a unique index on an expression or with
- * a predicate.  The array is the caller's to free; the names are t's.
+ * unchanged before it folds two changes of a row into one; no folding at
+ * all past a unique index on an expression or with a predicate.  The array
+ * is the caller's to free; the names are t's.
  */
 static void
 run_unique_columns(const catalog_table *t, apply_options *ao)

@@ -38,7 +38,7 @@ typedef struct apply_options
 	const char *origin;			/* replication origin name */
 	int			batch_transactions; /* source transactions per target commit */
 	int			pipeline_depth; /* statements between pipeline syncs */
-	int			copy_threshold; /* runs of at least this many inserts go by COPY */
+	int			copy_threshold; /* inserts in a row that go through COPY */
 
 	/*
 	 * The key rows are found by (the source's primary key, else its replica
@@ -49,11 +49,10 @@ typedef struct apply_options
 	int			nkey_columns;
 
 	/*
-	 * The columns of the source's unique indexes.  An update is folded into
-	 * a pending update of the same row only where these (and the key and
+	 * The columns of the source's unique indexes.  A change is folded into
+	 * a pending change of the same row only where these (and the key and
 	 * partition column) keep their values; fold false: never (a unique
-	 * index on an expression or with a predicate).  Folding into a pending
-	 * insert needs neither.
+	 * index on an expression or with a predicate).
 	 */
 	char	   *const *unique_columns;
 	int			nunique_columns;
