@@ -60,7 +60,7 @@ INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-g', role, 
     updated_at, deleted_at FROM chat_messages WHERE id = :'h';
 DELETE FROM chat_messages WHERE id = '00000000-0000-0000-0000-0000000000f2';
 -- Inserted, then its key and its partition column change before it reaches
--- the shadow: it goes in once, under the new key, in the other partition.
+-- the shadow.
 INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-k', role, content, actions,
     parse_degraded, tokens_used, model_name, '00000000-0000-0000-0000-0000000000f3', created_at,
     updated_at, deleted_at FROM chat_messages WHERE id = :'hot';

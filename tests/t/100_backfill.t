@@ -67,7 +67,7 @@ for my $seed (@seeds)
 			  (SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)), 0)
 			    FROM pg_replication_slots WHERE slot_name LIKE 'pgrepart%')
 			FROM pgrepart.migration});
-		last if $copying ne 't';
+		last if ($copying // '') ne 't';
 		$oldest = $age if $age > $oldest;
 		$retained = $held if $held > $retained;
 		$samples++;
