@@ -81,6 +81,7 @@ typedef struct expectation
 	char	   *key;			/* the row's key as text, for messages */
 	retry	   *retry;			/* what to do when it finds no row, or NULL */
 	batch	   *batch;			/* EXPECT_BATCH: the rows it sent */
+	lsn_t		final;			/* commit LSN of the source transaction open when it went */
 } expectation;
 
 /*
@@ -140,6 +141,9 @@ struct apply
 	bool		in_source_txn;
 	bool		in_target_txn;
 	bool		run_has_text;	/* a pending insert carries a value as text: no COPY */
+	bool		in_order;		/* this source transaction: one change per statement */
+	lsn_t		last_final;		/* commit LSN of the latest source transaction begun */
+	lsn_t		replay_until;	/* see apply_replay_until */
 
 	/*
 	 * A target COMMIT sent, with a sync after it, whose results are not read
@@ -326,7 +330,7 @@ apply_set_param(apply *a, int i, const pgout_value *v)
 static void
 apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key, retry *r)
 {
-	expectation e = {kind, what, lsn, key, r, NULL};
+	expectation e = {kind, what, lsn, key, r, NULL, a->last_final};
 
 	if (a->nexpect == a->expect_cap)
 	{
@@ -473,6 +477,34 @@ apply_report_miss(apply *a, const char *what, const char *key, lsn_t at, long ro
 static void apply_queue_retry(apply *a, char *key, lsn_t lsn, retry *r);
 static bool apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged);
 
+/*
+ * Whether a failed statement's unique violation may come from the order
+ * changes were applied in rather than from the data: it was not applied in
+ * source order.  Pending changes of different rows go in batches, and the
+ * batches keep source order for every unique index but in one case: under
+ * the default replica identity, an update batch finds the rows that moved
+ * partitions by a second look, after the rest, so a value such a row gives
+ * up can be taken first by a later row.  Then apply_replay_until asks for
+ * the source transactions up to the statement's to go again, one change per
+ * statement; nothing of the failed target transaction is durable.
+ */
+static bool
+apply_out_of_order(apply *a, const expectation *e, const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+	char		lsn[LSN_TEXT_SIZE];
+
+	if (state == NULL || strcmp(state, "23505") != 0 || e->final <= a->o.in_order_until)
+		return false;
+	a->replay_until = e->final;
+	snprintf(a->db->sqlstate, sizeof(a->db->sqlstate), "%s", state);
+	log_info("changes applied out of source order ran into unique constraint \"%s\": applying "
+			 "the source transactions up to %s again, one change per statement",
+			 constraint ? constraint : "?", lsn_format(a->replay_until, lsn));
+	return true;
+}
+
 /* Check one result against its expectation; logs the first failure. */
 static bool
 apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
@@ -484,6 +516,8 @@ apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 		return false;
 	if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
 	{
+		if (!*logged && apply_out_of_order(a, e, res))
+			*logged = true;
 		if (!*logged)
 		{
 			char		lsn[LSN_TEXT_SIZE];
@@ -1801,7 +1835,7 @@ apply_batch_room(apply *a, const batch *b)
 static void
 apply_queue_retry(apply *a, char *key, lsn_t lsn, retry *r)
 {
-	expectation e = {EXPECT_ONE_ROW, "update", lsn, key, r, NULL};
+	expectation e = {EXPECT_ONE_ROW, "update", lsn, key, r, NULL, a->last_final};
 
 	a->retries = xrealloc(a->retries, sizeof(expectation) * (size_t) (a->nretries + 1));
 	a->retries[a->nretries++] = e;
@@ -1842,6 +1876,49 @@ apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 }
 
 /* ---- updates and deletes ---- */
+
+/*
+ * A single UPDATE's parameters: the new values mask keeps, then the old
+ * key (room for one more, the partition value).  How many were set.
+ */
+static int
+apply_update_params(apply *a, const pgout_tuple *oldt, const pgout_tuple *newt, const char *mask)
+{
+	int			p = 0;
+
+	apply_reserve_params(a, a->rel->ncols + a->nkey + 1);
+	for (int i = 0; i < newt->ncols; i++)
+		if (mask[i] == '1')
+			apply_set_param(a, p++, &newt->values[i]);
+	for (int i = 0; i < a->nkey; i++)
+		apply_set_param(a, p++, &oldt->values[a->key[i]]);
+	return p;
+}
+
+/*
+ * One UPDATE through the parent by key alone, where the row is not known:
+ * every partition is looked in.  Takes key and mask.
+ */
+static bool
+apply_update_by_key(apply *a, const pgout_tuple *oldt, const pgout_tuple *newt, char *mask,
+					char *key, lsn_t lsn)
+{
+	char		name[32];
+	bool		ok = false;
+
+	if (apply_statement(a, 'u', TARGET_PARENT, false, mask, name))
+	{
+		int			p = apply_update_params(a, oldt, newt, mask);
+
+		ok = apply_sent(a, PQsendQueryPrepared(a->db->conn, name, p, a->values, a->lengths,
+											   a->formats, 0),
+						EXPECT_ONE_ROW, "update", lsn, key);
+		key = NULL;
+	}
+	free(key);
+	free(mask);
+	return ok;
+}
 
 static bool
 apply_update(apply *a, const pgout_message *m, lsn_t lsn)
@@ -1944,7 +2021,7 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	 * leaf), or, without the old value, probably there; otherwise found
 	 * through the parent by key and old partition value, which also moves
 	 * it.  A guess that finds nothing is repeated through the parent by key
-	 * alone after the sync.
+	 * alone after the sync; in order, the key alone is the only look.
 	 */
 	if (!apply_flush_pending(a))
 	{
@@ -1955,19 +2032,15 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	for (int i = 0; i < newt->ncols; i++)
 		mask[i] = newt->values[i].kind == 'u' ? '0' : '1';
 	mask[newt->ncols] = '\0';
+	if (!exact && a->in_order)
+		return apply_update_by_key(a, oldt, newt, mask, key, lsn);
 	target = apply_target_of(a, &newt->values[a->part]);
 	if (exact && target != TARGET_PARENT && apply_target_of(a, part) != target)
 		target = TARGET_PARENT;
 	if (apply_statement(a, 'u', target, target == TARGET_PARENT, mask, name))
 	{
-		int			p = 0;
+		int			p = apply_update_params(a, oldt, newt, mask);
 
-		apply_reserve_params(a, a->rel->ncols + a->nkey + 1);
-		for (int i = 0; i < newt->ncols; i++)
-			if (mask[i] == '1')
-				apply_set_param(a, p++, &newt->values[i]);
-		for (int i = 0; i < a->nkey; i++)
-			apply_set_param(a, p++, &oldt->values[a->key[i]]);
 		/* Without the old partition value, the key-only UPDATE is the fallback. */
 		if (!exact)
 		{
@@ -2245,6 +2318,8 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 	{
 		case PGOUT_BEGIN:
 			a->in_source_txn = true;
+			a->last_final = m->begin.final_lsn;
+			a->in_order = m->begin.final_lsn <= a->o.in_order_until;
 			return apply_begin_target(a);
 		case PGOUT_COMMIT:
 			a->in_source_txn = false;
@@ -2259,12 +2334,12 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 		case PGOUT_INSERT:
 			if (!apply_insert(a, &m->insert.newtuple, lsn))
 				return false;
-			return (a->inserts.nlive < RUN_MAX_ROWS && a->inserts.rows.len < BATCH_MAX_BYTES) ||
-				apply_flush_pending(a);
+			return (a->inserts.nlive < RUN_MAX_ROWS && a->inserts.rows.len < BATCH_MAX_BYTES &&
+					!a->in_order) || apply_flush_pending(a);
 		case PGOUT_UPDATE:
-			return apply_update(a, m, lsn);
+			return apply_update(a, m, lsn) && (!a->in_order || apply_flush_pending(a));
 		case PGOUT_DELETE:
-			return apply_delete(a, m, lsn);
+			return apply_delete(a, m, lsn) && (!a->in_order || apply_flush_pending(a));
 		case PGOUT_TRUNCATE:
 			buf_reset(&a->sql);
 			buf_appendf(&a->sql, "TRUNCATE %s", a->qshadow);
@@ -2289,6 +2364,12 @@ bool
 apply_in_source_txn(const apply *a)
 {
 	return a->in_source_txn;
+}
+
+lsn_t
+apply_replay_until(const apply *a)
+{
+	return a->replay_until;
 }
 
 lsn_t

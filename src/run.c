@@ -221,6 +221,7 @@ typedef enum session_end
 	SESSION_DIFFERENT,			/* the check before the swap found a difference */
 	SESSION_STOPPED,
 	SESSION_LOST,				/* a connection broke: reconnect */
+	SESSION_IN_ORDER,			/* start again from the origin, in source order up to a point */
 	SESSION_FAILED
 } session_end;
 
@@ -907,9 +908,13 @@ run_unique_columns(const catalog_table *t, apply_options *ao)
 	ao->nunique_columns = n;
 }
 
+/*
+ * in_order: source transactions committed up to it go one change per
+ * statement; raised when the session ends with SESSION_IN_ORDER.
+ */
 static session_end
 run_stream_session(const char *conninfo, const catalog_table *t, state_migration *m,
-				   const run_options *ro)
+				   const run_options *ro, lsn_t *in_order)
 {
 	run_session rs;
 	apply_options ao = {0};
@@ -935,6 +940,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 	ao.copy_threshold = ro->copy_threshold;
 	ao.key_columns = t->key_columns;
 	ao.nkey_columns = t->nkey_columns;
+	ao.in_order_until = *in_order;
 	run_unique_columns(t, &ao);
 
 	if (!db_connect(&rs.target, conninfo, "target") || !db_connect(&rs.control, conninfo, "source"))
@@ -1051,6 +1057,11 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 	}
 
 cleanup:
+	if (rs.a != NULL && rs.end == SESSION_FAILED && apply_replay_until(rs.a) > *in_order)
+	{
+		*in_order = apply_replay_until(rs.a);
+		rs.end = SESSION_IN_ORDER;
+	}
 	if (rs.a != NULL)
 	{
 		const apply_stats *st = apply_get_stats(rs.a);
@@ -1076,10 +1087,11 @@ run_stream(const char *conninfo, const catalog_table *t, state_migration *m,
 {
 	int			failures = 0;
 	unsigned int pause = 1;
+	lsn_t		in_order = LSN_INVALID;
 
 	for (;;)
 	{
-		session_end end = run_stream_session(conninfo, t, m, ro);
+		session_end end = run_stream_session(conninfo, t, m, ro, &in_order);
 
 		if (end == SESSION_SWAPPED || end == SESSION_REHEARSED)
 			return RUN_DONE;
@@ -1090,6 +1102,9 @@ run_stream(const char *conninfo, const catalog_table *t, state_migration *m,
 			log_info("stopped; run the same command again to resume");
 			return RUN_STOPPED;
 		}
+		/* Nothing is wrong yet: again at once. */
+		if (end == SESSION_IN_ORDER)
+			continue;
 		if (end == SESSION_FAILED || ++failures > ro->max_reconnects)
 			return RUN_FAILED;
 		if (run_stop_requested(ro))

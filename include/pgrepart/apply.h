@@ -57,6 +57,12 @@ typedef struct apply_options
 	char	   *const *unique_columns;
 	int			nunique_columns;
 	bool		fold;
+
+	/*
+	 * Source transactions committed at or before this LSN go one change per
+	 * statement, in source order: a replay after apply_replay_until.
+	 */
+	lsn_t		in_order_until;
 } apply_options;
 
 typedef struct apply_stats
@@ -99,6 +105,15 @@ bool		apply_idle(const apply *a);
 
 /* Between a source transaction's BEGIN and its COMMIT. */
 bool		apply_in_source_txn(const apply *a);
+
+/*
+ * After a failure: nonzero when the failure was a unique violation that
+ * applying changes out of source order may have caused (a batch's second
+ * look for rows that moved partitions runs after its first).  Nothing of
+ * it is durable; the caller starts again from the origin's progress with
+ * in_order_until set to this LSN, and a violation then is the data's own.
+ */
+lsn_t		apply_replay_until(const apply *a);
 
 const apply_stats *apply_get_stats(const apply *a);
 
