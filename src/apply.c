@@ -423,6 +423,7 @@ apply_sent(apply *a, int sent, expect_kind kind, const char *what, lsn_t lsn, ch
 
 static bool apply_flush_pending(apply *a);
 static bool apply_flush_batches(apply *a);
+static bool apply_flush_batch(apply *a, batch *b);
 
 /*
  * Note that the next statement touches key.  If a pending insert holds it,
@@ -919,7 +920,7 @@ apply_check_partition(apply *a, const pgout_tuple *t)
 /* ---- statements ---- */
 
 static void
-apply_column_list(apply *a, buf *b)
+apply_column_list(const apply *a, buf *b)
 {
 	buf_append_char(b, '(');
 	for (int i = 0; i < a->rel->ncols; i++)
@@ -977,7 +978,7 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 			qtarget = a->leaves[i].qname;
 
 	buf_reset(b);
-	if (kind == 'U' || kind == 'D')
+	if (kind == 'I' || kind == 'U' || kind == 'D')
 	{
 		types = xcalloc((size_t) 2 * a->rel->ncols + a->nkey + 2, sizeof(Oid));
 		nparams = apply_batch_sql(a, kind, by_part, mask, b, types);
@@ -1033,6 +1034,8 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 /* A batch of updates or deletes goes at this many rows; the insert run waits longer. */
 #define BATCH_MAX_ROWS 1000
 #define RUN_MAX_ROWS 10000
+/* A run shorter than this goes one INSERT per row when it cannot go in arrays. */
+#define COPY_MIN_ROWS 16
 #define BATCH_MAX_BYTES ((size_t) 8 * 1024 * 1024)
 #define BOOLOID 16
 #define BOOLARRAYOID 1000
@@ -1146,13 +1149,15 @@ apply_batch_find(const batch *b, uint64_t h)
 }
 
 /*
- * Values per row: for updates, the new row, then the old key, then the
- * partition value to look in; for deletes, the old key, then (by_part) the
- * old partition value.
+ * Values per row: for inserts, the row; for updates, the new row, then the
+ * old key, then the partition value to look in; for deletes, the old key,
+ * then (by_part) the old partition value.
  */
 static int
 apply_batch_width(const apply *a, char kind, bool by_part)
 {
+	if (kind == 'i')
+		return a->rel->ncols;
 	return kind == 'u' ? a->rel->ncols + a->nkey + 1 : a->nkey + (by_part ? 1 : 0);
 }
 
@@ -1162,7 +1167,7 @@ apply_batch_column(const apply *a, char kind, int j)
 {
 	int			first_key = kind == 'u' ? a->rel->ncols : 0;
 
-	if (j < first_key)
+	if (kind == 'i' || j < first_key)
 		return j;
 	if (j < first_key + a->nkey)
 		return a->key[j - first_key];
@@ -1343,21 +1348,28 @@ apply_run_as_copy(apply *a)
 	return apply_enter_pipeline(a) && ok;
 }
 
+/*
+ * Send the insert run.  A long one goes as one binary COPY, which writes
+ * rows a page at a time but must leave the pipeline, and so first waits for
+ * every result queued before it.  A shorter one goes as one INSERT over
+ * arrays, in the pipeline, so the server works through it while the stream
+ * is read on.  Without arrays, a short run goes one INSERT per row, as does
+ * a run with a value that arrives as text.
+ */
 static bool
 apply_flush_run(apply *a)
 {
+	int			n = a->inserts.nlive;
+	bool		has_text = a->run_has_text;
 	bool		ok = true;
 
-	if (a->inserts.nlive > 0)
-	{
-		if (a->inserts.nlive >= a->o.copy_threshold && !a->run_has_text)
-			ok = apply_run_as_copy(a);
-		else
-			ok = apply_run_as_inserts(a);
-	}
+	a->run_has_text = false;
+	if (n > 0 && !has_text && a->can_batch && n < a->o.copy_threshold)
+		return apply_flush_batch(a, &a->inserts);
+	if (n > 0)
+		ok = !has_text && n >= COPY_MIN_ROWS ? apply_run_as_copy(a) : apply_run_as_inserts(a);
 	apply_batch_release(&a->inserts);
 	apply_batch_reset(&a->inserts);
-	a->run_has_text = false;
 	return ok;
 }
 
@@ -1503,7 +1515,7 @@ apply_batch_rows_from(const apply *a, char k, bool by_part, const char *keep, bu
 }
 
 /*
- * The statement of a batch ('U'pdates, 'D'eletes) over the arrays of
+ * The statement of a batch ('I'nserts, 'U'pdates, 'D'eletes) over the arrays of
  * apply_batch_rows_from; where a keep flag is true the shadow keeps its
  * value, TOAST pointer and all.  ROWS FROM keeps the arrays' order, and the
  * plan visits the rows in that order (a nested loop over them, forced in
@@ -1520,6 +1532,16 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 {
 	int			n;
 
+	if (kind == 'I')
+	{
+		buf_appendf(b, "INSERT INTO %s ", a->qshadow);
+		apply_column_list(a, b);
+		buf_append(b, " OVERRIDING SYSTEM VALUE SELECT ");
+		for (int i = 0; i < a->rel->ncols; i++)
+			buf_appendf(b, "%sv.c%d", i ? ", " : "", i + 1);
+		buf_append(b, " FROM ");
+		return apply_batch_rows_from(a, 'i', false, keep, b, types);
+	}
 	if (kind == 'D')
 	{
 		buf_appendf(b, "DELETE FROM %s AS t USING ", a->qshadow);
@@ -1687,6 +1709,17 @@ apply_fold_delete(apply *a, const char *key, uint64_t h)
 	return true;
 }
 
+/* What a batch of kind holds, for messages. */
+static const char *
+apply_change_name(char kind, bool plural)
+{
+	if (kind == 'i')
+		return plural ? "inserts" : "insert";
+	if (kind == 'u')
+		return plural ? "updates" : "update";
+	return plural ? "deletes" : "delete";
+}
+
 /* Send a batch as one statement; the expectation takes its rows. */
 static bool
 apply_flush_batch(apply *a, batch *b)
@@ -1737,7 +1770,8 @@ apply_flush_batch(apply *a, batch *b)
 		}
 		keep[a->rel->ncols] = '\0';
 	}
-	ok = apply_statement(a, b->kind == 'u' ? 'U' : 'D', TARGET_PARENT, b->by_part, keep, name);
+	ok = apply_statement(a, b->kind == 'u' ? 'U' : b->kind == 'i' ? 'I' : 'D', TARGET_PARENT,
+						 b->by_part, keep, name);
 
 	/* One array per value, then the keep flags, all in one buffer. */
 	buf_init(&arrays);
@@ -1792,7 +1826,7 @@ apply_flush_batch(apply *a, batch *b)
 		apply_batch_free(sent);
 		return false;
 	}
-	apply_expect(a, EXPECT_BATCH, sent->kind == 'u' ? "updates" : "deletes", first, NULL, NULL);
+	apply_expect(a, EXPECT_BATCH, apply_change_name(sent->kind, true), first, NULL, NULL);
 	a->expect[a->nexpect - 1].batch = sent;
 	a->stats.batches++;
 	/* On its way now, so the server works on it while the next one is built. */
@@ -1841,16 +1875,24 @@ apply_queue_retry(apply *a, char *key, lsn_t lsn, retry *r)
 	a->retries[a->nretries++] = e;
 }
 
-/* Check a batch's result: every row found exactly once. */
+/*
+ * Check a batch's result: every row found exactly once.  An INSERT puts in
+ * every row or fails.
+ */
 static bool
 apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 {
 	int			n = PQntuples(res);
-	int		   *hits = xcalloc((size_t) b->nlive + 1, sizeof(int));
-	pgout_value *vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
+	int		   *hits;
+	pgout_value *vals;
 	wire_reader r;
 	batch_row	row;
 	bool		ok = true;
+
+	if (b->kind == 'i')
+		return true;
+	hits = xcalloc((size_t) b->nlive + 1, sizeof(int));
+	vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
 
 	/* Ordinals count the live rows, the ones sent. */
 	for (int i = 0; i < n; i++)
@@ -1866,7 +1908,7 @@ apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 		apply_batch_next(&r, &row, vals, b->nvalues);
 		if (row.dead || hits[live++] == 1)
 			continue;
-		apply_report_miss(a, b->kind == 'u' ? "update" : "delete", row.key, row.lsn,
+		apply_report_miss(a, apply_change_name(b->kind, false), row.key, row.lsn,
 						  hits[live - 1], logged);
 		ok = false;
 	}
@@ -2458,7 +2500,7 @@ apply_create(db *target, const apply_options *o)
 	if (a->o.pipeline_depth <= 0)
 		a->o.pipeline_depth = 1000;
 	if (a->o.copy_threshold <= 0)
-		a->o.copy_threshold = 16;
+		a->o.copy_threshold = 1000;
 	a->qshadow = ident_qualified(o->schema, o->shadow);
 	buf_init(&a->sql);
 	a->inserts.kind = 'i';

@@ -581,7 +581,7 @@ cli_run(int argc, char **argv)
 	report_init(&rep, args.schema, args.table);
 	ro.report = &rep;
 	ro.cutover = args.cutover;
-	ro.copy_threshold = 16;
+	ro.copy_threshold = 1000;
 	ro.progress_seconds = 10;
 	ro.max_reconnects = 10;
 	ro.stop = &stop_requested;
