@@ -458,6 +458,20 @@ apply_send_plain(apply *a, const char *sql, const char *what)
 					  EXPECT_OK, what, a->pending_lsn, NULL);
 }
 
+bool
+apply_queue(apply *a, const char *sql, int nparams, const char *const *values, const int *lengths,
+			const int *formats, const char *what)
+{
+	if (!a->in_target_txn)
+	{
+		log_error("%s: no shadow transaction is open", what);
+		return false;
+	}
+	return apply_sent(a, PQsendQueryParams(a->db->conn, sql, nparams, NULL, values, lengths,
+										   formats, 0),
+					  EXPECT_OK, what, a->pending_lsn, NULL);
+}
+
 /* A change that should have hit one row hit another number: stop, naming it. */
 static void
 apply_report_miss(apply *a, const char *what, const char *key, lsn_t at, long rows, bool *logged)

@@ -44,6 +44,22 @@ struct backfill_filter
 	uint32_t   *key_lens[2];
 	pgout_value *values;
 	PGresult   *fetched;
+
+	/*
+	 * Ghosts (see backfill_filter.h), each key in backfill_encode_key's
+	 * form, and the changes to them the last message made, which the caller
+	 * records in the apply's transaction.
+	 */
+	buf		   *ghosts;
+	int			nghosts;
+	buf			ghost_key;		/* scratch: the key looked up */
+	struct
+	{
+		state_ghost_change change;
+		buf			key;
+	}			ghost_changes[3];
+	int			nghost_changes;
+	int			ghost_changes_taken;
 };
 
 backfill_filter *
@@ -73,8 +89,13 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 		f->key_types[k] = c ? c->base_type : InvalidOid;
 		f->key_pos[k] = -1;
 	}
-	if (!state_read_chunks(source, m, &chunks, &n))
+	buf_init(&f->ghost_key);
+	for (int i = 0; i < 3; i++)
+		buf_init(&f->ghost_changes[i].key);
+	if (!state_read_chunks(source, m, &chunks, &n) ||
+		!state_read_ghosts(source, m, &f->ghosts, &f->nghosts))
 	{
+		state_chunks_free(chunks, n);
 		backfill_filter_free(f);
 		return NULL;
 	}
@@ -138,6 +159,12 @@ backfill_filter_free(backfill_filter *f)
 	free(f->values);
 	PQclear(f->fetched);
 	buf_free(&f->fetch_sql);
+	for (int i = 0; i < f->nghosts; i++)
+		buf_free(&f->ghosts[i]);
+	free(f->ghosts);
+	buf_free(&f->ghost_key);
+	for (int i = 0; i < 3; i++)
+		buf_free(&f->ghost_changes[i].key);
 	free(f->qtable);
 	free(f);
 }
@@ -239,6 +266,55 @@ filter_same_key(const backfill_filter *f)
 	return true;
 }
 
+/* ---- ghosts ---- */
+
+/* Note a ghost change for the caller to record. */
+static void
+filter_ghost_note(backfill_filter *f, state_ghost_change change, const buf *key)
+{
+	int			i = f->nghost_changes++;
+
+	f->ghost_changes[i].change = change;
+	buf_reset(&f->ghost_changes[i].key);
+	if (key != NULL)
+		buf_append_len(&f->ghost_changes[i].key, key->data, key->len);
+}
+
+/* The ghost whose key is f->key[which], or -1; the key is left in f->ghost_key. */
+static int
+filter_ghost_find(backfill_filter *f, int which)
+{
+	buf_reset(&f->ghost_key);
+	backfill_encode_key(&f->ghost_key, f->nkeys, f->key[which], f->key_lens[which]);
+	for (int i = 0; i < f->nghosts; i++)
+		if (f->ghosts[i].len == f->ghost_key.len &&
+			memcmp(f->ghosts[i].data, f->ghost_key.data, f->ghost_key.len) == 0)
+			return i;
+	return -1;
+}
+
+static void
+filter_ghost_add(backfill_filter *f, int which)
+{
+	if (filter_ghost_find(f, which) >= 0)
+		return;
+	f->ghosts = xrealloc(f->ghosts, sizeof(buf) * (size_t) (f->nghosts + 1));
+	buf_init(&f->ghosts[f->nghosts]);
+	buf_append_len(&f->ghosts[f->nghosts], f->ghost_key.data, f->ghost_key.len);
+	f->nghosts++;
+	filter_ghost_note(f, STATE_GHOST_ADD, &f->ghost_key);
+	log_info("a row that transaction %u moved to a new key is gone from the source again: "
+			 "the changes of that key up to its removal are skipped", f->xid);
+}
+
+static void
+filter_ghost_remove(backfill_filter *f, int at)
+{
+	filter_ghost_note(f, STATE_GHOST_REMOVE, &f->ghosts[at]);
+	buf_free(&f->ghosts[at]);
+	f->ghosts[at] = f->ghosts[--f->nghosts];
+}
+
 /*
  * The row an update moved out of a chunk that saw it into one that did not:
  * insert its new version.  Unchanged TOASTed values are not in the stream;
@@ -279,8 +355,12 @@ filter_insert_moved(backfill_filter *f, const pgout_message *in, pgout_message *
 		}
 		if (PQntuples(f->fetched) == 0)
 		{
-			/* Gone since: a later change in the stream removes it again. */
-			log_debug("a moved row is gone from the source; not inserted");
+			/*
+			 * Gone since: a later change in the stream deletes the row or
+			 * moves it to another key, and until then its changes have no
+			 * row to go to.
+			 */
+			filter_ghost_add(f, 1);
 			return FILTER_SKIP;
 		}
 		for (int i = 0; i < t->ncols && i < f->ncols; i++)
@@ -303,6 +383,25 @@ filter_insert_moved(backfill_filter *f, const pgout_message *in, pgout_message *
 	out->insert.newtuple.ncols = t->ncols;
 	out->insert.newtuple.values = f->values;
 	return FILTER_REWRITTEN;
+}
+
+/* A TRUNCATE is skipped when every chunk saw it, applied when none did. */
+static filter_action
+filter_truncate(const backfill_filter *f)
+{
+	int			seen = 0;
+
+	for (int i = 0; i < f->nchunks; i++)
+		seen += visibility_visible(&f->chunks[i].snapshot, f->xid);
+	if (seen == f->nchunks)
+		return FILTER_SKIP;
+	if (seen > 0)
+	{
+		log_error("the table was truncated while it was being copied");
+		log_hint("Abort the migration and start it again.");
+		return FILTER_FAILED;
+	}
+	return FILTER_APPLY;
 }
 
 static filter_action
@@ -331,9 +430,66 @@ filter_update(backfill_filter *f, const pgout_message *in, pgout_message *out)
 	return FILTER_REWRITTEN;
 }
 
+/*
+ * A change to a ghost's key: an update of it goes nowhere, a delete removes
+ * the ghost, and a move to another key removes it and puts the row in
+ * under the new key as a moved row (unless the new key's chunk holds it).
+ * *action is set when the change touches a ghost.
+ */
+static bool
+filter_ghost_change(backfill_filter *f, const pgout_message *in, pgout_message *out,
+					filter_action *action)
+{
+	const pgout_tuple *old = in->kind == PGOUT_DELETE ? &in->delete.oldtuple :
+		in->update.oldkind != '\0' ? &in->update.oldtuple : &in->update.newtuple;
+	int			at;
+
+	if (!filter_key(f, old, 0))
+	{
+		*action = FILTER_FAILED;
+		return true;
+	}
+	if ((at = filter_ghost_find(f, 0)) < 0)
+		return false;
+	*action = FILTER_SKIP;
+	if (in->kind == PGOUT_DELETE)
+		filter_ghost_remove(f, at);
+	else if (in->update.oldkind != '\0')
+	{
+		if (!filter_key(f, &in->update.newtuple, 1))
+			*action = FILTER_FAILED;
+		else if (!filter_same_key(f))
+		{
+			filter_ghost_remove(f, at);
+			if (!(f->filtering && filter_seen(f, 1)))
+				*action = filter_insert_moved(f, in, out);
+		}
+	}
+	return true;
+}
+
 filter_action
 backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_message *out)
 {
+	filter_action action;
+
+	f->nghost_changes = 0;
+	f->ghost_changes_taken = 0;
+	if (f->nghosts > 0 && (in->kind == PGOUT_UPDATE || in->kind == PGOUT_DELETE) &&
+		filter_ghost_change(f, in, out, &action))
+		return action;
+	if (in->kind == PGOUT_TRUNCATE && f->nghosts > 0)
+	{
+		action = f->filtering ? filter_truncate(f) : FILTER_APPLY;
+		if (action == FILTER_APPLY)
+		{
+			for (int i = 0; i < f->nghosts; i++)
+				buf_free(&f->ghosts[i]);
+			f->nghosts = 0;
+			filter_ghost_note(f, STATE_GHOST_CLEAR, NULL);
+		}
+		return action;
+	}
 	switch (in->kind)
 	{
 		case PGOUT_RELATION:
@@ -366,25 +522,21 @@ backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_messa
 		case PGOUT_UPDATE:
 			return f->filtering ? filter_update(f, in, out) : FILTER_APPLY;
 		case PGOUT_TRUNCATE:
-			if (f->filtering)
-			{
-				int			seen = 0;
-
-				for (int i = 0; i < f->nchunks; i++)
-					seen += visibility_visible(&f->chunks[i].snapshot, f->xid);
-				if (seen == f->nchunks)
-					return FILTER_SKIP;
-				if (seen > 0)
-				{
-					log_error("the table was truncated while it was being copied");
-					log_hint("Abort the migration and start it again.");
-					return FILTER_FAILED;
-				}
-			}
-			return FILTER_APPLY;
+			return f->filtering ? filter_truncate(f) : FILTER_APPLY;
 		default:
 			return FILTER_APPLY;
 	}
+}
+
+bool
+backfill_filter_ghost_change(backfill_filter *f, state_ghost_change *change, const buf **key)
+{
+	if (f->ghost_changes_taken >= f->nghost_changes)
+		return false;
+	*change = f->ghost_changes[f->ghost_changes_taken].change;
+	*key = &f->ghost_changes[f->ghost_changes_taken].key;
+	f->ghost_changes_taken++;
+	return true;
 }
 
 bool

@@ -476,6 +476,7 @@ typedef struct run_session
 	int64_t		verification;	/* the check requested before the swap, 0 none yet */
 	bool		verified;		/* ... and found the shadow equal */
 	session_end end;			/* how it ends, when a step fails */
+	bool		ghost_added;	/* in the source transaction being applied */
 } run_session;
 
 static session_end
@@ -484,6 +485,32 @@ run_lost_or_failed(const db *d)
 	return db_lost_connection(d) ? SESSION_LOST : SESSION_FAILED;
 }
 
+/*
+ * The ghosts the filter began or ended with the message just applied,
+ * recorded in the same shadow transaction, so that after a restart they
+ * are what the origin's progress says.
+ */
+static bool
+run_record_ghosts(run_session *rs)
+{
+	state_ghost_change change;
+	const buf  *key;
+	char		id[16];
+
+	snprintf(id, sizeof(id), "%d", rs->m->id);
+	while (backfill_filter_ghost_change(rs->filter, &change, &key))
+	{
+		const char *values[2] = {id, key->data};
+		int			lengths[2] = {0, (int) key->len};
+		int			formats[2] = {0, 1};
+
+		if (!apply_queue(rs->a, state_ghost_sql(change), change == STATE_GHOST_CLEAR ? 1 : 2,
+						 values, lengths, formats, "record a row gone from the source"))
+			return false;
+		rs->ghost_added = rs->ghost_added || change == STATE_GHOST_ADD;
+	}
+	return true;
+}
 /*
  * One pgoutput message, from the spool or the live stream, at lsn: decide
  * it by the backfill's rule and apply it.  False with rs->end set.
@@ -533,10 +560,21 @@ run_handle_message(run_session *rs, const uint8_t *data, size_t len, lsn_t lsn)
 			rs->end = run_lost_or_failed(&rs->control);
 			return false;
 	}
-	if (!applied)
+	if (!applied || !run_record_ghosts(rs))
 	{
 		rs->end = run_lost_or_failed(&rs->target);
 		return false;
+	}
+	/* A new ghost is made durable at once: rare, and a point the tests can stop at. */
+	if (msg.kind == PGOUT_COMMIT && rs->ghost_added)
+	{
+		rs->ghost_added = false;
+		if (!apply_commit(rs->a))
+		{
+			rs->end = run_lost_or_failed(&rs->target);
+			return false;
+		}
+		fault_point("ghost");
 	}
 	stream_confirm(&rs->s, apply_committed(rs->a));
 	return true;

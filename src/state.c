@@ -65,6 +65,10 @@ static const char schema_sql[] =
 	"  end_lsn pg_catalog.pg_lsn NOT NULL,"
 	"  data bytea NOT NULL,"
 	"  PRIMARY KEY (migration_id, end_lsn)); "
+	"CREATE TABLE IF NOT EXISTS pgrepart.ghost ("
+	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"
+	"  key bytea NOT NULL,"
+	"  PRIMARY KEY (migration_id, key)); "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS next_xid pg_catalog.xid8; "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS max_rows_per_second int; "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS cutover_requested_at timestamptz";
@@ -465,6 +469,57 @@ state_chunks_free(state_chunk *chunks, int count)
 		free(chunks[i].snapshot);
 	}
 	free(chunks);
+}
+
+bool
+state_read_ghosts(db *d, const state_migration *m, buf **keys, int *count)
+{
+	PGresult   *res = db_execf(d, "read the keys of rows gone from the source",
+							   "SELECT key FROM pgrepart.ghost WHERE migration_id = %int4", m->id);
+	int			n;
+
+	*keys = NULL;
+	*count = 0;
+	if (res == NULL)
+		return false;
+	n = PQntuples(res);
+	*keys = xcalloc((size_t) n + 1, sizeof(buf));
+	for (int i = 0; i < n; i++)
+	{
+		PGbytea		key;
+
+		buf_init(&(*keys)[i]);
+		if (!db_getf(res, i, "%bytea", 0, &key))
+		{
+			for (int j = 0; j <= i; j++)
+				buf_free(&(*keys)[j]);
+			free(*keys);
+			*keys = NULL;
+			PQclear(res);
+			return false;
+		}
+		buf_append_len(&(*keys)[i], key.data, (size_t) key.len);
+	}
+	*count = n;
+	PQclear(res);
+	return true;
+}
+
+const char *
+state_ghost_sql(state_ghost_change change)
+{
+	switch (change)
+	{
+		case STATE_GHOST_ADD:
+			return "INSERT INTO pgrepart.ghost (migration_id, key) "
+				"VALUES ($1::pg_catalog.int4, $2::pg_catalog.bytea) ON CONFLICT DO NOTHING";
+		case STATE_GHOST_REMOVE:
+			return "DELETE FROM pgrepart.ghost "
+				"WHERE migration_id = $1::pg_catalog.int4 AND key = $2::pg_catalog.bytea";
+		case STATE_GHOST_CLEAR:
+			break;
+	}
+	return "DELETE FROM pgrepart.ghost WHERE migration_id = $1::pg_catalog.int4";
 }
 
 bool

@@ -97,6 +97,14 @@ lsn_t		apply_committed(const apply *a);
 /* Apply one decoded message received at lsn; false after logging. */
 bool		apply_message(apply *a, const pgout_message *m, lsn_t lsn);
 
+/*
+ * Queue a statement of pgrepart's own state in the open target transaction,
+ * so that it is durable exactly with the changes around it; false after
+ * logging.  Only between a source transaction's BEGIN and its COMMIT.
+ */
+bool		apply_queue(apply *a, const char *sql, int nparams, const char *const *values,
+						const int *lengths, const int *formats, const char *what);
+
 /* Commit the open target transaction, if any; false after logging. */
 bool		apply_commit(apply *a);
 

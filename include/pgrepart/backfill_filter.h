@@ -8,6 +8,14 @@
  * another's is decided at both ends: when only the old end holds it the row
  * is inserted anew, when only the new end holds it the old row is deleted.
  * A TRUNCATE is skipped when every chunk saw it and applied when none did.
+ *
+ * A row inserted anew needs its unchanged TOASTed values from the source;
+ * when the source no longer has the row, a later change in the stream
+ * deletes it or moves it to another key, and the key becomes a ghost until
+ * then: its updates are skipped, its delete ends the ghost, and its move
+ * ends the ghost and inserts the row under the new key.  Ghosts outlive the
+ * chunks' filter and restarts (they are recorded in the apply's
+ * transaction: backfill_filter_ghost_change).
  * docs/design.md, "Backfill without a long-held snapshot", argues why this
  * leaves every row as the source has it.
  */
@@ -47,6 +55,14 @@ typedef enum filter_action
  */
 filter_action backfill_filter_message(backfill_filter *f, const pgout_message *in,
 									  pgout_message *out);
+
+/*
+ * After each message: the next ghost change it made, for the caller to
+ * record (state_ghost_sql) in the apply's open transaction; false when
+ * there is none left.  *key is valid until the next message.
+ */
+bool		backfill_filter_ghost_change(backfill_filter *f, state_ghost_change *change,
+										 const buf **key);
 
 /*
  * Whether the shadow is consistent once every transaction that committed

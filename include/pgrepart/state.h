@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pgrepart/buf.h"
 #include "pgrepart/catalog.h"
 #include "pgrepart/db.h"
 #include "pgrepart/lsn.h"
@@ -118,6 +119,25 @@ bool		state_add_chunk(db *d, const state_migration *m, const state_chunk *c);
 bool		state_read_chunks(db *d, const state_migration *m, state_chunk **chunks, int *count);
 void		state_chunks_free(state_chunk *chunks, int count);
 bool		state_drop_chunks(db *d, const state_migration *m);
+
+/*
+ * Ghosts (pgrepart.ghost): keys of rows the stream moved to a new key whose
+ * unchanged TOASTed values could no longer be read, because the source had
+ * removed the row again; see backfill_filter.h.  Read them, each key in
+ * backfill_encode_key's form, into *keys (the caller frees each and the
+ * array); state_ghost_sql gives the statement that records a change, with
+ * $1 the migration id and $2 the key (none for STATE_GHOST_CLEAR), to run
+ * in the transaction of the apply that decided it.
+ */
+typedef enum state_ghost_change
+{
+	STATE_GHOST_ADD,
+	STATE_GHOST_REMOVE,
+	STATE_GHOST_CLEAR
+} state_ghost_change;
+
+bool		state_read_ghosts(db *d, const state_migration *m, buf **keys, int *count);
+const char *state_ghost_sql(state_ghost_change change);
 
 /*
  * Live verifications (pgrepart.verification): "pgrepart verify --live"
