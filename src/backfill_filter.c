@@ -10,6 +10,9 @@
 #include "pgrepart/mem.h"
 #include "pgrepart/visibility.h"
 
+/* A message ends one ghost and begins another at most (or ends them all). */
+#define GHOST_CHANGES_MAX 2
+
 typedef struct filter_chunk
 {
 	visibility_snapshot snapshot;
@@ -57,7 +60,7 @@ struct backfill_filter
 	{
 		state_ghost_change change;
 		buf			key;
-	}			ghost_changes[3];
+	}			ghost_changes[GHOST_CHANGES_MAX];
 	int			nghost_changes;
 	int			ghost_changes_taken;
 };
@@ -90,7 +93,7 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 		f->key_pos[k] = -1;
 	}
 	buf_init(&f->ghost_key);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < GHOST_CHANGES_MAX; i++)
 		buf_init(&f->ghost_changes[i].key);
 	if (!state_read_chunks(source, m, &chunks, &n) ||
 		!state_read_ghosts(source, m, &f->ghosts, &f->nghosts))
@@ -163,7 +166,7 @@ backfill_filter_free(backfill_filter *f)
 		buf_free(&f->ghosts[i]);
 	free(f->ghosts);
 	buf_free(&f->ghost_key);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < GHOST_CHANGES_MAX; i++)
 		buf_free(&f->ghost_changes[i].key);
 	free(f->qtable);
 	free(f);
@@ -478,17 +481,22 @@ backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_messa
 	if (f->nghosts > 0 && (in->kind == PGOUT_UPDATE || in->kind == PGOUT_DELETE) &&
 		filter_ghost_change(f, in, out, &action))
 		return action;
+	/* A TRUNCATE ends every ghost; so does an insert of its key (defensive: one comes first). */
 	if (in->kind == PGOUT_TRUNCATE && f->nghosts > 0)
 	{
-		action = f->filtering ? filter_truncate(f) : FILTER_APPLY;
-		if (action == FILTER_APPLY)
-		{
-			for (int i = 0; i < f->nghosts; i++)
-				buf_free(&f->ghosts[i]);
-			f->nghosts = 0;
-			filter_ghost_note(f, STATE_GHOST_CLEAR, NULL);
-		}
-		return action;
+		for (int i = 0; i < f->nghosts; i++)
+			buf_free(&f->ghosts[i]);
+		f->nghosts = 0;
+		filter_ghost_note(f, STATE_GHOST_CLEAR, NULL);
+	}
+	if (in->kind == PGOUT_INSERT && f->nghosts > 0)
+	{
+		int			at;
+
+		if (!filter_key(f, &in->insert.newtuple, 0))
+			return FILTER_FAILED;
+		if ((at = filter_ghost_find(f, 0)) >= 0)
+			filter_ghost_remove(f, at);
 	}
 	switch (in->kind)
 	{
