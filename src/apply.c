@@ -141,7 +141,6 @@ struct apply
 	bool		in_source_txn;
 	bool		in_target_txn;
 	bool		run_has_text;	/* a pending insert carries a value as text: no COPY */
-	bool		in_order;		/* this source transaction: one change per statement */
 	lsn_t		last_final;		/* commit LSN of the latest source transaction begun */
 	lsn_t		replay_until;	/* see apply_replay_until */
 
@@ -450,14 +449,6 @@ apply_claim_key(apply *a, const char *key, uint64_t *hash)
 	return true;
 }
 
-/* Queue a statement without parameters. */
-static bool
-apply_send_plain(apply *a, const char *sql, const char *what)
-{
-	return apply_sent(a, PQsendQueryParams(a->db->conn, sql, 0, NULL, NULL, NULL, NULL, 0),
-					  EXPECT_OK, what, a->pending_lsn, NULL);
-}
-
 bool
 apply_queue(apply *a, const char *sql, int nparams, const char *const *values, const int *lengths,
 			const int *formats, const char *what)
@@ -470,6 +461,13 @@ apply_queue(apply *a, const char *sql, int nparams, const char *const *values, c
 	return apply_sent(a, PQsendQueryParams(a->db->conn, sql, nparams, NULL, values, lengths,
 										   formats, 0),
 					  EXPECT_OK, what, a->pending_lsn, NULL);
+}
+
+/* Queue a statement without parameters (BEGIN, COMMIT, TRUNCATE: all in the target transaction). */
+static bool
+apply_send_plain(apply *a, const char *sql, const char *what)
+{
+	return apply_queue(a, sql, 0, NULL, NULL, NULL, what);
 }
 
 /* A change that should have hit one row hit another number: stop, naming it. */
@@ -491,6 +489,13 @@ apply_report_miss(apply *a, const char *what, const char *key, lsn_t at, long ro
 
 static void apply_queue_retry(apply *a, char *key, lsn_t lsn, retry *r);
 static bool apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged);
+
+/* The source transaction being applied goes one change per statement (apply_replay_until). */
+static bool
+apply_in_order(const apply *a)
+{
+	return a->last_final <= a->o.in_order_until;
+}
 
 /*
  * Whether a failed statement's unique violation may come from the order
@@ -2088,7 +2093,7 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	for (int i = 0; i < newt->ncols; i++)
 		mask[i] = newt->values[i].kind == 'u' ? '0' : '1';
 	mask[newt->ncols] = '\0';
-	if (!exact && a->in_order)
+	if (!exact && apply_in_order(a))
 		return apply_update_by_key(a, oldt, newt, mask, key, lsn);
 	target = apply_target_of(a, &newt->values[a->part]);
 	if (exact && target != TARGET_PARENT && apply_target_of(a, part) != target)
@@ -2375,7 +2380,6 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 		case PGOUT_BEGIN:
 			a->in_source_txn = true;
 			a->last_final = m->begin.final_lsn;
-			a->in_order = m->begin.final_lsn <= a->o.in_order_until;
 			return apply_begin_target(a);
 		case PGOUT_COMMIT:
 			a->in_source_txn = false;
@@ -2391,11 +2395,11 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 			if (!apply_insert(a, &m->insert.newtuple, lsn))
 				return false;
 			return (a->inserts.nlive < RUN_MAX_ROWS && a->inserts.rows.len < BATCH_MAX_BYTES &&
-					!a->in_order) || apply_flush_pending(a);
+					!apply_in_order(a)) || apply_flush_pending(a);
 		case PGOUT_UPDATE:
-			return apply_update(a, m, lsn) && (!a->in_order || apply_flush_pending(a));
+			return apply_update(a, m, lsn) && (!apply_in_order(a) || apply_flush_pending(a));
 		case PGOUT_DELETE:
-			return apply_delete(a, m, lsn) && (!a->in_order || apply_flush_pending(a));
+			return apply_delete(a, m, lsn) && (!apply_in_order(a) || apply_flush_pending(a));
 		case PGOUT_TRUNCATE:
 			buf_reset(&a->sql);
 			buf_appendf(&a->sql, "TRUNCATE %s", a->qshadow);

@@ -511,6 +511,7 @@ run_record_ghosts(run_session *rs)
 	}
 	return true;
 }
+
 /*
  * One pgoutput message, from the spool or the live stream, at lsn: decide
  * it by the backfill's rule and apply it.  False with rs->end set.
