@@ -155,6 +155,7 @@ struct apply
 	int			inflight_count;
 	lsn_t		inflight_lsn;
 	int64_t		inflight_time;
+	int64_t		inflight_changes;	/* stats' inserts + updates + deletes at its send */
 
 	lsn_t		pending_lsn;	/* end LSN of the last source commit not yet durable */
 	int64_t		pending_time;
@@ -625,13 +626,24 @@ apply_read_results(apply *a, int n)
 	return ok;
 }
 
-/* A target transaction committed: the origin's progress is lsn. */
+/* The row changes applied so far, committed or not. */
+static int64_t
+apply_changes_sent(const apply *a)
+{
+	return a->stats.inserts + a->stats.updates + a->stats.deletes;
+}
+
+/*
+ * A target transaction committed: the origin's progress is lsn, and changes
+ * row changes (a count as apply_changes_sent gives it) are durable.
+ */
 static void
-apply_durable(apply *a, lsn_t lsn, int64_t commit_time)
+apply_durable(apply *a, lsn_t lsn, int64_t commit_time, int64_t changes)
 {
 	a->committed = lsn > a->committed ? lsn : a->committed;
 	a->stats.last_commit_time = commit_time;
 	a->stats.commits++;
+	a->stats.durable_changes = changes;
 }
 
 /* Wait for the COMMIT in flight, if any: its rows are durable once it succeeded. */
@@ -643,7 +655,7 @@ apply_collect(apply *a)
 	a->inflight = false;
 	if (!apply_read_results(a, a->inflight_count))
 		return false;
-	apply_durable(a, a->inflight_lsn, a->inflight_time);
+	apply_durable(a, a->inflight_lsn, a->inflight_time, a->inflight_changes);
 	return true;
 }
 
@@ -2333,7 +2345,7 @@ apply_end_target(apply *a, bool wait)
 	{
 		if (!apply_sync(a))
 			return false;
-		apply_durable(a, a->pending_lsn, a->pending_time);
+		apply_durable(a, a->pending_lsn, a->pending_time, apply_changes_sent(a));
 		return true;
 	}
 	if (!PQpipelineSync(a->db->conn))
@@ -2345,6 +2357,7 @@ apply_end_target(apply *a, bool wait)
 	a->inflight_count = a->nexpect;
 	a->inflight_lsn = a->pending_lsn;
 	a->inflight_time = a->pending_time;
+	a->inflight_changes = apply_changes_sent(a);
 	return true;
 }
 

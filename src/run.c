@@ -1106,7 +1106,7 @@ cleanup:
 		const apply_stats *st = apply_get_stats(rs.a);
 
 		run_log_progress(&rs.s, rs.a, started, 0, ro->json);
-		ro->report->changes_applied += st->inserts + st->updates + st->deletes;
+		ro->report->changes_applied += st->durable_changes;
 	}
 	apply_destroy(rs.a);
 	free((void *) ao.unique_columns);

@@ -78,6 +78,7 @@ typedef struct apply_stats
 	int64_t		commits;		/* target transactions */
 	int64_t		partitions_created;
 	int64_t		last_commit_time;	/* source commit time of the last durable transaction */
+	int64_t		durable_changes;	/* inserts, updates and deletes committed in the shadow */
 } apply_stats;
 
 typedef struct apply apply;

@@ -6,7 +6,9 @@
 #
 # Both slots are created before the load, with no writes in between, so both
 # consumers start from the same table state and read the same transactions.
-# Prints per-side catch-up rates and the summary line
+# Prints per-side catch-up rates, two bounds (the server decoding the stream
+# with nothing applying it; the server doing the stream's row work in
+# set-based statements, with BENCH_PLANS=1 their plans), and the summary line
 #   bench apply: pgrepart=<changes/s> native=<changes/s> ratio=<pgrepart/native>
 use strict;
 use warnings;
@@ -32,6 +34,14 @@ my $pid = pgrepart_background("$dir/prepare.log", @run);
 wait_for($source, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')},
 	300, $pid)
   or die "pgrepart did not reach streaming:\n" . slurp("$dir/prepare.log");
+# The slot's restart point moves to a running-transactions record the
+# checkpoint writes, as a long-running migration's does; otherwise the
+# catch-up would first read through all the WAL of the copy again.
+my $before_checkpoint = $source->psql('SELECT pg_current_wal_lsn()');
+$source->psql('CHECKPOINT');
+wait_for($source, qq{SELECT restart_lsn >= '$before_checkpoint' FROM pg_replication_slots
+	WHERE slot_name LIKE 'pgrepart%'}, 120, $pid)
+  or die "pgrepart's slot did not move on:\n" . slurp("$dir/prepare.log");
 kill 'TERM', $pid;
 wait_exit($pid);
 
@@ -66,6 +76,13 @@ $source->psql(q{SELECT count(*) FROM pg_logical_slot_get_binary_changes('decode_
 	'proto_version', '1', 'publication_names', 'native_pub', 'binary', 'true')});
 my $decode_secs = time - $start;
 
+# The row operations done on the shadow's partitions so far: the difference
+# across the catch-up is the row work the stream asked of pgrepart.
+my $ops_sql = q{SELECT coalesce(sum(n_tup_ins), 0) || ' ' || coalesce(sum(n_tup_upd), 0) || ' ' ||
+	coalesce(sum(n_tup_del), 0) FROM pg_stat_user_tables s JOIN pg_inherits i ON i.inhrelid = s.relid
+	WHERE i.inhparent = 'chat_messages_pgrepart'::regclass};
+my @ops_before = split ' ', $source->psql($ops_sql);
+
 # pgrepart catches up.
 $_->psql('CHECKPOINT') for $source, $native;
 $start = time;
@@ -93,6 +110,36 @@ wait_on_server($source, qq{SELECT confirmed_flush_lsn >= '$end' FROM pg_replicat
   or die "native replication did not catch up:\n" . $native->server_log;
 my $native_secs = time - $start;
 
+# The floor: as many row inserts, updates and deletes as the catch-up did,
+# done on the shadow by three set-based statements inside the server and
+# rolled back: no decoding, no network, the keys at hand, new rows like the
+# load's new messages, the cheapest update (no indexed column, no TOASTed
+# value).  No consumer that applies the stream through SQL goes faster.
+my @ops_after = split ' ', $source->psql($ops_sql);
+my ($ins, $upd, $del) = map { $ops_after[$_] - $ops_before[$_] } 0 .. 2;
+my $floor = $source->psql(qq{CREATE TABLE floor_keys AS
+		SELECT id, created_at, row_number() OVER () AS n FROM
+			(SELECT id, created_at FROM chat_messages_pgrepart ORDER BY md5(id::text) LIMIT $upd + $del) k;
+	ANALYZE floor_keys;
+	BEGIN;
+	EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) INSERT INTO chat_messages_pgrepart
+		(user_id, session_id, message_id, role, content, parse_degraded, tokens_used, model_name,
+			id, created_at, updated_at)
+		SELECT (SELECT id FROM users ORDER BY id LIMIT 1), gen_random_uuid(), gen_random_uuid()::text,
+			'user', repeat('new message ', 1 + g % 10), false, g % 100, 'gpt-4o', gen_random_uuid(),
+			now()::timestamp, now()::timestamp
+		FROM generate_series(1, $ins) g;
+	EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) UPDATE chat_messages_pgrepart t
+		SET tokens_used = coalesce(t.tokens_used, 0) + 1, updated_at = t.updated_at + interval '1 second'
+		FROM floor_keys k WHERE k.n <= $upd AND t.id = k.id AND t.created_at = k.created_at;
+	EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) DELETE FROM chat_messages_pgrepart t
+		USING floor_keys k WHERE k.n > $upd AND t.id = k.id AND t.created_at = k.created_at;
+	ROLLBACK;
+	DROP TABLE floor_keys;});
+my $floor_secs = 0;
+$floor_secs += $1 / 1000 while $floor =~ /Execution Time: ([\d.]+) ms/g;
+print STDERR $floor if $ENV{BENCH_PLANS};
+
 my ($missing, $extra) = compare_tables($source, 'chat_messages', 'chat_messages_pgrepart');
 my $p = $changes / $pgrepart_secs;
 my $n = $changes / $native_secs;
@@ -101,4 +148,6 @@ printf "pgrepart: %.1f s, %.0f changes/s, peak RSS %d kB, shadow differs by %s/%
 	$pgrepart_secs, $p, $rss, $missing, $extra;
 printf "native:   %.1f s, %.0f changes/s\n", $native_secs, $n;
 printf "decoding alone (no apply): %.2f s, %.0f changes/s\n", $decode_secs, $changes / $decode_secs;
+printf "row work alone (%d inserts, %d updates, %d deletes in set-based statements): %.2f s, %.0f changes/s = %.2f x native\n",
+	$ins, $upd, $del, $floor_secs, $changes / $floor_secs, $changes / $floor_secs / $n;
 printf "bench apply: pgrepart=%.0f native=%.0f ratio=%.2f\n", $p, $n, $p / $n;

@@ -10,10 +10,13 @@
 # unique value another row takes, delete and re-insert, a rollback, and
 # plenty of single-row changes around them.  Once with the
 # default replica identity (the old partition value unknown) and once with
-# REPLICA IDENTITY FULL (known); every row must end equal.
+# REPLICA IDENTITY FULL (known); every row must end equal, and the run
+# reports the same changes applied either way (a batch that went back to
+# source order is not counted twice).
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
+use JSON::PP qw(decode_json);
 use Test::More;
 use Pgrepart::Cluster;
 use Pgrepart::Test;
@@ -124,6 +127,7 @@ INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'bulk-' || n, rol
 FROM chat_messages, generate_series(1, 1500) n WHERE id = :'b';
 SQL
 
+my %applied;
 for my $identity ('DEFAULT', 'FULL')
 {
 	my $node = Pgrepart::Cluster->new;
@@ -146,7 +150,7 @@ for my $identity ('DEFAULT', 'FULL')
 
 	$node->psql($burst);
 	my $lsn = $node->psql('SELECT pg_current_wal_lsn()');
-	$pid = pgrepart_background("$dir/run.log", @run);
+	$pid = pgrepart_background("$dir/run.log", @run, '--report', "$dir/report.json");
 	ok(wait_for($node, applied_up_to($lsn), 120, $pid), "$identity: the apply reached $lsn")
 	  or diag(slurp("$dir/run.log"));
 	kill 'TERM', $pid;
@@ -174,6 +178,9 @@ for my $identity ('DEFAULT', 'FULL')
 	ok(($folded // 0) > 0, "$identity: changes of one row were folded (" . ($folded // 'none') . ')');
 	my ($copied) = $log =~ /.*"copied_rows":(\d+)/s;
 	ok(($copied // 0) >= 1500, "$identity: the long run of inserts went by COPY (" . ($copied // 'none') . ')');
+	$applied{$identity} = (eval { decode_json(slurp("$dir/report.json")) } // {})->{changes_applied};
 }
+cmp_ok($applied{FULL} // 0, '>=', 1500, "the report counts the changes applied ($applied{FULL})");
+is($applied{DEFAULT}, $applied{FULL}, 'the same under the default identity, which applied a stretch twice');
 
 done_testing();
