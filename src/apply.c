@@ -119,6 +119,7 @@ struct apply
 	char	  **columns;
 	Oid		   *types;
 	Oid		   *array_types;	/* each column's array type, for batches; 0 if none */
+	bool	   *compressible;	/* whether the server may compress a column's values */
 	int			ncolumns;
 	bool		can_batch;		/* every column has an array type */
 	bool		has_default_partition;
@@ -1474,23 +1475,43 @@ apply_put_array(buf *out, Oid element, const pgout_value *vals, int n, int strid
 	}
 }
 
-/* An update batch's SET list: the new row, or the shadow's own value where keep says. */
+/*
+ * An update batch's SET list: the new row, or the shadow's own value where
+ * keep says.  A compressible column also keeps the shadow's value where the
+ * new one is the same, byte for byte: under the default replica identity an
+ * update sends every value not stored out of line in full, and writing it
+ * again would compress it again, the largest single cost of an update that
+ * leaves a long text alone.  The shadow's value is its own compressed
+ * datum, which the server stores as it is.
+ */
 static void
 apply_batch_set_list(const apply *a, const char *keep, buf *b)
 {
 	for (int i = 0; i < a->rel->ncols; i++)
 	{
+		const char *name = a->rel->columns[i].name;
+
 		if (i > 0)
 			buf_append(b, ", ");
-		ident_quote(b, a->rel->columns[i].name);
-		if (keep[i] == '1')
+		ident_quote(b, name);
+		if (keep[i] != '1' && !a->compressible[i])
 		{
-			buf_appendf(b, " = CASE WHEN v.k%d THEN t.", i + 1);
-			ident_quote(b, a->rel->columns[i].name);
-			buf_appendf(b, " ELSE v.c%d END", i + 1);
-		}
-		else
 			buf_appendf(b, " = v.c%d", i + 1);
+			continue;
+		}
+		buf_append(b, " = CASE WHEN ");
+		if (keep[i] == '1')
+			buf_appendf(b, "v.k%d%s", i + 1, a->compressible[i] ? " OR " : "");
+		if (a->compressible[i])
+		{
+			/* Images, not =: equal by an operator need not mean the same bytes. */
+			buf_append(b, "pg_catalog.record_image_eq(ROW(t.");
+			ident_quote(b, name);
+			buf_appendf(b, "), ROW(v.c%d))", i + 1);
+		}
+		buf_append(b, " THEN t.");
+		ident_quote(b, name);
+		buf_appendf(b, " ELSE v.c%d END", i + 1);
 	}
 }
 
@@ -2464,7 +2485,7 @@ static bool
 apply_read_columns(apply *a)
 {
 	if (!catalog_published_columns(a->db, a->qshadow, &a->columns, &a->types, &a->ncolumns) ||
-		!catalog_array_types(a->db, a->types, a->ncolumns, &a->array_types))
+		!catalog_array_types(a->db, a->types, a->ncolumns, &a->array_types, &a->compressible))
 		return false;
 	a->can_batch = !fault_off("apply-batches");
 	for (int i = 0; i < a->ncolumns; i++)
@@ -2588,6 +2609,7 @@ apply_destroy(apply *a)
 	apply_batch_release(&a->deletes_by_part);
 	apply_batch_release(&a->deletes_by_key);
 	free(a->array_types);
+	free(a->compressible);
 	for (int i = 0; i < a->ncolumns; i++)
 		free(a->columns[i]);
 	free(a->columns);

@@ -641,7 +641,7 @@ catalog_published_columns(db *d, const char *qrel, char ***names, Oid **types, i
 }
 
 bool
-catalog_array_types(db *d, const Oid *types, int n, Oid **arrays)
+catalog_array_types(db *d, const Oid *types, int n, Oid **arrays, bool **compressible)
 {
 	PGresult   *res;
 	buf			list;
@@ -653,15 +653,23 @@ catalog_array_types(db *d, const Oid *types, int n, Oid **arrays)
 		buf_appendf(&list, "%s%u", i ? "," : "", types[i]);
 	buf_append_char(&list, '}');
 	res = db_execf(d, "read the columns' array types",
-				   "SELECT coalesce(t.typarray, 0) FROM pg_catalog.unnest(%text::pg_catalog.oid[]) "
+				   "SELECT coalesce(t.typarray, 0), "
+				   "  coalesce(t.typlen = -1 AND t.typstorage IN ('x', 'm'), false) "
+				   "FROM pg_catalog.unnest(%text::pg_catalog.oid[]) "
 				   "  WITH ORDINALITY AS u(type, n) "
 				   "LEFT JOIN pg_catalog.pg_type t ON t.oid = u.type ORDER BY u.n", list.data);
 	buf_free(&list);
 	if (res == NULL)
 		return false;
 	*arrays = xcalloc((size_t) n + 1, sizeof(Oid));
+	*compressible = xcalloc((size_t) n + 1, sizeof(bool));
 	for (int i = 0; i < n && i < PQntuples(res) && ok; i++)
-		ok = db_getf(res, i, "%oid", 0, &(*arrays)[i]);
+	{
+		PGbool		c = 0;
+
+		ok = db_getf(res, i, "%oid", 0, &(*arrays)[i]) && db_getf(res, i, "%bool", 1, &c);
+		(*compressible)[i] = c != 0;
+	}
 	PQclear(res);
 	return ok;
 }

@@ -157,8 +157,10 @@ bool		catalog_published_columns(db *d, const char *qrel, char ***names, Oid **ty
 
 /*
  * The array type of each of n types (0 where a type has none), into
- * *arrays, the caller's to free.  False after logging.
+ * *arrays, and whether the server may compress its values (a variable-length
+ * type stored compressed by default), into *compressible; both the caller's
+ * to free.  False after logging.
  */
-bool		catalog_array_types(db *d, const Oid *types, int n, Oid **arrays);
+bool		catalog_array_types(db *d, const Oid *types, int n, Oid **arrays, bool **compressible);
 
 #endif

@@ -35,6 +35,16 @@ UPDATE chat_messages SET tokens_used = 2, updated_at = updated_at + interval '1 
 UPDATE chat_messages SET content = content || ' edited' WHERE id = :'hot';
 UPDATE chat_messages SET tokens_used = NULL WHERE id = :'hot';
 UPDATE chat_messages SET tokens_used = 4 WHERE id = :'hot';
+-- Long contents stored compressed: one left alone by its update, one
+-- changed by a single character in the middle (the same length, so only the
+-- bytes tell), one changed and changed back.
+SELECT id AS big1 FROM chat_messages WHERE length(content) > 3000 ORDER BY id OFFSET 1 LIMIT 1 \gset
+SELECT id AS big2 FROM chat_messages WHERE length(content) > 3000 ORDER BY id OFFSET 2 LIMIT 1 \gset
+SELECT id AS big3 FROM chat_messages WHERE length(content) > 3000 ORDER BY id OFFSET 3 LIMIT 1 \gset
+UPDATE chat_messages SET tokens_used = 21 WHERE id = :'big1';
+UPDATE chat_messages SET content = overlay(content placing 'Z' from 1000 for 1) WHERE id = :'big2';
+UPDATE chat_messages SET content = content || '!' WHERE id = :'big3';
+UPDATE chat_messages SET content = left(content, -1), tokens_used = 22 WHERE id = :'big3';
 -- a and b share a created_at, so (message_id, created_at) is the same for
 -- both once a takes b's message_id: folding a's last change into its first
 -- would take the value before b gives it up.
