@@ -920,9 +920,11 @@ run_cutover_due(run_session *rs, const run_options *ro, bool *due)
 
 /*
  * The columns of the source's unique indexes, which the apply must see
- * unchanged before it folds two changes of a row into one; no folding at
- * all past a unique index on an expression or with a predicate.  The array
- * is the caller's to free; the names are t's.
+ * unchanged before it folds an update into a pending update of the same
+ * row; no such folding at all past a unique index on an expression or with
+ * a predicate.  An index that holds every key column is left out: only the
+ * row with that key can hold or want one of its values, and the apply
+ * tracks keys.  The array is the caller's to free; the names are t's.
  */
 static void
 run_unique_columns(const catalog_table *t, apply_options *ao)
@@ -934,11 +936,21 @@ run_unique_columns(const catalog_table *t, apply_options *ao)
 	for (int i = 0; i < t->nindexes; i++)
 	{
 		const catalog_index *ix = &t->indexes[i];
+		int			held = 0;
 
 		if (!ix->unique)
 			continue;
 		if (ix->has_expressions || ix->partial)
 			ao->fold = false;
+		for (int k = 0; k < t->nkey_columns; k++)
+			for (int j = 0; j < ix->ncolumns; j++)
+				if (ix->columns[j] != NULL && strcmp(ix->columns[j], t->key_columns[k]) == 0)
+				{
+					held++;
+					break;
+				}
+		if (t->nkey_columns > 0 && held == t->nkey_columns)
+			continue;
 		for (int j = 0; j < ix->ncolumns; j++)
 			if (ix->columns[j] != NULL)
 				ARRAY_PUSH(columns, n, ix->columns[j]);

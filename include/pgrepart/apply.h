@@ -49,10 +49,11 @@ typedef struct apply_options
 	int			nkey_columns;
 
 	/*
-	 * The columns of the source's unique indexes.  A change is folded into
-	 * a pending change of the same row only where these (and the key and
-	 * partition column) keep their values; fold false: never (a unique
-	 * index on an expression or with a predicate).
+	 * The columns of the source's unique indexes that do not hold the whole
+	 * key.  An update is folded into a pending update of the same row only
+	 * where these keep their values (the key may change: keys are tracked);
+	 * fold false: never (a unique index on an expression or with a
+	 * predicate).  Folding into a pending insert needs neither.
 	 */
 	char	   *const *unique_columns;
 	int			nunique_columns;

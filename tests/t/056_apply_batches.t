@@ -4,7 +4,9 @@
 # stopped arrives as one burst, so the changes below share batches: one row
 # updated again and again (its TOASTed content mostly unchanged), two rows
 # swapping a unique value through a third, updates followed by deletes, key
-# and partition-column changes followed by more changes, inserts updated
+# and partition-column changes followed by more changes (updated rows
+# changing key over and over, swapping keys, taking a deleted row's key,
+# moving partitions), inserts updated
 # and deleted before they reach the shadow (their key, partition column and
 # unique values changing too), a row moving partitions and giving up a
 # unique value another row takes, delete and re-insert, a rollback, and
@@ -69,6 +71,33 @@ DELETE FROM chat_messages WHERE id = '00000000-0000-0000-0000-0000000000d1';
 UPDATE chat_messages SET created_at = created_at - interval '300 days' WHERE id = :'e';
 UPDATE chat_messages SET tokens_used = 12 WHERE id = :'e';
 UPDATE chat_messages SET tokens_used = 13 WHERE id = :'e';
+-- Updated, then its key changes twice and its partition column once: one
+-- update takes the row from its first key to its last.
+SELECT id AS m1 FROM chat_messages ORDER BY id OFFSET 18 LIMIT 1 \gset
+SELECT id AS m2 FROM chat_messages ORDER BY id OFFSET 19 LIMIT 1 \gset
+SELECT id AS m3 FROM chat_messages ORDER BY id OFFSET 20 LIMIT 1 \gset
+SELECT id AS m4 FROM chat_messages ORDER BY id OFFSET 21 LIMIT 1 \gset
+SELECT id AS m5 FROM chat_messages ORDER BY id OFFSET 22 LIMIT 1 \gset
+UPDATE chat_messages SET tokens_used = 31 WHERE id = :'m1';
+UPDATE chat_messages SET id = '00000000-0000-0000-0000-0000000000e1' WHERE id = :'m1';
+UPDATE chat_messages SET created_at = created_at - interval '450 days'
+WHERE id = '00000000-0000-0000-0000-0000000000e1';
+UPDATE chat_messages SET id = '00000000-0000-0000-0000-0000000000e2', tokens_used = 32
+WHERE id = '00000000-0000-0000-0000-0000000000e1';
+-- Two updated rows swap their keys through a third value; an updated row
+-- takes the key of a row deleted just before; an updated row's key changes
+-- and changes back.
+UPDATE chat_messages SET tokens_used = 33 WHERE id = :'m2';
+UPDATE chat_messages SET tokens_used = 34 WHERE id = :'m3';
+UPDATE chat_messages SET id = '00000000-0000-0000-0000-0000000000e3' WHERE id = :'m2';
+UPDATE chat_messages SET id = :'m2' WHERE id = :'m3';
+UPDATE chat_messages SET id = :'m3' WHERE id = '00000000-0000-0000-0000-0000000000e3';
+UPDATE chat_messages SET tokens_used = 35 WHERE id = :'m4';
+DELETE FROM chat_messages WHERE id = :'m5';
+UPDATE chat_messages SET id = :'m5' WHERE id = :'m4';
+UPDATE chat_messages SET tokens_used = 36 WHERE id = :'m5';
+UPDATE chat_messages SET id = '00000000-0000-0000-0000-0000000000e4' WHERE id = :'m5';
+UPDATE chat_messages SET id = :'m5', tokens_used = 37 WHERE id = '00000000-0000-0000-0000-0000000000e4';
 -- Inserted, then changed or deleted before it reaches the shadow.
 INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'burst-f', role, content, actions,
     parse_degraded, tokens_used, model_name, '00000000-0000-0000-0000-0000000000f1', created_at,
