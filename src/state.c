@@ -16,9 +16,12 @@
  * creations safe: a second session blocks on the first's catalog rows and
  * then fails with a unique violation.  That happens when a run starts while
  * the backend of one just killed is still finishing these statements, so
- * the sessions queue on a transaction-scoped advisory lock first.
+ * the sessions queue on a transaction-scoped advisory lock first.  Each
+ * resumed run finds everything there, and the server's "already exists,
+ * skipping" notices would only be noise on the operator's terminal.
  */
 static const char schema_sql[] =
+	"SET LOCAL client_min_messages = warning; "
 	"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgrepart.state_ensure')); "
 	"CREATE SCHEMA IF NOT EXISTS pgrepart; "
 	"CREATE TABLE IF NOT EXISTS pgrepart.migration ("
