@@ -2574,7 +2574,7 @@ apply_create(db *target, const apply_options *o)
 	a->db = target;
 	a->o = *o;
 	if (a->o.batch_transactions <= 0)
-		a->o.batch_transactions = 500;
+		a->o.batch_transactions = 2000;
 	if (a->o.pipeline_depth <= 0)
 		a->o.pipeline_depth = 1000;
 	if (a->o.copy_threshold <= 0)

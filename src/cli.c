@@ -90,7 +90,7 @@ static const char run_help[] =
 	"      --interval=INTERVAL     as for plan (default '3 months')\n"
 	"      --premake=N             as for plan (default 4)\n"
 	"      --default-partition     as for plan\n"
-	"      --batch-transactions=N  source transactions per shadow commit (default 500)\n"
+	"      --batch-transactions=N  source transactions per shadow commit (default 2000)\n"
 	"      --chunk-rows=N          rows per copied chunk (default: adapt to about 1 s)\n"
 	"      --cutover=MODE          auto (default): swap as soon as the shadow is synced;\n"
 	"                              manual: stay in sync until \"pgrepart cutover\"\n"
@@ -365,7 +365,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 	memset(args, 0, sizeof(*args));
 	args->o.interval = "3 months";
 	args->o.premake = 4;
-	args->batch = 500;
+	args->batch = 2000;
 	args->rate = -1;
 	args->cutover.lock_timeout_ms = 100;
 	args->cutover.max_lock_hold_ms = 1000;
