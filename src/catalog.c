@@ -584,6 +584,15 @@ catalog_find_column(const catalog_table *t, const char *name)
 	return NULL;
 }
 
+bool
+catalog_has_column(char *const *columns, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (columns[i] != NULL && strcmp(columns[i], name) == 0)
+			return true;
+	return false;
+}
+
 const catalog_constraint *
 catalog_primary_key(const catalog_table *t)
 {

@@ -137,15 +137,6 @@ plan_column_list(buf *out, char *const *columns, int n, const char *extra)
 	buf_append_char(out, ')');
 }
 
-static bool
-plan_has_column(char *const *columns, int n, const char *name)
-{
-	for (int i = 0; i < n; i++)
-		if (columns[i] != NULL && strcmp(columns[i], name) == 0)
-			return true;
-	return false;
-}
-
 static void
 plan_name_list(buf *out, const catalog_object_list *list)
 {
@@ -244,7 +235,7 @@ plan_check_table(plan *p, int encoding)
 		plan_add_finding(p, FINDING_PASS, "replica_identity", NULL,
 						 "replica identity is FULL: updates log the whole old row (more WAL)");
 	else if (t->replica_identity == 'd' && catalog_primary_key(t) != NULL &&
-			 !plan_has_column(t->key_columns, t->nkey_columns, p->partition_column))
+			 !catalog_has_column(t->key_columns, t->nkey_columns, p->partition_column))
 		plan_check_identity(p, encoding);
 
 	if (col == NULL)
@@ -505,7 +496,7 @@ plan_ddl_keys(plan *p, const char *qshadow, int encoding, buf *sql)
 			continue;
 		qname = plan_shadow_object_name(k->name, encoding);
 		buf_appendf(sql, "ALTER TABLE %s ADD CONSTRAINT %s ", qshadow, qname);
-		if (plan_has_column(k->columns, k->ncolumns, p->partition_column))
+		if (catalog_has_column(k->columns, k->ncolumns, p->partition_column))
 			buf_append(sql, k->definition);
 		else
 		{
@@ -560,7 +551,7 @@ plan_ddl_indexes(plan *p, const char *qshadow, int encoding, buf *sql)
 		qname = plan_shadow_object_name(x->name, encoding);
 		buf_appendf(sql, "CREATE %sINDEX %s ON %s USING ", x->unique ? "UNIQUE " : "", qname,
 					qshadow);
-		if (x->unique && !plan_has_column(x->columns, x->ncolumns, p->partition_column))
+		if (x->unique && !catalog_has_column(x->columns, x->ncolumns, p->partition_column))
 		{
 			if (!plan_widen_key(x->method_and_columns, qcol, sql))
 				buf_append(sql, x->method_and_columns);

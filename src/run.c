@@ -943,12 +943,7 @@ run_unique_columns(const catalog_table *t, apply_options *ao)
 		if (ix->has_expressions || ix->partial)
 			ao->fold = false;
 		for (int k = 0; k < t->nkey_columns; k++)
-			for (int j = 0; j < ix->ncolumns; j++)
-				if (ix->columns[j] != NULL && strcmp(ix->columns[j], t->key_columns[k]) == 0)
-				{
-					held++;
-					break;
-				}
+			held += catalog_has_column(ix->columns, ix->ncolumns, t->key_columns[k]);
 		if (t->nkey_columns > 0 && held == t->nkey_columns)
 			continue;
 		for (int j = 0; j < ix->ncolumns; j++)

@@ -138,6 +138,9 @@ void		catalog_table_free(catalog_table *t);
 
 const catalog_column *catalog_find_column(const catalog_table *t, const char *name);
 
+/* Whether name is among n column names (an index's may hold NULL for an expression). */
+bool		catalog_has_column(char *const *columns, int n, const char *name);
+
 /*
  * Whether a type is one of the integers, date, timestamp or timestamptz:
  * whole numbers underneath (int2/int4/int8, days, microseconds), which both
