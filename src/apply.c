@@ -1675,11 +1675,12 @@ apply_batch_kill(batch *b, size_t at, uint64_t h)
  * that point, and hold those values themselves; no unique index of the
  * source can object to that state.  The row then goes in under its new key.
  * The caller has claimed the new key, so what waits under it went first.
+ * hash: the keyset hashes of key and newkey.
  */
 static bool
-apply_fold_update(apply *a, const char *key, const char *newkey, const pgout_tuple *newt)
+apply_fold_update(apply *a, const char *key, const char *newkey, const uint64_t hash[2],
+				  const pgout_tuple *newt)
 {
-	uint64_t	h = keyset_hash(key, strlen(key));
 	batch	   *b = &a->updates;
 	int			nv;
 	pgout_value *old;
@@ -1689,11 +1690,11 @@ apply_fold_update(apply *a, const char *key, const char *newkey, const pgout_tup
 
 	old = xcalloc((size_t) a->rel->ncols + a->nkey + 2, sizeof(pgout_value));
 	if (a->can_fold)
-		ok = apply_pending_row(a, b, key, h, &at, &row, old);
+		ok = apply_pending_row(a, b, key, hash[0], &at, &row, old);
 	if (!ok)
 	{
 		b = &a->inserts;
-		ok = apply_pending_row(a, b, key, h, &at, &row, old);
+		ok = apply_pending_row(a, b, key, hash[0], &at, &row, old);
 	}
 	nv = b->nvalues;
 	for (int c = 0; ok && c < a->rel->ncols; c++)
@@ -1715,7 +1716,7 @@ apply_fold_update(apply *a, const char *key, const char *newkey, const pgout_tup
 
 		/* Found under its new key from now on; an insert goes in under it. */
 		row.newkey = newkey;
-		row.hash[1] = keyset_hash(newkey, strlen(newkey));
+		row.hash[1] = hash[1];
 		if (b->kind == 'i')
 		{
 			row.key = newkey;
@@ -2084,27 +2085,26 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	 * changed).  The new key first: what waits under it goes before the row
 	 * takes it, even when the row is a pending insert the update folds into.
 	 */
-	hash[1] = keyset_hash(newkey, strlen(newkey));
+	hash[0] = keyset_hash(key, strlen(key));
+	hash[1] = hash[0];
 	if (strcmp(newkey, key) != 0 && !apply_claim_key(a, newkey, &hash[1]))
 	{
 		free(key);
 		free(newkey);
 		return false;
 	}
-	if (apply_fold_update(a, key, newkey, newt))
+	if (apply_fold_update(a, key, newkey, hash, newt))
 	{
 		free(key);
 		free(newkey);
 		return true;
 	}
-	if (!apply_claim_key(a, key, &hash[0]))
+	if (!apply_claim_key(a, key, NULL))
 	{
 		free(key);
 		free(newkey);
 		return false;
 	}
-	if (strcmp(newkey, key) == 0)
-		hash[1] = hash[0];
 
 	/*
 	 * In a batch: the new row, the old key, and where to look (the old
