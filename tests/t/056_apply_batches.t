@@ -150,12 +150,15 @@ UPDATE chat_messages SET tokens_used = 5 WHERE id = :'hot';
 -- Breadth: one transaction of many changes, and many transactions of one.
 UPDATE chat_messages SET tokens_used = coalesce(tokens_used, 0) + 100
 WHERE id IN (SELECT id FROM chat_messages ORDER BY id OFFSET 100 LIMIT 300);
-DELETE FROM chat_messages WHERE id IN (SELECT id FROM chat_messages ORDER BY id OFFSET 500 LIMIT 100);
+-- (hot, which the 40 updates below change, is kept out of the deletes:
+-- an update that finds no row leaves no transaction in the stream.)
+DELETE FROM chat_messages
+WHERE id IN (SELECT id FROM chat_messages WHERE id <> :'hot' ORDER BY id OFFSET 500 LIMIT 100);
 SELECT format('UPDATE chat_messages SET tokens_used = %s WHERE id = %L', n, id)
 FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM chat_messages ORDER BY id OFFSET 700 LIMIT 150) s
 \gexec
 SELECT format('DELETE FROM chat_messages WHERE id = %L', id)
-FROM (SELECT id FROM chat_messages ORDER BY id OFFSET 900 LIMIT 50) s
+FROM (SELECT id FROM chat_messages WHERE id <> :'hot' ORDER BY id OFFSET 900 LIMIT 50) s
 \gexec
 SELECT format('UPDATE chat_messages SET tokens_used = coalesce(tokens_used, 0) + %s WHERE id = %L', n, :'hot')
 FROM generate_series(1, 40) n
