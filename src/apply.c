@@ -84,6 +84,16 @@ typedef struct expectation
 	lsn_t		final;			/* commit LSN of the source transaction open when it went */
 } expectation;
 
+/* A read of results that may stop halfway and go on later (apply_take_results). */
+typedef struct read_state
+{
+	int			next;			/* expectations checked */
+	bool		seen;			/* next's result is read, its closing NULL not yet */
+	bool		failed;			/* a result was not as expected */
+	bool		logged;			/* a miss was logged (apply_check_result) */
+	bool		broken;			/* the connection broke */
+} read_state;
+
 /*
  * One of the shadow's leaf partitions and its range as int64.  Statements go
  * to the leaf itself where the row's partition is known: on a partitioned
@@ -153,6 +163,7 @@ struct apply
 	 * advance.
 	 */
 	bool		inflight;
+	read_state	reading;		/* how far apply_take_results has read */
 	int			inflight_count;
 	lsn_t		inflight_lsn;
 	int64_t		inflight_time;
@@ -573,57 +584,88 @@ apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 
 /*
  * Read and check the results of the first n expectations, which a sync
- * already follows, and that sync; drop those expectations.
+ * already follows, and that sync; then drop those expectations.  With
+ * block, wait for all of it; otherwise take only what has arrived, and
+ * carry on from there at the next call (see reading).  Whether all of it is
+ * read; *ok says whether every result was as expected and the connection
+ * held (a broken connection ends the read).
  */
 static bool
-apply_read_results(apply *a, int n)
+apply_take_results(apply *a, int n, bool block, bool *ok)
 {
 	PGconn	   *conn = a->db->conn;
-	bool		ok = true;
-	bool		logged = false;
+	read_state *r = &a->reading;
 
-	for (int i = 0; i < n; i++)
+	if (!block && !PQconsumeInput(conn))
 	{
-		PGresult   *res = PQgetResult(conn);
-		PGresult   *end;
-
-		if (res == NULL)
-		{
-			db_log_error(conn, a->db->label, "read results from the shadow", NULL,
-						 a->db->sqlstate);
-			ok = false;
-			break;
-		}
-		if (!apply_check_result(a, &a->expect[i], res, &logged))
-			ok = false;
-		PQclear(res);
-		/* Each statement's results end with a NULL. */
-		while ((end = PQgetResult(conn)) != NULL)
-			PQclear(end);
+		db_log_error(conn, a->db->label, "read results from the shadow", NULL, a->db->sqlstate);
+		r->failed = true;
+		r->next = n;
+		r->broken = true;
 	}
-	apply_free_expectations(a, n);
-	/* The sync point itself. */
-	for (;;)
+	while (!r->broken)
 	{
-		PGresult   *res = PQgetResult(conn);
+		PGresult   *res;
 
-		if (res == NULL)
+		if (!block && PQisBusy(conn))
+			return false;
+		res = PQgetResult(conn);
+		if (r->next < n && r->seen)
 		{
+			/* Each statement's results end with a NULL. */
+			if (res == NULL)
+			{
+				r->seen = false;
+				r->next++;
+			}
+			PQclear(res);
+		}
+		else if (r->next < n)
+		{
+			if (res == NULL)
+			{
+				db_log_error(conn, a->db->label, "read results from the shadow", NULL,
+							 a->db->sqlstate);
+				r->failed = true;
+				r->next = n;
+				continue;
+			}
+			if (!apply_check_result(a, &a->expect[r->next], res, &r->logged))
+				r->failed = true;
+			PQclear(res);
+			r->seen = true;
+		}
+		else if (res == NULL)
+		{
+			/* Between the statements and the sync point itself. */
 			if (PQstatus(conn) == CONNECTION_BAD)
 			{
 				db_log_error(conn, a->db->label, "read results from the shadow", NULL,
 							 a->db->sqlstate);
-				return false;
+				r->failed = true;
+				r->broken = true;
 			}
-			continue;
 		}
-		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+		else if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
 		{
 			PQclear(res);
 			break;
 		}
-		PQclear(res);
+		else
+			PQclear(res);
 	}
+	apply_free_expectations(a, n);
+	*ok = !r->failed;
+	memset(r, 0, sizeof(*r));
+	return true;
+}
+
+static bool
+apply_read_results(apply *a, int n)
+{
+	bool		ok;
+
+	apply_take_results(a, n, true, &ok);
 	return ok;
 }
 
@@ -647,17 +689,33 @@ apply_durable(apply *a, lsn_t lsn, int64_t commit_time, int64_t changes)
 	a->stats.durable_changes = changes;
 }
 
-/* Wait for the COMMIT in flight, if any: its rows are durable once it succeeded. */
+/*
+ * Read the results of the COMMIT in flight, if any; with block, wait for
+ * them.  Its rows are durable once it succeeded.  Whether it is done; *ok
+ * as apply_take_results gives it.
+ */
+static bool
+apply_take_inflight(apply *a, bool block, bool *ok)
+{
+	*ok = true;
+	if (!a->inflight)
+		return true;
+	if (!apply_take_results(a, a->inflight_count, block, ok))
+		return false;
+	a->inflight = false;
+	if (*ok)
+		apply_durable(a, a->inflight_lsn, a->inflight_time, a->inflight_changes);
+	return true;
+}
+
+/* Wait for the COMMIT in flight, if any. */
 static bool
 apply_collect(apply *a)
 {
-	if (!a->inflight)
-		return true;
-	a->inflight = false;
-	if (!apply_read_results(a, a->inflight_count))
-		return false;
-	apply_durable(a, a->inflight_lsn, a->inflight_time, a->inflight_changes);
-	return true;
+	bool		ok;
+
+	apply_take_inflight(a, true, &ok);
+	return ok;
 }
 
 /* Sync the pipeline and check every result queued since the last sync. */
@@ -2408,6 +2466,38 @@ apply_end_target(apply *a, bool wait)
 	return true;
 }
 
+/* A target transaction holds at most this many times --batch-transactions. */
+#define BATCH_GROWTH 4
+/* Past --batch-transactions, the COMMIT in flight is looked at every this many. */
+#define BATCH_POLL 16
+
+/*
+ * A source transaction ended: end the target transaction once it holds
+ * --batch-transactions of them, and the previous COMMIT is done.  While the
+ * shadow still works on that one, read on (up to BATCH_GROWTH times as many):
+ * waiting for it would leave the stream unread, and the walsender stalls
+ * with it; the next batch grows instead, and more of its changes fold.  The
+ * results are looked at every BATCH_POLL transactions, which costs a
+ * system call.
+ */
+static bool
+apply_batch_done(apply *a)
+{
+	int			over = ++a->txns_in_batch - a->o.batch_transactions;
+	bool		ok;
+
+	if (over < 0)
+		return true;
+	if (over < a->o.batch_transactions * (BATCH_GROWTH - 1))
+	{
+		if (over % BATCH_POLL != 0 || !apply_take_inflight(a, false, &ok))
+			return true;
+		if (!ok)
+			return false;
+	}
+	return apply_end_target(a, false);
+}
+
 bool
 apply_commit(apply *a)
 {
@@ -2446,9 +2536,7 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 			a->pending_lsn = m->commit.end_lsn;
 			a->pending_time = m->commit.commit_time;
 			a->stats.transactions++;
-			if (++a->txns_in_batch >= a->o.batch_transactions)
-				return apply_end_target(a, false);
-			return true;
+			return apply_batch_done(a);
 		case PGOUT_RELATION:
 			return apply_relation(a, m);
 		case PGOUT_INSERT:
@@ -2578,7 +2666,7 @@ apply_create(db *target, const apply_options *o)
 	if (a->o.pipeline_depth <= 0)
 		a->o.pipeline_depth = 1000;
 	if (a->o.copy_threshold <= 0)
-		a->o.copy_threshold = 1000;
+		a->o.copy_threshold = RUN_MAX_ROWS;
 	a->qshadow = ident_qualified(o->schema, o->shadow);
 	buf_init(&a->sql);
 	a->inserts.kind = 'i';

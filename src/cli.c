@@ -90,7 +90,8 @@ static const char run_help[] =
 	"      --interval=INTERVAL     as for plan (default '3 months')\n"
 	"      --premake=N             as for plan (default 4)\n"
 	"      --default-partition     as for plan\n"
-	"      --batch-transactions=N  source transactions per shadow commit (default 2000)\n"
+	"      --batch-transactions=N  source transactions per shadow commit (default 2000;\n"
+	"                              up to 4 times as many while the last commit runs)\n"
 	"      --chunk-rows=N          rows per copied chunk (default: adapt to about 1 s)\n"
 	"      --cutover=MODE          auto (default): swap as soon as the shadow is synced;\n"
 	"                              manual: stay in sync until \"pgrepart cutover\"\n"
@@ -581,7 +582,7 @@ cli_run(int argc, char **argv)
 	report_init(&rep, args.schema, args.table);
 	ro.report = &rep;
 	ro.cutover = args.cutover;
-	ro.copy_threshold = 1000;
+	ro.copy_threshold = 10000;
 	ro.progress_seconds = 10;
 	ro.max_reconnects = 10;
 	ro.stop = &stop_requested;

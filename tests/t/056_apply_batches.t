@@ -166,7 +166,7 @@ FROM generate_series(1, 40) n
 -- A run long enough for COPY.
 INSERT INTO chat_messages SELECT user_id, task_id, session_id, 'bulk-' || n, role, 'bulk', actions,
     parse_degraded, n, model_name, gen_random_uuid(), created_at, updated_at, deleted_at
-FROM chat_messages, generate_series(1, 1500) n WHERE id = :'b';
+FROM chat_messages, generate_series(1, 10500) n WHERE id = :'b';
 SQL
 
 my %applied;
@@ -219,10 +219,10 @@ for my $identity ('DEFAULT', 'FULL')
 	ok(($batches // 0) > 0, "$identity: updates and deletes went in batches (" . ($batches // 'none') . ')');
 	ok(($folded // 0) > 0, "$identity: changes of one row were folded (" . ($folded // 'none') . ')');
 	my ($copied) = $log =~ /.*"copied_rows":(\d+)/s;
-	ok(($copied // 0) >= 1500, "$identity: the long run of inserts went by COPY (" . ($copied // 'none') . ')');
+	ok(($copied // 0) >= 10000, "$identity: the long run of inserts went by COPY (" . ($copied // 'none') . ')');
 	$applied{$identity} = (eval { decode_json(slurp("$dir/report.json")) } // {})->{changes_applied};
 }
-cmp_ok($applied{FULL} // 0, '>=', 1500, "the report counts the changes applied ($applied{FULL})");
+cmp_ok($applied{FULL} // 0, '>=', 10500, "the report counts the changes applied ($applied{FULL})");
 is($applied{DEFAULT}, $applied{FULL}, 'the same under the default identity, which applied a stretch twice');
 
 done_testing();
