@@ -91,7 +91,6 @@ typedef struct read_state
 	bool		seen;			/* next's result is read, its closing NULL not yet */
 	bool		failed;			/* a result was not as expected */
 	bool		logged;			/* a miss was logged (apply_check_result) */
-	bool		broken;			/* the connection broke */
 } read_state;
 
 /*
@@ -595,15 +594,9 @@ apply_take_results(apply *a, int n, bool block, bool *ok)
 {
 	PGconn	   *conn = a->db->conn;
 	read_state *r = &a->reading;
+	bool		broken = !block && !PQconsumeInput(conn);
 
-	if (!block && !PQconsumeInput(conn))
-	{
-		db_log_error(conn, a->db->label, "read results from the shadow", NULL, a->db->sqlstate);
-		r->failed = true;
-		r->next = n;
-		r->broken = true;
-	}
-	while (!r->broken)
+	while (!broken)
 	{
 		PGresult   *res;
 
@@ -638,13 +631,7 @@ apply_take_results(apply *a, int n, bool block, bool *ok)
 		else if (res == NULL)
 		{
 			/* Between the statements and the sync point itself. */
-			if (PQstatus(conn) == CONNECTION_BAD)
-			{
-				db_log_error(conn, a->db->label, "read results from the shadow", NULL,
-							 a->db->sqlstate);
-				r->failed = true;
-				r->broken = true;
-			}
+			broken = PQstatus(conn) == CONNECTION_BAD;
 		}
 		else if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
 		{
@@ -654,8 +641,10 @@ apply_take_results(apply *a, int n, bool block, bool *ok)
 		else
 			PQclear(res);
 	}
+	if (broken)
+		db_log_error(conn, a->db->label, "read results from the shadow", NULL, a->db->sqlstate);
 	apply_free_expectations(a, n);
-	*ok = !r->failed;
+	*ok = !r->failed && !broken;
 	memset(r, 0, sizeof(*r));
 	return true;
 }

@@ -582,7 +582,6 @@ cli_run(int argc, char **argv)
 	report_init(&rep, args.schema, args.table);
 	ro.report = &rep;
 	ro.cutover = args.cutover;
-	ro.copy_threshold = 10000;
 	ro.progress_seconds = 10;
 	ro.max_reconnects = 10;
 	ro.stop = &stop_requested;

@@ -38,7 +38,7 @@ typedef struct apply_options
 	const char *origin;			/* replication origin name */
 	int			batch_transactions; /* source transactions per target commit */
 	int			pipeline_depth; /* statements between pipeline syncs */
-	int			copy_threshold; /* runs of at least this many inserts go by COPY */
+	int			copy_threshold; /* runs of at least this many inserts go by COPY; 0: a full run */
 
 	/*
 	 * The key rows are found by (the source's primary key, else its replica

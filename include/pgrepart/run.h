@@ -31,7 +31,7 @@ typedef enum run_result
 typedef struct run_options
 {
 	int			batch_transactions; /* source transactions per target commit */
-	int			copy_threshold; /* runs of at least this many inserts go by COPY */
+	int			copy_threshold; /* runs of at least this many inserts go by COPY; 0: the apply's default */
 	int			chunk_rows;		/* backfill rows per chunk; 0: adapt to about 1 s */
 	int			rate;			/* backfill rows per second at most; 0 none, -1 as recorded */
 	int			progress_seconds;	/* how often to log progress */
