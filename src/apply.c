@@ -143,6 +143,7 @@ struct apply
 	/* The source relation, from the stream's Relation message. */
 	pgout_relation *rel;
 	int		   *key;			/* column indexes of the key */
+	char	   *key_prefix;		/* "(id)=(": how every key description starts */
 	bool	   *guarded;		/* per column: in apply_options.unique_columns */
 	int			nkey;
 	int			part;			/* column index of the partition column */
@@ -252,36 +253,38 @@ apply_format_value(buf *out, Oid type, const pgout_value *v)
 			x = (x << 8) | v->data[i];
 		if (bits < 64 && (x >> (bits - 1)) & 1)
 			x |= ~(uint64_t) 0 << bits;
-		buf_appendf(out, "%" PRId64, (int64_t) x);
+		buf_append_int64(out, (int64_t) x);
 		return;
 	}
 	if (type == 2950 && v->len == 16)
 	{
-		for (int i = 0; i < 16; i++)
-			buf_appendf(out, "%s%02x", (i == 4 || i == 6 || i == 8 || i == 10) ? "-" : "",
-						v->data[i]);
+		/* 8-4-4-4-12 */
+		buf_append_hex(out, v->data, 4);
+		for (int i = 4; i < 10; i += 2)
+		{
+			buf_append_char(out, '-');
+			buf_append_hex(out, v->data + i, 2);
+		}
+		buf_append_char(out, '-');
+		buf_append_hex(out, v->data + 10, 6);
 		return;
 	}
 	buf_append(out, "\\x");
-	for (uint32_t i = 0; i < v->len; i++)
-		buf_appendf(out, "%02x", v->data[i]);
+	buf_append_hex(out, v->data, v->len);
 }
 
-/* "(id)=(42)" from the key columns of a tuple. */
+/*
+ * "(id)=(42)" from the key columns of a tuple.  Every change is described
+ * (the description is also the key the batches track), so the "(id)=("
+ * part is built once, with the key.
+ */
 static char *
 apply_describe_key(const apply *a, const pgout_tuple *t)
 {
 	buf			b;
 
 	buf_init(&b);
-	buf_append_char(&b, '(');
-	for (int i = 0; i < a->nkey; i++)
-	{
-		if (i > 0)
-			buf_append(&b, ", ");
-		ident_quote(&b, a->rel->columns[a->key[i]].name);
-	}
-	buf_append(&b, ")=(");
+	buf_append(&b, a->key_prefix);
 	for (int i = 0; i < a->nkey && a->key[i] < t->ncols; i++)
 	{
 		if (i > 0)
@@ -2345,6 +2348,7 @@ static bool
 apply_relation(apply *a, const pgout_message *m)
 {
 	pgout_relation *rel = pgout_relation_copy(m);
+	buf			prefix;
 
 	if (!apply_check_relation(a, rel))
 	{
@@ -2380,6 +2384,16 @@ apply_relation(apply *a, const pgout_message *m)
 		return false;
 	}
 	a->identity_has_part = rel->columns[a->part].is_key;
+	buf_init(&prefix);
+	buf_append_char(&prefix, '(');
+	for (int i = 0; i < a->nkey; i++)
+	{
+		if (i > 0)
+			buf_append(&prefix, ", ");
+		ident_quote(&prefix, rel->columns[a->key[i]].name);
+	}
+	buf_append(&prefix, ")=(");
+	a->key_prefix = buf_steal(&prefix);
 	a->guarded = xcalloc((size_t) rel->ncols + 1, sizeof(bool));
 	for (int i = 0; i < rel->ncols; i++)
 	{
@@ -2725,6 +2739,7 @@ apply_destroy(apply *a)
 	apply_free_leaves(a->leaves, a->nleaves);
 	pgout_relation_free(a->rel);
 	free(a->key);
+	free(a->key_prefix);
 	free(a->guarded);
 	free(a->values);
 	free(a->lengths);

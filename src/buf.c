@@ -65,6 +65,41 @@ buf_append_char(buf *b, char c)
 	buf_append_len(b, &c, 1);
 }
 
+/* Lower-case hex of len bytes: no printf for every byte of a key or a bytea. */
+void
+buf_append_hex(buf *b, const void *data, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *p = data;
+	char	   *out;
+
+	buf_reserve(b, len * 2);
+	out = b->data + b->len;
+	for (size_t i = 0; i < len; i++)
+	{
+		*out++ = digits[p[i] >> 4];
+		*out++ = digits[p[i] & 0xf];
+	}
+	b->len += len * 2;
+	b->data[b->len] = '\0';
+}
+
+void
+buf_append_int64(buf *b, int64_t x)
+{
+	char		tmp[24];
+	char	   *p = tmp + sizeof(tmp);
+	/* Negated as unsigned, so INT64_MIN does not overflow. */
+	uint64_t	u = x < 0 ? -(uint64_t) x : (uint64_t) x;
+
+	do
+		*--p = (char) ('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (x < 0)
+		*--p = '-';
+	buf_append_len(b, p, (size_t) (tmp + sizeof(tmp) - p));
+}
+
 void
 buf_vappendf(buf *b, const char *fmt, va_list ap)
 {
