@@ -1565,22 +1565,32 @@ apply_batch_set_list(const apply *a, const char *keep, buf *b)
 	}
 }
 
-/* "t.k1 = v.cN AND ..." for the key, and with_part the partition column. */
+/*
+ * "t.k1 = v.cN AND ..." for the key, and with_part the partition column;
+ * the shadow and the rows under other names where the statement needs them.
+ */
 static void
-apply_batch_match(const apply *a, int first_key, bool with_part, buf *b)
+apply_batch_match_as(const apply *a, const char *shadow, const char *rows, int first_key,
+					 bool with_part, buf *b)
 {
 	for (int i = 0; i < a->nkey; i++)
 	{
-		buf_append(b, i > 0 ? " AND t." : "t.");
+		buf_appendf(b, "%s%s.", i > 0 ? " AND " : "", shadow);
 		ident_quote(b, a->rel->columns[a->key[i]].name);
-		buf_appendf(b, " = v.c%d", first_key + i + 1);
+		buf_appendf(b, " = %s.c%d", rows, first_key + i + 1);
 	}
 	if (with_part)
 	{
-		buf_append(b, " AND t.");
+		buf_appendf(b, " AND %s.", shadow);
 		ident_quote(b, a->o.partition_column);
-		buf_appendf(b, " = v.c%d", first_key + a->nkey + 1);
+		buf_appendf(b, " = %s.c%d", rows, first_key + a->nkey + 1);
 	}
+}
+
+static void
+apply_batch_match(const apply *a, int first_key, bool with_part, buf *b)
+{
+	apply_batch_match_as(a, "t", "v", first_key, with_part, b);
 }
 
 /*
@@ -1644,13 +1654,41 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 		buf_append(b, " FROM ");
 		return apply_batch_rows_from(a, 'i', false, keep, b, types);
 	}
-	if (kind == 'D')
+	if (kind == 'D' && by_part)
 	{
 		buf_appendf(b, "DELETE FROM %s AS t USING ", a->qshadow);
-		n = apply_batch_rows_from(a, 'd', by_part, keep, b, types);
+		n = apply_batch_rows_from(a, 'd', true, keep, b, types);
 		buf_append(b, " WHERE ");
-		apply_batch_match(a, 0, by_part, b);
+		apply_batch_match(a, 0, true, b);
 		buf_append(b, " RETURNING v.ord");
+		return n;
+	}
+	if (kind == 'D')
+	{
+		/*
+		 * By the key alone: first the row's partition value, looked up from
+		 * the newest partition down (the key's index holds the partition
+		 * column after it, and without a DEFAULT partition the leaves are
+		 * read in bound order, so the look stops at the first that holds the
+		 * key; recent rows are the ones usually deleted), then the row in
+		 * that partition alone.  A DELETE joined on the key alone would look
+		 * in every partition for every row.  The partition column is never
+		 * NULL (it is in the shadow's primary key), so a NULL here means no
+		 * row.
+		 */
+		buf_append(b, "WITH f AS MATERIALIZED (SELECT v.*, (SELECT s.");
+		ident_quote(b, a->o.partition_column);
+		buf_appendf(b, " FROM %s AS s WHERE ", a->qshadow);
+		apply_batch_match_as(a, "s", "v", 0, false, b);
+		buf_append(b, " ORDER BY s.");
+		ident_quote(b, a->o.partition_column);
+		buf_append(b, " DESC LIMIT 1) AS p FROM ");
+		n = apply_batch_rows_from(a, 'd', false, keep, b, types);
+		buf_appendf(b, ") DELETE FROM %s AS t USING f WHERE ", a->qshadow);
+		apply_batch_match_as(a, "t", "f", 0, false, b);
+		buf_append(b, " AND t.");
+		ident_quote(b, a->o.partition_column);
+		buf_append(b, " = f.p RETURNING f.ord");
 		return n;
 	}
 	if (by_part)

@@ -2,8 +2,9 @@
 # with the row's key and the change's position, and a second run stops the
 # same way instead of skipping it.  The shadow is made to drift by deleting
 # a row from it behind pgrepart's back; the key is (bigint, uuid), so the
-# message shows both kinds of value.  Once for an update applied in a batch,
-# once for a delete applied alone.
+# message shows both kinds of value.  For an update and a delete applied in
+# batches (the delete by the key alone, its partition looked up first), and
+# for a delete applied alone.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -13,9 +14,10 @@ use Pgrepart::Test;
 
 my $uuid = '0a1b2c3d-4e5f-6789-abcd-ef0123456789';
 
-for my $mode ('update', 'delete')
+for my $case ([ 'update', 'batches' ], [ 'delete', 'batches' ], [ 'delete', 'alone' ])
 {
-	local $ENV{PGREPART_TEST_OFF} = $mode eq 'delete' ? 'apply-batches' : '';
+	my ($mode, $how) = @$case;
+	local $ENV{PGREPART_TEST_OFF} = $how eq 'alone' ? 'apply-batches' : '';
 	my $node = Pgrepart::Cluster->new;
 	my $dir = tempdir(CLEANUP => 1);
 	$node->psql(qq{CREATE TABLE events (tenant bigint, id uuid, at timestamp NOT NULL, note text,
@@ -26,7 +28,7 @@ for my $mode ('update', 'delete')
 	my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'events', '-k', 'at');
 	my $run = pgrepart_background("$dir/run.log", @run);
 	ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')},
-		120, $run), "$mode: the run reached streaming") or diag(slurp("$dir/run.log"));
+		120, $run), "$mode ($how): the run reached streaming") or diag(slurp("$dir/run.log"));
 
 	$node->psql(qq{DELETE FROM events_pgrepart WHERE id = '$uuid'});
 	my $before = $node->psql('SELECT pg_current_wal_lsn()');
@@ -35,20 +37,20 @@ for my $mode ('update', 'delete')
 		: qq{DELETE FROM events WHERE id = '$uuid'});
 	my $after = $node->psql('SELECT pg_current_wal_lsn()');
 
-	is(wait_exit($run), 1, "$mode: the run stops with an error (exit 1)");
+	is(wait_exit($run), 1, "$mode ($how): the run stops with an error (exit 1)");
 	my $log = slurp("$dir/run.log");
 	my ($at) = $log =~ /error: the $mode of the row with key \(tenant, id\)=\(-7, $uuid\) at ([0-9A-F]+\/[0-9A-F]+) in "public\.events" found 0 rows in the shadow, not one/;
-	ok(defined $at, "$mode: the error names the key and the position") or diag($log);
+	ok(defined $at, "$mode ($how): the error names the key and the position") or diag($log);
 	ok(defined $at && $node->psql(qq{SELECT '$at'::pg_lsn > '$before' AND '$at'::pg_lsn <= '$after'}) eq 't',
-		"$mode: the position is the change's");
-	like($log, qr/hint: Abort this migration/, "$mode: the hint says what to do");
+		"$mode ($how): the position is the change's");
+	like($log, qr/hint: Abort this migration/, "$mode ($how): the hint says what to do");
 
 	my ($rc) = pgrepart(@run);
-	is($rc, 1, "$mode: run again, it stops on the same change");
+	is($rc, 1, "$mode ($how): run again, it stops on the same change");
 	is($node->psql(q{SELECT count(*) FROM events WHERE tenant = -7}), $mode eq 'update' ? 1 : 0,
-		"$mode: the source table is as the load left it");
+		"$mode ($how): the source table is as the load left it");
 	is($node->psql(q{SELECT count(*) FROM events_pgrepart WHERE tenant = 1 AND note = 'n'}), 0,
-		"$mode: the changes before it were applied");
+		"$mode ($how): the changes before it were applied");
 }
 
 done_testing();
