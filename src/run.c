@@ -336,12 +336,12 @@ run_check_close(run_check *c)
  */
 static bool
 run_check_poll(run_check *c, db *control, const char *conninfo, const state_migration *m,
-			   apply *a, stream *s)
+			   apply *a, stream *s, int64_t now)
 {
 	char		name[IDENT_MAX_BYTES + 1];
 	int64_t		request;
 
-	if (c->request != 0 || lsn_monotonic_us() < c->next_poll_us)
+	if (c->request != 0 || now < c->next_poll_us)
 		return true;
 	/*
 	 * Only between source transactions, with nothing uncommitted: creating
@@ -1031,6 +1031,8 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 		size_t		len;
 		lsn_t		lsn;
 		bool		due = false, swapped = false;
+		/* Read once a message: the timers below are a second or longer. */
+		int64_t		now = lsn_monotonic_us();
 
 		if (run_stop_requested(ro))
 		{
@@ -1041,13 +1043,13 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 			rs.end = SESSION_STOPPED;
 			goto cleanup;
 		}
-		if (lsn_monotonic_us() >= next_progress)
+		if (now >= next_progress)
 		{
 			run_sample_retained(&rs);
 			run_log_progress(&rs.s, rs.a, started, 0, ro->json);
 			next_progress = lsn_monotonic_us() + (int64_t) ro->progress_seconds * 1000000;
 		}
-		if (!run_check_poll(&rs.check, &rs.control, conninfo, m, rs.a, &rs.s))
+		if (!run_check_poll(&rs.check, &rs.control, conninfo, m, rs.a, &rs.s, now))
 		{
 			rs.end = run_lost_or_failed(&rs.control);
 			goto cleanup;
@@ -1075,7 +1077,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 		 * can commit, and under a steady load a tick that fell there would
 		 * put the swap and the checks off to a later, luckier second.
 		 */
-		if (lsn_monotonic_us() < next_tick || apply_in_source_txn(rs.a))
+		if (apply_in_source_txn(rs.a) || lsn_monotonic_us() < next_tick)
 			continue;
 		next_tick = lsn_monotonic_us() + 1000000;
 		if (!run_handle_quiet(&rs))

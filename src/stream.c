@@ -282,7 +282,9 @@ stream_end(stream *s)
 stream_result
 stream_receive(stream *s, int timeout_ms, const uint8_t **data, size_t *len, lsn_t *lsn)
 {
-	int64_t		deadline = lsn_monotonic_us() + (int64_t) timeout_ms * 1000;
+	/* One clock read per message: the loop reads it again only after waiting. */
+	int64_t		now = lsn_monotonic_us();
+	int64_t		deadline = now + (int64_t) timeout_ms * 1000;
 	bool		polled = false;
 
 	if (s->copybuf != NULL)
@@ -295,7 +297,7 @@ stream_receive(stream *s, int timeout_ms, const uint8_t **data, size_t *len, lsn
 		int			n;
 		wire_reader r;
 
-		if ((lsn_monotonic_us() >= s->next_status_us || s->flushed > s->reported) &&
+		if ((now >= s->next_status_us || s->flushed > s->reported) &&
 			!stream_send_status(s, false))
 			return STREAM_FAILED;
 		n = PQgetCopyData(s->conn, &s->copybuf, 1);
@@ -313,12 +315,12 @@ stream_receive(stream *s, int timeout_ms, const uint8_t **data, size_t *len, lsn
 		}
 		if (n == 0)
 		{
-			int64_t		now = lsn_monotonic_us();
-
+			now = lsn_monotonic_us();
 			if (now >= deadline)
 				return STREAM_TIMEOUT;
 			if (!stream_wait(s, deadline < s->next_status_us ? deadline : s->next_status_us))
 				return STREAM_FAILED;
+			now = lsn_monotonic_us();
 			continue;
 		}
 		if (n == -1)
