@@ -2,8 +2,8 @@
 # live load: mixed case, spaces, quotes and non-ASCII in the schema, table and
 # column names (an identity key, a timestamptz partition column named
 # "Created At", a generated column, a partial unique index), and a table whose
-# name would inject SQL if it were ever spliced unquoted.  Before the swap
-# every row of the shadow equals the source's.
+# name would inject SQL if it were ever spliced unquoted, and reserved words
+# for the table, key and partition column.  Every row ends equal.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -64,5 +64,18 @@ is($node->psql(qq{SELECT relkind FROM pg_class WHERE oid = '$nasty'::regclass}),
 is($node->psql(qq{SELECT count(*) FROM $nasty}), 73, 'with every row the changes left');
 ($missing, $extra) = compare_tables($node, $nasty, '"x""; DROP TABLE victim; --_old"');
 is("$missing/$extra", '0/0', 'equal to the table it replaced');
+
+# Reserved words: a table "order" with a text key and an integer partition
+# column "user"; updates move rows between partitions and past the last one.
+$run = pgrepart_background("$dir/order.log", 'run', '-d', $node->connstr, '-t', 'public."order"',
+	'-k', '"user"', '--interval', '1000');
+ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')
+	AND source_table = 'order'}, 120, $run), 'the run on "order" streams') or diag(slurp("$dir/order.log"));
+$node->psql(q{UPDATE "order" SET "user" = "user" + 2500 WHERE code LIKE 'c1%';
+	DELETE FROM "order" WHERE code LIKE 'c2%';
+	UPDATE "order" SET code = code || 'x', note = 'k' WHERE code LIKE 'c3%'});
+is(wait_exit($run), 0, 'it migrates and swaps') or diag(slurp("$dir/order.log"));
+($missing, $extra) = compare_tables($node, 'public."order"', 'public.order_old');
+is("$missing/$extra", '0/0', '"order" equals the table it replaced');
 
 done_testing();
