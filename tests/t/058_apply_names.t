@@ -3,7 +3,8 @@
 # column names (an identity key, a timestamptz partition column named
 # "Created At", a generated column, a partial unique index), and a table whose
 # name would inject SQL if it were ever spliced unquoted, and reserved words
-# for the table, key and partition column.  Every row ends equal.
+# for the table, key and partition column; a composite key with a date
+# partition column.  Every row ends equal.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -77,5 +78,22 @@ $node->psql(q{UPDATE "order" SET "user" = "user" + 2500 WHERE code LIKE 'c1%';
 is(wait_exit($run), 0, 'it migrates and swaps') or diag(slurp("$dir/order.log"));
 ($missing, $extra) = compare_tables($node, 'public."order"', 'public.order_old');
 is("$missing/$extra", '0/0', '"order" equals the table it replaced');
+
+# A composite key and a date partition column: rows move across months, and
+# past both ends of the partitions (new partitions for a date, mid-stream).
+$run = pgrepart_background("$dir/ledger.log", 'run', '-d', $node->connstr, '-t', 'app.ledger',
+	'-k', 'booked_on', '--interval', '1 month');
+ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')
+	AND source_table = 'ledger'}, 120, $run), 'the run on app.ledger streams') or diag(slurp("$dir/ledger.log"));
+$node->psql(q{UPDATE app.ledger SET booked_on = booked_on + 40, amount = amount + 1 WHERE seq % 4 = 0;
+	UPDATE app.ledger SET booked_on = date '2023-02-01' + seq::int WHERE seq % 10 = 1;
+	UPDATE app.ledger SET seq = seq + 10000 WHERE seq % 10 = 2;
+	DELETE FROM app.ledger WHERE seq % 10 = 3;
+	INSERT INTO app.ledger VALUES (1, 50000, date '2027-12-31', 9.99)});
+is(wait_exit($run), 0, 'it migrates and swaps') or diag(slurp("$dir/ledger.log"));
+like(slurp("$dir/ledger.log"), qr/created partition "app\.ledger_2027_12" for a row beyond/,
+	'a partition was made for a date past the last one');
+($missing, $extra) = compare_tables($node, 'app.ledger', 'app.ledger_old');
+is("$missing/$extra", '0/0', 'app.ledger equals the table it replaced');
 
 done_testing();
