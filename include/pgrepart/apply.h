@@ -14,7 +14,8 @@
  * partition) and, where the old partition value is not known, by the key
  * alone (a delete: from the newest partition down, until one holds it; an
  * update that missed its row: in every partition); an update of the
- * partition column moves the row.  Unchanged TOASTed values ('u') are left out of an UPDATE's SET list.
+ * partition column moves the row.  Unchanged TOASTed values ('u') are left
+ * out of an UPDATE's SET list.
  * A change that should hit one row and hits none stops the apply with the
  * key and LSN.  A row whose partition value lies beyond every partition
  * gets a new partition (or goes to the DEFAULT partition when there is one).
