@@ -137,6 +137,7 @@ struct apply
 	leaf	   *leaves;			/* sorted by lower */
 	Oid			partition_type;
 	int			nleaves;
+	int			npartitions;	/* the shadow's partitions of any kind, as last read */
 	int			next_leaf_id;
 	int			txns_in_batch;	/* source transactions in the open target transaction */
 
@@ -828,7 +829,7 @@ static bool
 apply_read_bounds(apply *a)
 {
 	const char *cast;
-	const char *as_int;
+	buf			as_int;
 	PGresult   *res;
 	buf			sql;
 	leaf	   *leaves = NULL;
@@ -838,36 +839,35 @@ apply_read_bounds(apply *a)
 	switch (a->partition_type)
 	{
 		case CATALOG_TIMESTAMPOID:
+			cast = "pg_catalog.timestamp";
+			break;
 		case CATALOG_TIMESTAMPTZOID:
-			cast = a->partition_type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" :
-				"pg_catalog.timestamptz";
-			/* microseconds since 2000-01-01, as the binary form holds them */
-			as_int = "((pg_catalog.date_part('epoch', v) - 946684800) * 1000000)::pg_catalog.int8";
+			cast = "pg_catalog.timestamptz";
 			break;
 		case CATALOG_DATEOID:
 			cast = "pg_catalog.date";
-			as_int = "(v - '2000-01-01'::pg_catalog.date)::pg_catalog.int8";
 			break;
 		case CATALOG_INT2OID:
 		case CATALOG_INT4OID:
 		case CATALOG_INT8OID:
 			cast = "pg_catalog.int8";
-			as_int = "v";
 			break;
 		default:
 			return true;
 	}
+	buf_init(&as_int);
+	partition_binary_expression(a->partition_type, "v", &as_int);
 	buf_init(&sql);
 	buf_appendf(&sql,
 				"WITH " PARTITION_BOUNDS_CTE " "
 				"SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, "
 				"  c.relkind = 'r' AND NOT b.d, b.d, "
-				"  (SELECT %s FROM (SELECT NULLIF(b.m[1], 'MINVALUE')::%s AS v) x), "
-				"  (SELECT %s FROM (SELECT NULLIF(b.m[2], 'MAXVALUE')::%s AS v) y) "
+				"  (SELECT %1$s FROM (SELECT NULLIF(b.m[1], 'MINVALUE')::%2$s AS v) x), "
+				"  (SELECT %1$s FROM (SELECT NULLIF(b.m[2], 'MAXVALUE')::%2$s AS v) y), "
+				"  b.m IS NOT NULL "
 				"FROM b JOIN pg_catalog.pg_class c ON c.oid = b.leaf "
-				"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-				"WHERE b.m IS NOT NULL OR b.d",
-				as_int, cast, as_int, cast);
+				"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+				as_int.data, cast);
 	res = db_execf(a->db, "read the shadow's partition bounds", sql.data, a->qshadow);
 	if (res == NULL)
 		goto cleanup;
@@ -876,12 +876,12 @@ apply_read_bounds(apply *a)
 	for (int i = 0; i < PQntuples(res); i++)
 	{
 		PGtext		nspname, relname;
-		PGbool		is_leaf, is_default;
+		PGbool		is_leaf, is_default, is_range;
 		PGint8		lower = INT64_MIN, upper = INT64_MAX;
 		leaf		l = {0};
 
-		if (!db_getf(res, i, "%text %text %bool %bool", 0, &nspname, 1, &relname, 2, &is_leaf,
-					 3, &is_default) ||
+		if (!db_getf(res, i, "%text %text %bool %bool %bool", 0, &nspname, 1, &relname, 2, &is_leaf,
+					 3, &is_default, 6, &is_range) ||
 			(!PQgetisnull(res, i, 4) && !db_getf(res, i, "%int8", 4, &lower)) ||
 			(!PQgetisnull(res, i, 5) && !db_getf(res, i, "%int8", 5, &upper)))
 		{
@@ -893,6 +893,8 @@ apply_read_bounds(apply *a)
 			a->has_default_partition = true;
 			continue;
 		}
+		if (!is_range)
+			continue;
 		a->lower = a->have_bounds && a->lower < lower ? a->lower : lower;
 		a->upper = a->have_bounds && a->upper > upper ? a->upper : upper;
 		a->have_bounds = true;
@@ -910,6 +912,7 @@ apply_read_bounds(apply *a)
 			l.id = a->next_leaf_id++;
 		ARRAY_PUSH(leaves, nleaves, l);
 	}
+	a->npartitions = PQntuples(res);
 	PQclear(res);
 	if (nleaves > 0)
 		qsort(leaves, (size_t) nleaves, sizeof(leaf), apply_leaf_order);
@@ -923,7 +926,49 @@ apply_read_bounds(apply *a)
 cleanup:
 	apply_free_leaves(leaves, nleaves);
 	buf_free(&sql);
+	buf_free(&as_int);
 	return ok;
+}
+
+/*
+ * Whether the shadow still has as many partitions as this apply knows of.
+ * Someone adding or dropping one of the shadow's partitions while it runs
+ * is rare, and counting them is far cheaper than reading every partition's
+ * bounds again (which takes the server milliseconds per call, mostly in
+ * parsing the bounds' text).
+ */
+static bool
+apply_partitions_unchanged(apply *a, bool *unchanged)
+{
+	PGresult   *res;
+	PGint8		n = 0;
+	bool		ok;
+
+	res = db_execf(a->db, "count the shadow's partitions",
+				   "SELECT pg_catalog.count(*) FROM pg_catalog.pg_inherits "
+				   "WHERE inhparent = %text::pg_catalog.regclass", a->qshadow);
+	ok = res != NULL && db_getf(res, 0, "%int8", 0, &n);
+	*unchanged = n == a->npartitions;
+	PQclear(res);
+	return ok;
+}
+
+/* Partitions this apply has just created: their bounds are known already. */
+static void
+apply_add_leaves(apply *a, const partition_set *set)
+{
+	for (int i = 0; i < set->count; i++)
+	{
+		const partition_bound *p = &set->items[i];
+		leaf		l = {.lower = p->binary_from, .upper = p->binary_to, .id = a->next_leaf_id++,
+		.qname = ident_qualified(a->o.schema, p->name)};
+
+		ARRAY_PUSH(a->leaves, a->nleaves, l);
+		a->lower = l.lower < a->lower ? l.lower : a->lower;
+		a->upper = l.upper > a->upper ? l.upper : a->upper;
+		a->npartitions++;
+	}
+	qsort(a->leaves, (size_t) a->nleaves, sizeof(leaf), apply_leaf_order);
 }
 
 /* The leaf that holds a partition value, or NULL (no bounds, DEFAULT, a gap). */
@@ -967,20 +1012,28 @@ static bool
 apply_cover(apply *a, int64_t value)
 {
 	partition_set set;
+	bool		unchanged = false;
 	bool		ok;
 
 	if (!apply_leave_pipeline(a))
 		return false;
-	ok = partition_extend(a->db, a->o.schema, a->o.table, a->qshadow, a->partition_type,
-						  a->o.interval, &value, NULL, &set);
-	if (ok)
+	/* Someone else's new partition may cover the value, or hold the range. */
+	ok = apply_partitions_unchanged(a, &unchanged) && (unchanged || apply_read_bounds(a));
+	if (ok && a->have_bounds && !a->has_default_partition && (value < a->lower || value >= a->upper))
 	{
-		for (int i = 0; i < set.count; i++)
-			log_info("created partition \"%s.%s\" for a row beyond the existing partitions",
-					 a->o.schema, set.items[i].name);
-		a->stats.partitions_created += set.count;
-		partition_set_free(&set);
-		ok = apply_read_bounds(a);
+		int64_t		covered[2] = {a->lower, a->upper};
+
+		ok = partition_extend(a->db, a->o.schema, a->o.table, a->qshadow, a->partition_type,
+							  a->o.interval, &value, NULL, covered, &set);
+		if (ok)
+		{
+			for (int i = 0; i < set.count; i++)
+				log_info("created partition \"%s.%s\" for a row beyond the existing partitions",
+						 a->o.schema, set.items[i].name);
+			a->stats.partitions_created += set.count;
+			apply_add_leaves(a, &set);
+			partition_set_free(&set);
+		}
 	}
 	return apply_enter_pipeline(a) && ok;
 }

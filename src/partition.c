@@ -110,7 +110,7 @@ partition_push(partition_set *set, const char *table_name, const char *suffix,
 			   const char *from, const char *to, int encoding)
 {
 	char		name[IDENT_MAX_BYTES + 1];
-	partition_bound b;
+	partition_bound b = {0};
 
 	ident_with_suffix(name, table_name, suffix, encoding);
 	b.name = xstrdup(name);
@@ -392,9 +392,33 @@ partition_value_expression(Oid type, bool as_text, const char **type_name, buf *
 }
 
 bool
+partition_binary_expression(Oid type, const char *value, buf *out)
+{
+	switch (type)
+	{
+		case CATALOG_TIMESTAMPOID:
+		case CATALOG_TIMESTAMPTZOID:
+			/* microseconds since 2000-01-01 */
+			buf_appendf(out, "((pg_catalog.date_part('epoch', %s) - 946684800) * 1000000)::pg_catalog.int8",
+						value);
+			return true;
+		case CATALOG_DATEOID:
+			buf_appendf(out, "(%s - '2000-01-01'::pg_catalog.date)::pg_catalog.int8", value);
+			return true;
+		case CATALOG_INT2OID:
+		case CATALOG_INT4OID:
+		case CATALOG_INT8OID:
+			buf_appendf(out, "(%s)::pg_catalog.int8", value);
+			return true;
+		default:
+			return false;
+	}
+}
+
+bool
 partition_extend(db *d, const char *schema, const char *table_name, const char *qparent,
 				 Oid type, const char *interval, const int64_t *binary_value,
-				 const char *text_value, partition_set *created)
+				 const char *text_value, const int64_t *covered, partition_set *created)
 {
 	const char *type_name;
 	buf			value_sql;
@@ -418,36 +442,64 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 	 * from the interval, like the plan's.
 	 */
 	buf_init(&sql);
+	buf_append(&sql, "WITH ");
+	if (covered != NULL)
+		buf_appendf(&sql, "r AS (SELECT %1$s AS lo, %1$s AS hi), ", value_sql.data);
+	else
+		buf_appendf(&sql,
+					PARTITION_BOUNDS_CTE ", "
+					"r AS (SELECT pg_catalog.min(m[1]::%1$s) AS lo, pg_catalog.max(m[2]::%1$s) AS hi "
+					"  FROM b WHERE m IS NOT NULL), ",
+					type_name);
 	buf_appendf(&sql,
-				"WITH " PARTITION_BOUNDS_CTE ", "
-				"r AS (SELECT pg_catalog.min(m[1]::%1$s) AS lo, pg_catalog.max(m[2]::%1$s) AS hi "
-				"  FROM b WHERE m IS NOT NULL), "
-				"p AS (SELECT %2$s AS v, %3$s AS i), "
-				"s AS (SELECT r.hi + p.i * k AS s FROM r, p, pg_catalog.generate_series(0, %4$d) k "
+				"p AS (SELECT %1$s AS v, %2$s AS i), "
+				"s AS (SELECT r.hi + p.i * k AS s FROM r, p, pg_catalog.generate_series(0, %3$d) k "
 				"      WHERE p.v >= r.hi AND r.hi + p.i * k <= p.v "
 				"      UNION ALL "
-				"      SELECT r.lo - p.i * k FROM r, p, pg_catalog.generate_series(1, %4$d) k "
+				"      SELECT r.lo - p.i * k FROM r, p, pg_catalog.generate_series(1, %3$d) k "
 				"      WHERE p.v < r.lo AND r.lo - p.i * (k - 1) > p.v) "
-				"SELECT %5$s, s::%6$s::pg_catalog.text, (s + p.i)::%6$s::pg_catalog.text "
-				"FROM s, p ORDER BY s.s",
-				type_name, value_sql.data, step, PARTITION_MAX_COUNT, fields, out_type);
-	/* With a DEFAULT partition, rows beyond the ranges already have a home. */
-	res = db_execf(d, "look for a DEFAULT partition",
-				   "SELECT 1 FROM pg_catalog.pg_partitioned_table p "
-				   "WHERE p.partrelid = %text::pg_catalog.regclass AND p.partdefid <> 0", qparent);
-	if (res == NULL)
-		goto cleanup;
-	if (PQntuples(res) > 0)
-	{
-		ok = true;
-		goto cleanup;
-	}
-	PQclear(res);
+				"SELECT %4$s, s::%5$s::pg_catalog.text, (s + p.i)::%5$s::pg_catalog.text",
+				value_sql.data, step, PARTITION_MAX_COUNT, fields, out_type);
 	if (binary_value != NULL)
-		res = db_execf(d, "compute partitions for a new row", sql.data, qparent,
-					   (PGint8) *binary_value, interval);
+	{
+		char		bound[64];
+
+		/* The bounds as the caller holds values, to add them to what it knows. */
+		for (int i = 0; i < 2; i++)
+		{
+			snprintf(bound, sizeof(bound), i == 0 ? "s::%s" : "(s + p.i)::%s", out_type);
+			buf_append(&sql, ", ");
+			if (!partition_binary_expression(type, bound, &sql))
+			{
+				log_error("partition column type %u has no binary form", type);
+				goto cleanup;
+			}
+		}
+	}
+	buf_append(&sql, " FROM s, p ORDER BY s.s");
+	if (covered != NULL)
+		res = db_execf(d, "compute partitions for a new row", sql.data, (PGint8) covered[0],
+					   (PGint8) covered[1], (PGint8) *binary_value, interval);
 	else
-		res = db_execf(d, "compute partitions for rows", sql.data, qparent, text_value, interval);
+	{
+		/* With a DEFAULT partition, rows beyond the ranges already have a home. */
+		res = db_execf(d, "look for a DEFAULT partition",
+					   "SELECT 1 FROM pg_catalog.pg_partitioned_table p "
+					   "WHERE p.partrelid = %text::pg_catalog.regclass AND p.partdefid <> 0", qparent);
+		if (res == NULL)
+			goto cleanup;
+		if (PQntuples(res) > 0)
+		{
+			ok = true;
+			goto cleanup;
+		}
+		PQclear(res);
+		if (binary_value != NULL)
+			res = db_execf(d, "compute partitions for a new row", sql.data, qparent,
+						   (PGint8) *binary_value, interval);
+		else
+			res = db_execf(d, "compute partitions for rows", sql.data, qparent, text_value, interval);
+	}
 	if (res == NULL)
 		goto cleanup;
 	if (!integer)
@@ -469,6 +521,15 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 		column.name = (char *) "partition column";
 		if (!partition_add_rows(created, &named, &column, interval, res, d->encoding))
 			goto cleanup;
+	}
+	for (int i = 0; binary_value != NULL && i < created->count; i++)
+	{
+		PGint8		from, to;
+
+		if (!db_getf(res, i, "%int8 %int8", 3, &from, 4, &to))
+			goto cleanup;
+		created->items[i].binary_from = from;
+		created->items[i].binary_to = to;
 	}
 	/*
 	 * All or none: a kill between two CREATEs below the lowest partition
@@ -551,7 +612,7 @@ partition_cover_range(db *d, const char *schema, const char *table, const char *
 		if (range[i] == NULL)
 			continue;
 		if (!partition_extend(d, schema, table, qshadow, type, interval, NULL,
-							  range[i], &created))
+							  range[i], NULL, &created))
 			goto cleanup;
 		for (int j = 0; j < created.count; j++)
 			log_info("created partition \"%s.%s\" for rows beyond the planned partitions",
@@ -658,7 +719,8 @@ partition_ahead(db *d, const char *schema, const char *table, const char *interv
 		ok = v != NULL && db_exec(d, "limit the wait for the table's lock",
 								  "SET lock_timeout = '1s'") &&
 			partition_extend(d, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), qparent,
-										   type, width, NULL, PQgetvalue(v, 0, 0), &created);
+										   type, width, NULL, PQgetvalue(v, 0, 0), NULL,
+										   &created);
 		for (int i = 0; ok && i < created.count; i++)
 			log_info("created partition \"%s.%s\"", PQgetvalue(res, 0, 0), created.items[i].name);
 		*ncreated = ok ? created.count : 0;

@@ -68,6 +68,8 @@ typedef struct partition_bound
 	char	   *from;			/* the column type's text form; NULL for DEFAULT */
 	char	   *to;
 	bool		is_default;
+	int64_t		binary_from;	/* from partition_extend with a binary value: */
+	int64_t		binary_to;		/* the bounds' binary forms, as that value's */
 } partition_bound;
 
 typedef struct partition_set
@@ -109,11 +111,23 @@ void		partition_set_free(partition_set *set);
  * dates, the number for integers) or as text.  Nothing is created when the
  * value is covered or a DEFAULT partition exists.  *created lists what was
  * created.  Logs and returns false on failure.
+ *
+ * covered, with a binary value only, is the range [covered[0], covered[1])
+ * in binary form as the caller knows it, which spares reading the bounds of
+ * every partition from the catalog; the caller also knows there is no
+ * DEFAULT partition.  NULL reads both from the catalog.
  */
 bool		partition_extend(db *d, const char *schema, const char *table_name,
 							 const char *qparent, Oid type, const char *interval,
 							 const int64_t *binary_value, const char *text_value,
-							 partition_set *created);
+							 const int64_t *covered, partition_set *created);
+
+/*
+ * SQL for the binary form, as an int8, of value (SQL of the partition
+ * column's type type): what partition_extend takes as a binary value.
+ * False for a type that has none.
+ */
+bool		partition_binary_expression(Oid type, const char *value, buf *out);
 
 /* Whether the column's base type can be partitioned by an interval. */
 bool		partition_type_supported(const catalog_column *column);
