@@ -541,6 +541,21 @@ apply_out_of_order(apply *a, const expectation *e, const PGresult *res)
 	return true;
 }
 
+/*
+ * After a failure logged from res: when no partition took a row (a CHECK
+ * constraint's violation names the constraint; this does not), the value
+ * lies in a gap between partitions, which the apply does not fill.
+ */
+static void
+apply_hint_gap(const apply *a, const PGresult *res)
+{
+	if (strcmp(a->db->sqlstate, "23514") == 0 && !a->has_default_partition &&
+		PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) == NULL)
+		log_hint("No partition takes the row, though the apply creates the ones needed below the "
+				 "lowest and above the highest: the shadow's partitions have a gap there. Create "
+				 "the partition that holds the value, then run the same command again.");
+}
+
 /* Check one result against its expectation; logs the first failure. */
 static bool
 apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
@@ -562,6 +577,7 @@ apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 			snprintf(what, sizeof(what), "apply the %s of %s at %s", e->what,
 					 e->key ? e->key : "the batch", lsn_format(e->lsn, lsn));
 			db_log_error(a->db->conn, a->db->label, what, res, a->db->sqlstate);
+			apply_hint_gap(a, res);
 			*logged = true;
 		}
 		return false;
@@ -1473,6 +1489,7 @@ apply_run_as_copy(apply *a)
 	{
 		db_log_error(conn, a->db->label, "copy a run of inserts into the shadow", res,
 					 a->db->sqlstate);
+		apply_hint_gap(a, res);
 		ok = false;
 	}
 	PQclear(res);

@@ -25,9 +25,10 @@ for my $mode ('batches', 'single', 'no default')
 
 	# Few premade partitions and a DEFAULT one: rows moved 200 days back land
 	# in DEFAULT, and updates of those rows go through the parent.
-	my $run = pgrepart_background("$dir/run.log", 'run', '--cutover', 'manual', '-d', $node->connstr,
-		'-t', 'chat_messages', '-k', 'created_at', '--interval', '1 month', '--premake', '1',
-		$default ? '--default-partition' : (), '--batch-transactions', '20', '--json');
+	my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at',
+		'--interval', '1 month', '--premake', '1', $default ? '--default-partition' : (),
+		'--batch-transactions', '20', '--json');
+	my $run = pgrepart_background("$dir/run.log", @run);
 	ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')},
 		120, $run), "$mode: the run reached streaming") or diag(slurp("$dir/run.log"));
 	my $load = pgbench_background($node, "$dir/pgbench.log", 'mixed.pgbench', '-c', '2', '-T', '8');
@@ -77,6 +78,29 @@ for my $mode ('batches', 'single', 'no default')
 	is($node->psql(q{SELECT count(*) FROM chat_messages_future}),
 		$node->psql(qq{SELECT count(*) FROM chat_messages WHERE created_at >= '$late'}),
 		"$mode: the rows moved into the late leaf are there");
+	next if $default;
+
+	# A gap: another partition behind the apply's back, ten years above the
+	# last, and a row moved between the two.  The apply stops on it, says
+	# what to do, and goes on once the gap is filled.
+	$node->psql(qq{CREATE TABLE chat_messages_far PARTITION OF chat_messages_pgrepart
+		FOR VALUES FROM ('$late'::timestamp + interval '20 years') TO ('$late'::timestamp + interval '21 years')});
+	$node->psql(qq{UPDATE chat_messages SET created_at = '$late'::timestamp + interval '15 years'
+		WHERE id = (SELECT id FROM chat_messages ORDER BY id LIMIT 1)});
+	my ($rc, undef, $err) = pgrepart(@run);
+	is($rc, 1, "$mode: a row in a gap between partitions stops the run");
+	like($err, qr/no partition of relation .* found for row.*hint: No partition takes the row.*gap/s,
+		"$mode: the error says the partitions have a gap") or diag($err);
+	$node->psql(qq{CREATE TABLE chat_messages_gap PARTITION OF chat_messages_pgrepart
+		FOR VALUES FROM ('$late'::timestamp + interval '10 years') TO ('$late'::timestamp + interval '20 years')});
+	$lsn = $node->psql('SELECT pg_current_wal_lsn()');
+	$run = pgrepart_background("$dir/again.log", @run);
+	ok(wait_for($node, applied_up_to($lsn), 120, $run), "$mode: with the gap filled, the apply goes on")
+	  or diag(slurp("$dir/again.log"));
+	kill 'TERM', $run;
+	is(wait_exit($run), 5, "$mode: SIGTERM stops the run cleanly");
+	($missing, $extra) = compare_tables($node, 'chat_messages', 'chat_messages_pgrepart');
+	is("$missing/$extra", '0/0', "$mode: every row equal");
 }
 
 done_testing();
