@@ -438,11 +438,15 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 	created->scheme.kind = integer ? PARTITION_INTEGER : PARTITION_DAY;
 	/*
 	 * From the existing range [lo, hi): upwards from hi while the value is
-	 * not covered, or downwards from lo.  The partition kind for names comes
-	 * from the interval, like the plan's.
+	 * not covered, or downwards from lo.  Each start is hi or lo plus k
+	 * intervals, not the previous start plus one (a month after January 31
+	 * twice is March 28, two months after it March 31).  Counted up by
+	 * recursion, which stops at the value: a series of every possible k
+	 * costs milliseconds each time.  The partition kind for names comes from
+	 * the interval, like the plan's.
 	 */
 	buf_init(&sql);
-	buf_append(&sql, "WITH ");
+	buf_append(&sql, "WITH RECURSIVE ");
 	if (covered != NULL)
 		buf_appendf(&sql, "r AS (SELECT %1$s AS lo, %1$s AS hi), ", value_sql.data);
 	else
@@ -453,11 +457,14 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 					type_name);
 	buf_appendf(&sql,
 				"p AS (SELECT %1$s AS v, %2$s AS i), "
-				"s AS (SELECT r.hi + p.i * k AS s FROM r, p, pg_catalog.generate_series(0, %3$d) k "
-				"      WHERE p.v >= r.hi AND r.hi + p.i * k <= p.v "
-				"      UNION ALL "
-				"      SELECT r.lo - p.i * k FROM r, p, pg_catalog.generate_series(1, %3$d) k "
-				"      WHERE p.v < r.lo AND r.lo - p.i * (k - 1) > p.v) "
+				"up(k) AS (SELECT 0 FROM r, p WHERE p.v >= r.hi "
+				"          UNION ALL SELECT up.k + 1 FROM up, r, p "
+				"          WHERE up.k < %3$d AND r.hi + p.i * (up.k + 1) <= p.v), "
+				"down(k) AS (SELECT 1 FROM r, p WHERE p.v < r.lo "
+				"            UNION ALL SELECT down.k + 1 FROM down, r, p "
+				"            WHERE down.k < %3$d AND r.lo - p.i * down.k > p.v), "
+				"s AS (SELECT r.hi + p.i * k AS s FROM up, r, p "
+				"      UNION ALL SELECT r.lo - p.i * k FROM down, r, p) "
 				"SELECT %4$s, s::%5$s::pg_catalog.text, (s + p.i)::%5$s::pg_catalog.text",
 				value_sql.data, step, PARTITION_MAX_COUNT, fields, out_type);
 	if (binary_value != NULL)
