@@ -201,7 +201,7 @@ struct apply
 	 */
 	batch		updates;
 	batch		deletes_by_part;	/* the partition value is known */
-	batch		deletes_by_key;		/* the key alone, in every partition */
+	batch		deletes_by_key;		/* the key alone: newest partition first */
 
 	batch		inserts;		/* the run: pending inserts, in source order */
 	prepared   *statements;
@@ -1778,11 +1778,27 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 	apply_batch_set_list(a, keep, b);
 	buf_append(b, " FROM v WHERE ");
 	apply_batch_match(a, a->rel->ncols, true, b);
-	buf_appendf(b, " RETURNING v.ord), moved AS (UPDATE %s AS t SET ", a->qshadow);
+	/*
+	 * The rows not found there changed partitions: their old partition value
+	 * looked up by key, from the newest partition down, as for deletes by
+	 * key alone, then the row updated in that partition alone.  The lookup
+	 * sees the shadow as the statement started, which found has not changed
+	 * for these rows.
+	 */
+	buf_append(b, " RETURNING v.ord), f AS MATERIALIZED (SELECT v.*, (SELECT s.");
+	ident_quote(b, a->o.partition_column);
+	buf_appendf(b, " FROM %s AS s WHERE ", a->qshadow);
+	apply_batch_match_as(a, "s", "v", a->rel->ncols, false, b);
+	buf_append(b, " ORDER BY s.");
+	ident_quote(b, a->o.partition_column);
+	buf_append(b, " DESC LIMIT 1) AS p FROM v WHERE v.ord NOT IN (SELECT found.ord FROM found)), ");
+	buf_appendf(b, "moved AS (UPDATE %s AS t SET ", a->qshadow);
 	apply_batch_set_list(a, keep, b);
-	buf_append(b, " FROM v WHERE v.ord NOT IN (SELECT found.ord FROM found) AND ");
+	buf_append(b, " FROM f AS v WHERE ");
 	apply_batch_match(a, a->rel->ncols, false, b);
-	buf_append(b, " RETURNING v.ord) SELECT ord FROM found UNION ALL SELECT ord FROM moved");
+	buf_append(b, " AND t.");
+	ident_quote(b, a->o.partition_column);
+	buf_append(b, " = v.p RETURNING v.ord) SELECT ord FROM found UNION ALL SELECT ord FROM moved");
 	return n;
 }
 

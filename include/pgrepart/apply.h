@@ -12,9 +12,10 @@
  *
  * Rows are found by the source key plus the partition column (one
  * partition) and, where the old partition value is not known, by the key
- * alone (a delete: from the newest partition down, until one holds it; an
- * update that missed its row: in every partition); an update of the
- * partition column moves the row.  Unchanged TOASTed values ('u') are left
+ * alone (a delete, and an update in a batch that missed its row: from the
+ * newest partition down, until one holds it; an update sent alone that
+ * missed: in every partition); an update of the partition column moves the
+ * row.  Unchanged TOASTed values ('u') are left
  * out of an UPDATE's SET list.
  * A change that should hit one row and hits none stops the apply with the
  * key and LSN.  A row whose partition value lies beyond every partition
