@@ -220,6 +220,26 @@ sub restart
 		'-m', $mode, '-w', '-t', '120', 'restart');
 }
 
+# snapshot($name) keeps a copy of the data directory, taken with the server
+# stopped cleanly; restore($name) puts it back and starts the server on it,
+# so that several runs can start from the very same state.
+sub snapshot
+{
+	my ($self, $name) = @_;
+	$self->_run_as("$self->{bindir}/pg_ctl", '-D', $self->{data}, '-m', 'fast', '-w', 'stop');
+	system('cp', '-a', $self->{data}, "$self->{base}/$name") == 0 or croak "could not copy the data directory";
+	$self->_run_as("$self->{bindir}/pg_ctl", '-D', $self->{data}, '-l', "$self->{base}/server.log", '-w', 'start');
+}
+
+sub restore
+{
+	my ($self, $name) = @_;
+	$self->_run_as("$self->{bindir}/pg_ctl", '-D', $self->{data}, '-m', 'fast', '-w', 'stop');
+	rmtree($self->{data});
+	system('cp', '-a', "$self->{base}/$name", $self->{data}) == 0 or croak "could not copy the data directory";
+	$self->_run_as("$self->{bindir}/pg_ctl", '-D', $self->{data}, '-l', "$self->{base}/server.log", '-w', 'start');
+}
+
 sub stop
 {
 	my ($self) = @_;
