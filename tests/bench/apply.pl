@@ -30,20 +30,7 @@ $source->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
 # pgrepart: prepare, copy and index, then stop before any load, so what is
 # timed below is the catch-up alone.
 my @run = ('run', '--cutover', 'manual', '-d', $source->connstr, '-t', 'chat_messages', '-k', 'created_at');
-my $pid = pgrepart_background("$dir/prepare.log", @run);
-wait_for($source, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')},
-	300, $pid)
-  or die "pgrepart did not reach streaming:\n" . slurp("$dir/prepare.log");
-# The slot's restart point moves to a running-transactions record the
-# checkpoint writes, as a long-running migration's does; otherwise the
-# catch-up would first read through all the WAL of the copy again.
-my $before_checkpoint = $source->psql('SELECT pg_current_wal_lsn()');
-$source->psql('CHECKPOINT');
-wait_for($source, qq{SELECT restart_lsn >= '$before_checkpoint' FROM pg_replication_slots
-	WHERE slot_name LIKE 'pgrepart%'}, 120, $pid)
-  or die "pgrepart's slot did not move on:\n" . slurp("$dir/prepare.log");
-kill 'TERM', $pid;
-wait_exit($pid);
+ready_to_catch_up($source, "$dir/prepare.log", @run);
 
 # Native: the same schema and rows on the second cluster, a publication and a
 # slot on the source, the subscription created disabled on that slot.
@@ -86,7 +73,7 @@ my @ops_before = split ' ', $source->psql($ops_sql);
 # pgrepart catches up.
 $_->psql('CHECKPOINT') for $source, $native;
 $start = time;
-$pid = pgrepart_background("$dir/pgrepart.log", @run);
+my $pid = pgrepart_background("$dir/pgrepart.log", @run);
 wait_on_server($source, applied_up_to($end), 1800, $pid)
   or die "pgrepart did not catch up:\n" . slurp("$dir/pgrepart.log");
 my $pgrepart_secs = time - $start;

@@ -36,16 +36,7 @@ my $source = Pgrepart::Cluster->new(settings => { autovacuum => 'off' });
 $source->psql(fixture('chat_messages.sql'), vars => { rows => $ENV{BENCH_ROWS} // 100000 });
 my @run = ('run', '--cutover', 'manual', '-d', $source->connstr, '-t', 'chat_messages', '-k', 'created_at');
 local $ENV{PGREPART} = $bins[0];
-my $pid = pgrepart_background("$dir/prepare.log", @run);
-wait_for($source, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')}, 300, $pid)
-  or die "pgrepart did not reach streaming:\n" . slurp("$dir/prepare.log");
-my $before_checkpoint = $source->psql('SELECT pg_current_wal_lsn()');
-$source->psql('CHECKPOINT');
-wait_for($source, qq{SELECT restart_lsn >= '$before_checkpoint' FROM pg_replication_slots
-	WHERE slot_name LIKE 'pgrepart%'}, 120, $pid)
-  or die "pgrepart's slot did not move on:\n" . slurp("$dir/prepare.log");
-kill 'TERM', $pid;
-wait_exit($pid);
+ready_to_catch_up($source, "$dir/prepare.log", @run);
 my $load = pgbench_background($source, "$dir/pgbench.log", 'mixed.pgbench', '-c', '1', '-t', $transactions);
 wait_exit($load) == 0 or die "pgbench failed:\n" . slurp("$dir/pgbench.log");
 my $end = $source->psql('SELECT pg_current_wal_lsn()');
@@ -70,7 +61,7 @@ for my $t (1 .. $trials)
 		$source->psql('CHECKPOINT');
 		local $ENV{PGREPART} = $bin;
 		my $start = time;
-		$pid = pgrepart_background("$dir/run.log", @run);
+		my $pid = pgrepart_background("$dir/run.log", @run);
 		wait_on_server($source, applied_up_to($end), 1800, $pid)
 		  or die "$bin did not catch up:\n" . slurp("$dir/run.log");
 		my $s = time - $start;

@@ -7,7 +7,8 @@ use Exporter 'import';
 use POSIX ();
 use Pgrepart::Cluster;
 
-our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached applied_up_to pgbench_background slurp);
+our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached applied_up_to pgbench_background slurp
+	ready_to_catch_up);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
 # under test (the Makefile points it at ./pgrepart or the sanitizer build).
@@ -182,6 +183,26 @@ sub applied_up_to
 	  . "AND NOT EXISTS (SELECT 1 FROM pgrepart.spool p WHERE p.migration_id = m.id) "
 	  . "FROM pg_replication_slots s "
 	  . "JOIN pgrepart.migration m ON m.slot_name = s.slot_name ${which}ORDER BY m.id LIMIT 1";
+}
+
+# Run pgrepart (@run, logging to $log) until it streams, then stop it, with
+# its slot's restart point moved past the copy to a running-transactions
+# record a checkpoint writes, as a long-running migration's is: a catch-up
+# timed from here does not first read through all the WAL of the copy again.
+sub ready_to_catch_up
+{
+	my ($node, $log, @run) = @_;
+	my $pid = pgrepart_background($log, @run);
+	wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')},
+		300, $pid)
+	  or die "pgrepart did not reach streaming:\n" . slurp($log);
+	my $before_checkpoint = $node->psql('SELECT pg_current_wal_lsn()');
+	$node->psql('CHECKPOINT');
+	wait_for($node, qq{SELECT restart_lsn >= '$before_checkpoint' FROM pg_replication_slots
+		WHERE slot_name LIKE 'pgrepart%'}, 120, $pid)
+	  or die "pgrepart's slot did not move on:\n" . slurp($log);
+	kill 'TERM', $pid;
+	wait_exit($pid);
 }
 
 # The SQL for "the origin of the first migration has applied up to lsn".
