@@ -1664,6 +1664,35 @@ apply_batch_match(const apply *a, int first_key, bool with_part, buf *b)
 }
 
 /*
+ * "(SELECT s.part ... LIMIT 1) AS p": the partition value of the row with
+ * the key at first_key in rows v, looked up from the newest partition down.
+ * The key's index holds the partition column after it, and without a
+ * DEFAULT partition the leaves are read in bound order, so the look stops at
+ * the first that holds the key.  The partition column is never NULL (it is
+ * in the shadow's primary key), so a NULL p means no row.
+ */
+static void
+apply_batch_part_of(const apply *a, int first_key, buf *b)
+{
+	buf_append(b, "(SELECT s.");
+	ident_quote(b, a->o.partition_column);
+	buf_appendf(b, " FROM %s AS s WHERE ", a->qshadow);
+	apply_batch_match_as(a, "s", "v", first_key, false, b);
+	buf_append(b, " ORDER BY s.");
+	ident_quote(b, a->o.partition_column);
+	buf_append(b, " DESC LIMIT 1) AS p");
+}
+
+/* " AND t.part = rows.p": the row in the partition apply_batch_part_of found. */
+static void
+apply_batch_in_part(const apply *a, const char *rows, buf *b)
+{
+	buf_append(b, " AND t.");
+	ident_quote(b, a->o.partition_column);
+	buf_appendf(b, " = %s.p", rows);
+}
+
+/*
  * A batch's rows as a relation v(c1, ..., k1, ..., ord): one array per
  * value, then for updates one boolean array per column that some row leaves
  * unchanged.  Returns the number of parameters; types receives their types.
@@ -1736,29 +1765,19 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 	if (kind == 'D')
 	{
 		/*
-		 * By the key alone: first the row's partition value, looked up from
-		 * the newest partition down (the key's index holds the partition
-		 * column after it, and without a DEFAULT partition the leaves are
-		 * read in bound order, so the look stops at the first that holds the
-		 * key; recent rows are the ones usually deleted), then the row in
-		 * that partition alone.  A DELETE joined on the key alone would look
-		 * in every partition for every row.  The partition column is never
-		 * NULL (it is in the shadow's primary key), so a NULL here means no
-		 * row.
+		 * By the key alone: first the row's partition value, newest
+		 * partition first (recent rows are the ones usually deleted), then
+		 * the row in that partition alone.  A DELETE joined on the key alone
+		 * would look in every partition for every row.
 		 */
-		buf_append(b, "WITH f AS MATERIALIZED (SELECT v.*, (SELECT s.");
-		ident_quote(b, a->o.partition_column);
-		buf_appendf(b, " FROM %s AS s WHERE ", a->qshadow);
-		apply_batch_match_as(a, "s", "v", 0, false, b);
-		buf_append(b, " ORDER BY s.");
-		ident_quote(b, a->o.partition_column);
-		buf_append(b, " DESC LIMIT 1) AS p FROM ");
+		buf_append(b, "WITH f AS MATERIALIZED (SELECT v.*, ");
+		apply_batch_part_of(a, 0, b);
+		buf_append(b, " FROM ");
 		n = apply_batch_rows_from(a, 'd', false, keep, b, types);
 		buf_appendf(b, ") DELETE FROM %s AS t USING f WHERE ", a->qshadow);
 		apply_batch_match_as(a, "t", "f", 0, false, b);
-		buf_append(b, " AND t.");
-		ident_quote(b, a->o.partition_column);
-		buf_append(b, " = f.p RETURNING f.ord");
+		apply_batch_in_part(a, "f", b);
+		buf_append(b, " RETURNING f.ord");
 		return n;
 	}
 	if (by_part)
@@ -1785,20 +1804,15 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 	 * sees the shadow as the statement started, which found has not changed
 	 * for these rows.
 	 */
-	buf_append(b, " RETURNING v.ord), f AS MATERIALIZED (SELECT v.*, (SELECT s.");
-	ident_quote(b, a->o.partition_column);
-	buf_appendf(b, " FROM %s AS s WHERE ", a->qshadow);
-	apply_batch_match_as(a, "s", "v", a->rel->ncols, false, b);
-	buf_append(b, " ORDER BY s.");
-	ident_quote(b, a->o.partition_column);
-	buf_append(b, " DESC LIMIT 1) AS p FROM v WHERE v.ord NOT IN (SELECT found.ord FROM found)), ");
+	buf_append(b, " RETURNING v.ord), f AS MATERIALIZED (SELECT v.*, ");
+	apply_batch_part_of(a, a->rel->ncols, b);
+	buf_append(b, " FROM v WHERE v.ord NOT IN (SELECT found.ord FROM found)), ");
 	buf_appendf(b, "moved AS (UPDATE %s AS t SET ", a->qshadow);
 	apply_batch_set_list(a, keep, b);
 	buf_append(b, " FROM f AS v WHERE ");
 	apply_batch_match(a, a->rel->ncols, false, b);
-	buf_append(b, " AND t.");
-	ident_quote(b, a->o.partition_column);
-	buf_append(b, " = v.p RETURNING v.ord) SELECT ord FROM found UNION ALL SELECT ord FROM moved");
+	apply_batch_in_part(a, "v", b);
+	buf_append(b, " RETURNING v.ord) SELECT ord FROM found UNION ALL SELECT ord FROM moved");
 	return n;
 }
 

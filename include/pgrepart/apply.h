@@ -15,8 +15,7 @@
  * alone (a delete, and an update in a batch that missed its row: from the
  * newest partition down, until one holds it; an update sent alone that
  * missed: in every partition); an update of the partition column moves the
- * row.  Unchanged TOASTed values ('u') are left
- * out of an UPDATE's SET list.
+ * row.  Unchanged TOASTed values ('u') are left out of an UPDATE's SET list.
  * A change that should hit one row and hits none stops the apply with the
  * key and LSN.  A row whose partition value lies beyond every partition
  * gets a new partition (or goes to the DEFAULT partition when there is one).
