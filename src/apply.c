@@ -186,6 +186,13 @@ struct apply
 	 * first, so the repeat commutes with everything queued after it.
 	 */
 	keyset		segment;
+
+	/*
+	 * Single UPDATEs and DELETEs queued since the last sync: whether each
+	 * found its row only the client can tell, so they are checked before a
+	 * COMMIT is sent.
+	 */
+	int			unchecked_singles;
 	/* The keys of the pending inserts, and of the batches: a change to one sends them first. */
 	keyset		run_keys;
 	keyset		batch_keys;
@@ -347,6 +354,9 @@ apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key,
 {
 	expectation e = {kind, what, lsn, key, r, NULL, a->last_final};
 
+	/* An INSERT cannot miss: it takes its row or fails. */
+	if (kind == EXPECT_ONE_ROW && strcmp(what, "insert") != 0)
+		a->unchecked_singles++;
 	if (a->nexpect == a->expect_cap)
 	{
 		a->expect_cap = a->expect_cap ? a->expect_cap * 2 : 64;
@@ -505,6 +515,7 @@ apply_report_miss(apply *a, const char *what, const char *key, lsn_t at, long ro
 
 static void apply_queue_retry(apply *a, char *key, lsn_t lsn, retry *r);
 static bool apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged);
+static bool apply_guard_failed(apply *a, const expectation *e, const PGresult *res, bool *logged);
 
 /* The source transaction being applied goes one change per statement (apply_replay_until). */
 static bool
@@ -567,6 +578,8 @@ apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 		return false;
 	if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
 	{
+		if (!*logged && apply_guard_failed(a, e, res, logged))
+			return false;
 		if (!*logged && apply_out_of_order(a, e, res))
 			*logged = true;
 		if (!*logged)
@@ -744,6 +757,7 @@ apply_sync(apply *a)
 	}
 	ok = apply_read_results(a, a->nexpect);
 	keyset_clear(&a->segment);
+	a->unchecked_singles = 0;
 	return apply_run_retries(a, ok);
 }
 
@@ -1726,6 +1740,28 @@ apply_batch_rows_from(const apply *a, char k, bool by_part, const char *keep, bu
 }
 
 /*
+ * The end of an update or delete batch, whose CTE r holds the ordinals of
+ * the rows it touched: return them, and fail the statement if a row of the
+ * batch touched other than one row.  The client names the change from the
+ * ordinals, but only the server can stop the COMMIT that may already follow
+ * in the pipeline (see apply_end_target): an error aborts the target
+ * transaction, and the origin's progress with it, so the run stops before
+ * the change and stops there again when it resumes.  SQL has no RAISE, so
+ * a failing cast carries the message, which apply_batch_guard_row reads.
+ */
+#define BATCH_GUARD_TEXT "pgrepart: batch row "
+
+static void
+apply_batch_guard(buf *b)
+{
+	buf_append(b, "SELECT r.ord FROM r UNION ALL "
+			   "SELECT pg_catalog.int8('" BATCH_GUARD_TEXT "' || g.g || ' touched ' || "
+			   "pg_catalog.count(r.ord) || ' rows') "
+			   "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($1)) AS g(g) "
+			   "LEFT JOIN r ON r.ord = g.g GROUP BY g.g HAVING pg_catalog.count(r.ord) <> 1");
+}
+
+/*
  * The statement of a batch ('I'nserts, 'U'pdates, 'D'eletes) over the arrays of
  * apply_batch_rows_from; where a keep flag is true the shadow keeps its
  * value, TOAST pointer and all.  ROWS FROM keeps the arrays' order, and the
@@ -1755,11 +1791,12 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 	}
 	if (kind == 'D' && by_part)
 	{
-		buf_appendf(b, "DELETE FROM %s AS t USING ", a->qshadow);
+		buf_appendf(b, "WITH r AS (DELETE FROM %s AS t USING ", a->qshadow);
 		n = apply_batch_rows_from(a, 'd', true, keep, b, types);
 		buf_append(b, " WHERE ");
 		apply_batch_match(a, 0, true, b);
-		buf_append(b, " RETURNING v.ord");
+		buf_append(b, " RETURNING v.ord) ");
+		apply_batch_guard(b);
 		return n;
 	}
 	if (kind == 'D')
@@ -1774,21 +1811,23 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 		apply_batch_part_of(a, 0, b);
 		buf_append(b, " FROM ");
 		n = apply_batch_rows_from(a, 'd', false, keep, b, types);
-		buf_appendf(b, ") DELETE FROM %s AS t USING f WHERE ", a->qshadow);
+		buf_appendf(b, "), r AS (DELETE FROM %s AS t USING f WHERE ", a->qshadow);
 		apply_batch_match_as(a, "t", "f", 0, false, b);
 		apply_batch_in_part(a, "f", b);
-		buf_append(b, " RETURNING f.ord");
+		buf_append(b, " RETURNING f.ord) ");
+		apply_batch_guard(b);
 		return n;
 	}
 	if (by_part)
 	{
-		buf_appendf(b, "UPDATE %s AS t SET ", a->qshadow);
+		buf_appendf(b, "WITH r AS (UPDATE %s AS t SET ", a->qshadow);
 		apply_batch_set_list(a, keep, b);
 		buf_append(b, " FROM ");
 		n = apply_batch_rows_from(a, 'u', true, keep, b, types);
 		buf_append(b, " WHERE ");
 		apply_batch_match(a, a->rel->ncols, true, b);
-		buf_append(b, " RETURNING v.ord");
+		buf_append(b, " RETURNING v.ord) ");
+		apply_batch_guard(b);
 		return n;
 	}
 	buf_append(b, "WITH v AS MATERIALIZED (SELECT * FROM ");
@@ -1812,7 +1851,8 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 	buf_append(b, " FROM f AS v WHERE ");
 	apply_batch_match(a, a->rel->ncols, false, b);
 	apply_batch_in_part(a, "v", b);
-	buf_append(b, " RETURNING v.ord) SELECT ord FROM found UNION ALL SELECT ord FROM moved");
+	buf_append(b, " RETURNING v.ord), r AS (SELECT ord FROM found UNION ALL SELECT ord FROM moved) ");
+	apply_batch_guard(b);
 	return n;
 }
 
@@ -2178,6 +2218,40 @@ apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 	free(vals);
 	free(hits);
 	return ok;
+}
+
+/*
+ * A batch whose guard (apply_batch_guard) failed: name the change of the
+ * row it reports, as apply_check_batch would have.  False for any other
+ * failure.
+ */
+static bool
+apply_guard_failed(apply *a, const expectation *e, const PGresult *res, bool *logged)
+{
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *at = msg != NULL ? strstr(msg, BATCH_GUARD_TEXT) : NULL;
+	const batch *b = e->batch;
+	long		ord, rows;
+	pgout_value *vals;
+	wire_reader r;
+	batch_row	row;
+
+	if (e->kind != EXPECT_BATCH || at == NULL ||
+		sscanf(at + strlen(BATCH_GUARD_TEXT), "%ld touched %ld rows", &ord, &rows) != 2)
+		return false;
+	vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
+	wire_reader_init(&r, b->rows.data, b->rows.len);
+	for (int i = 0, live = 0; i < b->nrows; i++)
+	{
+		apply_batch_next(&r, &row, vals, b->nvalues);
+		if (!row.dead && ++live == ord)
+		{
+			apply_report_miss(a, apply_change_name(b->kind, false), row.key, row.lsn, rows, logged);
+			break;
+		}
+	}
+	free(vals);
+	return *logged;
 }
 
 /* ---- updates and deletes ---- */
@@ -2563,8 +2637,15 @@ apply_end_target(apply *a, bool wait)
 		return !wait || apply_collect(a);
 	if (!apply_collect(a) || !apply_flush_pending(a))
 		return false;
-	/* A single UPDATE that may have to be repeated is repeated before the COMMIT. */
-	if (a->segment.count > 0 && !apply_sync(a))
+	/*
+	 * The COMMIT goes out behind statements whose results are still to come,
+	 * and carries the origin's progress past them: a change that found no
+	 * row must stop it, which only the server can do in time.  A batch fails
+	 * itself (apply_batch_guard), and the failure aborts the transaction; a
+	 * single UPDATE or DELETE cannot, so its result is read first.  A single
+	 * UPDATE that may have to be repeated is repeated before the COMMIT too.
+	 */
+	if ((a->segment.count > 0 || a->unchecked_singles > 0) && !apply_sync(a))
 		return false;
 	if (a->pending_lsn > a->committed)
 	{

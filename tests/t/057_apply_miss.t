@@ -2,9 +2,12 @@
 # with the row's key and the change's position, and a second run stops the
 # same way instead of skipping it.  The shadow is made to drift by deleting
 # a row from it behind pgrepart's back; the key is (bigint, uuid), so the
-# message shows both kinds of value.  For an update and a delete applied in
-# batches (the delete by the key alone, its partition looked up first), and
-# for a delete applied alone.
+# message shows both kinds of value.  The change comes between two others,
+# close enough to share its shadow transaction, whose COMMIT is already on
+# its way when the miss is found: the transaction must not commit, or the
+# origin's progress would pass the change and the second run would not see
+# it.  For an update and a delete applied in batches (the delete by the key
+# alone, its partition looked up first), and for a delete applied alone.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -32,9 +35,11 @@ for my $case ([ 'update', 'batches' ], [ 'delete', 'batches' ], [ 'delete', 'alo
 
 	$node->psql(qq{DELETE FROM events_pgrepart WHERE id = '$uuid'});
 	my $before = $node->psql('SELECT pg_current_wal_lsn()');
-	$node->psql(q{UPDATE events SET note = 'ok' WHERE tenant = 1});
-	$node->psql($mode eq 'update' ? qq{UPDATE events SET note = 'lost' WHERE id = '$uuid'}
-		: qq{DELETE FROM events WHERE id = '$uuid'});
+	# Three transactions from one session, back to back.
+	$node->psql(qq{UPDATE events SET note = 'ok' WHERE tenant = 1;\n}
+		. ($mode eq 'update' ? qq{UPDATE events SET note = 'lost' WHERE id = '$uuid';\n}
+			: qq{DELETE FROM events WHERE id = '$uuid';\n})
+		. qq{UPDATE events SET note = 'after' WHERE tenant = 2;\n});
 	my $after = $node->psql('SELECT pg_current_wal_lsn()');
 
 	is(wait_exit($run), 1, "$mode ($how): the run stops with an error (exit 1)");
@@ -44,13 +49,15 @@ for my $case ([ 'update', 'batches' ], [ 'delete', 'batches' ], [ 'delete', 'alo
 	ok(defined $at && $node->psql(qq{SELECT '$at'::pg_lsn > '$before' AND '$at'::pg_lsn <= '$after'}) eq 't',
 		"$mode ($how): the position is the change's");
 	like($log, qr/hint: Abort this migration/, "$mode ($how): the hint says what to do");
+	ok(defined $at && $node->psql(qq{SELECT coalesce(pg_replication_origin_progress(origin_name, true), '0/0') < '$at'
+		FROM pgrepart.migration}) eq 't', "$mode ($how): the origin's progress stands before the change");
+	is($node->psql(q{SELECT count(*) FROM events_pgrepart WHERE note = 'after'}), 0,
+		"$mode ($how): nothing after the change reached the shadow");
 
 	my ($rc) = pgrepart(@run);
 	is($rc, 1, "$mode ($how): run again, it stops on the same change");
 	is($node->psql(q{SELECT count(*) FROM events WHERE tenant = -7}), $mode eq 'update' ? 1 : 0,
 		"$mode ($how): the source table is as the load left it");
-	is($node->psql(q{SELECT count(*) FROM events_pgrepart WHERE tenant = 1 AND note = 'n'}), 0,
-		"$mode ($how): the changes before it were applied");
 }
 
 done_testing();
