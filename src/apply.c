@@ -2796,6 +2796,12 @@ apply_in_source_txn(const apply *a)
 	return a->in_source_txn;
 }
 
+int
+apply_open_transactions(const apply *a)
+{
+	return a->txns_in_batch;
+}
+
 lsn_t
 apply_replay_until(const apply *a)
 {

@@ -709,13 +709,14 @@ run_catch_up(run_session *rs, lsn_t l, int64_t deadline_us, bool *reached)
 			rs->end = SESSION_LOST;
 			return false;
 		}
-		switch (stream_receive(&rs->s, 5, &data, &len, &lsn))
+		switch (stream_receive(&rs->s, 5, false, &data, &len, &lsn))
 		{
 			case STREAM_DATA:
 				if (!run_handle_message(rs, data, len, lsn))
 					return false;
 				break;
 			case STREAM_TIMEOUT:
+			case STREAM_CAUGHT_UP:
 				if (!apply_commit(rs->a))
 				{
 					rs->end = run_lost_or_failed(&rs->target);
@@ -955,6 +956,12 @@ run_unique_columns(const catalog_table *t, apply_options *ao)
 }
 
 /*
+ * When the server says it has sent everything, commit at once if the open
+ * target transaction holds at least this many source transactions.
+ */
+#define CAUGHT_UP_COMMIT 100
+
+/*
  * in_order: source transactions committed up to it go one change per
  * statement; raised when the session ends with SESSION_IN_ORDER.
  */
@@ -1054,7 +1061,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 			rs.end = run_lost_or_failed(&rs.control);
 			goto cleanup;
 		}
-		switch (stream_receive(&rs.s, apply_idle(rs.a) ? 1000 : 50, &data, &len, &lsn))
+		switch (stream_receive(&rs.s, apply_idle(rs.a) ? 1000 : 50, true, &data, &len, &lsn))
 		{
 			case STREAM_DATA:
 				if (!run_handle_message(&rs, data, len, lsn))
@@ -1063,6 +1070,20 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 			case STREAM_TIMEOUT:
 				/* Quiet: the next tick is now. */
 				next_tick = 0;
+				break;
+			case STREAM_CAUGHT_UP:
+
+				/*
+				 * The end of a backlog: what it left uncommitted commits now,
+				 * not after a quiet spell.  A trickle still waits for one, so
+				 * that it does not commit transaction by transaction.
+				 */
+				if (apply_open_transactions(rs.a) >= CAUGHT_UP_COMMIT)
+				{
+					log_debug("the server has sent all it has: committing the %d source transactions "
+							  "received since the last commit", apply_open_transactions(rs.a));
+					next_tick = 0;
+				}
 				break;
 			case STREAM_ENDED:
 			case STREAM_FAILED:

@@ -211,7 +211,7 @@ spool_pump(spool *sp, int budget_ms, bool *truncated)
 		lsn_t		lsn;
 		pgout_message msg;
 		int64_t		left = (deadline - lsn_monotonic_us()) / 1000;
-		stream_result r = stream_receive(&sp->s, 0, &data, &len, &lsn);
+		stream_result r = stream_receive(&sp->s, 0, false, &data, &len, &lsn);
 
 		if (r == STREAM_ENDED || r == STREAM_FAILED)
 			return false;

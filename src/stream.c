@@ -244,7 +244,7 @@ stream_wait(stream *s, int64_t deadline_us)
 
 /* A keepalive: note the server's position, and reply at once if asked. */
 static bool
-stream_keepalive(stream *s, wire_reader *r)
+stream_keepalive(stream *s, wire_reader *r, bool *reply_requested)
 {
 	lsn_t		end = wire_u64(r);
 	int64_t		time = (int64_t) wire_u64(r);
@@ -259,6 +259,7 @@ stream_keepalive(stream *s, wire_reader *r)
 	if (end > s->server_end)
 		s->server_end = end;
 	s->server_time = time;
+	*reply_requested = reply;
 	return reply ? stream_send_status(s, false) : true;
 }
 
@@ -280,7 +281,8 @@ stream_end(stream *s)
 }
 
 stream_result
-stream_receive(stream *s, int timeout_ms, const uint8_t **data, size_t *len, lsn_t *lsn)
+stream_receive(stream *s, int timeout_ms, bool wake_on_keepalive, const uint8_t **data,
+			   size_t *len, lsn_t *lsn)
 {
 	/* One clock read per message: the loop reads it again only after waiting. */
 	int64_t		now = lsn_monotonic_us();
@@ -335,11 +337,17 @@ stream_receive(stream *s, int timeout_ms, const uint8_t **data, size_t *len, lsn
 		switch (wire_u8(&r))
 		{
 			case 'k':
-				if (!stream_keepalive(s, &r))
-					return STREAM_FAILED;
-				PQfreemem(s->copybuf);
-				s->copybuf = NULL;
-				continue;
+				{
+					bool		reply = false;
+
+					if (!stream_keepalive(s, &r, &reply))
+						return STREAM_FAILED;
+					PQfreemem(s->copybuf);
+					s->copybuf = NULL;
+					if (wake_on_keepalive && !reply)
+						return STREAM_CAUGHT_UP;
+					continue;
+				}
 			case 'w':
 				{
 					lsn_t		start = wire_u64(&r);

@@ -118,6 +118,9 @@ bool		apply_idle(const apply *a);
 /* Between a source transaction's BEGIN and its COMMIT. */
 bool		apply_in_source_txn(const apply *a);
 
+/* The source transactions the open target transaction holds. */
+int			apply_open_transactions(const apply *a);
+
 /*
  * After a failure: nonzero when the failure was a unique violation that
  * applying changes out of source order may have caused (a batch's second

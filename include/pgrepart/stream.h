@@ -40,6 +40,7 @@ typedef enum stream_result
 {
 	STREAM_DATA,				/* *data holds one pgoutput message */
 	STREAM_TIMEOUT,				/* nothing arrived in time */
+	STREAM_CAUGHT_UP,			/* with wake_on_keepalive: the server has sent all it has */
 	STREAM_ENDED,				/* the server ended the stream */
 	STREAM_FAILED				/* logged; s->sqlstate says why */
 } stream_result;
@@ -72,9 +73,13 @@ bool		stream_start(stream *s, const char *slot, const char *publication, lsn_t s
  * Wait up to timeout_ms for the next pgoutput message, answering keepalives
  * and sending status updates on the way.  On STREAM_DATA, *data and *len
  * hold the message (valid until the next call) and *lsn its WAL position.
+ * With wake_on_keepalive, a keepalive that asks for no reply ends the wait
+ * with STREAM_CAUGHT_UP: the walsender sends one when it has decoded all
+ * the WAL there is and waits for more, so it marks the end of a backlog at
+ * once, where a timeout would wait out a quiet spell.
  */
-stream_result stream_receive(stream *s, int timeout_ms, const uint8_t **data, size_t *len,
-							 lsn_t *lsn);
+stream_result stream_receive(stream *s, int timeout_ms, bool wake_on_keepalive,
+							 const uint8_t **data, size_t *len, lsn_t *lsn);
 
 /* Record that everything up to lsn is durable; reported with the next status. */
 void		stream_confirm(stream *s, lsn_t lsn);

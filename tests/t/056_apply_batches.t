@@ -14,7 +14,8 @@
 # default replica identity (the old partition value unknown) and once with
 # REPLICA IDENTITY FULL (known); every row must end equal, and the run
 # reports the same changes applied either way (a batch that went back to
-# source order is not counted twice).
+# source order is not counted twice), and it commits as soon as the server
+# says the backlog is through.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -179,7 +180,7 @@ for my $identity ('DEFAULT', 'FULL')
 		OFFSET 10 LIMIT 1) WHERE id = (SELECT id FROM chat_messages ORDER BY id OFFSET 11 LIMIT 1)});
 	my $dir = tempdir(CLEANUP => 1);
 	my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'chat_messages', '-k',
-		'created_at', '--batch-transactions', '2000', '--json');
+		'created_at', '--batch-transactions', '2000', '--json', '-v');
 
 	# Synced: the shadow has its unique constraint on (message_id, created_at).
 	my $pid = pgrepart_background("$dir/prepare.log", @run);
@@ -212,6 +213,10 @@ for my $identity ('DEFAULT', 'FULL')
 		unlike($log, $in_order, "$identity: every batch kept source order");
 	}
 
+	# The burst's end is known from the server's keepalive: it commits then,
+	# without waiting out a quiet spell.
+	like($log, qr/the server has sent all it has: committing the \d+ source transactions/,
+		"$identity: the end of the backlog committed at once");
 	my ($missing, $extra) = compare_tables($node, 'chat_messages', 'chat_messages_pgrepart');
 	is("$missing/$extra", '0/0', "$identity: every row equal");
 	my ($batches) = $log =~ /.*"batch_statements":(\d+)/s;
