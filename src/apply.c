@@ -1742,12 +1742,15 @@ apply_batch_rows_from(const apply *a, char k, bool by_part, const char *keep, bu
 /*
  * The end of an update or delete batch, whose CTE r holds the ordinals of
  * the rows it touched: return them, and fail the statement if a row of the
- * batch touched other than one row.  The client names the change from the
- * ordinals, but only the server can stop the COMMIT that may already follow
- * in the pipeline (see apply_end_target): an error aborts the target
- * transaction, and the origin's progress with it, so the run stops before
- * the change and stops there again when it resumes.  SQL has no RAISE, so
- * a failing cast carries the message, which apply_batch_guard_row reads.
+ * batch touched none.  The client names the change from the ordinals, but
+ * only the server can stop the COMMIT that may already follow in the
+ * pipeline (see apply_end_target): an error aborts the target transaction,
+ * and the origin's progress with it, so the run stops before the change and
+ * stops there again when it resumes.  Every statement matches at most one
+ * row per ordinal (the key and one partition value: the shadow's primary
+ * key), so counting the ordinals is enough, and the row to name is looked
+ * for only when the count is short.  SQL has no RAISE: a failing cast
+ * carries the message, which apply_guard_failed reads.
  */
 #define BATCH_GUARD_TEXT "pgrepart: batch row "
 
@@ -1755,10 +1758,13 @@ static void
 apply_batch_guard(buf *b)
 {
 	buf_append(b, "SELECT r.ord FROM r UNION ALL "
-			   "SELECT pg_catalog.int8('" BATCH_GUARD_TEXT "' || g.g || ' touched ' || "
-			   "pg_catalog.count(r.ord) || ' rows') "
-			   "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($1)) AS g(g) "
-			   "LEFT JOIN r ON r.ord = g.g GROUP BY g.g HAVING pg_catalog.count(r.ord) <> 1");
+			   "SELECT pg_catalog.int8('" BATCH_GUARD_TEXT "' || "
+			   "(SELECT g.g || ' touched ' || pg_catalog.count(x.ord) || ' rows' "
+			   " FROM pg_catalog.generate_series(1, pg_catalog.cardinality($1)) AS g(g) "
+			   " LEFT JOIN r AS x ON x.ord = g.g GROUP BY g.g HAVING pg_catalog.count(x.ord) <> 1 "
+			   " ORDER BY g.g LIMIT 1)) "
+			   "FROM (SELECT pg_catalog.count(*) AS n FROM r) AS c "
+			   "WHERE c.n <> pg_catalog.cardinality($1)");
 }
 
 /*
