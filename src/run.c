@@ -960,6 +960,8 @@ run_unique_columns(const catalog_table *t, apply_options *ao)
  * target transaction holds at least this many source transactions.
  */
 #define CAUGHT_UP_COMMIT 100
+/* Fewer commit after this long without a message (and at the tick, once a second). */
+#define QUIET_MS 50
 
 /*
  * in_order: source transactions committed up to it go one change per
@@ -974,6 +976,8 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 	int64_t		started = lsn_monotonic_us();
 	int64_t		next_progress = started + (int64_t) ro->progress_seconds * 1000000;
 	int64_t		next_tick = 0;
+	/* When the last message arrived: QUIET_MS without one makes what arrived durable. */
+	int64_t		last_message = started;
 	lsn_t		start;
 
 	memset(&rs, 0, sizeof(rs));
@@ -1040,6 +1044,8 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 		bool		due = false, swapped = false;
 		/* Read once a message: the timers below are a second or longer. */
 		int64_t		now = lsn_monotonic_us();
+		int64_t		quiet_left;
+		int			timeout_ms;
 
 		if (run_stop_requested(ro))
 		{
@@ -1061,9 +1067,16 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 			rs.end = run_lost_or_failed(&rs.control);
 			goto cleanup;
 		}
-		switch (stream_receive(&rs.s, apply_idle(rs.a) ? 1000 : 50, true, &data, &len, &lsn))
+		/*
+		 * A keepalive ends the wait early, and must not put the quiet spell
+		 * off: the spell counts from the last message.
+		 */
+		quiet_left = last_message + (int64_t) QUIET_MS * 1000 - now;
+		timeout_ms = apply_idle(rs.a) ? 1000 : quiet_left > 0 ? (int) (quiet_left / 1000) : 0;
+		switch (stream_receive(&rs.s, timeout_ms, true, &data, &len, &lsn))
 		{
 			case STREAM_DATA:
+				last_message = now;
 				if (!run_handle_message(&rs, data, len, lsn))
 					goto cleanup;
 				break;
@@ -1076,7 +1089,9 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 				/*
 				 * The end of a backlog: what it left uncommitted commits now,
 				 * not after a quiet spell.  A trickle still waits for one, so
-				 * that it does not commit transaction by transaction.
+				 * that it does not commit transaction by transaction; on a
+				 * busy server keepalives may come faster than the spell, so
+				 * one that comes after it ends it too.
 				 */
 				if (apply_open_transactions(rs.a) >= CAUGHT_UP_COMMIT)
 				{
@@ -1084,6 +1099,8 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 							  "received since the last commit", apply_open_transactions(rs.a));
 					next_tick = 0;
 				}
+				else if (quiet_left <= 0)
+					next_tick = 0;
 				break;
 			case STREAM_ENDED:
 			case STREAM_FAILED:

@@ -1,0 +1,63 @@
+# A trickle of changes becomes durable after a short quiet spell, also while
+# the server is busy with other tables.  Then the walsender sends a keepalive
+# each time it has decoded all the WAL there is (the other tables' WAL has
+# nothing for the stream), and a keepalive ends pgrepart's wait early: it
+# must not put the quiet spell off, or the trickle would wait for the
+# once-a-second tick.  Single updates, each timed from its commit on the
+# source to the slot's confirmation; the median must stay well under that
+# tick.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use Time::HiRes qw(time);
+use Test::More;
+use Pgrepart::Cluster;
+use Pgrepart::Test;
+
+my $node = Pgrepart::Cluster->new;
+my $dir = tempdir(CLEANUP => 1);
+$node->psql(q{CREATE TABLE events (id bigint PRIMARY KEY, at timestamp NOT NULL, note text);
+	INSERT INTO events SELECT g, timestamp '2026-01-01' + g * interval '1 hour', 'n'
+		FROM generate_series(1, 2000) g;
+	CREATE TABLE other (id bigserial PRIMARY KEY, v text)});
+my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'events', '-k', 'at');
+my $run = pgrepart_background("$dir/run.log", @run);
+ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')},
+	120, $run), 'the run reached streaming') or diag(slurp("$dir/run.log"));
+
+# Another table written 500 times a second.
+open my $script, '>', "$dir/other.sql" or die $!;
+print $script "INSERT INTO other (v) VALUES ('x');\n";
+close $script;
+my $busy = fork // die "fork: $!";
+if ($busy == 0)
+{
+	open STDOUT, '>', '/dev/null';
+	open STDERR, '>', '/dev/null';
+	exec(Pgrepart::Cluster::bindir() . '/pgbench', '-n', '-f', "$dir/other.sql", '-T', '60', '-R', '500',
+		$node->connstr) or exit 1;
+}
+select(undef, undef, undef, 1);
+
+my @secs;
+for my $i (1 .. 5)
+{
+	my $lsn = $node->psql("UPDATE events SET note = 'trickle $i' WHERE id = $i; SELECT pg_current_wal_lsn()");
+	my $start = time;
+	ok(wait_on_server($node, applied_up_to($lsn), 30, $run), "update $i became durable")
+	  or diag(slurp("$dir/run.log"));
+	push @secs, time - $start;
+	select(undef, undef, undef, 0.2);
+}
+my $median = (sort { $a <=> $b } @secs)[2];
+cmp_ok($median, '<', 0.4, sprintf('durable after a quiet spell, not the tick (median %.3f s of %s)',
+	$median, join(' ', map { sprintf '%.3f', $_ } @secs)));
+
+kill 'TERM', $busy;
+waitpid $busy, 0;
+kill 'TERM', $run;
+is(wait_exit($run), 5, 'stopped');
+my ($missing, $extra) = compare_tables($node, 'events', 'events_pgrepart');
+is("$missing/$extra", '0/0', 'every row equal');
+
+done_testing();
