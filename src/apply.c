@@ -1741,8 +1741,8 @@ apply_batch_rows_from(const apply *a, char k, bool by_part, const char *keep, bu
 
 /*
  * The end of an update or delete batch, whose CTE r holds the ordinals of
- * the rows it touched: return them, and fail the statement if a row of the
- * batch touched none.  The client names the change from the ordinals, but
+ * the rows it touched: return them, and fail the statement if they do not
+ * number the rows given.  The client names the change from the ordinals, but
  * only the server can stop the COMMIT that may already follow in the
  * pipeline (see apply_end_target): an error aborts the target transaction,
  * and the origin's progress with it, so the run stops before the change and
@@ -2185,6 +2185,30 @@ apply_queue_retry(apply *a, char *key, lsn_t lsn, retry *r)
 }
 
 /*
+ * Name the change of a batch's live row ord (ordinals count the rows sent,
+ * not the ones folded away), which touched rows rows instead of one.
+ */
+static void
+apply_report_batch_row(apply *a, const batch *b, long ord, long rows, bool *logged)
+{
+	pgout_value *vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
+	wire_reader r;
+	batch_row	row;
+
+	wire_reader_init(&r, b->rows.data, b->rows.len);
+	for (int i = 0, live = 0; i < b->nrows; i++)
+	{
+		apply_batch_next(&r, &row, vals, b->nvalues);
+		if (!row.dead && ++live == ord)
+		{
+			apply_report_miss(a, apply_change_name(b->kind, false), row.key, row.lsn, rows, logged);
+			break;
+		}
+	}
+	free(vals);
+}
+
+/*
  * Check a batch's result: every row found exactly once.  An INSERT puts in
  * every row or fails.
  */
@@ -2193,15 +2217,11 @@ apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 {
 	int			n = PQntuples(res);
 	int		   *hits;
-	pgout_value *vals;
-	wire_reader r;
-	batch_row	row;
 	bool		ok = true;
 
 	if (b->kind == 'i')
 		return true;
 	hits = xcalloc((size_t) b->nlive + 1, sizeof(int));
-	vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
 
 	/* Ordinals count the live rows, the ones sent. */
 	for (int i = 0; i < n; i++)
@@ -2211,17 +2231,12 @@ apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 		if (ord >= 1 && ord <= b->nlive)
 			hits[ord - 1]++;
 	}
-	wire_reader_init(&r, b->rows.data, b->rows.len);
-	for (int i = 0, live = 0; i < b->nrows; i++)
-	{
-		apply_batch_next(&r, &row, vals, b->nvalues);
-		if (row.dead || hits[live++] == 1)
-			continue;
-		apply_report_miss(a, apply_change_name(b->kind, false), row.key, row.lsn,
-						  hits[live - 1], logged);
-		ok = false;
-	}
-	free(vals);
+	for (int i = 0; ok && i < b->nlive; i++)
+		if (hits[i] != 1)
+		{
+			apply_report_batch_row(a, b, i + 1, hits[i], logged);
+			ok = false;
+		}
 	free(hits);
 	return ok;
 }
@@ -2236,27 +2251,12 @@ apply_guard_failed(apply *a, const expectation *e, const PGresult *res, bool *lo
 {
 	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 	const char *at = msg != NULL ? strstr(msg, BATCH_GUARD_TEXT) : NULL;
-	const batch *b = e->batch;
 	long		ord, rows;
-	pgout_value *vals;
-	wire_reader r;
-	batch_row	row;
 
 	if (e->kind != EXPECT_BATCH || at == NULL ||
 		sscanf(at + strlen(BATCH_GUARD_TEXT), "%ld touched %ld rows", &ord, &rows) != 2)
 		return false;
-	vals = xcalloc((size_t) b->nvalues + 1, sizeof(pgout_value));
-	wire_reader_init(&r, b->rows.data, b->rows.len);
-	for (int i = 0, live = 0; i < b->nrows; i++)
-	{
-		apply_batch_next(&r, &row, vals, b->nvalues);
-		if (!row.dead && ++live == ord)
-		{
-			apply_report_miss(a, apply_change_name(b->kind, false), row.key, row.lsn, rows, logged);
-			break;
-		}
-	}
-	free(vals);
+	apply_report_batch_row(a, e->batch, ord, rows, logged);
 	return *logged;
 }
 
