@@ -26,17 +26,7 @@ ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN 
 	120, $run), 'the run reached streaming') or diag(slurp("$dir/run.log"));
 
 # Another table written 500 times a second.
-open my $script, '>', "$dir/other.sql" or die $!;
-print $script "INSERT INTO other (v) VALUES ('x');\n";
-close $script;
-my $busy = fork // die "fork: $!";
-if ($busy == 0)
-{
-	open STDOUT, '>', '/dev/null';
-	open STDERR, '>', '/dev/null';
-	exec(Pgrepart::Cluster::bindir() . '/pgbench', '-n', '-f', "$dir/other.sql", '-T', '60', '-R', '500',
-		$node->connstr) or exit 1;
-}
+my $busy = pgbench_background($node, "$dir/other.log", 'other_writes.pgbench', '-T', '60', '-R', '500');
 select(undef, undef, undef, 1);
 
 my @secs;
@@ -54,7 +44,7 @@ cmp_ok($median, '<', 0.4, sprintf('durable after a quiet spell, not the tick (me
 	$median, join(' ', map { sprintf '%.3f', $_ } @secs)));
 
 kill 'TERM', $busy;
-waitpid $busy, 0;
+wait_exit($busy);
 kill 'TERM', $run;
 is(wait_exit($run), 5, 'stopped');
 my ($missing, $extra) = compare_tables($node, 'events', 'events_pgrepart');
