@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libpqtypes.h>
 
@@ -238,6 +239,35 @@ db_exec(db *d, const char *what, const char *sql)
 		db_log_result_error(d, what, res);
 	PQclear(res);
 	return ok;
+}
+
+/* How often a held origin or slot is tried again: its holder is on its way out. */
+#define IN_USE_RETRY_MS 20
+
+PGresult *
+db_exec_when_free(PGconn *conn, const char *sql, int nparams, const char *const *values,
+				  int wait_ms)
+{
+	bool		told = false;
+
+	for (int waited = 0;; waited += IN_USE_RETRY_MS)
+	{
+		PGresult   *res = nparams == 0 ? PQexec(conn, sql) :
+			PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		if (state == NULL || strcmp(state, "55006") != 0 || waited >= wait_ms)
+			return res;
+		/* Said once, and only for a wait someone might notice. */
+		if (!told && waited >= 1000)
+		{
+			log_info("%s; waiting up to %d s for it to be released",
+					 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), wait_ms / 1000);
+			told = true;
+		}
+		PQclear(res);
+		usleep(IN_USE_RETRY_MS * 1000);
+	}
 }
 
 bool

@@ -66,7 +66,10 @@ bool		stream_drop_slot(stream *s, const char *slot);
 bool		stream_create_fresh_slot(stream *s, db *d, const char *slot, bool export,
 									 lsn_t *consistent_point, char **snapshot);
 
-/* START_REPLICATION from start with proto_version 1, binary values. */
+/*
+ * START_REPLICATION from start with proto_version 1, binary values.  A slot
+ * still held by another walsender is tried again for DB_IN_USE_WAIT_MS.
+ */
 bool		stream_start(stream *s, const char *slot, const char *publication, lsn_t start);
 
 /*

@@ -7,7 +7,7 @@ use Exporter 'import';
 use POSIX ();
 use Pgrepart::Cluster;
 
-our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached applied_up_to pgbench_background slurp
+our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached applied_up_to pgbench_background client_background slurp
 	ready_to_catch_up);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
@@ -151,6 +151,20 @@ sub compare_tables
 	return ($missing, $extra);
 }
 
+# Run one of PostgreSQL's client programs (psql, pgbench, pg_recvlogical)
+# in the background; returns its pid.  Its output goes to $log.
+sub client_background
+{
+	my ($log, $program, @args) = @_;
+	my $pid = fork // die "fork: $!";
+	if ($pid == 0)
+	{
+		_child_log($log);
+		Pgrepart::Cluster::child_exec(Pgrepart::Cluster::bindir() . "/$program", @args);
+	}
+	return $pid;
+}
+
 # Run pgbench in the background against a cluster with a script from
 # tests/fixtures; returns its pid.  Its output goes to $log.
 sub pgbench_background
@@ -158,14 +172,7 @@ sub pgbench_background
 	my ($node, $log, $script, @args) = @_;
 	my $file = __FILE__;
 	$file =~ s{lib/Pgrepart/Test\.pm$}{fixtures/$script};
-	my $pid = fork // die "fork: $!";
-	if ($pid == 0)
-	{
-		_child_log($log);
-		Pgrepart::Cluster::child_exec(Pgrepart::Cluster::bindir() . '/pgbench', '-n', '-f', $file,
-			@args, $node->connstr);
-	}
-	return $pid;
+	return client_background($log, 'pgbench', '-n', '-f', $file, @args, $node->connstr);
 }
 
 # The SQL for "the migration's slot has been confirmed up to lsn" (of the

@@ -1,0 +1,84 @@
+# The replication origin and the slot stay held by the server processes of
+# a run that was just killed until those processes notice and exit.  A run
+# started in that moment waits for them quietly instead of reporting a
+# competitor; one that is really there (here a session that keeps holding
+# the origin) is reported after the wait, with its PID.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use Test::More;
+use Pgrepart::Cluster;
+use Pgrepart::Test;
+
+my $node = Pgrepart::Cluster->new;
+my $dir = tempdir(CLEANUP => 1);
+$node->psql(q{CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz NOT NULL, body text);
+	INSERT INTO events SELECT g, now() - g * interval '1 minute', 'e' || g FROM generate_series(1, 1000) g;});
+my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'events', '-k', 'at');
+ready_to_catch_up($node, "$dir/first.log", @run);
+my ($origin, $slot, $publication) = split /\|/,
+  $node->psql(q{SELECT origin_name, slot_name, publication_name FROM pgrepart.migration});
+
+# Hold the origin (or the slot) with a session of its own; returns its pid
+# once the server shows it held.
+sub hold_origin
+{
+	my ($seconds) = @_;
+	my $pid = client_background("$dir/holder.log", 'psql', '-X', '-d', $node->connstr(), '-c',
+		"SELECT pg_replication_origin_session_setup('$origin')", '-c', "SELECT pg_sleep($seconds)");
+	wait_for($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'}, 30, $pid)
+	  or BAIL_OUT('the origin holder did not start: ' . slurp("$dir/holder.log"));
+	return $pid;
+}
+
+sub end_holder
+{
+	my ($where) = @_;
+	$node->psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE $where");
+}
+
+# A holder that goes away while the run waits: no error.
+my $holder = hold_origin(60);
+my $lsn = $node->psql(q{INSERT INTO events VALUES (1001, now(), 'held') RETURNING pg_current_wal_lsn()});
+my $run = pgrepart_background("$dir/origin.log", @run);
+ok(wait_for_text("$dir/origin.log", qr/waiting up to 5 s for it to be released/, 30, $run),
+	'the run waits for the origin held by another session') or diag(slurp("$dir/origin.log"));
+end_holder(q{wait_event = 'PgSleep'});
+wait_exit($holder);
+ok(wait_for($node, applied_up_to($lsn), 60, $run), 'and takes it once that session is gone')
+  or diag(slurp("$dir/origin.log"));
+kill 'TERM', $run;
+is(wait_exit($run), 5, 'then stops cleanly');
+unlike(slurp("$dir/origin.log"), qr/error:/, 'no error was reported');
+
+# The same for the slot, held by a walsender of pg_recvlogical.
+$holder = client_background("$dir/recvlogical.log", 'pg_recvlogical', '-d', $node->connstr(), '-S', $slot,
+	'--start', '--no-loop', '-o', 'proto_version=1', '-o', "publication_names=$publication", '-f', '/dev/null');
+wait_for($node, qq{SELECT active FROM pg_replication_slots WHERE slot_name = '$slot'}, 30, $holder)
+  or BAIL_OUT('pg_recvlogical did not take the slot: ' . slurp("$dir/recvlogical.log"));
+$lsn = $node->psql(q{INSERT INTO events VALUES (1002, now(), 'held') RETURNING pg_current_wal_lsn()});
+$run = pgrepart_background("$dir/slot.log", @run);
+ok(wait_for_text("$dir/slot.log", qr/replication slot "\Q$slot\E" is active for PID \d+; waiting/, 30, $run),
+	'the run waits for the slot held by another walsender') or diag(slurp("$dir/slot.log"));
+end_holder(qq{pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$slot')});
+wait_exit($holder);
+ok(wait_for($node, applied_up_to($lsn), 60, $run), 'and takes it once that walsender is gone')
+  or diag(slurp("$dir/slot.log"));
+kill 'TERM', $run;
+is(wait_exit($run), 5, 'then stops cleanly');
+unlike(slurp("$dir/slot.log"), qr/error:/, 'no error was reported');
+
+# A holder that stays: reported after the wait, with the holder's PID.
+$holder = hold_origin(60);
+$run = pgrepart_background("$dir/competitor.log", @run);
+ok(wait_for_text("$dir/competitor.log", qr/hint: Another pgrepart process may be applying this migration/, 30,
+	$run), 'a holder that stays is reported') or diag(slurp("$dir/competitor.log"));
+like(slurp("$dir/competitor.log"),
+	qr/error: could not take the replication origin on the target database: replication origin with ID \d+ is already active for PID \d+ \(SQLSTATE 55006\)/,
+	'the error names the PID that holds the origin');
+kill 'TERM', $run;
+wait_exit($run);
+end_holder(q{wait_event = 'PgSleep'});
+wait_exit($holder);
+
+done_testing();
