@@ -84,15 +84,20 @@ db_log_result_error(db *d, const char *what, const PGresult *res)
 
 /*
  * Keywords that need quoting, once per process: the server's own list, so
- * quoting matches the server it talks to.
+ * quoting matches the server it talks to.  A run opens several connections
+ * to one server; the list is read again only from a server of another
+ * version.
  */
 static bool
 db_load_keywords(db *d)
 {
+	static int	loaded_version = 0;
 	PGresult   *res;
 	const char **words;
 	int			n;
 
+	if (d->server_version == loaded_version && ident_keywords_loaded())
+		return true;
 	res = db_execf(d, "read the keyword list",
 				   "SELECT word FROM pg_catalog.pg_get_keywords() WHERE catcode <> 'U'");
 	if (res == NULL)
@@ -102,6 +107,7 @@ db_load_keywords(db *d)
 	for (int i = 0; i < n; i++)
 		words[i] = PQgetvalue(res, i, 0);
 	ident_set_keywords(words, n);
+	loaded_version = d->server_version;
 	free(words);
 	PQclear(res);
 	return true;

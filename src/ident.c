@@ -29,6 +29,12 @@ ident_set_keywords(const char *const *words, int count)
 	qsort(keywords, (size_t) nkeywords, sizeof(char *), ident_compare_keyword);
 }
 
+bool
+ident_keywords_loaded(void)
+{
+	return keywords != NULL;
+}
+
 void
 ident_free_keywords(void)
 {

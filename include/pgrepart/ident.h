@@ -26,6 +26,8 @@
 
 /* Copy the keywords that need quoting; replaces any earlier list. */
 void		ident_set_keywords(const char *const *words, int count);
+/* Whether a keyword list is loaded. */
+bool		ident_keywords_loaded(void);
 void		ident_free_keywords(void);
 
 bool		ident_needs_quotes(const char *name);
