@@ -306,6 +306,7 @@ cutover_drop_replication(const char *conninfo, db *d, const state_migration *m)
 {
 	stream		s;
 	PGresult   *res = NULL;
+	const char *origin[1];
 	bool		exists = false, active = false;
 	bool		ok = false;
 	buf			sql;
@@ -319,10 +320,14 @@ cutover_drop_replication(const char *conninfo, db *d, const state_migration *m)
 	ident_quote(&sql, m->publication);
 	if (!db_exec(d, "drop the publication", sql.data))
 		goto cleanup;
-	res = db_execf(d, "drop the replication origin",
-				   "SELECT pg_catalog.pg_replication_origin_drop(roname) "
-				   "FROM pg_catalog.pg_replication_origin WHERE roname = %text", m->origin);
-	ok = res != NULL;
+	/* As the slot's: the backend of a run that just ended may hold it a moment longer. */
+	origin[0] = m->origin;
+	res = db_exec_when_free(d->conn, "SELECT pg_catalog.pg_replication_origin_drop(roname) "
+							"FROM pg_catalog.pg_replication_origin WHERE roname = $1",
+							1, origin, DB_IN_USE_WAIT_MS);
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	if (!ok)
+		db_log_error(d->conn, d->label, "drop the replication origin", res, d->sqlstate);
 
 cleanup:
 	PQclear(res);
@@ -468,6 +473,13 @@ cutover_abort(const char *conninfo, const char *schema, const char *table)
 	}
 	if (!state_slot_active(&d, m, &exists, &active))
 		goto cleanup;
+	/* The walsender of a run stopped or killed a moment ago may not have gone yet. */
+	for (int waited = 0; active && waited < DB_IN_USE_WAIT_MS; waited += 50)
+	{
+		usleep(50 * 1000);
+		if (!state_slot_active(&d, m, &exists, &active))
+			goto cleanup;
+	}
 	if (active)
 	{
 		log_error("a pgrepart run is streaming the migration of \"%s.%s\"", t->schema, t->name);

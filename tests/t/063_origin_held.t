@@ -51,16 +51,25 @@ kill 'TERM', $run;
 is(wait_exit($run), 5, 'then stops cleanly');
 unlike(slurp("$dir/origin.log"), qr/error:/, 'no error was reported');
 
-# The same for the slot, held by a walsender of pg_recvlogical.
-$holder = client_background("$dir/recvlogical.log", 'pg_recvlogical', '-d', $node->connstr(), '-S', $slot,
-	'--start', '--no-loop', '-o', 'proto_version=1', '-o', "publication_names=$publication", '-f', '/dev/null');
-wait_for($node, qq{SELECT active FROM pg_replication_slots WHERE slot_name = '$slot'}, 30, $holder)
-  or BAIL_OUT('pg_recvlogical did not take the slot: ' . slurp("$dir/recvlogical.log"));
+# Hold the slot with pg_recvlogical's walsender; returns its pid once held.
+sub hold_slot
+{
+	my $pid = client_background("$dir/recvlogical.log", 'pg_recvlogical', '-d', $node->connstr(), '-S',
+		$slot, '--start', '--no-loop', '-o', 'proto_version=1', '-o', "publication_names=$publication",
+		'-f', '/dev/null');
+	wait_for($node, qq{SELECT active FROM pg_replication_slots WHERE slot_name = '$slot'}, 30, $pid)
+	  or BAIL_OUT('pg_recvlogical did not take the slot: ' . slurp("$dir/recvlogical.log"));
+	return $pid;
+}
+my $slot_holder = qq{pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$slot')};
+
+# The same for the slot.
+$holder = hold_slot();
 $lsn = $node->psql(q{INSERT INTO events VALUES (1002, now(), 'held') RETURNING pg_current_wal_lsn()});
 $run = pgrepart_background("$dir/slot.log", @run);
 ok(wait_for_text("$dir/slot.log", qr/replication slot "\Q$slot\E" is active for PID \d+; waiting/, 30, $run),
 	'the run waits for the slot held by another walsender') or diag(slurp("$dir/slot.log"));
-end_holder(qq{pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$slot')});
+end_holder($slot_holder);
 wait_exit($holder);
 ok(wait_for($node, applied_up_to($lsn), 60, $run), 'and takes it once that walsender is gone')
   or diag(slurp("$dir/slot.log"));
@@ -80,5 +89,19 @@ kill 'TERM', $run;
 wait_exit($run);
 end_holder(q{wait_event = 'PgSleep'});
 wait_exit($holder);
+
+# abort right after a run ended: its walsender and backend may still hold
+# slot and origin for a moment, which abort waits out.
+my @holders = (hold_origin(60), hold_slot());
+my $abort = pgrepart_background("$dir/abort.log", 'abort', '-d', $node->connstr, '-t', 'events');
+select(undef, undef, undef, 1.0);
+end_holder($slot_holder);
+end_holder(q{wait_event = 'PgSleep'});
+wait_exit($_) for @holders;
+is(wait_exit($abort), 0, 'abort waits for the sessions that held slot and origin, then removes them')
+  or diag(slurp("$dir/abort.log"));
+unlike(slurp("$dir/abort.log"), qr/error:/, 'abort reported no error');
+is($node->psql(qq{SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$slot')
+	+ (SELECT count(*) FROM pg_replication_origin WHERE roname = '$origin')}), 0, 'slot and origin are gone');
 
 done_testing();
