@@ -2873,16 +2873,13 @@ apply_take_origin(apply *a, lsn_t *progress)
 	 * Only one session can hold an origin: a second applier stops here, once
 	 * the session of a run that was just killed has had time to go.
 	 */
-	res = db_exec_when_free(a->db->conn,
+	res = db_exec_when_free(a->db->conn, a->db->label, "take the replication origin",
 							"SELECT pg_catalog.pg_replication_origin_session_setup($1), "
 							"  pg_catalog.pg_replication_origin_progress($1, true)::pg_catalog.text",
-							1, &a->o.origin, DB_IN_USE_WAIT_MS);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+							1, &a->o.origin, PGRES_TUPLES_OK, a->db->sqlstate);
+	if (res == NULL)
 	{
-		db_log_error(a->db->conn, a->db->label, "take the replication origin", res,
-					 a->db->sqlstate);
 		log_hint("Another pgrepart process may be applying this migration.");
-		PQclear(res);
 		return false;
 	}
 	*progress = LSN_INVALID;

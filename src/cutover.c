@@ -322,12 +322,11 @@ cutover_drop_replication(const char *conninfo, db *d, const state_migration *m)
 		goto cleanup;
 	/* As the slot's: the backend of a run that just ended may hold it a moment longer. */
 	origin[0] = m->origin;
-	res = db_exec_when_free(d->conn, "SELECT pg_catalog.pg_replication_origin_drop(roname) "
+	res = db_exec_when_free(d->conn, d->label, "drop the replication origin",
+							"SELECT pg_catalog.pg_replication_origin_drop(roname) "
 							"FROM pg_catalog.pg_replication_origin WHERE roname = $1",
-							1, origin, DB_IN_USE_WAIT_MS);
-	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-	if (!ok)
-		db_log_error(d->conn, d->label, "drop the replication origin", res, d->sqlstate);
+							1, origin, PGRES_TUPLES_OK, d->sqlstate);
+	ok = res != NULL;
 
 cleanup:
 	PQclear(res);

@@ -251,29 +251,39 @@ db_exec(db *d, const char *what, const char *sql)
 #define IN_USE_RETRY_MS 20
 
 PGresult *
-db_exec_when_free(PGconn *conn, const char *sql, int nparams, const char *const *values,
-				  int wait_ms)
+db_exec_when_free(PGconn *conn, const char *label, const char *what, const char *sql,
+				  int nparams, const char *const *values, ExecStatusType expect, char *sqlstate)
 {
 	bool		told = false;
+	PGresult   *res;
 
 	for (int waited = 0;; waited += IN_USE_RETRY_MS)
 	{
-		PGresult   *res = nparams == 0 ? PQexec(conn, sql) :
-			PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		const char *state;
 
-		if (state == NULL || strcmp(state, "55006") != 0 || waited >= wait_ms)
-			return res;
+		res = nparams == 0 ? PQexec(conn, sql) :
+			PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		if (state == NULL || strcmp(state, "55006") != 0 || waited >= DB_IN_USE_WAIT_MS)
+			break;
 		/* Said once, and only for a wait someone might notice. */
 		if (!told && waited >= 1000)
 		{
 			log_info("%s; waiting up to %d s for it to be released",
-					 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), wait_ms / 1000);
+					 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), DB_IN_USE_WAIT_MS / 1000);
 			told = true;
 		}
 		PQclear(res);
 		usleep(IN_USE_RETRY_MS * 1000);
 	}
+	if (PQresultStatus(res) == expect)
+	{
+		sqlstate[0] = '\0';
+		return res;
+	}
+	db_log_error(conn, label, what, res, sqlstate);
+	PQclear(res);
+	return NULL;
 }
 
 bool

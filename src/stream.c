@@ -164,16 +164,12 @@ stream_start(stream *s, const char *slot, const char *publication, lsn_t start)
 	buf_appendf(&sql, " LOGICAL %s (proto_version '1', publication_names ", lsn_format(start, lsn));
 	ident_literal(&sql, names.data);
 	buf_append(&sql, ", binary 'true')");
-	res = db_exec_when_free(s->conn, sql.data, 0, NULL, DB_IN_USE_WAIT_MS);
+	res = db_exec_when_free(s->conn, STREAM_LABEL, "start streaming from the replication slot",
+							sql.data, 0, NULL, PGRES_COPY_BOTH, s->sqlstate);
 	buf_free(&sql);
 	buf_free(&names);
-	if (PQresultStatus(res) != PGRES_COPY_BOTH)
-	{
-		db_log_error(s->conn, STREAM_LABEL, "start streaming from the replication slot", res,
-					 s->sqlstate);
-		PQclear(res);
+	if (res == NULL)
 		return false;
-	}
 	PQclear(res);
 	s->received = start;
 	if (s->flushed < start)

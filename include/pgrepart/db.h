@@ -66,16 +66,18 @@ void		db_log_connect_error(const char *label, const char *message);
 /*
  * Run sql (with nparams text parameters; 0 for a replication connection,
  * which speaks only the simple protocol) again while it fails with SQLSTATE
- * 55006, for up to wait_ms.  A replication origin or slot stays held by the
- * server process of a client that was just killed until that process
- * notices and exits, a few milliseconds as a rule: taking it at once after
- * a crash would report a competitor that is not there.  A live competitor
- * still holds it at the end.  Returns the last result, successful or not,
- * without logging: the caller reports a failure with db_log_error.
+ * 55006, for up to DB_IN_USE_WAIT_MS.  A replication origin or slot stays
+ * held by the server process of a client that was just killed until that
+ * process notices and exits, a few milliseconds as a rule: taking it at once
+ * after a crash would report a competitor that is not there.  A live
+ * competitor still holds it at the end.  Returns the result when its status
+ * is expect, else NULL after logging as db_log_error does (label, what and
+ * sqlstate as there).
  */
 #define DB_IN_USE_WAIT_MS 5000
-PGresult   *db_exec_when_free(PGconn *conn, const char *sql, int nparams,
-							  const char *const *values, int wait_ms);
+PGresult   *db_exec_when_free(PGconn *conn, const char *label, const char *what,
+							  const char *sql, int nparams, const char *const *values,
+							  ExecStatusType expect, char *sqlstate);
 
 /* Whether the last failure was a lost or refused connection (class 08). */
 bool		db_lost_connection(const db *d);

@@ -37,19 +37,29 @@ sub end_holder
 	$node->psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE $where");
 }
 
-# A holder that goes away while the run waits: no error.
-my $holder = hold_origin(60);
-my $lsn = $node->psql(q{INSERT INTO events VALUES (1001, now(), 'held') RETURNING pg_current_wal_lsn()});
-my $run = pgrepart_background("$dir/origin.log", @run);
-ok(wait_for_text("$dir/origin.log", qr/waiting up to 5 s for it to be released/, 30, $run),
-	'the run waits for the origin held by another session') or diag(slurp("$dir/origin.log"));
-end_holder(q{wait_event = 'PgSleep'});
-wait_exit($holder);
-ok(wait_for($node, applied_up_to($lsn), 60, $run), 'and takes it once that session is gone')
-  or diag(slurp("$dir/origin.log"));
-kill 'TERM', $run;
-is(wait_exit($run), 5, 'then stops cleanly');
-unlike(slurp("$dir/origin.log"), qr/error:/, 'no error was reported');
+# A holder ($by, pid $holder, found by $where) that goes away while the run
+# waits for the $held: the run waits (its log matches $waiting), takes it
+# once the holder is gone, catches up, stops cleanly, and reports no error.
+sub released_while_waiting
+{
+	my ($held, $by, $holder, $waiting, $where) = @_;
+	my $log = "$dir/$held.log";
+	my $lsn = $node->psql(q{INSERT INTO events SELECT max(id) + 1, now(), 'held' FROM events
+		RETURNING pg_current_wal_lsn()});
+	my $run = pgrepart_background($log, @run);
+	ok(wait_for_text($log, $waiting, 30, $run), "the run waits for the $held held by another $by")
+	  or diag(slurp($log));
+	end_holder($where);
+	wait_exit($holder);
+	ok(wait_for($node, applied_up_to($lsn), 60, $run), "and takes it once that $by is gone")
+	  or diag(slurp($log));
+	kill 'TERM', $run;
+	is(wait_exit($run), 5, 'then stops cleanly');
+	unlike(slurp($log), qr/error:/, 'no error was reported');
+}
+my $origin_holder = q{wait_event = 'PgSleep'};
+released_while_waiting('origin', 'session', hold_origin(60), qr/waiting up to 5 s for it to be released/,
+	$origin_holder);
 
 # Hold the slot with pg_recvlogical's walsender; returns its pid once held.
 sub hold_slot
@@ -62,24 +72,12 @@ sub hold_slot
 	return $pid;
 }
 my $slot_holder = qq{pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$slot')};
-
-# The same for the slot.
-$holder = hold_slot();
-$lsn = $node->psql(q{INSERT INTO events VALUES (1002, now(), 'held') RETURNING pg_current_wal_lsn()});
-$run = pgrepart_background("$dir/slot.log", @run);
-ok(wait_for_text("$dir/slot.log", qr/replication slot "\Q$slot\E" is active for PID \d+; waiting/, 30, $run),
-	'the run waits for the slot held by another walsender') or diag(slurp("$dir/slot.log"));
-end_holder($slot_holder);
-wait_exit($holder);
-ok(wait_for($node, applied_up_to($lsn), 60, $run), 'and takes it once that walsender is gone')
-  or diag(slurp("$dir/slot.log"));
-kill 'TERM', $run;
-is(wait_exit($run), 5, 'then stops cleanly');
-unlike(slurp("$dir/slot.log"), qr/error:/, 'no error was reported');
+released_while_waiting('slot', 'walsender', hold_slot(),
+	qr/replication slot "\Q$slot\E" is active for PID \d+; waiting/, $slot_holder);
 
 # A holder that stays: reported after the wait, with the holder's PID.
-$holder = hold_origin(60);
-$run = pgrepart_background("$dir/competitor.log", @run);
+my $holder = hold_origin(60);
+my $run = pgrepart_background("$dir/competitor.log", @run);
 ok(wait_for_text("$dir/competitor.log", qr/hint: Another pgrepart process may be applying this migration/, 30,
 	$run), 'a holder that stays is reported') or diag(slurp("$dir/competitor.log"));
 like(slurp("$dir/competitor.log"),
@@ -87,7 +85,7 @@ like(slurp("$dir/competitor.log"),
 	'the error names the PID that holds the origin');
 kill 'TERM', $run;
 wait_exit($run);
-end_holder(q{wait_event = 'PgSleep'});
+end_holder($origin_holder);
 wait_exit($holder);
 
 # abort right after a run ended: its walsender and backend may still hold
@@ -96,7 +94,7 @@ my @holders = (hold_origin(60), hold_slot());
 my $abort = pgrepart_background("$dir/abort.log", 'abort', '-d', $node->connstr, '-t', 'events');
 select(undef, undef, undef, 1.0);
 end_holder($slot_holder);
-end_holder(q{wait_event = 'PgSleep'});
+end_holder($origin_holder);
 wait_exit($_) for @holders;
 is(wait_exit($abort), 0, 'abort waits for the sessions that held slot and origin, then removes them')
   or diag(slurp("$dir/abort.log"));
