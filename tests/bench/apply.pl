@@ -77,6 +77,10 @@ my $pid = pgrepart_background("$dir/pgrepart.log", @run);
 wait_on_server($source, applied_up_to($end), 1800, $pid)
   or die "pgrepart did not catch up:\n" . slurp("$dir/pgrepart.log");
 my $pgrepart_secs = time - $start;
+# The CPU each process spent: on a machine with few cores the sum, not one
+# process, is what the catch-up waits for.
+my @pgrepart_cpu = (server_cpu($source, "backend_type = 'walsender'"),
+	server_cpu($source, "application_name LIKE 'pgrepart%' AND backend_type <> 'walsender'"), cpu_seconds($pid));
 my $rss = 0;
 if (open my $st, '<', "/proc/$pid/status")
 {
@@ -96,6 +100,8 @@ wait_on_server($source, qq{SELECT confirmed_flush_lsn >= '$end' FROM pg_replicat
 	WHERE slot_name = 'native_slot'}, 1800)
   or die "native replication did not catch up:\n" . $native->server_log;
 my $native_secs = time - $start;
+my @native_cpu = (server_cpu($source, "backend_type = 'walsender' AND application_name = 'native_sub'"),
+	server_cpu($native, "backend_type = 'logical replication worker'"));
 
 # The floor: as many row inserts, updates and deletes as the catch-up did,
 # done on the shadow inside the server and rolled back: the inserts by one
@@ -143,6 +149,8 @@ printf "changes in the stream: %d (%d transactions)\n", $changes, $transactions;
 printf "pgrepart: %.1f s, %.0f changes/s, peak RSS %d kB, shadow differs by %s/%s rows\n",
 	$pgrepart_secs, $p, $rss, $missing, $extra;
 printf "native:   %.1f s, %.0f changes/s\n", $native_secs, $n;
+printf "CPU seconds: pgrepart's walsender %.2f, its sessions %.2f, pgrepart %.2f; "
+  . "native's walsender %.2f, its apply worker %.2f\n", @pgrepart_cpu, @native_cpu;
 printf "decoding alone (no apply): %.2f s, %.0f changes/s\n", $decode_secs, $changes / $decode_secs;
 printf "row work alone (%d inserts by COPY in %.2f s, %d updates in %.2f s, %d deletes in %.2f s): "
   . "%.0f changes/s = %.2f x native\n", $ins, $floor[0], $upd, $floor[1], $del, $floor[2], $changes / $floor_secs,

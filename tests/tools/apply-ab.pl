@@ -43,15 +43,6 @@ my $end = $source->psql('SELECT pg_current_wal_lsn()');
 $source->psql('CHECKPOINT');
 $source->snapshot('recorded');
 
-# CPU seconds (user and system) of a process, from /proc.
-sub cpu_of
-{
-	my ($p) = @_;
-	open my $fh, '<', "/proc/$p/stat" or return 0;
-	my @f = split ' ', scalar <$fh>;
-	return ($f[13] + $f[14]) / POSIX::sysconf(POSIX::_SC_CLK_TCK());
-}
-
 my %secs;
 for my $t (1 .. $trials)
 {
@@ -65,13 +56,8 @@ for my $t (1 .. $trials)
 		wait_on_server($source, applied_up_to($end), 1800, $pid)
 		  or die "$bin did not catch up:\n" . slurp("$dir/run.log");
 		my $s = time - $start;
-		my %cpu = (pgrepart => cpu_of($pid));
-		for my $p (split ' ', $source->psql(q{SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
-			WHERE backend_type = 'walsender' OR application_name LIKE 'pgrepart%'}))
-		{
-			my $what = $source->psql("SELECT backend_type FROM pg_stat_activity WHERE pid = $p");
-			$cpu{ $what eq 'walsender' ? 'walsender' : 'backends' } += cpu_of($p);
-		}
+		my %cpu = (pgrepart => cpu_seconds($pid), walsender => server_cpu($source, "backend_type = 'walsender'"),
+			backends => server_cpu($source, "application_name LIKE 'pgrepart%' AND backend_type <> 'walsender'"));
 		kill 'TERM', $pid;
 		wait_exit($pid);
 		printf "trial %d %s: %.3f s, CPU backends %.2f s, walsender %.2f s, pgrepart %.2f s\n",

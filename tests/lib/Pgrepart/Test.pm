@@ -8,7 +8,7 @@ use POSIX ();
 use Pgrepart::Cluster;
 
 our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached applied_up_to pgbench_background client_background slurp
-	ready_to_catch_up);
+	ready_to_catch_up cpu_seconds server_cpu);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
 # under test (the Makefile points it at ./pgrepart or the sanitizer build).
@@ -220,7 +220,28 @@ sub origin_reached
 	  . "FROM pgrepart.migration ORDER BY id LIMIT 1";
 }
 
-1;
+# CPU seconds (user and system) a process has used so far, from /proc
+# (Linux only); 0 where that cannot be read.
+sub cpu_seconds
+{
+	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/stat" or return 0;
+	my $stat = <$fh> // return 0;
+	# The name in parentheses may hold spaces: count the fields after it.
+	$stat =~ s/^.*\) //s;
+	my @f = split ' ', $stat;
+	return ($f[11] + $f[12]) / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+}
+
+# CPU seconds of the server processes pg_stat_activity lists WHERE $where.
+sub server_cpu
+{
+	my ($node, $where) = @_;
+	my $sum = 0;
+	$sum += cpu_seconds($_)
+	  for split ' ', $node->psql("SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE $where");
+	return $sum;
+}
 
 sub slurp
 {
