@@ -6,9 +6,10 @@
 #
 # Both slots are created before the load, with no writes in between, so both
 # consumers start from the same table state and read the same transactions.
-# Prints per-side catch-up rates, two bounds (the server decoding the stream
-# with nothing applying it; the server doing the stream's row work in bulk),
-# and the summary line
+# Prints per-side catch-up rates, the CPU time of each side's processes,
+# three bounds (the walsender's CPU time, which every change passes through;
+# the server decoding the stream with nothing applying it; the server doing
+# the stream's row work in bulk), and the summary line
 #   bench apply: pgrepart=<changes/s> native=<changes/s> ratio=<pgrepart/native>
 use strict;
 use warnings;
@@ -151,6 +152,10 @@ printf "pgrepart: %.1f s, %.0f changes/s, peak RSS %d kB, shadow differs by %s/%
 printf "native:   %.1f s, %.0f changes/s\n", $native_secs, $n;
 printf "CPU seconds: pgrepart's walsender %.2f, its sessions %.2f, pgrepart %.2f; "
   . "native's walsender %.2f, its apply worker %.2f\n", @pgrepart_cpu, @native_cpu;
+# Every change passes through the one walsender: its CPU time bounds the catch-up.
+printf "the walsender alone: %.0f changes/s at most = %.2f x native\n", $changes / $pgrepart_cpu[0],
+  $native_secs / $pgrepart_cpu[0]
+  if $pgrepart_cpu[0] > 0;
 printf "decoding alone (no apply): %.2f s, %.0f changes/s\n", $decode_secs, $changes / $decode_secs;
 printf "row work alone (%d inserts by COPY in %.2f s, %d updates in %.2f s, %d deletes in %.2f s): "
   . "%.0f changes/s = %.2f x native\n", $ins, $floor[0], $upd, $floor[1], $del, $floor[2], $changes / $floor_secs,
