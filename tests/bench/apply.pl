@@ -80,8 +80,7 @@ wait_on_server($source, applied_up_to($end), 1800, $pid)
 my $pgrepart_secs = time - $start;
 # The CPU each process spent: on a machine with few cores the sum, not one
 # process, is what the catch-up waits for.
-my @pgrepart_cpu = (server_cpu($source, "backend_type = 'walsender'"),
-	server_cpu($source, "application_name LIKE 'pgrepart%' AND backend_type <> 'walsender'"), cpu_seconds($pid));
+my @pgrepart_cpu = pgrepart_cpu($source, $pid);
 my $rss = 0;
 if (open my $st, '<', "/proc/$pid/status")
 {

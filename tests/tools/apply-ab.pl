@@ -56,8 +56,8 @@ for my $t (1 .. $trials)
 		wait_on_server($source, applied_up_to($end), 1800, $pid)
 		  or die "$bin did not catch up:\n" . slurp("$dir/run.log");
 		my $s = time - $start;
-		my %cpu = (pgrepart => cpu_seconds($pid), walsender => server_cpu($source, "backend_type = 'walsender'"),
-			backends => server_cpu($source, "application_name LIKE 'pgrepart%' AND backend_type <> 'walsender'"));
+		my %cpu;
+		@cpu{qw(walsender backends pgrepart)} = pgrepart_cpu($source, $pid);
 		kill 'TERM', $pid;
 		wait_exit($pid);
 		printf "trial %d %s: %.3f s, CPU backends %.2f s, walsender %.2f s, pgrepart %.2f s\n",

@@ -8,7 +8,7 @@ use POSIX ();
 use Pgrepart::Cluster;
 
 our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached applied_up_to pgbench_background client_background slurp
-	ready_to_catch_up cpu_seconds server_cpu);
+	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
 # under test (the Makefile points it at ./pgrepart or the sanitizer build).
@@ -241,6 +241,15 @@ sub server_cpu
 	$sum += cpu_seconds($_)
 	  for split ' ', $node->psql("SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE $where");
 	return $sum;
+}
+
+# CPU seconds of a pgrepart run ($pid) on $node so far: its walsender, its
+# other server sessions, and the process itself.
+sub pgrepart_cpu
+{
+	my ($node, $pid) = @_;
+	return (server_cpu($node, "backend_type = 'walsender'"),
+		server_cpu($node, "application_name LIKE 'pgrepart%' AND backend_type <> 'walsender'"), cpu_seconds($pid));
 }
 
 sub slurp
