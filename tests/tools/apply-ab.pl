@@ -6,9 +6,10 @@
 # bench's change stream once, keeps a copy of the data directory, and then
 # lets each binary catch up the very same stream from that copy, taking
 # turns, so that what differs between two runs next to each other is the
-# binary.  Per run it prints the wall time and the CPU time of the apply's
-# backend, the walsender and pgrepart (from /proc: Linux only); per binary,
-# the median.  A tool for deciding whether a change helps, not a benchmark:
+# binary.  Each run is timed until the shadow holds the stream's last
+# transaction, as in the apply bench.  Per run it prints the wall time and
+# the CPU time of the apply's backend, the walsender and pgrepart (from
+# /proc: Linux only); per binary, the median.  A tool for deciding whether a change helps, not a benchmark:
 # it prints no "bench" line.
 #
 #   perl -I tests/lib tests/tools/apply-ab.pl [-n TRIALS] BINARY...
@@ -37,9 +38,13 @@ $source->psql(fixture('chat_messages.sql'), vars => { rows => $ENV{BENCH_ROWS} /
 my @run = ('run', '--cutover', 'manual', '-d', $source->connstr, '-t', 'chat_messages', '-k', 'created_at');
 local $ENV{PGREPART} = $bins[0];
 ready_to_catch_up($source, "$dir/prepare.log", @run);
+# A second slot on the same publication, for the stream's last commit.
+my $publication = $source->psql('SELECT publication_name FROM pgrepart.migration');
+$source->psql(q{SELECT pg_create_logical_replication_slot('end_slot', 'pgoutput')});
 my $load = pgbench_background($source, "$dir/pgbench.log", 'mixed.pgbench', '-c', '1', '-t', $transactions);
 wait_exit($load) == 0 or die "pgbench failed:\n" . slurp("$dir/pgbench.log");
-my $end = $source->psql('SELECT pg_current_wal_lsn()');
+my $end = last_commit_end($source, 'end_slot', $publication);
+$source->psql(q{SELECT pg_drop_replication_slot('end_slot')});
 $source->psql('CHECKPOINT');
 $source->snapshot('recorded');
 
@@ -53,7 +58,7 @@ for my $t (1 .. $trials)
 		local $ENV{PGREPART} = $bin;
 		my $start = time;
 		my $pid = pgrepart_background("$dir/run.log", @run);
-		wait_on_server($source, applied_up_to($end), 1800, $pid)
+		wait_on_server($source, origin_reached($end), 1800, $pid)
 		  or die "$bin did not catch up:\n" . slurp("$dir/run.log");
 		my $s = time - $start;
 		my %cpu;

@@ -7,7 +7,7 @@ use Exporter 'import';
 use POSIX ();
 use Pgrepart::Cluster;
 
-our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached applied_up_to pgbench_background client_background slurp
+our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
 	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
@@ -212,12 +212,27 @@ sub ready_to_catch_up
 	wait_exit($pid);
 }
 
-# The SQL for "the origin of the first migration has applied up to lsn".
+# The SQL for "the first migration's origin has committed a source
+# transaction ending at or after lsn": the moment the shadow holds it, not
+# yet on disk, and before pgrepart confirms it to the slot.
 sub origin_reached
 {
 	my ($lsn) = @_;
-	return "SELECT coalesce(pg_replication_origin_progress(origin_name, true) >= '$lsn', false) "
+	return "SELECT coalesce(pg_replication_origin_progress(origin_name, false) >= '$lsn', false) "
 	  . "FROM pgrepart.migration ORDER BY id LIMIT 1";
+}
+
+# The end LSN of the last transaction a pgoutput slot holds for a
+# publication, read by peeking (the slot stays where it is): the position
+# an origin applying that stream reaches once it has applied all of it.
+# Bytes 11 to 18 of a Commit message are the transaction's end.
+sub last_commit_end
+{
+	my ($node, $slot, $publication) = @_;
+	return $node->psql(qq{SELECT '0/0'::pg_lsn + max(('x' || encode(substr(data, 11, 8), 'hex'))::bit(64)::int8)
+		FROM pg_logical_slot_peek_binary_changes('$slot', NULL, NULL,
+			'proto_version', '1', 'publication_names', '$publication')
+		WHERE get_byte(data, 0) = ascii('C')});
 }
 
 # CPU seconds (user and system) a process has used so far, from /proc
