@@ -50,6 +50,57 @@ cutover_log_holders(db *d, const char *qtable)
 	PQclear(res);
 }
 
+/*
+ * Cancel an autovacuum that holds a lock on the table.  The server cancels
+ * one for any lock that has waited deadlock_timeout behind it, but the
+ * cutover never waits that long, and an autovacuum of a large table can
+ * outlast every attempt.  One that runs to prevent wraparound is left
+ * alone, as the server leaves it.  Cancelling an autovacuum takes a
+ * superuser on PostgreSQL 15 to 17 and pg_signal_autovacuum_worker from
+ * 18; without that, say so once and let the attempts go on.
+ */
+static void
+cutover_cancel_autovacuum(db *d, const state_migration *m, const char *qtable)
+{
+	static bool warned;
+	const char *values[1] = {qtable};
+	PGresult   *res;
+
+	res = PQexecParams(d->conn,
+					   /* Materialized: nothing else is ever cancelled. */
+					   "WITH v AS MATERIALIZED ("
+					   "  SELECT DISTINCT a.pid FROM pg_catalog.pg_locks l "
+					   "  JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+					   "  WHERE l.relation = $1::pg_catalog.regclass AND l.granted "
+					   "    AND a.backend_type = 'autovacuum worker' "
+					   "    AND a.query NOT LIKE '%(to prevent wraparound)') "
+					   "SELECT pid::pg_catalog.text FROM v WHERE pg_catalog.pg_cancel_backend(pid)",
+					   1, NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+	{
+		for (int i = 0; i < PQntuples(res); i++)
+			log_info("  cancelled the autovacuum in pid %s: it would hold its lock for its whole run",
+					 PQgetvalue(res, i, 0));
+	}
+	else if (!warned)
+	{
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		warned = true;
+		if (state != NULL && strcmp(state, "42501") == 0)
+		{
+			log_warning("an autovacuum holds a lock on \"%s.%s\", and this role may not cancel it",
+						m->schema, m->table);
+			log_hint("Attempts go on; it may outlast them. Cancel it with SELECT pg_cancel_backend(PID), "
+					 "or run pgrepart as a role that may (a superuser; from PostgreSQL 18 also "
+					 "pg_signal_autovacuum_worker).");
+		}
+		else
+			db_log_error(d->conn, d->label, "cancel the table's autovacuum", res, d->sqlstate);
+	}
+	PQclear(res);
+}
+
 bool
 cutover_lock(db *d, const state_migration *m, const cutover_options *o, lsn_t *l, bool *busy)
 {
@@ -77,6 +128,7 @@ cutover_lock(db *d, const state_migration *m, const cutover_options *o, lsn_t *l
 			log_info("could not lock \"%s.%s\" within %d ms; writers and readers go on",
 					 m->schema, m->table, o->lock_timeout_ms);
 			cutover_log_holders(d, qtable);
+			cutover_cancel_autovacuum(d, m, qtable);
 		}
 		else
 			db_log_error(d->conn, d->label, "lock the table", res, d->sqlstate);
