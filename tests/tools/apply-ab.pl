@@ -9,8 +9,8 @@
 # binary.  Each run is timed until the shadow holds the stream's last
 # transaction, as in the apply bench.  Per run it prints the wall time and
 # the CPU time of the apply's backend, the walsender and pgrepart (from
-# /proc: Linux only); per binary, the median.  A tool for deciding whether a change helps, not a benchmark:
-# it prints no "bench" line.
+# /proc: Linux only); per binary, the median.  A tool for deciding whether
+# a change helps, not a benchmark: it prints no "bench" line.
 #
 #   perl -I tests/lib tests/tools/apply-ab.pl [-n TRIALS] BINARY...
 #
