@@ -976,6 +976,8 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 	int64_t		started = lsn_monotonic_us();
 	int64_t		next_progress = started + (int64_t) ro->progress_seconds * 1000000;
 	int64_t		next_tick = 0;
+	/* The tests turn the tick off to see the quiet spell alone make a trickle durable. */
+	int64_t		tick_us = fault_off("tick") ? INT64_MAX / 2 : 1000000;
 	/* When the last message arrived: QUIET_MS without one makes what arrived durable. */
 	int64_t		last_message = started;
 	lsn_t		start;
@@ -1117,7 +1119,7 @@ run_stream_session(const char *conninfo, const catalog_table *t, state_migration
 		 */
 		if (apply_in_source_txn(rs.a) || lsn_monotonic_us() < next_tick)
 			continue;
-		next_tick = lsn_monotonic_us() + 1000000;
+		next_tick = lsn_monotonic_us() + tick_us;
 		if (!run_handle_quiet(&rs))
 			goto cleanup;
 		if (!run_cutover_due(&rs, ro, &due))

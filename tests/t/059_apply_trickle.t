@@ -2,14 +2,13 @@
 # the server is busy with other tables.  Then the walsender sends a keepalive
 # each time it has decoded all the WAL there is (the other tables' WAL has
 # nothing for the stream), and a keepalive ends pgrepart's wait early: it
-# must not put the quiet spell off, or the trickle would wait for the
-# once-a-second tick.  Single updates, each timed from its commit on the
-# source to the slot's confirmation; the median must stay well under that
-# tick.
+# must not put the quiet spell off.  The once-a-second tick, which would
+# hide that, is turned off here (PGREPART_TEST_OFF=tick), so each update
+# becomes durable through the quiet spell or not at all: the test asserts
+# that it does, not how fast.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
-use Time::HiRes qw(time);
 use Test::More;
 use Pgrepart::Cluster;
 use Pgrepart::Test;
@@ -21,7 +20,11 @@ $node->psql(q{CREATE TABLE events (id bigint PRIMARY KEY, at timestamp NOT NULL,
 		FROM generate_series(1, 2000) g;
 	CREATE TABLE other (id bigserial PRIMARY KEY, v text)});
 my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'events', '-k', 'at');
-my $run = pgrepart_background("$dir/run.log", @run);
+my $run = do
+{
+	local $ENV{PGREPART_TEST_OFF} = 'tick';
+	pgrepart_background("$dir/run.log", @run);
+};
 ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')},
 	120, $run), 'the run reached streaming') or diag(slurp("$dir/run.log"));
 
@@ -29,19 +32,13 @@ ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN 
 my $busy = pgbench_background($node, "$dir/other.log", 'other_writes.pgbench', '-T', '60', '-R', '500');
 select(undef, undef, undef, 1);
 
-my @secs;
 for my $i (1 .. 5)
 {
 	my $lsn = $node->psql("UPDATE events SET note = 'trickle $i' WHERE id = $i; SELECT pg_current_wal_lsn()");
-	my $start = time;
-	ok(wait_on_server($node, applied_up_to($lsn), 30, $run), "update $i became durable")
+	ok(wait_on_server($node, applied_up_to($lsn), 60, $run), "update $i became durable without the tick")
 	  or diag(slurp("$dir/run.log"));
-	push @secs, time - $start;
 	select(undef, undef, undef, 0.2);
 }
-my $median = (sort { $a <=> $b } @secs)[2];
-cmp_ok($median, '<', 0.4, sprintf('durable after a quiet spell, not the tick (median %.3f s of %s)',
-	$median, join(' ', map { sprintf '%.3f', $_ } @secs)));
 
 kill 'TERM', $busy;
 wait_exit($busy);

