@@ -53,7 +53,9 @@ static const char table_query[] =
 	"  c.relacl::pg_catalog.text, "
 	"  c.reltuples::pg_catalog.float8, "
 	"  CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_relation_size(c.oid) ELSE 0 END, "
-	"  CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_total_relation_size(c.oid) ELSE 0 END "
+	"  CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_total_relation_size(c.oid) ELSE 0 END, "
+	/* True also with row_security off, where such a read fails instead. */
+	"  pg_catalog.row_security_active(c.oid) "
 	"FROM pg_catalog.pg_class c "
 	"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 	"LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace "
@@ -69,7 +71,8 @@ catalog_read_table(db *d, const char *schema, const char *name, catalog_table *t
 {
 	PGresult   *res;
 	PGchar		relkind, persistence, replident;
-	PGbool		is_partition, has_parent, has_children, rls, force_rls, is_owner, readable;
+	PGbool		is_partition, has_parent, has_children, rls, force_rls, is_owner, readable,
+				rls_applies;
 	PGfloat8	reltuples;
 	PGint8		heap_bytes, total_bytes;
 	bool		ok = false;
@@ -85,11 +88,11 @@ catalog_read_table(db *d, const char *schema, const char *name, catalog_table *t
 		goto cleanup;
 	}
 	if (!db_getf(res, 0, "%oid %char %char %bool %bool %bool %char %bool %bool %bool "
-				 "%bool %float8 %int8 %int8",
+				 "%bool %float8 %int8 %int8 %bool",
 				 0, &t->oid, 3, &relkind, 4, &persistence, 5, &is_partition,
 				 6, &has_parent, 7, &has_children, 8, &replident, 9, &rls,
 				 10, &force_rls, 12, &is_owner, 13, &readable, 17, &reltuples,
-				 18, &heap_bytes, 19, &total_bytes))
+				 18, &heap_bytes, 19, &total_bytes, 20, &rls_applies))
 		goto cleanup;
 	t->schema = catalog_text(res, 0, 1);
 	t->name = catalog_text(res, 0, 2);
@@ -101,6 +104,7 @@ catalog_read_table(db *d, const char *schema, const char *name, catalog_table *t
 	t->replica_identity = replident;
 	t->row_security = rls;
 	t->force_row_security = force_rls;
+	t->row_security_applies = rls_applies;
 	t->owner = catalog_text(res, 0, 11);
 	t->owned_by_current_user = is_owner;
 	t->readable = readable;

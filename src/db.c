@@ -145,7 +145,9 @@ db_connect(db *d, const char *conninfo, const char *label)
 	 * under any DateStyle.  Timeouts set for the role or the database would
 	 * cancel a copy or an index build halfway, or end the apply's open
 	 * batch while the stream is quiet; pgrepart bounds its own waits (the
-	 * cutover's lock_timeout), as pg_dump does.
+	 * cutover's lock_timeout), as pg_dump does.  Row security off: a read a
+	 * policy would filter fails instead of hiding rows, so a copy or a
+	 * comparison can never see less than the whole table.
 	 */
 	res = db_execf(d, "prepare the session",
 				   "SELECT pg_catalog.current_schemas(false)::pg_catalog.text, "
@@ -154,7 +156,8 @@ db_connect(db *d, const char *conninfo, const char *label)
 				   "pg_catalog.set_config('intervalstyle', 'postgres', false), "
 				   "pg_catalog.set_config('statement_timeout', '0', false), "
 				   "pg_catalog.set_config('lock_timeout', '0', false), "
-				   "pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)");
+				   "pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false), "
+				   "pg_catalog.set_config('row_security', 'off', false)");
 	if (res == NULL)
 		goto cleanup;
 	d->search_path = xstrdup(PQgetvalue(res, 0, 0));

@@ -675,6 +675,25 @@ plan_build(db *d, const char *conninfo, const char *schema, const char *table,
 						 "GRANT SELECT on the table to the role, or run as its owner.",
 						 "the role cannot read the table, so it cannot copy it (partitions "
 						 "were not computed)");
+	else if (p->table->row_security_applies)
+	{
+		buf			names;
+
+		buf_init(&names);
+		plan_name_list(&names, &p->table->policies);
+		plan_add_finding(p, FINDING_BLOCK, "row_security",
+						 p->table->owned_by_current_user ?
+						 "Run as a role with BYPASSRLS, or ALTER TABLE ... NO FORCE ROW LEVEL "
+						 "SECURITY during the migration and FORCE it again after the swap." :
+						 "Run as a role with BYPASSRLS (or a superuser).",
+						 "row-level security applies to role \"%s\" on the table (%s%s): every "
+						 "read of it would be filtered, so pgrepart refuses to copy or compare it "
+						 "(partitions were not computed)", PQuser(d->conn),
+						 p->table->force_row_security && p->table->owned_by_current_user ?
+						 "FORCE ROW LEVEL SECURITY, policies: " : "policies: ",
+						 names.len > 0 ? names.data : "none, so it sees no rows at all");
+		buf_free(&names);
+	}
 	else if (partition_type_supported(col) &&
 			 !partition_compute(d, p->table, col, o->interval, o->premake,
 								o->default_partition, &p->partitions))

@@ -83,7 +83,9 @@ plan_print_text(const plan *p, FILE *out)
 	if (col != NULL)
 		fprintf(out, " (%s), every %s", col->type, p->interval);
 	fputc('\n', out);
-	if (p->partitions.min_value != NULL)
+	if (!t->readable || t->row_security_applies)
+		fputs("  column range       not read (see the findings below)\n", out);
+	else if (p->partitions.min_value != NULL)
 		fprintf(out, "  column range       %s .. %s\n", p->partitions.min_value,
 				p->partitions.max_value);
 	else

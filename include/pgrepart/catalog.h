@@ -97,6 +97,7 @@ typedef struct catalog_table
 	char		replica_identity;	/* 'd' default, 'f' full, 'i' index, 'n' nothing */
 	bool		row_security;
 	bool		force_row_security;
+	bool		row_security_applies;	/* policies would filter current_user's reads */
 	char	   *owner;
 	bool		owned_by_current_user;	/* current_user is (a member of) the owner */
 	bool		readable;		/* current_user may SELECT from it */
