@@ -250,6 +250,19 @@ static const char cutover_dependents_sql[] =
 	"SELECT pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET GENERATED ALWAYS', %text, a.attname), 11 "
 	"FROM t, pg_catalog.pg_attribute a "
 	"WHERE a.attrelid = t.oid AND a.attidentity = 'a' AND NOT a.attisdropped "
+	"UNION ALL "
+	/*
+	 * Rules, printed while the table has its name: a rule whose action
+	 * names the table (a soft delete's UPDATE) acts on the new one, as the
+	 * application's statements will.  Then their enabled state.
+	 */
+	"SELECT pg_catalog.pg_get_ruledef(r.oid), 12 FROM t, pg_catalog.pg_rewrite r "
+	"WHERE r.ev_class = t.oid AND r.rulename <> '_RETURN' "
+	"UNION ALL "
+	"SELECT pg_catalog.format('ALTER TABLE %s %s RULE %I', %text, "
+	"  CASE r.ev_enabled WHEN 'D' THEN 'DISABLE' WHEN 'A' THEN 'ENABLE ALWAYS' ELSE 'ENABLE REPLICA' END, "
+	"  r.rulename), 13 FROM t, pg_catalog.pg_rewrite r "
+	"WHERE r.ev_class = t.oid AND r.rulename <> '_RETURN' AND r.ev_enabled <> 'O' "
 	"ORDER BY 2";
 
 bool
@@ -270,7 +283,7 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o)
 	/* What points at the table, read while its names are the old ones. */
 	deps = db_execf(d, "read the table's dependents", cutover_dependents_sql, qtable,
 					qtable, qtable, qtable, qtable, qtable, qtable, qtable, qtable,
-					m->publication, qold, m->publication, qtable, qtable, qtable, qtable);
+					m->publication, qold, m->publication, qtable, qtable, qtable, qtable, qtable);
 	views = db_execf(d, "read the views on the table",
 					 "SELECT DISTINCT pg_catalog.format('CREATE OR REPLACE VIEW %s AS %s', "
 					 "  c.oid::pg_catalog.regclass, pg_catalog.pg_get_viewdef(c.oid)) "
