@@ -248,6 +248,26 @@ cli_parse_int(const char *s, int min, int max, int *out)
 	return true;
 }
 
+/*
+ * A conninfo option's value, for use; the argument itself, which ps and
+ * /proc/PID/cmdline show, gets its password overwritten.  Taken from
+ * getopt's optarg, so every spelling of the option is covered: -d X, -dX,
+ * -vdX, --dbname=X, --db=X.  The copies stay reachable for the process's
+ * life.
+ */
+static const char *
+cli_conninfo_arg(char *arg)
+{
+	static char *kept[8];
+	static int	nkept;
+	char	   *copy = xstrdup(arg);
+
+	db_mask_password(arg);
+	if (nkept < (int) (sizeof(kept) / sizeof(kept[0])))
+		kept[nkept++] = copy;
+	return copy;
+}
+
 /* Handle a common option; false when c is not one. */
 static bool
 cli_common_option(int c, cli_common *common)
@@ -255,7 +275,7 @@ cli_common_option(int c, cli_common *common)
 	switch (c)
 	{
 		case 'd':
-			common->dbname = optarg;
+			common->dbname = cli_conninfo_arg(optarg);
 			return true;
 		case 't':
 			common->table = optarg;
@@ -731,7 +751,7 @@ cli_verify(int argc, char **argv)
 				target = optarg;
 				break;
 			case OPT_TARGET_DBNAME:
-				vo.target_conninfo = optarg;
+				vo.target_conninfo = cli_conninfo_arg(optarg);
 				break;
 			case OPT_KEY:
 				key = optarg;
@@ -928,42 +948,9 @@ cli_partitions(int argc, char **argv)
 	return rc;
 }
 
-/*
- * Hide the passwords of conninfo arguments from ps: getopt gets a copy of
- * each such argument, and the original, which /proc/PID/cmdline shows, has
- * its password overwritten.
- */
-static void
-cli_hide_passwords(int argc, char **argv)
-{
-	static const char *const prefixes[] = {"--dbname=", "--target-dbname=", "-d"};
-
-	for (int i = 2; i < argc && argv[i] != NULL && argv[i - 1] != NULL; i++)
-	{
-		char	   *conninfo = NULL;
-
-		if (strcmp(argv[i - 1], "-d") == 0 || strcmp(argv[i - 1], "--dbname") == 0 ||
-			strcmp(argv[i - 1], "--target-dbname") == 0)
-			conninfo = argv[i];
-		for (size_t k = 0; conninfo == NULL && k < sizeof(prefixes) / sizeof(prefixes[0]); k++)
-			if (strncmp(argv[i], prefixes[k], strlen(prefixes[k])) == 0 &&
-				argv[i][strlen(prefixes[k])] != '\0')
-				conninfo = argv[i] + strlen(prefixes[k]);
-		if (conninfo == NULL || (strstr(conninfo, "password") == NULL && strchr(conninfo, '@') == NULL))
-			continue;
-		{
-			char	   *copy = xstrdup(argv[i]);
-
-			db_mask_password(conninfo);
-			argv[i] = copy;		/* lives as long as the process */
-		}
-	}
-}
-
 int
 cli_main(int argc, char **argv)
 {
-	cli_hide_passwords(argc, argv);
 	if (argc < 2)
 	{
 		cli_usage(stderr);

@@ -14,14 +14,38 @@
 
 /*
  * Log libpq's connection error: its first line as the primary message, the
- * rest (libpq's "Is the server running ..." lines) as detail.
+ * rest (libpq's "Is the server running ..." lines) as detail.  A conninfo
+ * libpq cannot parse is quoted back in its message, password and all
+ * ("invalid percent-encoded token"): then the message is the one the same
+ * conninfo gives with its password masked, which says the same of any other
+ * part, or a message of pgrepart's when the password itself was the fault.
  */
 void
-db_log_connect_error(const char *label, const char *message)
+db_log_connect_error(const char *label, const char *conninfo, const char *message)
 {
-	const char *newline = strchr(message, '\n');
-	int			first_len = newline ? (int) (newline - message) : (int) strlen(message);
+	char	   *masked = NULL;
+	char	   *parse_error = NULL;
+	PQconninfoOption *options = NULL;
+	const char *newline;
+	int			first_len;
 
+	/* A bare database name is no connection string to libpq either. */
+	if (conninfo != NULL &&
+		(strchr(conninfo, '=') != NULL || strncmp(conninfo, "postgres://", 11) == 0 ||
+		 strncmp(conninfo, "postgresql://", 13) == 0) &&
+		(options = PQconninfoParse(conninfo, &parse_error)) == NULL)
+	{
+		PQfreemem(parse_error);
+		parse_error = NULL;
+		masked = xstrdup(conninfo);
+		db_mask_password(masked);
+		options = PQconninfoParse(masked, &parse_error);
+		message = options == NULL && parse_error != NULL ? parse_error :
+			"the password in the connection string is not valid (a URI needs %XX escapes "
+			"for special characters)\n";
+	}
+	newline = strchr(message, '\n');
+	first_len = newline ? (int) (newline - message) : (int) strlen(message);
 	log_error("could not connect to the %s database: %.*s", label, first_len, message);
 	if (newline != NULL && newline[1] != '\0')
 	{
@@ -33,6 +57,9 @@ db_log_connect_error(const char *label, const char *message)
 	}
 	log_hint("Check -d/--dbname (a conninfo string or URI) and the PG* environment "
 			 "variables (PGHOST, PGPORT, PGUSER, PGDATABASE).");
+	PQconninfoFree(options);
+	PQfreemem(parse_error);
+	free(masked);
 }
 
 void
@@ -126,7 +153,7 @@ db_connect(db *d, const char *conninfo, const char *label)
 	d->conn = PQconnectdbParams(keys, values, 1);
 	if (d->conn == NULL || PQstatus(d->conn) != CONNECTION_OK)
 	{
-		db_log_connect_error(label, d->conn ? PQerrorMessage(d->conn) : "out of memory");
+		db_log_connect_error(label, conninfo, d->conn ? PQerrorMessage(d->conn) : "out of memory");
 		strcpy(d->sqlstate, "08001");
 		goto cleanup;
 	}

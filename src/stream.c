@@ -32,7 +32,7 @@ stream_connect(stream *s, const char *conninfo)
 	s->conn = PQconnectdbParams(keys, values, 1);
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
 	{
-		db_log_connect_error(STREAM_LABEL, s->conn ? PQerrorMessage(s->conn) : "out of memory");
+		db_log_connect_error(STREAM_LABEL, conninfo, s->conn ? PQerrorMessage(s->conn) : "out of memory");
 		strcpy(s->sqlstate, "08001");
 		PQfinish(s->conn);
 		s->conn = NULL;

@@ -61,7 +61,7 @@ bool		db_getf(const PGresult *res, int row, const char *spec,...);
  */
 void		db_log_error(PGconn *conn, const char *label, const char *what,
 						 const PGresult *res, char *sqlstate);
-void		db_log_connect_error(const char *label, const char *message);
+void		db_log_connect_error(const char *label, const char *conninfo, const char *message);
 
 /*
  * Run sql (with nparams text parameters; 0 for a replication connection,

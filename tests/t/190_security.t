@@ -61,6 +61,46 @@ my $everything = slurp("$dir/run.log") . slurp("$dir/report.json")
 unlike($everything, qr/\Q$secret\E/, 'no password in the log, the report or the state tables');
 like(slurp("$dir/run.log"), qr/cutover done/, 'the log is the real one');
 
+# Every spelling of a conninfo option is masked in ps: an abbreviation
+# (--db=), a bundle of short options (-vd CONNINFO, -vdCONNINFO) and
+# verify's --target-dbname (as --target-db=).  A lock holds each command
+# still while its command line is read.
+$node->psql(q{CREATE TABLE hold_me (id bigint PRIMARY KEY, at timestamptz NOT NULL);
+	INSERT INTO hold_me VALUES (1, now()); ALTER TABLE hold_me OWNER TO migrator});
+my $holder = client_background("$dir/hold.log", 'psql', '-X', '-d', $node->connstr, '-c',
+	'BEGIN; LOCK TABLE hold_me IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;');
+ok(wait_for($node, q{SELECT count(*) = 1 FROM pg_locks WHERE relation = 'hold_me'::regclass AND granted}, 30),
+	'hold_me is locked');
+my %spellings = (
+	'--db=' => ['plan', "--db=$conn", '-t', 'hold_me', '-k', 'at'],
+	'-vd CONNINFO' => ['plan', '-vd', $conn, '-t', 'hold_me', '-k', 'at'],
+	'-vdCONNINFO' => ['plan', "-vd$conn", '-t', 'hold_me', '-k', 'at'],
+	'--target-db=' => ['verify', '-d', $node->connstr, "--target-db=$conn", '--source', 'hold_me', '--target',
+		'hold_me'],
+);
+my %pids = map { $_ => pgrepart_background("$dir/spelling.log", @{ $spellings{$_} }) } sort keys %spellings;
+ok(wait_for($node, q{SELECT count(*) >= 4 FROM pg_locks WHERE relation = 'hold_me'::regclass AND NOT granted}, 60),
+	'each command waits on the lock');
+for my $spelling (sort keys %pids)
+{
+	my $line = do { local $/; open my $fh, '<', "/proc/$pids{$spelling}/cmdline"; <$fh> // '' };
+	$line =~ s/\0/ /g;
+	ok($line =~ /password=x+/ && $line !~ /\Q$secret\E/, "$spelling: ps shows no password") or diag($line);
+}
+kill 'TERM', $holder;
+$node->psql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'
+	AND pid <> pg_backend_pid()});
+wait_exit($_) for values %pids;
+wait_exit($holder);
+
+# A connection string libpq cannot parse is not quoted back when the fault
+# is in the password.
+($rc_status, $status_out, $status_err) = pgrepart('status', '-d', "postgresql://migrator:${secret}%ZZ\@127.0.0.1:1/db");
+isnt($rc_status, 0, 'a bad percent-escape in the password fails');
+unlike("$status_out$status_err", qr/\Q$secret\E/, 'and the message does not repeat the password')
+  or diag($status_err);
+like($status_err, qr/the password in the connection string is not valid/, 'it says what is wrong');
+
 # Names built to inject SQL: a table and a partition column that close the
 # identifier and the statement.
 $node->psql(q{
