@@ -566,6 +566,16 @@ verify_same_collation(const catalog_column *a, const catalog_column *b)
 		 strcmp(a->collation_schema, b->collation_schema) == 0);
 }
 
+/* A column's collation as SQL names it. */
+static void
+verify_collation_name(buf *out, const catalog_column *c)
+{
+	if (c->collation == NULL)
+		buf_appendf(out, "default");
+	else
+		ident_quote_qualified(out, c->collation_schema, c->collation);
+}
+
 /* The key: --key, or the source's primary key; NOT NULL and alike on both sides. */
 static bool
 verify_match_keys(verify_run *v)
@@ -605,10 +615,27 @@ verify_match_keys(verify_run *v)
 		}
 		if (strcmp(a->type, b->type) != 0 || !verify_same_collation(a, b))
 		{
-			log_error("key column \"%s\" has type %s in the source and %s in the target",
-					  names[i], a->type, b->type);
+			bool		types = strcmp(a->type, b->type) != 0;
+			buf			ca, cb;
+
+			buf_init(&ca);
+			buf_init(&cb);
+			if (types)
+			{
+				buf_appendf(&ca, "%s", a->type);
+				buf_appendf(&cb, "%s", b->type);
+			}
+			else
+			{
+				verify_collation_name(&ca, a);
+				verify_collation_name(&cb, b);
+			}
+			log_error("key column \"%s\" has %s %s in the source and %s in the target",
+					  names[i], types ? "type" : "collation", ca.data, cb.data);
 			log_hint("Both tables must order their keys alike; the key's type and collation "
 					 "must match.");
+			buf_free(&ca);
+			buf_free(&cb);
 			return false;
 		}
 		v->keys[i].name = a->name;

@@ -166,6 +166,11 @@ like($err, qr/has no primary key.*\n.*hint: .*--key/, 'no primary key: says to u
 ($rc, $out, $err) = pgrepart('verify', @conn, '--source', 'nokey', '--target', 'nokey', '--key', 'a');
 is($rc, 1, 'nullable key: exit 1');
 like($err, qr/key column "a" .* is nullable/, 'nullable key: named');
+$node->psql(q{CREATE TABLE ck1 (k text COLLATE "C" PRIMARY KEY); CREATE TABLE ck2 (k text PRIMARY KEY)});
+($rc, $out, $err) = pgrepart('verify', @conn, '--source', 'ck1', '--target', 'ck2');
+is($rc, 1, 'keys of different collations: exit 1');
+like($err, qr/key column "k" has collation pg_catalog\."C" in the source and default in the target/,
+	'keys of different collations: both named');
 ($rc, $out, $err) = pgrepart('verify', @conn, '--source', 'chat_messages', '--target', 'nope');
 is($rc, 1, 'missing table: exit 1');
 like($err, qr/"nope"/, 'missing table: named');
