@@ -103,7 +103,10 @@ static const char run_help[] =
 	"      --max-cutover-lag=BYTES try only when this close to the server (default 4194304)\n"
 	"      --old-name=NAME         the original table's name after the swap\n"
 	"                              (default TABLE_old)\n"
-	"      --rehearse              take the lock and swap, then roll back and stop\n"
+	"      --rehearse              take the lock and swap, then roll back, remove what\n"
+	"                              the run made and stop\n"
+	"      --keep                  with --rehearse: keep the migration in sync instead\n"
+	"                              (its slot holds WAL until the next run or abort)\n"
 	"      --no-verify             swap without comparing shadow and table first\n"
 	"      --report=FILE           write the run's report as JSON to FILE\n"
 	"      --json                  progress events as JSON lines on standard output\n"
@@ -315,6 +318,7 @@ enum
 	OPT_MAX_CUTOVER_LAG,
 	OPT_OLD_NAME,
 	OPT_REHEARSE,
+	OPT_KEEP,
 	OPT_NO_VERIFY,
 	OPT_REPORT
 };
@@ -372,6 +376,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 		{"max-cutover-lag", required_argument, NULL, OPT_MAX_CUTOVER_LAG},
 		{"old-name", required_argument, NULL, OPT_OLD_NAME},
 		{"rehearse", no_argument, NULL, OPT_REHEARSE},
+		{"keep", no_argument, NULL, OPT_KEEP},
 		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
 		{"report", required_argument, NULL, OPT_REPORT},
 		{"verbose", no_argument, NULL, 'v'},
@@ -477,6 +482,11 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 					return cli_usage_error(command, "%s", "invalid option");
 				args->cutover.rehearse = true;
 				break;
+			case OPT_KEEP:
+				if (!is_run)
+					return cli_usage_error(command, "%s", "invalid option");
+				args->cutover.keep = true;
+				break;
 			case OPT_RATE:
 				if (!is_run || !cli_parse_int(optarg, 0, INT_MAX, &args->rate))
 					return cli_usage_error(command, "invalid --rate \"%s\": give rows per second, "
@@ -498,6 +508,8 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 		return cli_usage_error(command, "unexpected argument \"%s\"", argv[optind]);
 	if (args->common.table == NULL)
 		return cli_usage_error(command, "%s", "no table given (-t/--table)");
+	if (args->cutover.keep && !args->cutover.rehearse)
+		return cli_usage_error(command, "%s", "--keep goes with --rehearse");
 	if (args->o.partition_column == NULL)
 		return cli_usage_error(command, "%s", "no partition column given (-k/--partition-key)");
 	if (args->sql_only && args->common.json)

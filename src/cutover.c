@@ -365,7 +365,11 @@ cleanup:
 	return ok;
 }
 
-/* Drop the migration's slot (if any), publication and replication origin. */
+/*
+ * Drop the migration's slot (if any), publication and replication origin;
+ * of a migration copied from elsewhere only the publication, a copy of this
+ * database's own: the slot and origin with its names are the original's.
+ */
 static bool
 cutover_drop_replication(const char *conninfo, db *d, const state_migration *m)
 {
@@ -378,13 +382,19 @@ cutover_drop_replication(const char *conninfo, db *d, const state_migration *m)
 
 	memset(&s, 0, sizeof(s));
 	buf_init(&sql);
-	if (!state_slot_active(d, m, &exists, &active) ||
-		(exists && (!stream_connect(&s, conninfo) || !stream_drop_slot(&s, m->slot))))
+	if (m->home == STATE_HOME_HERE &&
+		(!state_slot_active(d, m, &exists, &active) ||
+		 (exists && (!stream_connect(&s, conninfo) || !stream_drop_slot(&s, m->slot)))))
 		goto cleanup;
 	buf_append(&sql, "DROP PUBLICATION IF EXISTS ");
 	ident_quote(&sql, m->publication);
 	if (!db_exec(d, "drop the publication", sql.data))
 		goto cleanup;
+	if (m->home != STATE_HOME_HERE)
+	{
+		ok = true;
+		goto cleanup;
+	}
 	/* As the slot's: the backend of a run that just ended may hold it a moment longer. */
 	origin[0] = m->origin;
 	res = db_exec_when_free(d->conn, d->label, "drop the replication origin",
@@ -456,7 +466,7 @@ cutover_request(const char *conninfo, const char *schema, const char *table)
 	int64_t		away_since = 0;
 	bool		ok = false;
 
-	if (!state_open(&d, conninfo, schema, table, &t, &m))
+	if (!state_open(&d, conninfo, schema, table, &t, &m) || (m != NULL && !state_check_home(&d, m)))
 		goto cleanup;
 	if (m != NULL && strcmp(m->phase, STATE_DONE) == 0)
 	{
@@ -506,6 +516,49 @@ cleanup:
 	return ok;
 }
 
+/*
+ * The last migration gone, schema pgrepart goes too, tables and all; a
+ * schema holding anything else, or one this role may not drop (another
+ * role's), stays as it is.  In the caller's transaction, under the lock
+ * that state_ensure takes, so no run records a migration meanwhile.
+ */
+static bool
+cutover_drop_empty_state(db *d)
+{
+	PGresult   *res = db_execf(d, "look for other migrations",
+							   "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgrepart.state_ensure')), "
+							   "  NOT EXISTS (SELECT 1 FROM pgrepart.migration), "
+							   "  (SELECT n.nspowner = r.oid FROM pg_catalog.pg_namespace n, pg_catalog.pg_roles r "
+							   "   WHERE n.nspname = 'pgrepart' AND r.rolname = CURRENT_USER)");
+	PGbool		none = 0, owner = 0;
+	bool		drop;
+
+	if (res == NULL)
+		return false;
+	if (!db_getf(res, 0, "%bool %bool", 1, &none, 2, &owner))
+	{
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	drop = none && owner;
+	if (!drop)
+		return true;
+	if (!db_exec(d, "keep the state's place", "SAVEPOINT empty_state"))
+		return false;
+	/* Not db_exec: a failure here is an answer, not an error to log. */
+	res = PQexec(d->conn, "DROP TABLE pgrepart.ghost, pgrepart.spool, pgrepart.chunk, "
+				 "pgrepart.verification, pgrepart.statement, pgrepart.migration; "
+				 "DROP SCHEMA pgrepart");
+	drop = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	if (drop)
+		log_debug("removed schema pgrepart: no migration uses it");
+	else if (!db_exec(d, "keep schema pgrepart", "ROLLBACK TO SAVEPOINT empty_state"))
+		return false;
+	return true;
+}
+
 int
 cutover_abort(const char *conninfo, const char *schema, const char *table)
 {
@@ -535,7 +588,14 @@ cutover_abort(const char *conninfo, const char *schema, const char *table)
 				 m->table);
 		goto cleanup;
 	}
-	if (!state_slot_active(&d, m, &exists, &active))
+	if (m->home == STATE_HOME_CLUSTER)
+		log_info("the migration of \"%s.%s\" was copied from another server: its slot and "
+				 "origin are left alone", t->schema, t->name);
+	else if (m->home == STATE_HOME_DATABASE)
+		log_info("the migration of \"%s.%s\" was copied from database \"%s\": its slot and "
+				 "origin, which are that database's, are left alone", t->schema, t->name,
+				 m->home_database ? m->home_database : "(dropped)");
+	else if (!state_slot_active(&d, m, &exists, &active))
 		goto cleanup;
 	/* The walsender of a run stopped or killed a moment ago may not have gone yet. */
 	for (int waited = 0; active && waited < DB_IN_USE_WAIT_MS; waited += 50)
@@ -559,10 +619,11 @@ cutover_abort(const char *conninfo, const char *schema, const char *table)
 		goto rollback;
 	res = db_execf(&d, "forget the migration", "DELETE FROM pgrepart.migration WHERE id = %int4",
 				   m->id);
-	if (res == NULL || !db_exec(&d, "commit the abort", "COMMIT"))
+	if (res == NULL || !cutover_drop_empty_state(&d) || !db_exec(&d, "commit the abort", "COMMIT"))
 		goto rollback;
-	log_info("aborted the migration of \"%s.%s\": slot, publication, origin, shadow and state "
-			 "removed; the table is untouched", t->schema, t->name);
+	log_info("aborted the migration of \"%s.%s\": %s, shadow and state removed; the table is "
+			 "untouched", t->schema, t->name,
+			 m->home == STATE_HOME_HERE ? "slot, publication, origin" : "publication");
 	rc = 0;
 	goto cleanup;
 

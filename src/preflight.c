@@ -179,6 +179,39 @@ cleanup:
 	PQfinish(conn);
 }
 
+/*
+ * Schema pgrepart, when some role has created it already: a run changes its
+ * tables (ALTER TABLE ... ADD COLUMN IF NOT EXISTS checks ownership before it
+ * looks), so the role must act as their owner, by being it or a member.
+ */
+static bool
+preflight_state_schema(db *d, plan *p)
+{
+	PGresult   *res = db_execf(d, "look at schema pgrepart",
+							   "SELECT pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text, "
+							   "  pg_catalog.pg_has_role(c.relowner, 'USAGE') "
+							   "  AND pg_catalog.pg_has_role(n.nspowner, 'USAGE') "
+							   "FROM pg_catalog.pg_namespace n "
+							   "LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid "
+							   "  AND c.relname = 'migration' "
+							   "WHERE n.nspname = 'pgrepart'");
+	PGbool		usable = 1;
+
+	if (res == NULL)
+		return false;
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && db_getf(res, 0, "%bool", 1, &usable) &&
+		!usable)
+		plan_add_finding(p, FINDING_BLOCK, "state_schema",
+						 "Roles that migrate tables of one database share its pgrepart schema "
+						 "through one owner role: GRANT that role to this one, or run as it "
+						 "(docs/operations.md, \"Several roles\").",
+						 "schema pgrepart, where migrations keep their state, belongs to role "
+						 "\"%s\", and role \"%s\" cannot act as its owner",
+						 PQgetvalue(res, 0, 0), PQuser(d->conn));
+	PQclear(res);
+	return true;
+}
+
 static int
 preflight_compare_names(const void *a, const void *b)
 {
@@ -273,7 +306,7 @@ preflight_check(db *d, const char *conninfo, plan *p)
 	if (!preflight_settings(d, p))
 		return false;
 	preflight_replication_connection(conninfo, p);
-	if (!preflight_names(d, p))
+	if (!preflight_state_schema(d, p) || !preflight_names(d, p))
 		return false;
 	preflight_space(p);
 	preflight_range(p);

@@ -12,7 +12,12 @@
 #include "pgrepart/report.h"
 
 static const char *const report_phase_name[REPORT_NPHASES] = {
-	"prepare", "copy", "index", "catch_up", "cutover"
+	"prepare", "copy", "index", "catch_up", "waiting", "cutover"
+};
+
+const char *const report_setting_names[REPORT_NSETTINGS] = {
+	"synchronous_commit", "wal_writer_delay", "max_wal_size", "shared_buffers",
+	"maintenance_work_mem", "max_parallel_maintenance_workers"
 };
 
 void
@@ -22,6 +27,20 @@ report_init(report *r, const char *schema, const char *table)
 	r->schema = schema;
 	r->table = table;
 	r->outcome = "failed";
+	r->env.table_rows = -1;
+	r->env.wal_bytes = -1;
+}
+
+void
+report_free_environment(report *r)
+{
+	free(r->env.server_version);
+	free(r->env.wal_start);
+	for (int i = 0; i < REPORT_NSETTINGS; i++)
+		free(r->env.settings[i]);
+	memset(&r->env, 0, sizeof(r->env));
+	r->env.table_rows = -1;
+	r->env.wal_bytes = -1;
 }
 
 void
@@ -30,6 +49,7 @@ report_free(report *r)
 	free(r->attempts);
 	r->attempts = NULL;
 	r->nattempts = 0;
+	report_free_environment(r);
 }
 
 void
@@ -102,6 +122,20 @@ report_write_json(const report *r, const char *path)
 	}
 	json_end_array(&w);
 	json_kv_string(&w, "verification", r->verification);
+	json_key(&w, "environment");
+	json_begin_object(&w);
+	json_kv_string(&w, "server_version", r->env.server_version);
+	json_kv_double(&w, "table_rows_estimate", r->env.table_rows);
+	json_kv_int(&w, "table_bytes", r->env.table_bytes);
+	json_kv_int(&w, "table_total_bytes", r->env.table_total_bytes);
+	if (r->env.wal_bytes >= 0)
+		json_kv_int(&w, "wal_generated_bytes", r->env.wal_bytes);
+	json_key(&w, "settings");
+	json_begin_object(&w);
+	for (int i = 0; i < REPORT_NSETTINGS; i++)
+		json_kv_string(&w, report_setting_names[i], r->env.settings[i]);
+	json_end_object(&w);
+	json_end_object(&w);
 	json_end_object(&w);
 	f = fopen(path, "w");
 	ok = f != NULL && fprintf(f, "%s\n", out.data) > 0;
@@ -137,4 +171,16 @@ report_print(const report *r, FILE *out)
 		fprintf(out, "    attempt %d: waited %.0f ms, held %.0f ms, %s\n", i + 1,
 				r->attempts[i].wait_ms, r->attempts[i].hold_ms, r->attempts[i].outcome);
 	fprintf(out, "  verification: %s\n", r->verification ? r->verification : "not run");
+	if (r->env.server_version == NULL)
+		return;
+	fprintf(out, "  server:       PostgreSQL %s; table %.1f MB (%.1f MB with TOAST and indexes)",
+			r->env.server_version, (double) r->env.table_bytes / 1048576.0,
+			(double) r->env.table_total_bytes / 1048576.0);
+	if (r->env.wal_bytes >= 0)
+		fprintf(out, "; WAL generated %.1f MB", (double) r->env.wal_bytes / 1048576.0);
+	fputs("\n  settings:    ", out);
+	for (int i = 0; i < REPORT_NSETTINGS; i++)
+		fprintf(out, "%s %s=%s", i > 0 ? "," : "", report_setting_names[i],
+				r->env.settings[i] ? r->env.settings[i] : "?");
+	fputc('\n', out);
 }

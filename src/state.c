@@ -74,7 +74,10 @@ static const char schema_sql[] =
 	"  PRIMARY KEY (migration_id, key)); "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS next_xid pg_catalog.xid8; "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS max_rows_per_second int; "
-	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS cutover_requested_at timestamptz";
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS cutover_requested_at timestamptz; "
+	/* Where the row was written; older rows are told by their slot's name alone. */
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS system_identifier text; "
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS database_oid oid";
 
 bool
 state_ensure(db *d)
@@ -86,14 +89,15 @@ static const char select_sql[] =
 	"SELECT id, source_schema::pg_catalog.text, source_table::pg_catalog.text, "
 	"  shadow_table::pg_catalog.text, partition_column::pg_catalog.text, partition_interval, "
 	"  slot_name::pg_catalog.text, publication_name::pg_catalog.text, origin_name, phase, "
-	"  consistent_lsn::pg_catalog.text, next_xid::pg_catalog.text "
-	"FROM pgrepart.migration ";
+	"  consistent_lsn::pg_catalog.text, next_xid::pg_catalog.text, "
+	STATE_HOME_COLUMNS
+	"FROM pgrepart.migration m ";
 
 static state_migration *
 state_from_row(const PGresult *res)
 {
 	state_migration *m = xcalloc(1, sizeof(state_migration));
-	PGint4		id;
+	PGint4		id, home = 0;
 
 	if (!db_getf(res, 0, "%int4", 0, &id))
 	{
@@ -114,6 +118,11 @@ state_from_row(const PGresult *res)
 		lsn_parse(PQgetvalue(res, 0, 10), &m->consistent_lsn);
 	if (!PQgetisnull(res, 0, 11))
 		m->next_xid = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
+	m->home = db_getf(res, 0, "%int4", 12, &home) ? (state_home) home : STATE_HOME_HERE;
+	if (!PQgetisnull(res, 0, 13))
+		m->home_database = xstrdup(PQgetvalue(res, 0, 13));
+	if (!PQgetisnull(res, 0, 14))
+		m->home_system = xstrdup(PQgetvalue(res, 0, 14));
 	return m;
 }
 
@@ -152,15 +161,18 @@ state_create(db *d, const plan *p, state_migration **out)
 			   "    'pgrepart.migration', 'id'))::pg_catalog.int4 AS id, d.oid AS dboid "
 			   "  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) "
 			   "INSERT INTO pgrepart.migration (id, source_schema, source_table, shadow_table, "
-			   "  partition_column, partition_interval, slot_name, publication_name, origin_name, phase) "
+			   "  partition_column, partition_interval, slot_name, publication_name, origin_name, phase, "
+			   "  system_identifier, database_oid) "
 			   "SELECT n.id, %text, %text, %text, %text, %text, "
 			   "  'pgrepart_' || n.dboid || '_' || n.id, 'pgrepart_' || n.dboid || '_' || n.id, "
-			   "  'pgrepart_' || n.dboid || '_' || n.id, 'new' FROM n "
+			   "  'pgrepart_' || n.dboid || '_' || n.id, 'new', "
+			   "  (SELECT c.system_identifier::pg_catalog.text FROM pg_catalog.pg_control_system() c), "
+			   "  n.dboid FROM n "
 			   "RETURNING id, source_schema::pg_catalog.text, source_table::pg_catalog.text, "
 			   "  shadow_table::pg_catalog.text, partition_column::pg_catalog.text, "
 			   "  partition_interval, slot_name::pg_catalog.text, "
 			   "  publication_name::pg_catalog.text, origin_name, phase, NULL::pg_catalog.text, "
-			   "  NULL::pg_catalog.text");
+			   "  NULL::pg_catalog.text, 0, NULL::pg_catalog.text, system_identifier");
 	res = db_execf(d, "record the migration", sql.data, p->table->schema, p->table->name,
 				   p->shadow_name, p->partition_column, p->interval);
 	if (res == NULL)
@@ -296,7 +308,8 @@ state_slot_active(db *d, const state_migration *m, bool *exists, bool *active)
 {
 	PGresult   *res = db_execf(d, "look up the replication slot",
 							   "SELECT active FROM pg_catalog.pg_replication_slots "
-							   "WHERE slot_name = %text", m->slot);
+							   "WHERE slot_name = %text AND database = pg_catalog.current_database()",
+							   m->slot);
 	PGbool		value = 0;
 	bool		ok = res != NULL;
 
@@ -307,6 +320,47 @@ state_slot_active(db *d, const state_migration *m, bool *exists, bool *active)
 	*active = value;
 	PQclear(res);
 	return ok;
+}
+
+bool
+state_check_home(db *d, const state_migration *m)
+{
+	bool		exists = false, active;
+
+	if (m->home == STATE_HOME_DATABASE)
+	{
+		if (m->home_database != NULL)
+			log_error("the migration of \"%s.%s\" recorded here was copied from database \"%s\" "
+					  "of this server: its slot and origin belong to that database",
+					  m->schema, m->table, m->home_database);
+		else
+			log_error("the migration of \"%s.%s\" recorded here was copied from another "
+					  "database, which no longer exists", m->schema, m->table);
+	}
+	else if (m->home == STATE_HOME_CLUSTER)
+		log_error("the migration of \"%s.%s\" recorded here was copied from another server "
+				  "(system identifier %s): its slot and origin are not this server's",
+				  m->schema, m->table, m->home_system);
+	if (m->home != STATE_HOME_HERE)
+	{
+		log_hint("pgrepart leaves them alone. \"pgrepart abort -t %s.%s\" here removes the "
+				 "copy's shadow, publication and state from this database and nothing else; "
+				 "then run again for a migration of this database's own.", m->schema, m->table);
+		return false;
+	}
+	if (strcmp(m->phase, STATE_PREPARED) == 0 || strcmp(m->phase, STATE_DONE) == 0)
+		return true;
+	if (!state_slot_active(d, m, &exists, &active))
+		return false;
+	if (exists)
+		return true;
+	log_error("the migration of \"%s.%s\" is %s, but its replication slot \"%s\" is not on "
+			  "this server", m->schema, m->table, m->phase, m->slot);
+	log_hint("A physical copy (pg_basebackup, a promoted standby) has the migration's rows but "
+			 "not its slot, which stays on the original. Here, \"pgrepart abort -t %s.%s\" "
+			 "removes the copy's migration (and nothing of the original's); then run again.",
+			 m->schema, m->table);
+	return false;
 }
 
 bool
@@ -629,6 +683,8 @@ state_migration_free(state_migration *m)
 	free(m->slot);
 	free(m->publication);
 	free(m->origin);
+	free(m->home_database);
+	free(m->home_system);
 	free(m->phase);
 	free(m);
 }

@@ -7,6 +7,7 @@
 #include "pgrepart/ident.h"
 #include "pgrepart/json.h"
 #include "pgrepart/log.h"
+#include "pgrepart/state.h"
 #include "pgrepart/status.h"
 
 /*
@@ -30,28 +31,46 @@ static const char status_sql[] =
 	"               ELSE 'failed' END || COALESCE(' at ' || v.consistent_lsn::pg_catalog.text, '') "
 	"          || ', ' || pg_catalog.to_char(COALESCE(v.finished_at, v.requested_at), "
 	"                                         'YYYY-MM-DD HH24:MI:SS OF') "
-	"   FROM pgrepart.verification v WHERE v.migration_id = m.id ORDER BY v.id DESC LIMIT 1) "
+	"   FROM pgrepart.verification v WHERE v.migration_id = m.id ORDER BY v.id DESC LIMIT 1), "
+	STATE_HOME_COLUMNS
 	"FROM pgrepart.migration m "
+	/* A slot of this name in another database is not this migration's (a copied row). */
 	"LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = m.slot_name "
+	"  AND s.database = pg_catalog.current_database() "
 	"LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid "
 	"WHERE %bool OR ((%bool OR m.source_schema = %text) AND m.source_table = %text) "
 	"ORDER BY m.id";
 
 static void
 status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGint8 behind,
-			bool slot_exists, bool slot_active, double lag)
+			bool slot_exists, bool slot_active, double lag, state_home home)
 {
 	char	   *source = ident_qualified(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
 	char	   *shadow = ident_qualified(PQgetvalue(res, i, 1), PQgetvalue(res, i, 3));
 
 	fprintf(out, "migration %d: %s -> %s\n", id, source, shadow);
 	fprintf(out, "  phase          %s (since %s)\n", PQgetvalue(res, i, 4), PQgetvalue(res, i, 11));
-	if (slot_exists)
+	if (home != STATE_HOME_HERE)
+	{
+		if (home == STATE_HOME_CLUSTER)
+			fprintf(out, "  copied from    another server (system identifier %s)\n",
+					PQgetvalue(res, i, 17));
+		else
+			fprintf(out, "  copied from    database \"%s\" of this server\n",
+					PQgetisnull(res, i, 16) ? "(dropped)" : PQgetvalue(res, i, 16));
+		fprintf(out, "  slot, origin   the original's, not this database's; pgrepart abort -t %s "
+				"removes the copy\n", source);
+	}
+	else if (slot_exists)
 		fprintf(out, "  slot           %s, %s, retains %.1f MB of WAL\n", PQgetvalue(res, i, 5),
 				slot_active ? "streaming" : "idle: no run is consuming it",
 				(double) retained / 1048576.0);
-	else
+	else if (strcmp(PQgetvalue(res, i, 4), "prepared") == 0)
 		fprintf(out, "  slot           %s (not created yet)\n", PQgetvalue(res, i, 5));
+	else
+		fprintf(out, "  slot           %s MISSING: not on this server (a physical copy keeps the "
+				"migration's rows but not its slot); pgrepart abort -t %s removes the copy\n",
+				PQgetvalue(res, i, 5), source);
 	if (slot_exists)
 		fprintf(out, "  behind         %.1f MB of WAL (server at %s)\n",
 				(double) behind / 1048576.0, PQgetvalue(res, i, 12));
@@ -109,6 +128,23 @@ status_leftovers(db *d, bool have_state)
 	return res;
 }
 
+/*
+ * pgrepart's slots of the other databases of the cluster: slots are
+ * cluster-wide, and a migration in a copy of this database (or a rehearsal
+ * in one) holds this server's WAL as much as one here.
+ */
+static PGresult *
+status_cluster_slots(db *d)
+{
+	return db_execf(d, "list pgrepart's slots on the server",
+					"SELECT s.slot_name::pg_catalog.text, s.database::pg_catalog.text, s.active, "
+					"  COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::pg_catalog.int8 "
+					"FROM pg_catalog.pg_replication_slots s "
+					"WHERE s.slot_name LIKE 'pgrepart\\_%%' AND NOT s.temporary "
+					"  AND s.database IS DISTINCT FROM pg_catalog.current_database() "
+					"ORDER BY 1");
+}
+
 /* Warn about every slot that holds WAL with nothing consuming it. */
 static void
 status_warn_leftovers(const PGresult *left)
@@ -136,6 +172,7 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 	json_writer w;
 	bool		exists;
 	PGresult   *left;
+	PGresult   *others;
 
 	*found = false;
 	res = db_execf(d, "look for pgrepart's state",
@@ -155,6 +192,13 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		return false;
 	}
 	status_warn_leftovers(left);
+	others = status_cluster_slots(d);
+	if (others == NULL)
+	{
+		PQclear(res);
+		PQclear(left);
+		return false;
+	}
 
 	buf_init(&b);
 	json_init(&w, &b);
@@ -163,20 +207,23 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 	json_begin_array(&w);
 	for (int i = 0; res != NULL && i < PQntuples(res); i++)
 	{
-		PGint4		id;
+		PGint4		id, home_code;
+		state_home	home;
 		PGbool		slot_exists, slot_active;
 		PGint8		retained, behind;
 		PGfloat8	lag;
 
-		if (!db_getf(res, i, "%int4 %bool %bool %int8 %int8 %float8", 0, &id, 6, &slot_exists,
-					 7, &slot_active, 8, &retained, 9, &behind, 13, &lag))
+		if (!db_getf(res, i, "%int4 %bool %bool %int8 %int8 %float8 %int4", 0, &id, 6, &slot_exists,
+					 7, &slot_active, 8, &retained, 9, &behind, 13, &lag, 15, &home_code))
 		{
 			PQclear(res);
 			buf_free(&b);
 			return false;
 		}
+		home = (state_home) home_code;
 		*found = true;
-		if (slot_exists && !slot_active && strcmp(PQgetvalue(res, i, 4), "done") != 0)
+		if (home == STATE_HOME_HERE && slot_exists && !slot_active &&
+			strcmp(PQgetvalue(res, i, 4), "done") != 0)
 		{
 			log_warning("migration %d's slot \"%s\" retains %.1f MB of WAL and no run is "
 						"consuming it", id, PQgetvalue(res, i, 5), (double) retained / 1048576.0);
@@ -186,7 +233,7 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		}
 		if (!json)
 		{
-			status_text(res, i, out, id, retained, behind, slot_exists, slot_active, lag);
+			status_text(res, i, out, id, retained, behind, slot_exists, slot_active, lag, home);
 			continue;
 		}
 		json_begin_object(&w);
@@ -205,6 +252,10 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 					   PQgetisnull(res, i, 14) ? NULL : PQgetvalue(res, i, 14));
 		json_kv_string(&w, "applied_lsn", PQgetisnull(res, i, 10) ? NULL : PQgetvalue(res, i, 10));
 		json_kv_string(&w, "updated_at", PQgetvalue(res, i, 11));
+		json_kv_string(&w, "copied_from", home == STATE_HOME_CLUSTER ? "another server" :
+					   home == STATE_HOME_DATABASE ? "another database" : NULL);
+		json_kv_string(&w, "copied_from_database", home == STATE_HOME_DATABASE &&
+					   !PQgetisnull(res, i, 16) ? PQgetvalue(res, i, 16) : NULL);
 		json_end_object(&w);
 	}
 	json_end_array(&w);
@@ -223,6 +274,22 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		json_end_object(&w);
 	}
 	json_end_array(&w);
+	json_key(&w, "other_databases_slots");
+	json_begin_array(&w);
+	for (int i = 0; i < PQntuples(others); i++)
+	{
+		PGint8		retained = 0;
+		PGbool		active = 0;
+
+		db_getf(others, i, "%bool %int8", 2, &active, 3, &retained);
+		json_begin_object(&w);
+		json_kv_string(&w, "slot", PQgetvalue(others, i, 0));
+		json_kv_string(&w, "database", PQgetvalue(others, i, 1));
+		json_kv_bool(&w, "active", active);
+		json_kv_int(&w, "retained_wal_bytes", retained);
+		json_end_object(&w);
+	}
+	json_end_array(&w);
 	json_end_object(&w);
 	if (json)
 		fprintf(out, "%s\n", b.data);
@@ -231,8 +298,19 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 	for (int i = 0; !json && i < PQntuples(left); i++)
 		fprintf(out, "leftover %s %s: remove with %s;\n", PQgetvalue(left, i, 0),
 				PQgetvalue(left, i, 1), PQgetvalue(left, i, 3));
+	for (int i = 0; !json && i < PQntuples(others); i++)
+	{
+		PGint8		retained = 0;
+		PGbool		active = 0;
+
+		db_getf(others, i, "%bool %int8", 2, &active, 3, &retained);
+		fprintf(out, "slot %s of database \"%s\" (not this one's): %s, retains %.1f MB of WAL\n",
+				PQgetvalue(others, i, 0), PQgetvalue(others, i, 1), active ? "streaming" : "idle",
+				(double) retained / 1048576.0);
+	}
 	buf_free(&b);
 	PQclear(res);
 	PQclear(left);
+	PQclear(others);
 	return true;
 }

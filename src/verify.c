@@ -958,7 +958,7 @@ verify_request_live(const char *conninfo, const char *schema, const char *table,
 				 "any two tables with --source and --target.");
 		goto cleanup;
 	}
-	if (!state_slot_active(&d, m, NULL, &active))
+	if (!state_check_home(&d, m) || !state_slot_active(&d, m, NULL, &active))
 		goto cleanup;
 	if (!active)
 	{

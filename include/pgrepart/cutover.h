@@ -29,6 +29,7 @@ typedef struct cutover_options
 	int64_t		max_lag_bytes;	/* try only when the apply is this close */
 	const char *old_name;		/* the table's name afterwards; NULL: <table>_old */
 	bool		rehearse;		/* take the lock and drain, then roll back */
+	bool		keep;			/* after a rehearsal keep the migration, else remove it */
 } cutover_options;
 
 /*

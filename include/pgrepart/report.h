@@ -17,8 +17,9 @@ typedef enum report_phase
 	REPORT_PREPARE,
 	REPORT_COPY,
 	REPORT_INDEX,
-	REPORT_CATCH_UP,			/* streaming until the cutover begins */
-	REPORT_CUTOVER,
+	REPORT_CATCH_UP,			/* streaming until first in sync */
+	REPORT_WAIT,				/* in sync, waiting for "pgrepart cutover" (manual) */
+	REPORT_CUTOVER,				/* from the decision to swap: verification, attempts */
 	REPORT_NPHASES
 } report_phase;
 
@@ -28,6 +29,25 @@ typedef struct report_lock_attempt
 	double		hold_ms;		/* 0 when not granted */
 	const char *outcome;		/* "busy", "too slow", "swapped", "rehearsed", "failed" */
 } report_lock_attempt;
+
+/*
+ * What the outcome depends on besides the table, for comparing a staging
+ * rehearsal with production: the server's version and the settings that
+ * change a run's times, the table's size, and the WAL the run generated.
+ */
+#define REPORT_NSETTINGS 6
+extern const char *const report_setting_names[REPORT_NSETTINGS];
+
+typedef struct report_environment
+{
+	char	   *server_version; /* owned; NULL: not read */
+	char	   *settings[REPORT_NSETTINGS]; /* owned, in report_setting_names' order */
+	double		table_rows;		/* the planner's estimate; -1 unknown */
+	int64_t		table_bytes;	/* heap */
+	int64_t		table_total_bytes;	/* with TOAST and indexes */
+	char	   *wal_start;		/* owned: the server's WAL position as the run began */
+	int64_t		wal_bytes;		/* generated on the server during the run; -1 unknown */
+} report_environment;
 
 typedef struct report
 {
@@ -48,10 +68,12 @@ typedef struct report
 	report_lock_attempt *attempts;
 	int			nattempts;
 	const char *verification;	/* "equal", "different", "skipped", or NULL: not run */
+	report_environment env;
 } report;
 
 void		report_init(report *r, const char *schema, const char *table);
 void		report_free(report *r);
+void		report_free_environment(report *r);
 /* Close the phase under way (if any) and start timing phase. */
 void		report_phase_begin(report *r, report_phase phase);
 void		report_phase_end(report *r);

@@ -29,6 +29,13 @@
 #define STATE_SYNCED    "synced"	/* consistent: unique constraints built; still streaming */
 #define STATE_DONE      "done"		/* swapped in; slot, publication and origin dropped */
 
+typedef enum state_home
+{
+	STATE_HOME_HERE,			/* this database of this cluster */
+	STATE_HOME_DATABASE,		/* another database of this cluster */
+	STATE_HOME_CLUSTER,			/* another cluster */
+} state_home;
+
 typedef struct state_migration
 {
 	int			id;
@@ -43,6 +50,14 @@ typedef struct state_migration
 	char	   *phase;
 	lsn_t		consistent_lsn; /* the slot's consistent point, once copied */
 	uint64_t	next_xid;		/* the next xid read right after the slot's creation */
+	/*
+	 * Where the migration belongs, when not here: its row was copied with
+	 * the database (CREATE DATABASE ... TEMPLATE, pg_dump), and its slot and
+	 * origin, named cluster-wide, are the original's.
+	 */
+	state_home	home;
+	char	   *home_database;	/* STATE_HOME_DATABASE: its name, NULL if gone */
+	char	   *home_system;	/* STATE_HOME_CLUSTER: the original's system identifier */
 } state_migration;
 
 /*
@@ -60,6 +75,23 @@ typedef struct state_chunk
 	lsn_t		lsn;
 	int64_t		rows;
 } state_chunk;
+
+/*
+ * Three columns of a pgrepart.migration row "m": its home as a state_home
+ * (the cluster told by system identifier, the database by OID, or for rows
+ * older than those columns by the OID in the slot's name), the name of its
+ * home database on this cluster, and its cluster's system identifier.
+ */
+#define STATE_HOME_COLUMNS \
+	"  CASE WHEN m.system_identifier <> (SELECT c.system_identifier::pg_catalog.text " \
+	"         FROM pg_catalog.pg_control_system() c) THEN 2 " \
+	"       WHEN COALESCE(m.database_oid, pg_catalog.substring(m.slot_name::pg_catalog.text, " \
+	"         '^pgrepart_([0-9]+)_')::pg_catalog.oid) IS DISTINCT FROM (SELECT d.oid " \
+	"         FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) THEN 1 " \
+	"       ELSE 0 END, " \
+	"  (SELECT d.datname::pg_catalog.text FROM pg_catalog.pg_database d WHERE d.oid = " \
+	"    COALESCE(m.database_oid, pg_catalog.substring(m.slot_name::pg_catalog.text, " \
+	"      '^pgrepart_([0-9]+)_')::pg_catalog.oid)), m.system_identifier "
 
 /* Create schema pgrepart and its tables if missing. */
 bool		state_ensure(db *d);
@@ -89,8 +121,16 @@ bool		state_open(db *d, const char *conninfo, const char *schema, const char *ta
 					   catalog_table **t, state_migration **m);
 
 /*
- * Whether the migration's slot exists (exists may be NULL) and a run is
- * consuming it.
+ * Whether the migration may act here: its row was not copied from another
+ * database or cluster, and its slot, once the copy has begun, is on this
+ * server (a physical copy, pg_basebackup or a promoted standby, has the
+ * rows but not the slot).  Logs why not, and what to do, when false.
+ */
+bool		state_check_home(db *d, const state_migration *m);
+
+/*
+ * Whether the migration's slot exists in this database (exists may be
+ * NULL) and a run is consuming it.
  */
 bool		state_slot_active(db *d, const state_migration *m, bool *exists, bool *active);
 

@@ -25,10 +25,23 @@ like(slurp("$dir/rehearse.log"), qr/cutover rehearsed at \S+: the lock was held 
 is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 'chat_messages'::regclass}), 'r',
 	'the rehearsal left the original table in place');
 is($node->psql(q{SELECT to_regclass('chat_messages_old') IS NULL}), 't', 'and renamed nothing');
+is($node->psql(q{SELECT (SELECT count(*) FROM pg_replication_slots) || ',' || (SELECT count(*) FROM pg_publication)
+	|| ',' || (SELECT count(*) FROM pg_replication_origin) || ',' || (to_regclass('chat_messages_pgrepart') IS NULL)
+	|| ',' || (to_regnamespace('pgrepart') IS NULL)}), '0,0,0,true,true',
+	'and left nothing behind: no slot, publication, origin, shadow or state');
+like(slurp("$dir/rehearse.log"), qr/removing what the run made/, 'the rehearsal says it removes what it made');
 my $report = eval { decode_json(slurp("$dir/report.json")) } // {};
 ok($report->{rehearsal}, 'the report says it was a rehearsal');
 cmp_ok(scalar @{ $report->{lock_attempts} // [] }, '>=', 1, 'the report lists the lock attempts');
 ok(defined $report->{phases}{copy} && defined $report->{rows_copied}, 'and the phases and rows');
+ok(defined $report->{phases}{waiting}, 'the wait for a manual cutover is a phase of its own');
+my $env = $report->{environment} // {};
+like($env->{server_version} // '', qr/^\d+/, 'the report gives the server version');
+is(join(',', map { defined $env->{settings}{$_} ? 1 : 0 } qw(synchronous_commit wal_writer_delay max_wal_size
+	shared_buffers maintenance_work_mem max_parallel_maintenance_workers)), '1,1,1,1,1,1',
+	'and the settings that change the outcome');
+cmp_ok($env->{wal_generated_bytes} // 0, '>', 0, 'and the WAL generated');
+cmp_ok($env->{table_bytes} // 0, '>', 0, "and the table's size");
 like(slurp("$dir/rehearse.log"), qr/^rehearsal of "public.chat_messages":/m, 'a human summary too');
 
 # The real run, with a blocker when it tries.

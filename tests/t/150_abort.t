@@ -30,9 +30,9 @@ is(wait_exit($run), 5, 'the run stops');
 is($rc, 0, 'abort exits 0') or diag($err);
 is($node->psql(q{SELECT (SELECT count(*) FROM pg_replication_slots) || ',' ||
 	(SELECT count(*) FROM pg_publication) || ',' || (SELECT count(*) FROM pg_replication_origin) || ',' ||
-	(SELECT count(*) FROM pgrepart.migration) || ',' ||
-	(to_regclass('chat_messages_pgrepart') IS NULL)}), '0,0,0,0,true',
-	'slot, publication, origin, state and shadow are gone');
+	(to_regnamespace('pgrepart') IS NULL) || ',' ||
+	(to_regclass('chat_messages_pgrepart') IS NULL)}), '0,0,0,true,true',
+	'slot, publication, origin, shadow and the state with its schema (no other migration uses it) are gone');
 is($node->psql(q{SELECT count(*) || ':' || sum(hashtext(c::text)) FROM chat_messages c}), $before,
 	'the table is untouched');
 is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 'chat_messages'::regclass}), 'r',

@@ -61,6 +61,32 @@ my $everything = slurp("$dir/run.log") . slurp("$dir/report.json")
 unlike($everything, qr/\Q$secret\E/, 'no password in the log, the report or the state tables');
 like(slurp("$dir/run.log"), qr/cutover done/, 'the log is the real one');
 
+# A second role finds schema pgrepart made by migrator: plan blocks until
+# it may act as the schema's owner, as run needs.
+$node->psql(q{
+	CREATE ROLE migrator2 LOGIN REPLICATION;
+	GRANT CREATE ON DATABASE postgres TO migrator2;
+	GRANT CREATE ON SCHEMA public TO migrator2;
+	GRANT EXECUTE ON FUNCTION
+	    pg_catalog.pg_replication_origin_create(text),
+	    pg_catalog.pg_replication_origin_drop(text),
+	    pg_catalog.pg_replication_origin_session_setup(text),
+	    pg_catalog.pg_replication_origin_progress(text, boolean),
+	    pg_catalog.pg_replication_origin_xact_setup(pg_catalog.pg_lsn, timestamptz)
+	  TO migrator2;
+	CREATE TABLE second (id bigint PRIMARY KEY, at timestamptz NOT NULL);
+	INSERT INTO second SELECT g, now() - g * interval '1 day' FROM generate_series(1, 100) g;
+	ALTER TABLE second OWNER TO migrator2;
+});
+my $conn2 = $node->connstr(user => 'migrator2');
+my ($rc2, $out2, $err2) = pgrepart('plan', '-d', $conn2, '-t', 'second', '-k', 'at');
+is($rc2, 4, 'a second role: plan blocks') or diag("$out2$err2");
+like($out2, qr/block\s+state_schema\s+schema pgrepart, where migrations keep their state, belongs to role "migrator"/,
+	'on the pgrepart schema another role owns');
+$node->psql('GRANT migrator TO migrator2');
+($rc2, $out2, $err2) = pgrepart('run', '-d', $conn2, '-t', 'second', '-k', 'at');
+is($rc2, 0, 'as a member of its owner, the second role migrates its table') or diag("$out2$err2");
+
 # Every spelling of a conninfo option is masked in ps: an abbreviation
 # (--db=), a bundle of short options (-vd CONNINFO, -vdCONNINFO) and
 # verify's --target-dbname (as --target-db=).  A lock holds each command

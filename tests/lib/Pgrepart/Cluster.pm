@@ -81,7 +81,7 @@ sub _free_port
 	return $port;
 }
 
-# new(wal_level => 'logical', settings => { name => value })
+# new(wal_level => 'logical', settings => { name => value }, basebackup_of => $cluster)
 sub new
 {
 	my ($class, %opts) = @_;
@@ -101,8 +101,20 @@ sub new
 	}
 	$self->{data} = "$self->{base}/data";
 	push @live, $self;
-	$self->_run_as("$self->{bindir}/initdb", '-D', $self->{data}, '-U', 'postgres',
-		'-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync');
+	if (my $primary = $opts{basebackup_of})
+	{
+		# A physical copy, as an operator clones staging: it starts as a
+		# server of its own (no standby.signal), with the primary's system
+		# identifier and databases but none of its replication slots.
+		$self->{wal_level} = $primary->{wal_level};
+		$self->_run_as("$self->{bindir}/pg_basebackup", '-D', $self->{data}, '-h', '127.0.0.1',
+			'-p', $primary->port, '-U', 'postgres', '-X', 'stream', '-c', 'fast', '--no-sync');
+	}
+	else
+	{
+		$self->_run_as("$self->{bindir}/initdb", '-D', $self->{data}, '-U', 'postgres',
+			'-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync');
+	}
 
 	for my $attempt (1 .. 5)
 	{
