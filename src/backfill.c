@@ -768,6 +768,8 @@ cleanup:
 		*o->rows_copied += b.rows - b.base_rows;
 	if (o->bytes_copied != NULL)
 		*o->bytes_copied += b.bytes;
+	if (o->copy_seconds != NULL && b.started_us > 0)
+		*o->copy_seconds += (double) (lsn_monotonic_us() - b.started_us) / 1e6;
 	if (b.line_shown)
 		fputc('\n', stderr);
 	backfill_free(&b);

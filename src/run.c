@@ -1320,7 +1320,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 			{
 				backfill_options bo = {ro->chunk_rows, ro->rate, ro->progress_seconds,
 								   ro->terminal, ro->json, ro->stop,
-								   &ro->report->rows_copied, &ro->report->bytes_copied};
+								   &ro->report->rows_copied, &ro->report->bytes_copied,
+								   &ro->report->copy_seconds};
 
 				switch (backfill_copy(&d, conninfo, t, m, &bo, &sp))
 				{
@@ -1351,7 +1352,6 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 			break;
 		if (chunked && sp == NULL && (sp = spool_open(conninfo, m, t)) == NULL)
 			goto cleanup;
-		ro->report->copy_seconds += ro->report->phase_seconds[REPORT_COPY];
 		report_phase_begin(ro->report, REPORT_INDEX);
 		if (run_build_indexes(&d, m, sp, &truncated))
 			break;

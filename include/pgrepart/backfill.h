@@ -32,8 +32,9 @@ typedef struct backfill_options
 	bool		terminal;		/* redraw a progress line on stderr */
 	bool		json;			/* progress events as JSON lines on stdout */
 	volatile sig_atomic_t *stop;	/* set by a signal handler: stop between chunks */
-	int64_t    *rows_copied;	/* out, optional: rows and COPY bytes this run copied */
+	int64_t    *rows_copied;	/* out, optional: rows and COPY bytes this run copied, */
 	int64_t    *bytes_copied;
+	double	   *copy_seconds;	/* and the seconds it took, as the progress lines count them */
 } backfill_options;
 
 /* Whether the table's key can be copied in chunks (the client can order it). */
