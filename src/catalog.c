@@ -402,6 +402,7 @@ static const catalog_list_query list_queries[] = {
 	{"read the publications the table belongs to", offsetof(catalog_table, publications),
 		"SELECT NULL::pg_catalog.text, p.pubname::pg_catalog.text, "
 		"  CASE WHEN p.puballtables THEN 'FOR ALL TABLES' ELSE 'FOR TABLE' END "
+		"  || CASE WHEN p.pubviaroot THEN ' VIA ROOT' ELSE '' END "
 		"FROM pg_catalog.pg_publication p "
 		"WHERE p.puballtables OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel pr "
 		"  WHERE pr.prpubid = p.oid AND pr.prrelid = %oid) "

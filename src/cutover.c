@@ -20,6 +20,7 @@
 #include "pgrepart/fault.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
+#include "pgrepart/partition.h"
 #include "pgrepart/plan.h"
 #include "pgrepart/stream.h"
 
@@ -219,7 +220,7 @@ static const char cutover_dependents_sql[] =
 	"  ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')'), 5 "
 	"FROM t, pg_catalog.pg_policy p WHERE p.polrelid = t.oid "
 	"UNION ALL "
-	/* Replica identity FULL (an index identity is the plan's business). */
+	/* Replica identity FULL; an index identity follows the renames, below. */
 	"SELECT pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', %text), 6 "
 	"FROM t, pg_catalog.pg_class c WHERE c.oid = t.oid AND c.relreplident = 'f' "
 	"UNION ALL "
@@ -263,6 +264,15 @@ static const char cutover_dependents_sql[] =
 	"  CASE r.ev_enabled WHEN 'D' THEN 'DISABLE' WHEN 'A' THEN 'ENABLE ALWAYS' ELSE 'ENABLE REPLICA' END, "
 	"  r.rulename), 13 FROM t, pg_catalog.pg_rewrite r "
 	"WHERE r.ev_class = t.oid AND r.rulename <> '_RETURN' AND r.ev_enabled <> 'O' "
+	"UNION ALL "
+	/*
+	 * A replica identity index: the new table's index of that name (the
+	 * shadow's, renamed above), widened by the partition column.  The
+	 * partitions follow it (partition_sync_identity).
+	 */
+	"SELECT pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', %text, i.relname), 6 "
+	"FROM t, pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
+	"WHERE x.indrelid = t.oid AND x.indisreplident "
 	"ORDER BY 2";
 
 bool
@@ -283,7 +293,8 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o)
 	/* What points at the table, read while its names are the old ones. */
 	deps = db_execf(d, "read the table's dependents", cutover_dependents_sql, qtable,
 					qtable, qtable, qtable, qtable, qtable, qtable, qtable, qtable,
-					m->publication, qold, m->publication, qtable, qtable, qtable, qtable, qtable);
+					m->publication, qold, m->publication, qtable, qtable, qtable, qtable, qtable,
+					qtable);
 	views = db_execf(d, "read the views on the table",
 					 "SELECT DISTINCT pg_catalog.format('CREATE OR REPLACE VIEW %s AS %s', "
 					 "  c.oid::pg_catalog.regclass, pg_catalog.pg_get_viewdef(c.oid)) "
@@ -338,7 +349,7 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o)
 			!db_exec(d, "rename the new table's indexes", PQgetvalue(names, i, 1)))
 			goto cleanup;
 	if (!cutover_run_all(d, "re-create a view on the new table", views) ||
-		!cutover_run_all(d, "carry a dependent over", deps))
+		!cutover_run_all(d, "carry a dependent over", deps) || !partition_sync_identity(d, qtable))
 		goto cleanup;
 	if (o->rehearse)
 	{

@@ -415,6 +415,45 @@ partition_binary_expression(Oid type, const char *value, buf *out)
 	}
 }
 
+/*
+ * ALTER TABLE parent REPLICA IDENTITY does not reach the partitions, and a
+ * publication sends a partition's changes with the partition's own
+ * identity: without it UPDATE and DELETE on a published partition fail, or
+ * a FULL table's subscribers get no old row.  So every partition gets the
+ * parent's: FULL, NOTHING, or its own index attached to the parent's.
+ */
+static const char partition_identity_sql[] =
+	"SELECT pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY %s', c.oid::pg_catalog.regclass, "
+	"  CASE p.relreplident WHEN 'f' THEN 'FULL' WHEN 'n' THEN 'NOTHING' WHEN 'd' THEN 'DEFAULT' "
+	"    ELSE 'USING INDEX ' || pg_catalog.quote_ident(ci.relname) END) "
+	"FROM pg_catalog.pg_class p "
+	"JOIN pg_catalog.pg_inherits h ON h.inhparent = p.oid "
+	"JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid "
+	"LEFT JOIN pg_catalog.pg_index px ON px.indrelid = p.oid AND px.indisreplident "
+	"LEFT JOIN (pg_catalog.pg_inherits ih JOIN pg_catalog.pg_index cx ON cx.indexrelid = ih.inhrelid "
+	"  JOIN pg_catalog.pg_class ci ON ci.oid = cx.indexrelid) "
+	"  ON ih.inhparent = px.indexrelid AND cx.indrelid = c.oid "
+	"WHERE p.oid = %text::pg_catalog.regclass "
+	"  AND (p.relreplident <> 'i' OR ci.oid IS NOT NULL) "
+	"  AND (c.relreplident <> p.relreplident OR (p.relreplident = 'i' AND NOT cx.indisreplident)) "
+	"ORDER BY 1";
+
+bool
+partition_sync_identity(db *d, const char *qparent)
+{
+	PGresult   *res = db_execf(d, "read the partitions' replica identity", partition_identity_sql,
+							   qparent);
+	bool		ok = res != NULL;
+
+	for (int i = 0; ok && i < PQntuples(res); i++)
+	{
+		log_debug("%s", PQgetvalue(res, i, 0));
+		ok = db_exec(d, "give a partition the table's replica identity", PQgetvalue(res, i, 0));
+	}
+	PQclear(res);
+	return ok;
+}
+
 bool
 partition_extend(db *d, const char *schema, const char *table_name, const char *qparent,
 				 Oid type, const char *interval, const int64_t *binary_value,
@@ -562,7 +601,8 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 			goto cleanup;
 		fault_point("partition");
 	}
-	ok = !own_transaction || db_exec(d, "commit the new partitions", "COMMIT");
+	ok = (created->count == 0 || partition_sync_identity(d, qparent)) &&
+		(!own_transaction || db_exec(d, "commit the new partitions", "COMMIT"));
 
 cleanup:
 	if (own_transaction && !ok && PQtransactionStatus(d->conn) != PQTRANS_IDLE)

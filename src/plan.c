@@ -233,7 +233,8 @@ plan_check_table(plan *p, int encoding)
 						 "on the table would fail");
 	else if (t->replica_identity == 'f')
 		plan_add_finding(p, FINDING_PASS, "replica_identity", NULL,
-						 "replica identity is FULL: updates log the whole old row (more WAL)");
+						 "replica identity is FULL, and stays FULL on the new table and each "
+						 "partition: updates log the whole old row (more WAL)");
 	else if (t->replica_identity == 'd' && catalog_primary_key(t) != NULL &&
 			 !catalog_has_column(t->key_columns, t->nkey_columns, p->partition_column))
 		plan_check_identity(p, encoding);
@@ -325,17 +326,32 @@ plan_check_dependents(plan *p)
 	for (int i = 0; i < t->publications.count; i++)
 	{
 		const catalog_object *pub = &t->publications.items[i];
+		bool		via_root = strstr(pub->detail, " VIA ROOT") != NULL;
 
-		if (strcmp(pub->detail, "FOR ALL TABLES") == 0)
+		if (strncmp(pub->detail, "FOR ALL TABLES", 14) == 0)
 			plan_add_finding(p, FINDING_WARN, "publications",
 							 "Make sure its subscribers can take the shadow's tables, or "
 							 "exclude them.",
 							 "publication \"%s\" publishes all tables: the shadow and its "
 							 "partitions are published as soon as they exist", pub->name);
-		else
+		else if (via_root)
 			plan_add_finding(p, FINDING_PASS, "publications", NULL,
-							 "publication \"%s\" will publish the new table after the swap",
-							 pub->name);
+							 "publication \"%s\" will publish the new table after the swap, "
+							 "under its own name (publish_via_partition_root)", pub->name);
+		else
+			plan_add_finding(p, FINDING_WARN, "publications",
+							 "For subscribers that know the table by its name: ALTER PUBLICATION "
+							 "... SET (publish_via_partition_root = true) before the swap.",
+							 "publication \"%s\" will publish the new table after the swap, but "
+							 "its changes under each partition's name (publish_via_partition_root "
+							 "is off): a subscriber without tables of those names stops with an "
+							 "error", pub->name);
+	}
+	if (t->replica_identity == 'i')
+	{
+		plan_add_finding(p, FINDING_PASS, "replica_identity", NULL,
+						 "the replica identity index becomes the new table's and each "
+						 "partition's (widened by \"%s\")", p->partition_column);
 	}
 	buf_free(&b);
 }

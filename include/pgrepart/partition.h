@@ -117,6 +117,14 @@ void		partition_set_free(partition_set *set);
  * every partition from the catalog; the caller also knows there is no
  * DEFAULT partition.  NULL reads both from the catalog.
  */
+/*
+ * Give every partition of qparent (quoted, qualified) the parent's replica
+ * identity where it differs: FULL, NOTHING, or the partition's index that is
+ * attached to the parent's identity index.  partition_extend does it for the
+ * partitions it creates; the cutover for all.
+ */
+bool		partition_sync_identity(db *d, const char *qparent);
+
 bool		partition_extend(db *d, const char *schema, const char *table_name,
 							 const char *qparent, Oid type, const char *interval,
 							 const int64_t *binary_value, const char *text_value,

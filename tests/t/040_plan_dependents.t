@@ -61,8 +61,11 @@ is($by_check{policies}[0]{level}, 'warn', 'policies: a warning');
 like($by_check{views}[0]{message}, qr/2 dependent view\(s\).*public\.event_counts, public\.recent_events/,
 	'views listed by name');
 is($by_check{sequences}[0]{level}, 'pass', 'owned sequences continue');
-is(scalar(grep { $_->{level} eq 'warn' } @{ $by_check{publications} }), 1,
-	'a FOR ALL TABLES publication is a warning');
+is(join(',', map { $_->{level} } sort { $a->{message} cmp $b->{message} } @{ $by_check{publications} }), 'warn,warn',
+	'a FOR ALL TABLES publication is a warning, and so is one without publish_via_partition_root');
+like(join("\n", map { $_->{message} } @{ $by_check{publications} }),
+	qr/"events_pub" will publish the new table after the swap, but its changes under each partition's name/,
+	'which says what its subscribers will see');
 is($plan->{partitioning}{partitions}[0]{name} =~ /^events_\d{4}_\d{2}_\d{2}$/ ? 1 : 0, 1,
 	'weekly partitions named by their first day');
 is($node->psql(q{SELECT extract(isodow FROM } . "'$plan->{partitioning}{partitions}[0]{from}'::timestamptz)"),
