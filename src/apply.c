@@ -1053,8 +1053,8 @@ apply_cover(apply *a, int64_t value)
 	{
 		int64_t		covered[2] = {a->lower, a->upper};
 
-		ok = partition_extend(a->db, a->o.schema, a->o.table, a->qshadow, a->partition_type,
-							  a->o.interval, &value, NULL, covered, &set);
+		ok = partition_extend(a->db, a->o.schema, a->o.table, a->qshadow, a->o.partition_column,
+							  a->partition_type, a->o.interval, &value, NULL, covered, &set);
 		if (ok)
 		{
 			for (int i = 0; i < set.count; i++)
@@ -1068,18 +1068,48 @@ apply_cover(apply *a, int64_t value)
 	return apply_enter_pipeline(a) && ok;
 }
 
-/* Make sure a new row's partition value has a partition. */
+/* Whether a binary partition value is -infinity or infinity (dates hold them in 32 bits). */
 static bool
-apply_check_partition(apply *a, const pgout_tuple *t)
+apply_value_infinite(const apply *a, int64_t v)
+{
+	if (a->partition_type == CATALOG_DATEOID)
+		return v == INT32_MIN || v == INT32_MAX;
+	return a->partition_type != CATALOG_INT2OID && a->partition_type != CATALOG_INT4OID &&
+		a->partition_type != CATALOG_INT8OID && (v == INT64_MIN || v == INT64_MAX);
+}
+
+/*
+ * Make sure a new row's partition value has a partition: with a DEFAULT
+ * partition it always has; else one is created next to the others.  A
+ * failure names the row and its place in the stream.
+ */
+static bool
+apply_check_partition(apply *a, const pgout_tuple *t, const char *what, lsn_t lsn)
 {
 	int64_t		v;
+	char		at[LSN_TEXT_SIZE];
+	char	   *key;
 
 	if (a->has_default_partition || a->part >= t->ncols ||
 		!apply_partition_value(a, &t->values[a->part], &v))
 		return true;
 	if (v >= a->lower && v < a->upper)
 		return true;
-	return apply_cover(a, v);
+	if (!apply_value_infinite(a, v) && apply_cover(a, v))
+		return true;
+	key = apply_describe_key(a, t);
+	if (apply_value_infinite(a, v))
+		log_error("the %s of the row with key %s at %s in \"%s.%s\" sets \"%s\" to %sinfinity, "
+				  "which no partition can hold", what, key, lsn_format(lsn, at), a->o.schema,
+				  a->o.table, a->o.partition_column, v < 0 ? "-" : "");
+	else
+		log_error("the %s of the row with key %s at %s in \"%s.%s\" has no partition for its "
+				  "\"%s\"", what, key, lsn_format(lsn, at), a->o.schema, a->o.table,
+				  a->o.partition_column);
+	log_hint("The migration was planned with --no-default-partition. Abort it (pgrepart abort) "
+			 "and run it again with a DEFAULT partition, which takes such rows.");
+	free(key);
+	return false;
 }
 
 /* ---- statements ---- */
@@ -1553,7 +1583,7 @@ apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
 				  a->rel->ncols);
 		return false;
 	}
-	if (!apply_check_partition(a, t))
+	if (!apply_check_partition(a, t, "insert", lsn))
 		return false;
 	vals = xcalloc((size_t) t->ncols + 1, sizeof(pgout_value *));
 	for (int i = 0; i < t->ncols; i++)
@@ -2340,7 +2370,7 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 			return false;
 		}
 	}
-	if (!apply_check_partition(a, newt))
+	if (!apply_check_partition(a, newt, "update", lsn))
 		return false;
 
 	key = apply_describe_key(a, oldt);

@@ -70,7 +70,8 @@ static const char plan_help[] =
 	"                              of whole months, days, or below a day; a whole\n"
 	"                              number for an integer column\n"
 	"      --premake=N             future partitions beyond now (default 4)\n"
-	"      --default-partition     add a DEFAULT partition\n"
+	"      --no-default-partition  no DEFAULT partition: after the swap a row outside\n"
+	"                              every partition is refused (default: one takes them)\n"
 	"      --sql                   print only the DDL, runnable with psql\n"
 	CLI_COMMON_OPTIONS
 	"\nExit status: 0 ready, 1 error, 2 usage error, 4 a preflight check blocks.\n";
@@ -89,7 +90,7 @@ static const char run_help[] =
 	"  -k, --partition-key=COLUMN  as for plan\n"
 	"      --interval=INTERVAL     as for plan (default '3 months')\n"
 	"      --premake=N             as for plan (default 4)\n"
-	"      --default-partition     as for plan\n"
+	"      --no-default-partition  as for plan\n"
 	"      --batch-transactions=N  source transactions per shadow commit (default 2000;\n"
 	"                              up to 4 times as many while the last commit runs)\n"
 	"      --chunk-rows=N          rows per copied chunk (default: adapt to about 1 s)\n"
@@ -262,12 +263,15 @@ static const char *
 cli_conninfo_arg(char *arg)
 {
 	static char *kept[8];
-	static int	nkept;
 	char	   *copy = xstrdup(arg);
 
 	db_mask_password(arg);
-	if (nkept < (int) (sizeof(kept) / sizeof(kept[0])))
-		kept[nkept++] = copy;
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		if (kept[i] == NULL)
+		{
+			kept[i] = copy;
+			break;
+		}
 	return copy;
 }
 
@@ -300,6 +304,7 @@ enum
 	OPT_INTERVAL,
 	OPT_PREMAKE,
 	OPT_DEFAULT_PARTITION,
+	OPT_NO_DEFAULT_PARTITION,
 	OPT_SQL,
 	OPT_BATCH,
 	OPT_SOURCE,
@@ -364,6 +369,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 		{"interval", required_argument, NULL, OPT_INTERVAL},
 		{"premake", required_argument, NULL, OPT_PREMAKE},
 		{"default-partition", no_argument, NULL, OPT_DEFAULT_PARTITION},
+		{"no-default-partition", no_argument, NULL, OPT_NO_DEFAULT_PARTITION},
 		{"sql", no_argument, NULL, OPT_SQL},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"batch-transactions", required_argument, NULL, OPT_BATCH},
@@ -391,6 +397,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 	memset(args, 0, sizeof(*args));
 	args->o.interval = "3 months";
 	args->o.premake = 4;
+	args->o.default_partition = true;
 	args->batch = 2000;
 	args->rate = -1;
 	args->cutover.lock_timeout_ms = 100;
@@ -408,14 +415,19 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 				break;
 			case OPT_INTERVAL:
 				args->o.interval = optarg;
+				args->o.given |= PLAN_GIVEN_INTERVAL;
 				break;
 			case OPT_PREMAKE:
 				if (!cli_parse_int(optarg, 0, 1000, &args->o.premake))
 					return cli_usage_error(command, "invalid --premake \"%s\": give a whole "
 										   "number from 0 to 1000", optarg);
+				args->o.given |= PLAN_GIVEN_PREMAKE;
 				break;
 			case OPT_DEFAULT_PARTITION:
-				args->o.default_partition = true;
+			case OPT_NO_DEFAULT_PARTITION:
+				/* --default-partition, the default now, is still taken. */
+				args->o.default_partition = c == OPT_DEFAULT_PARTITION;
+				args->o.given |= PLAN_GIVEN_DEFAULT;
 				break;
 			case OPT_SQL:
 			case OPT_JSON:

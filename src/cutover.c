@@ -52,31 +52,40 @@ cutover_log_holders(db *d, const char *qtable)
 }
 
 /*
- * Cancel an autovacuum that holds a lock on the table.  The server cancels
- * one for any lock that has waited deadlock_timeout behind it, but the
- * cutover never waits that long, and an autovacuum of a large table can
- * outlast every attempt.  One that runs to prevent wraparound is left
- * alone, as the server leaves it.  Cancelling an autovacuum takes a
- * superuser on PostgreSQL 15 to 17 and pg_signal_autovacuum_worker from
- * 18; without that, say so once and let the attempts go on.
+ * Cancel an autovacuum that holds a lock the swap needs: on the table, on a
+ * partition of the shadow, or on a table its foreign keys reference (the
+ * swap adds them to each partition).  The server cancels one for any lock
+ * that has waited deadlock_timeout behind it, but the cutover never waits
+ * that long, and an autovacuum of a large table can outlast every attempt.
+ * One that runs to prevent wraparound is left alone, as the server leaves
+ * it.  Cancelling an autovacuum takes a superuser on PostgreSQL 15 to 17
+ * and pg_signal_autovacuum_worker from 18; without that, say so once and
+ * let the attempts go on.
  */
 static void
 cutover_cancel_autovacuum(db *d, const state_migration *m, const char *qtable)
 {
 	static bool warned;
-	const char *values[1] = {qtable};
+	char	   *qshadow = ident_qualified(m->schema, m->shadow);
+	const char *values[2] = {qtable, qshadow};
 	PGresult   *res;
 
 	res = PQexecParams(d->conn,
 					   /* Materialized: nothing else is ever cancelled. */
-					   "WITH v AS MATERIALIZED ("
+					   "WITH r AS (SELECT $1::pg_catalog.regclass::pg_catalog.oid AS rel "
+					   "  UNION SELECT h.inhrelid FROM pg_catalog.pg_inherits h "
+					   "    WHERE h.inhparent IN ($1::pg_catalog.regclass, pg_catalog.to_regclass($2)) "
+					   "  UNION SELECT k.confrelid FROM pg_catalog.pg_constraint k "
+					   "    WHERE k.conrelid = $1::pg_catalog.regclass AND k.contype = 'f'), "
+					   "v AS MATERIALIZED ("
 					   "  SELECT DISTINCT a.pid FROM pg_catalog.pg_locks l "
 					   "  JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
-					   "  WHERE l.relation = $1::pg_catalog.regclass AND l.granted "
+					   "  WHERE l.relation IN (SELECT rel FROM r) AND l.granted "
 					   "    AND a.backend_type = 'autovacuum worker' "
 					   "    AND a.query NOT LIKE '%(to prevent wraparound)') "
 					   "SELECT pid::pg_catalog.text FROM v WHERE pg_catalog.pg_cancel_backend(pid)",
-					   1, NULL, values, NULL, NULL, 0);
+					   2, NULL, values, NULL, NULL, 0);
+	free(qshadow);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 	{
 		for (int i = 0; i < PQntuples(res); i++)
@@ -275,8 +284,65 @@ static const char cutover_dependents_sql[] =
 	"WHERE x.indrelid = t.oid AND x.indisreplident "
 	"ORDER BY 2";
 
+/*
+ * The old table's foreign keys (named "<key>_old" since the swap) for each
+ * partition of the new table that lacks them, NOT VALID: a partition's
+ * key enforces every new row at once and checks none of the old, so it
+ * costs milliseconds where a key on the partitioned table would scan every
+ * row under a lock that stops writers (and PostgreSQL 15 cannot add one
+ * NOT VALID).  cutover_attach_keys validates them and adds the table's.
+ */
+static const char cutover_partition_keys_sql[] =
+	"SELECT pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID', c.oid::pg_catalog.regclass, "
+	"  pg_catalog.regexp_replace(k.conname, '_old$', ''), "
+	"  pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), ' NOT VALID$', '')) "
+	"FROM pg_catalog.pg_constraint k, pg_catalog.pg_inherits h "
+	"JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid "
+	"WHERE k.conrelid = %text::pg_catalog.regclass AND k.contype = 'f' "
+	"  AND h.inhparent = %text::pg_catalog.regclass "
+	"  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint n WHERE n.conrelid = c.oid "
+	"    AND n.contype = 'f' AND n.conname = pg_catalog.regexp_replace(k.conname, '_old$', '')) "
+	"ORDER BY 1";
+
+/*
+ * Run sql; a lock not granted within the transaction's lock_timeout sets
+ * *busy, without an error logged: the caller tries again.
+ */
+static bool
+cutover_exec_or_busy(db *d, const char *what, const char *sql, bool *busy)
+{
+	PGresult   *res = PQexec(d->conn, sql);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	*busy = !ok && state != NULL && strcmp(state, "55P03") == 0;
+	if (*busy)
+		log_info("could not lock a table the statement needs in time: %s", sql);
+	else if (!ok)
+		db_log_error(d->conn, d->label, what, res, d->sqlstate);
+	PQclear(res);
+	return ok;
+}
+
+/* The old table's keys on each partition of the new one, NOT VALID; in the caller's transaction. */
+static bool
+cutover_partition_keys(db *d, const char *qtable, const char *qold, bool *busy)
+{
+	PGresult   *res = db_execf(d, "read the foreign keys", cutover_partition_keys_sql, qold, qtable);
+	bool		ok = res != NULL;
+
+	*busy = false;
+	for (int i = 0; ok && i < PQntuples(res); i++)
+	{
+		log_debug("%s", PQgetvalue(res, i, 0));
+		ok = cutover_exec_or_busy(d, "add a foreign key to a partition", PQgetvalue(res, i, 0), busy);
+	}
+	PQclear(res);
+	return ok;
+}
+
 bool
-cutover_swap(db *d, state_migration *m, const cutover_options *o)
+cutover_swap(db *d, state_migration *m, const cutover_options *o, bool *busy)
 {
 	char		old[IDENT_MAX_BYTES + 1];
 	char	   *qtable = ident_qualified(m->schema, m->table);
@@ -286,6 +352,7 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o)
 	bool		ok = false;
 	buf			sql;
 
+	*busy = false;
 	buf_init(&sql);
 	cutover_old_name(m, o, d->encoding, old);
 	qold = ident_qualified(m->schema, old);
@@ -349,7 +416,8 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o)
 			!db_exec(d, "rename the new table's indexes", PQgetvalue(names, i, 1)))
 			goto cleanup;
 	if (!cutover_run_all(d, "re-create a view on the new table", views) ||
-		!cutover_run_all(d, "carry a dependent over", deps) || !partition_sync_identity(d, qtable))
+		!cutover_run_all(d, "carry a dependent over", deps) || !partition_sync_identity(d, qtable) ||
+		!cutover_partition_keys(d, qtable, qold, busy))
 		goto cleanup;
 	if (o->rehearse)
 	{
@@ -366,6 +434,8 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o)
 cleanup:
 	if (!ok)
 		cutover_release(d);
+	if (*busy)
+		cutover_cancel_autovacuum(d, m, qtable);
 	PQclear(deps);
 	PQclear(views);
 	PQclear(names);
@@ -421,6 +491,142 @@ cleanup:
 	return ok;
 }
 
+/*
+ * step in its own transaction under the cutover's lock timeout, tried again
+ * while a lock it needs is busy: it must never make writers queue behind
+ * it for longer than the timeout.
+ */
+typedef bool (*cutover_step) (db *d, const void *arg, bool *busy);
+
+static bool
+cutover_bounded(db *d, const state_migration *m, const cutover_options *o, const char *what,
+				cutover_step step, const void *arg)
+{
+	char	   *qtable = ident_qualified(m->schema, m->table);
+	bool		ok = false;
+
+	char		timeout[64];
+
+	snprintf(timeout, sizeof(timeout), "SET LOCAL lock_timeout = '%dms'", o->lock_timeout_ms);
+	for (int attempt = 1; attempt <= o->retries; attempt++)
+	{
+		bool		busy = false;
+
+		if (!db_exec(d, "start a bounded statement", "BEGIN") ||
+			!db_exec(d, "set the lock timeout", timeout))
+			goto cleanup;
+		if (step(d, arg, &busy))
+		{
+			ok = db_exec(d, "commit", "COMMIT");
+			goto cleanup;
+		}
+		db_exec(d, "roll back", "ROLLBACK");
+		if (!busy)
+			goto cleanup;
+		cutover_cancel_autovacuum(d, m, qtable);
+		usleep((useconds_t) (50000 + rand() % 200000));
+	}
+	log_error("could not %s in %d attempts of %d ms", what, o->retries, o->lock_timeout_ms);
+	log_hint("Sessions kept a table it needs locked; run the same pgrepart run command again to "
+			 "finish, or raise --lock-timeout or --cutover-retries.");
+
+cleanup:
+	free(qtable);
+	return ok;
+}
+
+/* A cutover_step: one statement, arg. */
+static bool
+cutover_step_statement(db *d, const void *arg, bool *busy)
+{
+	return cutover_exec_or_busy(d, "add a foreign key to the new table", arg, busy);
+}
+
+/* A cutover_step: the partitions' keys; arg is {qtable, qold}. */
+static bool
+cutover_step_partition_keys(db *d, const void *arg, bool *busy)
+{
+	const char *const *names = arg;
+
+	return cutover_partition_keys(d, names[0], names[1], busy);
+}
+
+/*
+ * The old table's foreign keys on the new one, without a write stall: each
+ * partition has them NOT VALID since the swap (a partition created since
+ * gets them now); validating a partition's takes SHARE UPDATE EXCLUSIVE,
+ * so writers go on; then the table's key, with the same definition, adopts
+ * the validated ones without a scan, in milliseconds, under the bounded
+ * lock.  A key that was NOT VALID on the original stays NOT VALID on each
+ * partition (PostgreSQL 15 cannot add a NOT VALID key to a partitioned
+ * table), still enforced for new rows.
+ */
+static bool
+cutover_attach_keys(db *d, const state_migration *m, const char *qtable, const char *qold,
+					const cutover_options *o)
+{
+	const char *names[2] = {qtable, qold};
+	PGresult   *res = NULL;
+	bool		ok = false;
+
+	/* Partitions created since the swap get the keys too. */
+	if (!cutover_bounded(d, m, o, "add the foreign keys to new partitions",
+						 cutover_step_partition_keys, names))
+		return false;
+	res = db_execf(d, "read the partitions' keys to validate",
+				   "SELECT pg_catalog.format('ALTER TABLE %s VALIDATE CONSTRAINT %I', c.oid::pg_catalog.regclass, n.conname) "
+				   "FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid "
+				   "JOIN pg_catalog.pg_constraint n ON n.conrelid = c.oid AND n.contype = 'f' AND NOT n.convalidated "
+				   "JOIN pg_catalog.pg_constraint k ON k.conrelid = %text::pg_catalog.regclass AND k.contype = 'f' "
+				   "  AND k.convalidated AND pg_catalog.regexp_replace(k.conname, '_old$', '') = n.conname "
+				   "WHERE h.inhparent = %text::pg_catalog.regclass ORDER BY 1", qold, qtable);
+	for (int i = 0; res != NULL && i < PQntuples(res); i++)
+	{
+		log_info("validating a foreign key, writers going on: %s", PQgetvalue(res, i, 0));
+		if (!db_exec(d, "validate a partition's foreign key", PQgetvalue(res, i, 0)))
+		{
+			log_hint("The partition's key stays NOT VALID and checks every new row. Correct or "
+					 "remove the row named above, then run the same pgrepart run command again "
+					 "to finish.");
+			goto cleanup;
+		}
+	}
+	PQclear(res);
+	res = db_execf(d, "read the foreign keys",
+				   "SELECT pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s', %text, "
+				   "  pg_catalog.regexp_replace(k.conname, '_old$', ''), pg_catalog.pg_get_constraintdef(k.oid)), "
+				   "  k.convalidated "
+				   "FROM pg_catalog.pg_constraint k WHERE k.conrelid = %text::pg_catalog.regclass "
+				   "  AND k.contype = 'f' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint n "
+				   "    WHERE n.conrelid = %text::pg_catalog.regclass AND n.contype = 'f' "
+				   "      AND n.conname = pg_catalog.regexp_replace(k.conname, '_old$', '')) "
+				   "ORDER BY 1", qtable, qold, qtable);
+	for (int i = 0; res != NULL && i < PQntuples(res); i++)
+	{
+		PGbool		validated = 0;
+
+		if (!db_getf(res, i, "%bool", 1, &validated))
+			goto cleanup;
+		if (!validated)
+		{
+			log_warning("a foreign key was NOT VALID on the original, so each partition has it NOT "
+						"VALID, checking new rows, and the table does not: %s", PQgetvalue(res, i, 0));
+			log_hint("Once the rows comply, VALIDATE CONSTRAINT on each partition, then add the key "
+					 "to the table with the same definition (it adopts the partitions' at once).");
+			continue;
+		}
+		log_info("adding a foreign key, adopting the partitions': %s", PQgetvalue(res, i, 0));
+		if (!cutover_bounded(d, m, o, "add a foreign key to the new table", cutover_step_statement,
+							 PQgetvalue(res, i, 0)))
+			goto cleanup;
+	}
+	ok = res != NULL;
+
+cleanup:
+	PQclear(res);
+	return ok;
+}
+
 bool
 cutover_finish(const char *conninfo, db *d, const state_migration *m, const cutover_options *o)
 {
@@ -434,23 +640,8 @@ cutover_finish(const char *conninfo, db *d, const state_migration *m, const cuto
 	qold = ident_qualified(m->schema, old);
 	fault_point("cleanup");
 
-	/* Foreign keys the old table has and the new one lacks. */
-	res = db_execf(d, "read the foreign keys",
-				   "SELECT pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s', %text, "
-				   "  pg_catalog.regexp_replace(k.conname, '_old$', ''), pg_catalog.pg_get_constraintdef(k.oid)) "
-				   "FROM pg_catalog.pg_constraint k WHERE k.conrelid = pg_catalog.to_regclass(%text) "
-				   "  AND k.contype = 'f' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint n "
-				   "    WHERE n.conrelid = %text::pg_catalog.regclass AND n.contype = 'f' "
-				   "      AND n.conname = pg_catalog.regexp_replace(k.conname, '_old$', ''))",
-				   qtable, qold, qtable);
-	if (res == NULL)
+	if (!cutover_attach_keys(d, m, qtable, qold, o))
 		goto cleanup;
-	for (int i = 0; i < PQntuples(res); i++)
-	{
-		log_info("adding a foreign key: %s", PQgetvalue(res, i, 0));
-		if (!db_exec(d, "add a foreign key to the new table", PQgetvalue(res, i, 0)))
-			goto cleanup;
-	}
 	/*
 	 * The copy's chunk records have served their purpose; the migration row
 	 * and its verifications stay, as the record of what was done.

@@ -166,25 +166,45 @@ cleanup:
 
 bool
 partition_read_range(db *d, const char *schema, const char *table, const char *column,
-					 char **min_value, char **max_value)
+					 bool time, char **min_value, char **max_value, bool *infinite)
 {
-	buf			sql;
+	buf			sql, col, rel;
 	PGresult   *res;
+	PGbool		inf = 0;
 
 	*min_value = *max_value = NULL;
 	buf_init(&sql);
-	buf_append(&sql, "SELECT pg_catalog.min(");
-	ident_quote(&sql, column);
-	buf_append(&sql, ")::pg_catalog.text, pg_catalog.max(");
-	ident_quote(&sql, column);
-	buf_append(&sql, ")::pg_catalog.text FROM ");
-	ident_quote_qualified(&sql, schema, table);
+	buf_init(&col);
+	buf_init(&rel);
+	ident_quote(&col, column);
+	ident_quote_qualified(&rel, schema, table);
+	/*
+	 * Time columns: the finite range, and whether infinities exist, each a
+	 * probe of an index on the column when there is one.  The infinities
+	 * belong to no range: a DEFAULT partition takes them.
+	 */
+	if (time)
+		buf_appendf(&sql,
+					"SELECT (SELECT pg_catalog.min(%1$s) FROM %2$s WHERE %1$s > '-infinity')::pg_catalog.text, "
+					"  (SELECT pg_catalog.max(%1$s) FROM %2$s WHERE %1$s < 'infinity')::pg_catalog.text, "
+					"  EXISTS (SELECT 1 FROM %2$s WHERE %1$s = 'infinity' OR %1$s = '-infinity')",
+					col.data, rel.data);
+	else
+		buf_appendf(&sql, "SELECT pg_catalog.min(%1$s)::pg_catalog.text, "
+					"pg_catalog.max(%1$s)::pg_catalog.text, false FROM %2$s", col.data, rel.data);
 	res = db_execf(d, "read the partition column's range", sql.data);
 	buf_free(&sql);
-	if (res == NULL)
+	buf_free(&col);
+	buf_free(&rel);
+	if (res == NULL || !db_getf(res, 0, "%bool", 2, &inf))
+	{
+		PQclear(res);
 		return false;
+	}
 	*min_value = PQgetisnull(res, 0, 0) ? NULL : xstrdup(PQgetvalue(res, 0, 0));
 	*max_value = PQgetisnull(res, 0, 1) ? NULL : xstrdup(PQgetvalue(res, 0, 1));
+	if (infinite != NULL)
+		*infinite = inf;
 	PQclear(res);
 	return true;
 }
@@ -337,16 +357,16 @@ partition_compute(db *d, const catalog_table *t, const catalog_column *column,
 	}
 	if (partition_is_integer(column))
 	{
-		if (!partition_read_range(d, t->schema, t->name, column->name, &out->min_value,
-								  &out->max_value) ||
+		if (!partition_read_range(d, t->schema, t->name, column->name, false, &out->min_value,
+								  &out->max_value, NULL) ||
 			!partition_compute_integer(d, t, column, interval, premake, out))
 			goto fail;
 	}
 	else
 	{
 		if (!partition_scheme_from_server(d, column, interval, &out->scheme) ||
-			!partition_read_range(d, t->schema, t->name, column->name, &out->min_value,
-								  &out->max_value) ||
+			!partition_read_range(d, t->schema, t->name, column->name, true, &out->min_value,
+								  &out->max_value, &out->has_infinite) ||
 			!partition_compute_time(d, t, column, interval, premake, out))
 			goto fail;
 	}
@@ -454,9 +474,36 @@ partition_sync_identity(db *d, const char *qparent)
 	return ok;
 }
 
+/*
+ * Run a partition's CREATE TABLE.  Rows of its range in the DEFAULT
+ * partition make the server refuse it (the DEFAULT partition's constraint
+ * would no longer hold): say so, and what to do.
+ */
+static bool
+partition_create(db *d, const char *sql, const partition_bound *b)
+{
+	PGresult   *res = PQexec(d->conn, sql);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	if (!ok && state != NULL && strcmp(state, "23514") == 0)
+	{
+		log_error("partition \"%s\" for [%s, %s) cannot be created: the DEFAULT partition holds "
+				  "rows of that range", b->name, b->from, b->to);
+		log_hint("No partition was created. Move those rows out of the DEFAULT partition (for "
+				 "example into a table attached as the partition afterwards), or give a range "
+				 "the DEFAULT partition has no rows of.");
+		snprintf(d->sqlstate, sizeof(d->sqlstate), "%s", state);
+	}
+	else if (!ok)
+		db_log_error(d->conn, d->label, "create a partition", res, d->sqlstate);
+	PQclear(res);
+	return ok;
+}
+
 bool
 partition_extend(db *d, const char *schema, const char *table_name, const char *qparent,
-				 Oid type, const char *interval, const int64_t *binary_value,
+				 const char *column_name, Oid type, const char *interval, const int64_t *binary_value,
 				 const char *text_value, const int64_t *covered, partition_set *created)
 {
 	const char *type_name;
@@ -528,18 +575,6 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 					   (PGint8) covered[1], (PGint8) *binary_value, interval);
 	else
 	{
-		/* With a DEFAULT partition, rows beyond the ranges already have a home. */
-		res = db_execf(d, "look for a DEFAULT partition",
-					   "SELECT 1 FROM pg_catalog.pg_partitioned_table p "
-					   "WHERE p.partrelid = %text::pg_catalog.regclass AND p.partdefid <> 0", qparent);
-		if (res == NULL)
-			goto cleanup;
-		if (PQntuples(res) > 0)
-		{
-			ok = true;
-			goto cleanup;
-		}
-		PQclear(res);
 		if (binary_value != NULL)
 			res = db_execf(d, "compute partitions for a new row", sql.data, qparent,
 						   (PGint8) *binary_value, interval);
@@ -564,7 +599,7 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 		catalog_column column = {0};
 
 		named.name = (char *) table_name;
-		column.name = (char *) "partition column";
+		column.name = (char *) column_name;
 		if (!partition_add_rows(created, &named, &column, interval, res, d->encoding))
 			goto cleanup;
 	}
@@ -597,7 +632,7 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 		buf_append(&sql, ") TO (");
 		ident_literal(&sql, b->to);
 		buf_append_char(&sql, ')');
-		if (!db_exec(d, "create a partition for a new row", sql.data))
+		if (!partition_create(d, sql.data, b))
 			goto cleanup;
 		fault_point("partition");
 	}
@@ -641,24 +676,39 @@ partition_cover_range(db *d, const char *schema, const char *table, const char *
 	char	  **names = NULL;
 	Oid		   *types = NULL;
 	Oid			type = InvalidOid;
+	PGresult   *res = NULL;
 	int			n = 0;
 	bool		ok = false;
 
 	if (ncreated != NULL)
 		*ncreated = 0;
-	if (!catalog_published_columns(d, qshadow, &names, &types, &n) ||
-		!partition_read_range(d, schema, table, column, &range[0], &range[1]))
+	if (!catalog_published_columns(d, qshadow, &names, &types, &n))
 		goto cleanup;
 	for (int i = 0; i < n; i++)
 		if (strcmp(names[i], column) == 0)
 			type = types[i];
+	/* With a DEFAULT partition, rows beyond the ranges already have a home. */
+	res = db_execf(d, "look for a DEFAULT partition",
+				   "SELECT 1 FROM pg_catalog.pg_partitioned_table p "
+				   "WHERE p.partrelid = %text::pg_catalog.regclass AND p.partdefid <> 0", qshadow);
+	if (res == NULL)
+		goto cleanup;
+	if (PQntuples(res) > 0)
+	{
+		ok = true;
+		goto cleanup;
+	}
+	if (!partition_read_range(d, schema, table, column, type != CATALOG_INT2OID &&
+							  type != CATALOG_INT4OID && type != CATALOG_INT8OID,
+							  &range[0], &range[1], NULL))
+		goto cleanup;
 	for (int i = 0; i < 2; i++)
 	{
 		partition_set created;
 
 		if (range[i] == NULL)
 			continue;
-		if (!partition_extend(d, schema, table, qshadow, type, interval, NULL,
+		if (!partition_extend(d, schema, table, qshadow, column, type, interval, NULL,
 							  range[i], NULL, &created))
 			goto cleanup;
 		for (int j = 0; j < created.count; j++)
@@ -678,6 +728,7 @@ cleanup:
 	free(range[0]);
 	free(range[1]);
 	free(qshadow);
+	PQclear(res);
 	return ok;
 }
 
@@ -766,7 +817,7 @@ partition_ahead(db *d, const char *schema, const char *table, const char *interv
 		ok = v != NULL && db_exec(d, "limit the wait for the table's lock",
 								  "SET lock_timeout = '1s'") &&
 			partition_extend(d, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), qparent,
-										   type, width, NULL, PQgetvalue(v, 0, 0), NULL,
+										   PQgetvalue(res, 0, 2), type, width, NULL, PQgetvalue(v, 0, 0), NULL,
 										   &created);
 		for (int i = 0; ok && i < created.count; i++)
 			log_info("created partition \"%s.%s\"", PQgetvalue(res, 0, 0), created.items[i].name);

@@ -634,6 +634,50 @@ plan_ddl_comments(plan *p, const char *qshadow, buf *sql)
 	}
 }
 
+/*
+ * Whether every value the table takes today has a partition after the
+ * swap: the DEFAULT partition (the default) takes what no range does, the
+ * infinities included; without it such writes fail.
+ */
+static void
+plan_check_default(plan *p)
+{
+	const partition_set *s = &p->partitions;
+	const partition_bound *first = NULL, *last = NULL;
+	bool		with_default = false;
+
+	for (int i = 0; i < s->count; i++)
+	{
+		if (s->items[i].is_default)
+			with_default = true;
+		else
+		{
+			first = first ? first : &s->items[i];
+			last = &s->items[i];
+		}
+	}
+	if (first == NULL && !with_default)
+		return;
+	if (with_default)
+		plan_add_finding(p, FINDING_PASS, "default_partition", NULL,
+						 "a DEFAULT partition takes rows outside every range%s, so every \"%s\" "
+						 "the table takes today is taken after the swap",
+						 s->has_infinite ? " (the table holds infinity)" : "", p->partition_column);
+	else if (s->has_infinite)
+		plan_add_finding(p, FINDING_BLOCK, "default_partition",
+						 "Run without --no-default-partition.",
+						 "the table holds infinity in \"%s\", which only a DEFAULT partition can "
+						 "hold", p->partition_column);
+	else
+		plan_add_finding(p, FINDING_WARN, "default_partition",
+						 "Run without --no-default-partition, or add future partitions ahead of "
+						 "time (pgrepart partitions --ahead) and keep writes inside them.",
+						 "without a DEFAULT partition, a write whose \"%s\" falls before %s or "
+						 "from %s on fails after the swap (no partition of relation found for "
+						 "row), where the table takes it today", p->partition_column,
+						 first ? first->from : "?", last ? last->to : "?");
+}
+
 void
 plan_derive(plan *p, int encoding)
 {
@@ -646,6 +690,7 @@ plan_derive(plan *p, int encoding)
 	qshadow = ident_qualified(p->table->schema, p->shadow_name);
 	plan_check_table(p, encoding);
 	plan_check_dependents(p);
+	plan_check_default(p);
 
 	buf_init(&sql);
 	plan_ddl_table(p, qshadow, &sql);

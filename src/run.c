@@ -838,10 +838,19 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 			continue;
 		}
 		log_debug("cutover: caught up %.1f ms after the lock", (double) (lsn_monotonic_us() - locked_at) / 1000.0);
-		if (!apply_commit(rs->a) || !cutover_swap(&rs->control, rs->m, o))
+		if (!apply_commit(rs->a) || !cutover_swap(&rs->control, rs->m, o, &busy))
 		{
 			cutover_release(&rs->control);
-			goto cleanup;
+			if (!busy)
+				goto cleanup;
+			/* A table a foreign key references was busy: as a busy table, try again. */
+			report_lock_attempt_add(ro->report, (double) (locked_at - asked_at) / 1000.0,
+									(double) (lsn_monotonic_us() - locked_at) / 1000.0, "busy");
+			log_info("cutover attempt %d: released, trying again", attempt);
+			if (!run_catch_up(rs, (lsn_t) -1, lsn_monotonic_us() + 50000 + rand() % 200000 * attempt / 4,
+							  &reached))
+				goto cleanup;
+			continue;
 		}
 		report_lock_attempt_add(ro->report, (double) (locked_at - asked_at) / 1000.0,
 								(double) (lsn_monotonic_us() - locked_at) / 1000.0,
@@ -1264,6 +1273,58 @@ run_measure_wal(const char *conninfo, report *r)
 	db_close(&d);
 }
 
+/*
+ * A resumed run builds what the first one planned: options that would
+ * plan otherwise are refused, by name, rather than ignored.
+ */
+static bool
+run_check_resumed_options(db *d, const state_migration *m, const plan_options *po)
+{
+	char	   *qshadow = ident_qualified(m->schema, m->shadow);
+	PGresult   *res;
+	PGbool		same_interval = 1, has_default = 0;
+	bool		ok = false;
+
+	if (strcmp(m->phase, STATE_DONE) == 0)
+	{
+		free(qshadow);
+		return true;
+	}
+	res = db_execf(d, "compare the options with the migration's",
+				   "SELECT %text::pg_catalog.interval = %text::pg_catalog.interval, "
+				   "  COALESCE((SELECT p.partdefid <> 0 FROM pg_catalog.pg_partitioned_table p "
+				   "            WHERE p.partrelid = pg_catalog.to_regclass(%text)), false)",
+				   po->interval, m->interval, qshadow);
+	free(qshadow);
+	if (res == NULL || !db_getf(res, 0, "%bool %bool", 0, &same_interval, 1, &has_default))
+		goto cleanup;
+	if (strcmp(po->partition_column, m->partition_column) != 0)
+		log_error("-k/--partition-key \"%s\" differs from the migration's, which partitions by "
+				  "\"%s\"", po->partition_column, m->partition_column);
+	else if ((po->given & PLAN_GIVEN_INTERVAL) && !same_interval)
+		log_error("--interval '%s' differs from the migration's, which is '%s'", po->interval,
+				  m->interval);
+	else if ((po->given & PLAN_GIVEN_DEFAULT) && po->default_partition != (bool) has_default)
+		log_error("%s differs from the migration's, which %s a DEFAULT partition",
+				  po->default_partition ? "--default-partition" : "--no-default-partition",
+				  has_default ? "has" : "has no");
+	else
+	{
+		if (po->given & PLAN_GIVEN_PREMAKE)
+			log_warning("--premake shapes the partitions a migration starts with; this one has "
+						"started, so it changes nothing (pgrepart partitions --ahead adds more)");
+		ok = true;
+	}
+	if (!ok && res != NULL)
+		log_hint("A migration keeps the partitioning it started with. Run the same command "
+				 "without the option to resume, or abort the migration (pgrepart abort) and "
+				 "run again to change it.");
+
+cleanup:
+	PQclear(res);
+	return ok;
+}
+
 /* What a rehearsal run with --keep leaves, and how to be rid of it. */
 static void
 run_log_kept(const state_migration *m)
@@ -1302,6 +1363,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 			goto cleanup;
 		result = RUN_FAILED;
 	}
+	else if (!run_check_resumed_options(&d, m, po))
+		goto cleanup;
 	else
 		log_info("resuming the migration of \"%s.%s\" from phase %s", m->schema, m->table,
 				 m->phase);

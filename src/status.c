@@ -1,4 +1,5 @@
 /* status.c: pgrepart status; see status.h. */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,18 +33,57 @@ static const char status_sql[] =
 	"          || ', ' || pg_catalog.to_char(COALESCE(v.finished_at, v.requested_at), "
 	"                                         'YYYY-MM-DD HH24:MI:SS OF') "
 	"   FROM pgrepart.verification v WHERE v.migration_id = m.id ORDER BY v.id DESC LIMIT 1), "
-	STATE_HOME_COLUMNS
+	STATE_HOME_COLUMNS ", "
+	/* 18, 19: the DEFAULT partition of the shadow, or of the table once swapped */
+	"  dn.nspname::pg_catalog.text, dc.relname::pg_catalog.text "
 	"FROM pgrepart.migration m "
 	/* A slot of this name in another database is not this migration's (a copied row). */
 	"LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = m.slot_name "
 	"  AND s.database = pg_catalog.current_database() "
 	"LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid "
+	"LEFT JOIN pg_catalog.pg_partitioned_table dp ON dp.partdefid <> 0 AND dp.partrelid = "
+	"  pg_catalog.to_regclass(pg_catalog.quote_ident(m.source_schema) || '.' || pg_catalog.quote_ident("
+	"    CASE WHEN m.phase = 'done' THEN m.source_table ELSE m.shadow_table END)) "
+	"LEFT JOIN pg_catalog.pg_class dc ON dc.oid = dp.partdefid "
+	"LEFT JOIN pg_catalog.pg_namespace dn ON dn.oid = dc.relnamespace "
 	"WHERE %bool OR ((%bool OR m.source_schema = %text) AND m.source_table = %text) "
 	"ORDER BY m.id";
 
+/*
+ * Rows in a migration's DEFAULT partition (counted up to a bound: they are
+ * meant to be few), or -1 when it has none.
+ */
+#define STATUS_DEFAULT_COUNT_MAX 1000000
+
+static bool
+status_default_rows(db *d, const PGresult *res, int i, int64_t *rows)
+{
+	buf			sql;
+	PGresult   *count;
+	PGint8		n = 0;
+
+	*rows = -1;
+	if (PQgetisnull(res, i, 18))
+		return true;
+	buf_init(&sql);
+	buf_append(&sql, "SELECT pg_catalog.count(*)::pg_catalog.int8 FROM (SELECT 1 FROM ");
+	ident_quote_qualified(&sql, PQgetvalue(res, i, 18), PQgetvalue(res, i, 19));
+	buf_appendf(&sql, " LIMIT %d) s", STATUS_DEFAULT_COUNT_MAX + 1);
+	count = db_execf(d, "count the rows in the DEFAULT partition", sql.data);
+	buf_free(&sql);
+	if (count == NULL || !db_getf(count, 0, "%int8", 0, &n))
+	{
+		PQclear(count);
+		return false;
+	}
+	PQclear(count);
+	*rows = n;
+	return true;
+}
+
 static void
 status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGint8 behind,
-			bool slot_exists, bool slot_active, double lag, state_home home)
+			bool slot_exists, bool slot_active, double lag, state_home home, int64_t default_rows)
 {
 	char	   *source = ident_qualified(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
 	char	   *shadow = ident_qualified(PQgetvalue(res, i, 1), PQgetvalue(res, i, 3));
@@ -80,6 +120,10 @@ status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGin
 			PQgetisnull(res, i, 10) ? "nothing yet" : PQgetvalue(res, i, 10));
 	fprintf(out, "  verified       %s\n",
 			PQgetisnull(res, i, 14) ? "not yet (pgrepart verify --live)" : PQgetvalue(res, i, 14));
+	if (default_rows >= 0)
+		fprintf(out, "  default part.  %s: %s%" PRId64 " rows\n", PQgetvalue(res, i, 19),
+				default_rows > STATUS_DEFAULT_COUNT_MAX ? "over " : "",
+				default_rows > STATUS_DEFAULT_COUNT_MAX ? (int64_t) STATUS_DEFAULT_COUNT_MAX : default_rows);
 	free(source);
 	free(shadow);
 }
@@ -208,6 +252,7 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 	for (int i = 0; res != NULL && i < PQntuples(res); i++)
 	{
 		PGint4		id, home_code;
+		int64_t		default_rows;
 		state_home	home;
 		PGbool		slot_exists, slot_active;
 		PGint8		retained, behind;
@@ -221,6 +266,12 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 			return false;
 		}
 		home = (state_home) home_code;
+		if (!status_default_rows(d, res, i, &default_rows))
+		{
+			PQclear(res);
+			buf_free(&b);
+			return false;
+		}
 		*found = true;
 		if (home == STATE_HOME_HERE && slot_exists && !slot_active &&
 			strcmp(PQgetvalue(res, i, 4), "done") != 0)
@@ -233,7 +284,8 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		}
 		if (!json)
 		{
-			status_text(res, i, out, id, retained, behind, slot_exists, slot_active, lag, home);
+			status_text(res, i, out, id, retained, behind, slot_exists, slot_active, lag, home,
+						default_rows);
 			continue;
 		}
 		json_begin_object(&w);
@@ -254,6 +306,8 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		json_kv_string(&w, "updated_at", PQgetvalue(res, i, 11));
 		json_kv_string(&w, "copied_from", home == STATE_HOME_CLUSTER ? "another server" :
 					   home == STATE_HOME_DATABASE ? "another database" : NULL);
+		if (default_rows >= 0)
+			json_kv_int(&w, "default_partition_rows", default_rows);
 		json_kv_string(&w, "copied_from_database", home == STATE_HOME_DATABASE &&
 					   !PQgetisnull(res, i, 16) ? PQgetvalue(res, i, 16) : NULL);
 		json_end_object(&w);

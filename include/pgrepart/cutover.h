@@ -42,14 +42,18 @@ bool		cutover_lock(db *d, const state_migration *m, const cutover_options *o, ls
 
 /*
  * Holding the lock, with the shadow caught up to L: swap the names, carry
- * the dependents over, commit.  False after logging (and rolling back).
+ * the dependents over (the foreign keys as NOT VALID keys of each
+ * partition, enforced from the commit on), commit.  False after logging
+ * (and rolling back), or with *busy when a table a foreign key references
+ * was not locked within the lock timeout: the caller tries again.
  */
-bool		cutover_swap(db *d, state_migration *m, const cutover_options *o);
+bool		cutover_swap(db *d, state_migration *m, const cutover_options *o, bool *busy);
 
 /*
- * After the swap: the foreign keys the table had, now on the new table
- * (validated: this blocks writes to the new table while it scans), then the
- * slot, the publication and the replication origin are dropped.  Idempotent.
+ * After the swap: each partition's foreign keys validated (writers go on),
+ * then added to the new table, which adopts the partitions' without a scan
+ * (under the lock timeout, retried), then the slot, the publication and the
+ * replication origin are dropped.  Idempotent.
  */
 bool		cutover_finish(const char *conninfo, db *d, const state_migration *m,
 						   const cutover_options *o);

@@ -80,6 +80,7 @@ typedef struct partition_set
 	char	   *min_value;		/* current min/max of the column; NULL when empty */
 	char	   *max_value;
 	bool		min_max_indexed;	/* an index leads with the column */
+	bool		has_infinite;	/* the column holds -infinity or infinity */
 } partition_set;
 
 /*
@@ -109,14 +110,21 @@ void		partition_set_free(partition_set *set);
  * last one, named after table_name.  The value is given either in its binary
  * form as int64 (microseconds since 2000-01-01 for timestamps, days for
  * dates, the number for integers) or as text.  Nothing is created when the
- * value is covered or a DEFAULT partition exists.  *created lists what was
- * created.  Logs and returns false on failure.
+ * value is covered.  *created lists what was created.  Logs and returns
+ * false on failure; a DEFAULT partition holding rows of a range to create
+ * fails the call with nothing created.  column names the partition column.
  *
  * covered, with a binary value only, is the range [covered[0], covered[1])
  * in binary form as the caller knows it, which spares reading the bounds of
  * every partition from the catalog; the caller also knows there is no
  * DEFAULT partition.  NULL reads both from the catalog.
  */
+bool		partition_extend(db *d, const char *schema, const char *table_name,
+							 const char *qparent, const char *column, Oid type,
+							 const char *interval, const int64_t *binary_value,
+							 const char *text_value, const int64_t *covered,
+							 partition_set *created);
+
 /*
  * Give every partition of qparent (quoted, qualified) the parent's replica
  * identity where it differs: FULL, NOTHING, or the partition's index that is
@@ -124,11 +132,6 @@ void		partition_set_free(partition_set *set);
  * partitions it creates; the cutover for all.
  */
 bool		partition_sync_identity(db *d, const char *qparent);
-
-bool		partition_extend(db *d, const char *schema, const char *table_name,
-							 const char *qparent, Oid type, const char *interval,
-							 const int64_t *binary_value, const char *text_value,
-							 const int64_t *covered, partition_set *created);
 
 /*
  * SQL for the binary form, as an int8, of value (SQL of the partition
@@ -142,10 +145,12 @@ bool		partition_type_supported(const catalog_column *column);
 
 /*
  * min and max of schema.table's column as text, in the caller's snapshot;
- * NULL when the table is empty.  The strings are the caller's to free.
+ * NULL when the table is empty.  The strings are the caller's to free.  For
+ * a time column (time) the finite ones, with *infinite (may be NULL) telling
+ * whether -infinity or infinity occurs.
  */
 bool		partition_read_range(db *d, const char *schema, const char *table, const char *column,
-								 char **min_value, char **max_value);
+								 bool time, char **min_value, char **max_value, bool *infinite);
 
 /*
  * Create the shadow's partitions (and log them) for schema.table's current

@@ -57,12 +57,18 @@ typedef struct plan_statement
 	char	   *sql;			/* one statement, ending in ';' */
 } plan_statement;
 
+/* Which plan_options the user gave, not defaulted: a resumed run checks them. */
+#define PLAN_GIVEN_INTERVAL 0x1
+#define PLAN_GIVEN_PREMAKE  0x2
+#define PLAN_GIVEN_DEFAULT  0x4
+
 typedef struct plan_options
 {
 	const char *partition_column;
 	const char *interval;		/* default "3 months" */
 	int			premake;		/* future partitions beyond now; default 4 */
-	bool		default_partition;
+	bool		default_partition;	/* default true: --no-default-partition */
+	unsigned	given;			/* PLAN_GIVEN_* */
 } plan_options;
 
 typedef struct plan

@@ -68,13 +68,16 @@ is($node->psql(q{SELECT string_agg(attname || ' ' || format_type(atttypid, attty
 	'same columns, types and NOT NULLs in the same order');
 
 is($node->psql(qq{SELECT min(c.relname) || '..' || max(c.relname) || ' ' || count(*)
-	FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $shadow}),
+	FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $shadow
+	AND c.relname <> 'chat_messages_default'}),
 	$node->psql(q{SELECT 'chat_messages_2024_q1..chat_messages_' ||
 		to_char(date_trunc('quarter', now()) + interval '12 months', 'YYYY"_q"Q') || ' ' ||
 		(SELECT count(*) FROM generate_series(timestamp '2024-01-01',
 			date_trunc('quarter', greatest(now()::timestamp, max(created_at))) + interval '12 months',
 			interval '3 months')) FROM chat_messages}),
 	'quarterly partitions named as the seed does, from the oldest row to four quarters ahead');
+is($node->psql(qq{SELECT count(*) FROM pg_partitioned_table WHERE partrelid = $shadow
+	AND partdefid = 'chat_messages_default'::regclass}), 1, 'and a DEFAULT partition, by default');
 
 # Every existing row routes to a partition: the copy would fail otherwise.
 my $rows = $node->psql(q{SELECT count(*) FROM chat_messages});

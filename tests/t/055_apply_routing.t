@@ -26,7 +26,7 @@ for my $mode ('batches', 'single', 'no default')
 	# Few premade partitions and a DEFAULT one: rows moved 200 days back land
 	# in DEFAULT, and updates of those rows go through the parent.
 	my @run = ('run', '--cutover', 'manual', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at',
-		'--interval', '1 month', '--premake', '1', $default ? '--default-partition' : (),
+		'--interval', '1 month', '--premake', '1', $default ? () : '--no-default-partition',
 		'--batch-transactions', '20', '--json');
 	my $run = pgrepart_background("$dir/run.log", @run);
 	ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')},

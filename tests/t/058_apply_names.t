@@ -82,7 +82,7 @@ is("$missing/$extra", '0/0', '"order" equals the table it replaced');
 # A composite key and a date partition column: rows move across months, and
 # past both ends of the partitions (new partitions for a date, mid-stream).
 $run = pgrepart_background("$dir/ledger.log", 'run', '-d', $node->connstr, '-t', 'app.ledger',
-	'-k', 'booked_on', '--interval', '1 month');
+	'-k', 'booked_on', '--interval', '1 month', '--no-default-partition');
 ok(wait_for($node, q{SELECT count(*) = 1 FROM pgrepart.migration WHERE phase IN ('streaming', 'synced')
 	AND source_table = 'ledger'}, 120, $run), 'the run on app.ledger streams') or diag(slurp("$dir/ledger.log"));
 $node->psql(q{UPDATE app.ledger SET booked_on = booked_on + 40, amount = amount + 1 WHERE seq % 4 = 0;

@@ -14,7 +14,8 @@ use Pgrepart::Test;
 my $node = Pgrepart::Cluster->new;
 my $dir = tempdir(CLEANUP => 1);
 $node->psql(fixture('chat_messages.sql'), vars => { rows => 2000 });
-my @run = ('run', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at');
+# Without a DEFAULT partition, so that rows beyond the planned ones get partitions.
+my @run = ('run', '-d', $node->connstr, '-t', 'chat_messages', '-k', 'created_at', '--no-default-partition');
 
 # Stopped once prepared: the shadow and its partitions exist, nothing is copied.
 {

@@ -48,12 +48,7 @@ like(slurp("$dir/rehearse.log"), qr/^rehearsal of "public.chat_messages":/m, 'a 
 my $run = pgrepart_background("$dir/run.log", @run, '--cutover', 'manual', '--lock-timeout', '100');
 ok(wait_for($node, q{SELECT phase = 'synced' FROM pgrepart.migration}, 60, $run), 'in sync')
   or diag(slurp("$dir/run.log"));
-my $blocker = fork // die;
-if ($blocker == 0)
-{
-	$node->psql(q{BEGIN; LOCK TABLE chat_messages IN ROW EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;});
-	POSIX::_exit(0);
-}
+my $blocker = hold_lock($node, 'chat_messages', 'ROW EXCLUSIVE', 8);
 select undef, undef, undef, 0.5;
 $node->psql(q{UPDATE pgrepart.migration SET cutover_requested_at = now()});
 # Readers meanwhile: none may queue behind the cutover's lock attempts,

@@ -7,7 +7,7 @@ use Exporter 'import';
 use POSIX ();
 use Pgrepart::Cluster;
 
-our @EXPORT = qw(pgrepart fixture pgrepart_background wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
+our @EXPORT = qw(pgrepart fixture pgrepart_background hold_lock wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
 	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
@@ -161,6 +161,21 @@ sub client_background
 	{
 		_child_log($log);
 		Pgrepart::Cluster::child_exec(Pgrepart::Cluster::bindir() . "/$program", @args);
+	}
+	return $pid;
+}
+
+# A session in the background that locks $table in $mode for $seconds, then
+# commits; returns its pid (waitpid it).
+sub hold_lock
+{
+	my ($node, $table, $mode, $seconds) = @_;
+	my $pid = fork // die "fork: $!";
+	if ($pid == 0)
+	{
+		$node->psql("BEGIN; LOCK TABLE $table IN $mode MODE; SELECT pg_sleep($seconds); COMMIT;");
+		# Not exit: the parent's cluster must outlive this child.
+		POSIX::_exit(0);
 	}
 	return $pid;
 }
