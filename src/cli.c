@@ -101,6 +101,8 @@ static const char run_help[] =
 	"      --max-lock-hold=MS      give up an attempt that would hold the lock longer\n"
 	"                              (default 1000)\n"
 	"      --cutover-retries=N     attempts before giving up (default 30)\n"
+	"      --wait-for-snapshots=MS before each attempt, wait up to MS for sessions\n"
+	"                              holding a snapshot older than it (default 0: no)\n"
 	"      --max-cutover-lag=BYTES try only when this close to the server (default 4194304)\n"
 	"      --old-name=NAME         the original table's name after the swap\n"
 	"                              (default TABLE_old)\n"
@@ -318,6 +320,7 @@ enum
 	OPT_RATE,
 	OPT_CUTOVER,
 	OPT_LOCK_TIMEOUT,
+	OPT_WAIT_SNAPSHOTS,
 	OPT_MAX_LOCK_HOLD,
 	OPT_CUTOVER_RETRIES,
 	OPT_MAX_CUTOVER_LAG,
@@ -377,6 +380,7 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 		{"rate", required_argument, NULL, OPT_RATE},
 		{"cutover", required_argument, NULL, OPT_CUTOVER},
 		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
+		{"wait-for-snapshots", required_argument, NULL, OPT_WAIT_SNAPSHOTS},
 		{"max-lock-hold", required_argument, NULL, OPT_MAX_LOCK_HOLD},
 		{"cutover-retries", required_argument, NULL, OPT_CUTOVER_RETRIES},
 		{"max-cutover-lag", required_argument, NULL, OPT_MAX_CUTOVER_LAG},
@@ -453,6 +457,11 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 				if (!is_run || !cli_parse_int(optarg, 1, 60000, &args->cutover.lock_timeout_ms))
 					return cli_usage_error(command, "invalid --lock-timeout \"%s\": give "
 										   "milliseconds from 1 to 60000", optarg);
+				break;
+			case OPT_WAIT_SNAPSHOTS:
+				if (!is_run || !cli_parse_int(optarg, 0, 3600000, &args->cutover.snapshot_wait_ms))
+					return cli_usage_error(command, "invalid --wait-for-snapshots \"%s\": give "
+										   "milliseconds from 0 to 3600000", optarg);
 				break;
 			case OPT_MAX_LOCK_HOLD:
 				if (!is_run || !cli_parse_int(optarg, 1, 600000, &args->cutover.max_lock_hold_ms))

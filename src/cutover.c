@@ -341,8 +341,97 @@ cutover_partition_keys(db *d, const char *qtable, const char *qold, bool *busy)
 	return ok;
 }
 
+/* The server's clock now, as text, into out (CUTOVER_CLOCK_SIZE bytes). */
+static bool
+cutover_read_clock(db *d, char *out)
+{
+	PGresult   *res = db_execf(d, "read the server's clock",
+							   "SELECT pg_catalog.clock_timestamp()::pg_catalog.text");
+
+	if (res == NULL)
+		return false;
+	snprintf(out, CUTOVER_CLOCK_SIZE, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return true;
+}
+
+/*
+ * Other client sessions holding a snapshot taken at or before a moment:
+ * their transaction began then and still holds an xmin.  pgrepart's own
+ * sessions share its application_name.  Without pg_read_all_stats, other
+ * roles' sessions show no xact_start and are not seen.
+ */
+static const char cutover_old_snapshots_sql[] =
+	"SELECT pg_catalog.format('pid %s (role %s, %s), transaction open %s s: %s', a.pid, a.usename, "
+	"  COALESCE(NULLIF(a.application_name, ''), 'no application_name'), "
+	"  pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - a.xact_start)::pg_catalog.numeric, 1), "
+	"  pg_catalog.left(a.query, 80)) "
+	"FROM pg_catalog.pg_stat_activity a "
+	"WHERE a.backend_type = 'client backend' AND a.backend_xmin IS NOT NULL "
+	"  AND a.pid <> pg_catalog.pg_backend_pid() "
+	"  AND a.application_name IS DISTINCT FROM pg_catalog.current_setting('application_name') "
+	"  AND a.xact_start <= %text::pg_catalog.timestamptz "
+	"ORDER BY a.xact_start";
+
 bool
-cutover_swap(db *d, state_migration *m, const cutover_options *o, bool *busy)
+cutover_old_snapshots(db *d, const char *swapped_at, int *count, char ***names)
+{
+	PGresult   *res = db_execf(d, "look for snapshots older than the swap", cutover_old_snapshots_sql,
+							   swapped_at);
+
+	*count = 0;
+	if (res == NULL)
+		return false;
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		if (names != NULL)
+			ARRAY_PUSH(*names, *count, xstrdup(PQgetvalue(res, i, 0)));
+		else
+			(*count)++;
+	}
+	PQclear(res);
+	return true;
+}
+
+bool
+cutover_wait_snapshots(db *d, const cutover_options *o, bool *clear)
+{
+	char		since[CUTOVER_CLOCK_SIZE];
+	int64_t		until = lsn_monotonic_us() + (int64_t) o->snapshot_wait_ms * 1000;
+	char	  **names = NULL;
+	int			count = 0;
+
+	*clear = false;
+	if (!cutover_read_clock(d, since))
+		return false;
+	for (;;)
+	{
+		if (!cutover_old_snapshots(d, since, &count, NULL))
+			return false;
+		if (count == 0)
+		{
+			*clear = true;
+			return true;
+		}
+		if (lsn_monotonic_us() >= until)
+			break;
+		usleep(50 * 1000);
+	}
+	if (!cutover_old_snapshots(d, since, &count, &names))
+		return false;
+	log_info("%d session(s) still hold a snapshot older than the attempt after %d ms; not locking:",
+			 count, o->snapshot_wait_ms);
+	for (int i = 0; i < count; i++)
+	{
+		log_info("  %s", names[i]);
+		free(names[i]);
+	}
+	free(names);
+	return true;
+}
+
+bool
+cutover_swap(db *d, state_migration *m, const cutover_options *o, bool *busy, char *swapped_at)
 {
 	char		old[IDENT_MAX_BYTES + 1];
 	char	   *qtable = ident_qualified(m->schema, m->table);
@@ -417,7 +506,8 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o, bool *busy)
 			goto cleanup;
 	if (!cutover_run_all(d, "re-create a view on the new table", views) ||
 		!cutover_run_all(d, "carry a dependent over", deps) || !partition_sync_identity(d, qtable) ||
-		!cutover_partition_keys(d, qtable, qold, busy))
+		!cutover_partition_keys(d, qtable, qold, busy) ||
+		!cutover_read_clock(d, swapped_at))
 		goto cleanup;
 	if (o->rehearse)
 	{

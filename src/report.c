@@ -49,6 +49,11 @@ report_free(report *r)
 	free(r->attempts);
 	r->attempts = NULL;
 	r->nattempts = 0;
+	for (int i = 0; i < r->nold_snapshots; i++)
+		free(r->old_snapshots[i]);
+	free(r->old_snapshots);
+	r->old_snapshots = NULL;
+	r->nold_snapshots = 0;
 	report_free_environment(r);
 }
 
@@ -75,6 +80,12 @@ report_lock_attempt_add(report *r, double wait_ms, double hold_ms, const char *o
 	report_lock_attempt a = {wait_ms, hold_ms, outcome};
 
 	ARRAY_PUSH(r->attempts, r->nattempts, a);
+}
+
+void
+report_old_snapshot_add(report *r, char *name)
+{
+	ARRAY_PUSH(r->old_snapshots, r->nold_snapshots, name);
 }
 
 void
@@ -122,6 +133,11 @@ report_write_json(const report *r, const char *path)
 	}
 	json_end_array(&w);
 	json_kv_string(&w, "verification", r->verification);
+	json_key(&w, "old_snapshots");
+	json_begin_array(&w);
+	for (int i = 0; i < r->nold_snapshots; i++)
+		json_string(&w, r->old_snapshots[i]);
+	json_end_array(&w);
 	json_key(&w, "environment");
 	json_begin_object(&w);
 	json_kv_string(&w, "server_version", r->env.server_version);
@@ -171,6 +187,8 @@ report_print(const report *r, FILE *out)
 		fprintf(out, "    attempt %d: waited %.0f ms, held %.0f ms, %s\n", i + 1,
 				r->attempts[i].wait_ms, r->attempts[i].hold_ms, r->attempts[i].outcome);
 	fprintf(out, "  verification: %s\n", r->verification ? r->verification : "not run");
+	for (int i = 0; i < r->nold_snapshots; i++)
+		fprintf(out, "  older snapshot at the swap: %s\n", r->old_snapshots[i]);
 	if (r->env.server_version == NULL)
 		return;
 	fprintf(out, "  server:       PostgreSQL %s; table %.1f MB (%.1f MB with TOAST and indexes)",

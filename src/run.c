@@ -764,6 +764,35 @@ run_flush_wal(db *aux)
 }
 
 /*
+ * Sessions that may read the new table through a snapshot older than the
+ * swap (operations.md, "Snapshots older than the swap"): named in the log
+ * and the report.
+ */
+static void
+run_report_old_snapshots(db *aux, const char *swapped_at, report *r)
+{
+	char	  **names = NULL;
+	int			count = 0;
+
+	if (!cutover_old_snapshots(aux, swapped_at, &count, &names))
+		return;
+	if (count > 0)
+	{
+		log_warning("%d session(s) hold a snapshot older than the swap: a REPEATABLE READ or "
+					"SERIALIZABLE one reading the table sees the new table without the rows it "
+					"received since that snapshot", count);
+		log_hint("See operations.md, \"Snapshots older than the swap\"; --wait-for-snapshots "
+				 "makes each attempt wait for them first.");
+	}
+	for (int i = 0; i < count; i++)
+	{
+		log_warning("  %s", names[i]);
+		report_old_snapshot_add(r, names[i]);
+	}
+	free(names);
+}
+
+/*
  * The swap, tried until it fits in the bounds: lock (never queued), catch
  * up to the lock's WAL position, rename and carry over, commit.  Between
  * attempts the stream is applied as usual.
@@ -789,7 +818,8 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 	for (int attempt = 1; attempt <= o->retries; attempt++)
 	{
 		lsn_t		l;
-		bool		busy = false, reached = false;
+		bool		busy = false, reached = false, clear = true;
+		char		swapped_at[CUTOVER_CLOCK_SIZE];
 		int64_t		locked_at, asked_at;
 		lsn_t		now;
 		char		text[LSN_TEXT_SIZE];
@@ -806,7 +836,18 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 		if (!run_current_lsn(&aux, &now) ||
 			!run_catch_up(rs, now, lsn_monotonic_us() + 2000000, &reached))
 			goto cleanup;
+		if (o->snapshot_wait_ms > 0 && !cutover_wait_snapshots(&aux, o, &clear))
+			goto cleanup;
 		asked_at = lsn_monotonic_us();
+		if (!clear)
+		{
+			/* Sessions with older snapshots stayed: as a busy table, try again. */
+			report_lock_attempt_add(ro->report, 0, 0, "old snapshots");
+			if (!run_catch_up(rs, (lsn_t) -1, lsn_monotonic_us() + 50000 + rand() % 200000 * attempt / 4,
+							  &reached))
+				goto cleanup;
+			continue;
+		}
 		if (!cutover_lock(&rs->control, rs->m, o, &l, &busy))
 		{
 			report_lock_attempt_add(ro->report, (double) (lsn_monotonic_us() - asked_at) / 1000.0, 0,
@@ -838,7 +879,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 			continue;
 		}
 		log_debug("cutover: caught up %.1f ms after the lock", (double) (lsn_monotonic_us() - locked_at) / 1000.0);
-		if (!apply_commit(rs->a) || !cutover_swap(&rs->control, rs->m, o, &busy))
+		if (!apply_commit(rs->a) || !cutover_swap(&rs->control, rs->m, o, &busy, swapped_at))
 		{
 			cutover_release(&rs->control);
 			if (!busy)
@@ -858,6 +899,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 		log_info("cutover %s at %s: the lock was held %.0f ms (attempt %d)",
 				 o->rehearse ? "rehearsed" : "done", lsn_format(l, text),
 				 (double) (lsn_monotonic_us() - locked_at) / 1000.0, attempt);
+		run_report_old_snapshots(&aux, swapped_at, ro->report);
 		*swapped = true;
 		ok = true;
 		goto cleanup;

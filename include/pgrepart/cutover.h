@@ -30,6 +30,7 @@ typedef struct cutover_options
 	const char *old_name;		/* the table's name afterwards; NULL: <table>_old */
 	bool		rehearse;		/* take the lock and drain, then roll back */
 	bool		keep;			/* after a rehearsal keep the migration, else remove it */
+	int			snapshot_wait_ms;	/* before each attempt, wait this long for older snapshots to go; 0: no */
 } cutover_options;
 
 /*
@@ -43,11 +44,30 @@ bool		cutover_lock(db *d, const state_migration *m, const cutover_options *o, ls
 /*
  * Holding the lock, with the shadow caught up to L: swap the names, carry
  * the dependents over (the foreign keys as NOT VALID keys of each
- * partition, enforced from the commit on), commit.  False after logging
+ * partition, enforced from the commit on), note the server's clock in
+ * swapped_at (CUTOVER_CLOCK_SIZE bytes), commit.  False after logging
  * (and rolling back), or with *busy when a table a foreign key references
  * was not locked within the lock timeout: the caller tries again.
  */
-bool		cutover_swap(db *d, state_migration *m, const cutover_options *o, bool *busy);
+#define CUTOVER_CLOCK_SIZE 64
+bool		cutover_swap(db *d, state_migration *m, const cutover_options *o, bool *busy,
+						 char *swapped_at);
+
+/*
+ * Sessions still open whose snapshot may be older than swapped_at (the
+ * server's clock just before the swap committed): a REPEATABLE READ or
+ * SERIALIZABLE one reading the table afterwards sees the new table as of
+ * that snapshot, without the rows it received since.  Each is logged;
+ * *count says how many, and names (may be NULL) gets one line per session.
+ */
+bool		cutover_old_snapshots(db *d, const char *swapped_at, int *count, char ***names);
+
+/*
+ * --wait-for-snapshots: before an attempt, wait up to o->snapshot_wait_ms
+ * for every session holding a snapshot taken before now to let go.  *clear
+ * when none is left; else they are logged and the attempt should not lock.
+ */
+bool		cutover_wait_snapshots(db *d, const cutover_options *o, bool *clear);
 
 /*
  * After the swap: each partition's foreign keys validated (writers go on),

@@ -68,6 +68,8 @@ typedef struct report
 	report_lock_attempt *attempts;
 	int			nattempts;
 	const char *verification;	/* "equal", "different", "skipped", or NULL: not run */
+	char	  **old_snapshots;	/* owned: sessions with a snapshot older than the swap */
+	int			nold_snapshots;
 	report_environment env;
 } report;
 
@@ -79,6 +81,8 @@ void		report_phase_begin(report *r, report_phase phase);
 void		report_phase_end(report *r);
 void		report_lock_attempt_add(report *r, double wait_ms, double hold_ms, const char *outcome);
 void		report_peak(int64_t *peak, int64_t value);
+/* Take name (owned from now on) as a session with a snapshot older than the swap. */
+void		report_old_snapshot_add(report *r, char *name);
 
 /* The JSON report to path; false after logging. */
 bool		report_write_json(const report *r, const char *path);
