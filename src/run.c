@@ -763,6 +763,16 @@ run_flush_wal(db *aux)
 				   "SELECT pg_catalog.pg_logical_emit_message(true, 'pgrepart', 'flush'); COMMIT");
 }
 
+/* Between attempts: back off with jitter, applying the stream meanwhile. */
+static bool
+run_back_off(run_session *rs, int attempt)
+{
+	bool		reached;
+
+	return run_catch_up(rs, (lsn_t) -1, lsn_monotonic_us() + 50000 + rand() % 200000 * attempt / 4,
+						&reached);
+}
+
 /*
  * Sessions that may read the new table through a snapshot older than the
  * swap (operations.md, "Snapshots older than the swap"): named in the log
@@ -843,8 +853,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 		{
 			/* Sessions with older snapshots stayed: as a busy table, try again. */
 			report_lock_attempt_add(ro->report, 0, 0, "old snapshots");
-			if (!run_catch_up(rs, (lsn_t) -1, lsn_monotonic_us() + 50000 + rand() % 200000 * attempt / 4,
-							  &reached))
+			if (!run_back_off(rs, attempt))
 				goto cleanup;
 			continue;
 		}
@@ -854,9 +863,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 									busy ? "busy" : "failed");
 			if (!busy)
 				goto cleanup;
-			/* Back off with jitter, applying the stream meanwhile. */
-			if (!run_catch_up(rs, (lsn_t) -1, lsn_monotonic_us() + 50000 + rand() % 200000 * attempt / 4,
-							  &reached))
+			if (!run_back_off(rs, attempt))
 				goto cleanup;
 			continue;
 		}
@@ -888,8 +895,7 @@ run_cutover(run_session *rs, const run_options *ro, bool *swapped)
 			report_lock_attempt_add(ro->report, (double) (locked_at - asked_at) / 1000.0,
 									(double) (lsn_monotonic_us() - locked_at) / 1000.0, "busy");
 			log_info("cutover attempt %d: released, trying again", attempt);
-			if (!run_catch_up(rs, (lsn_t) -1, lsn_monotonic_us() + 50000 + rand() % 200000 * attempt / 4,
-							  &reached))
+			if (!run_back_off(rs, attempt))
 				goto cleanup;
 			continue;
 		}
