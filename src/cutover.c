@@ -594,7 +594,6 @@ cutover_bounded(db *d, const state_migration *m, const cutover_options *o, const
 {
 	char	   *qtable = ident_qualified(m->schema, m->table);
 	bool		ok = false;
-
 	char		timeout[64];
 
 	snprintf(timeout, sizeof(timeout), "SET LOCAL lock_timeout = '%dms'", o->lock_timeout_ms);
@@ -670,9 +669,11 @@ cutover_attach_keys(db *d, const state_migration *m, const char *qtable, const c
 				   "JOIN pg_catalog.pg_constraint k ON k.conrelid = %text::pg_catalog.regclass AND k.contype = 'f' "
 				   "  AND k.convalidated AND pg_catalog.regexp_replace(k.conname, '_old$', '') = n.conname "
 				   "WHERE h.inhparent = %text::pg_catalog.regclass ORDER BY 1", qold, qtable);
+	if (res != NULL && PQntuples(res) > 0)
+		log_info("validating %d foreign key(s) of the partitions, writers going on", PQntuples(res));
 	for (int i = 0; res != NULL && i < PQntuples(res); i++)
 	{
-		log_info("validating a foreign key, writers going on: %s", PQgetvalue(res, i, 0));
+		log_debug("%s", PQgetvalue(res, i, 0));
 		if (!db_exec(d, "validate a partition's foreign key", PQgetvalue(res, i, 0)))
 		{
 			log_hint("The partition's key stays NOT VALID and checks every new row. Correct or "

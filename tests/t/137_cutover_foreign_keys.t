@@ -61,7 +61,8 @@ like($log, qr/could not lock a table the statement needs in time: ALTER TABLE .*
 	'the attempt gave up on busy users instead of queueing');
 is($refused, 0, "writers to users never queued behind an attempt ($writes writes)");
 like($violation // '', qr/violates foreign key constraint/, 'a row the key rejects was refused right after the swap');
-like($log, qr/validating a foreign key, writers going on/, 'the keys were validated after the swap');
+like($log, qr/validating \d+ foreign key\(s\) of the partitions, writers going on/,
+	'the keys were validated after the swap');
 is($node->psql(q{SELECT count(*) FROM pg_constraint WHERE conrelid = 'chat_messages'::regclass AND contype = 'f'
 	AND convalidated}), 2, 'the new table has both keys, validated');
 is($node->psql(q{SELECT count(*) FROM pg_constraint k JOIN pg_inherits h ON h.inhrelid = k.conrelid
