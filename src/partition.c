@@ -342,6 +342,120 @@ cleanup:
 	return ok;
 }
 
+/*
+ * Empty ranges in a row beyond which rows are far from the rest: a stray
+ * year 1900 or 9999 among this decade's rows.
+ */
+#define PARTITION_FAR_GAP 24
+/* Ranges holding rows that the loose index scan reads at most. */
+#define PARTITION_MAX_OCCUPIED 100000
+
+/*
+ * With a DEFAULT partition to take them, rows far from the rest get no
+ * partitions: the ranges of the interval that hold rows are found with one
+ * probe of the column's index each (a loose index scan), split where more
+ * than PARTITION_FAR_GAP empty ones lie between two, and the run holding
+ * the most of them (the later one on a tie) bounds the partitions:
+ * set->min_value and max_value become its first and last rows' values.
+ * The rows of the other runs go to the DEFAULT partition
+ * (set->far_ranges of them).  Time columns only.
+ */
+static bool
+partition_main_run(db *d, const catalog_table *t, const catalog_column *column,
+				   const char *interval, partition_set *set)
+{
+	const char *arith = column->base_type == CATALOG_TIMESTAMPTZOID ?
+		"pg_catalog.timestamptz" : "pg_catalog.timestamp";
+	const char *coltype = column->base_type == CATALOG_DATEOID ? "pg_catalog.date" :
+		column->base_type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" : "pg_catalog.timestamptz";
+	buf			sql, col, rel;
+	PGresult   *res;
+	int			best_from = 0, best_count = 0, run_from = 0, n;
+	bool		ok = false;
+
+	buf_init(&sql);
+	buf_init(&col);
+	buf_init(&rel);
+	ident_quote(&col, column->name);
+	ident_quote_qualified(&rel, t->schema, t->name);
+	/* o.v's range index: in whole months for month intervals, else in seconds. */
+	buf_appendf(&sql,
+				"WITH RECURSIVE q AS (SELECT p.i, p.first, "
+				"    (EXTRACT(year FROM p.i) * 12 + EXTRACT(month FROM p.i))::pg_catalog.int8 AS im, "
+				"    EXTRACT(epoch FROM p.i) AS isec "
+				"  FROM (SELECT %%text::pg_catalog.interval AS i, "
+				"    pg_catalog.date_trunc(%%text, %%text::%1$s) AS first) p), "
+				"o(v) AS (SELECT %%text::%1$s "
+				"  UNION ALL SELECT (SELECT pg_catalog.min(%3$s)::%1$s FROM %4$s "
+				"    WHERE %3$s >= (q.first + q.i * (%5$s + 1))::%2$s AND %3$s < 'infinity') "
+				"  FROM o, q WHERE o.v IS NOT NULL) "
+				"SELECT (%5$s)::pg_catalog.int8, o.v::pg_catalog.text FROM o, q "
+				"WHERE o.v IS NOT NULL LIMIT %6$d",
+				arith, coltype, col.data, rel.data,
+				"CASE WHEN q.im > 0 THEN pg_catalog.floor(((EXTRACT(year FROM o.v) - EXTRACT(year FROM q.first)) * 12 "
+				"  + EXTRACT(month FROM o.v) - EXTRACT(month FROM q.first)) / q.im) "
+				"ELSE pg_catalog.floor(EXTRACT(epoch FROM o.v - q.first) / q.isec) END",
+				PARTITION_MAX_OCCUPIED + 1);
+	res = db_execf(d, "find the ranges that hold rows", sql.data, interval, set->scheme.trunc_unit,
+				   set->min_value, set->min_value);
+	if (res == NULL)
+		goto cleanup;
+	n = PQntuples(res);
+	ok = true;
+	if (n == 0 || n > PARTITION_MAX_OCCUPIED)
+		goto cleanup;
+	for (int i = 1; i <= n; i++)
+	{
+		PGint8		k = 0, previous = 0;
+
+		if (i < n && !db_getf(res, i - 1, "%int8", 0, &previous))
+			goto cleanup;
+		if (i < n && !db_getf(res, i, "%int8", 0, &k))
+			goto cleanup;
+		if (i == n || k - previous - 1 > PARTITION_FAR_GAP)
+		{
+			if (i - run_from >= best_count)
+			{
+				best_from = run_from;
+				best_count = i - run_from;
+			}
+			run_from = i;
+		}
+	}
+	set->far_ranges = n - best_count;
+	if (set->far_ranges > 0)
+	{
+		free(set->min_value);
+		set->min_value = xstrdup(PQgetvalue(res, best_from, 1));
+		/* The run's last row: the last before the next run's first, else the column's maximum. */
+		if (best_from + best_count < n)
+		{
+			PGresult   *last;
+
+			buf_reset(&sql);
+			buf_appendf(&sql, "SELECT pg_catalog.max(%1$s)::%2$s::pg_catalog.text FROM %3$s "
+						"WHERE %1$s < %%text::%2$s::%4$s", col.data, arith, rel.data, coltype);
+			last = db_execf(d, "read the last row of the main run", sql.data,
+							PQgetvalue(res, best_from + best_count, 1));
+			if (last == NULL)
+			{
+				ok = false;
+				goto cleanup;
+			}
+			free(set->max_value);
+			set->max_value = xstrdup(PQgetvalue(last, 0, 0));
+			PQclear(last);
+		}
+	}
+
+cleanup:
+	PQclear(res);
+	buf_free(&sql);
+	buf_free(&col);
+	buf_free(&rel);
+	return ok;
+}
+
 bool
 partition_compute(db *d, const catalog_table *t, const catalog_column *column,
 				  const char *interval, int premake, bool with_default, partition_set *out)
@@ -367,6 +481,8 @@ partition_compute(db *d, const catalog_table *t, const catalog_column *column,
 		if (!partition_scheme_from_server(d, column, interval, &out->scheme) ||
 			!partition_read_range(d, t->schema, t->name, column->name, true, &out->min_value,
 								  &out->max_value, &out->has_infinite) ||
+			(with_default && out->min_max_indexed && out->min_value != NULL &&
+			 !partition_main_run(d, t, column, interval, out)) ||
 			!partition_compute_time(d, t, column, interval, premake, out))
 			goto fail;
 	}

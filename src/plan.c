@@ -658,7 +658,16 @@ plan_check_default(plan *p)
 	}
 	if (first == NULL && !with_default)
 		return;
-	if (with_default)
+	if (with_default && s->far_ranges > 0)
+		plan_add_finding(p, FINDING_PASS, "default_partition", NULL,
+						 "a DEFAULT partition takes rows outside every range%s, so every \"%s\" "
+						 "the table takes today is taken after the swap; the rows of %d range(s) "
+						 "far from the rest go there too, instead of partitions of their own and "
+						 "empty ones between (the partitions span %s .. %s)",
+						 s->has_infinite ? " (the table holds infinity)" : "", p->partition_column,
+						 s->far_ranges, s->min_value ? s->min_value : "?",
+						 s->max_value ? s->max_value : "?");
+	else if (with_default)
 		plan_add_finding(p, FINDING_PASS, "default_partition", NULL,
 						 "a DEFAULT partition takes rows outside every range%s, so every \"%s\" "
 						 "the table takes today is taken after the swap",

@@ -86,8 +86,9 @@ plan_print_text(const plan *p, FILE *out)
 	if (!t->readable || t->row_security_applies)
 		fputs("  column range       not read (see the findings below)\n", out);
 	else if (p->partitions.min_value != NULL)
-		fprintf(out, "  column range       %s .. %s\n", p->partitions.min_value,
-				p->partitions.max_value);
+		fprintf(out, "  column range       %s .. %s%s\n", p->partitions.min_value,
+				p->partitions.max_value, p->partitions.far_ranges > 0 ?
+				" (rows far from these go to the DEFAULT partition)" : "");
 	else
 		fputs("  column range       empty table\n", out);
 	fprintf(out, "  shadow table       %s\n", qshadow);

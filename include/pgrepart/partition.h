@@ -81,6 +81,7 @@ typedef struct partition_set
 	char	   *max_value;
 	bool		min_max_indexed;	/* an index leads with the column */
 	bool		has_infinite;	/* the column holds -infinity or infinity */
+	int			far_ranges;		/* ranges holding rows far from the rest, left to DEFAULT */
 } partition_set;
 
 /*
