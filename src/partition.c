@@ -354,10 +354,11 @@ cleanup:
  * With a DEFAULT partition to take them, rows far from the rest get no
  * partitions: the ranges of the interval that hold rows are found with one
  * probe of the column's index each (a loose index scan), split where more
- * than PARTITION_FAR_GAP empty ones lie between two, and the run holding
- * the most of them (the later one on a tie) bounds the partitions:
- * set->min_value and max_value become its first and last rows' values.
- * The rows of the other runs go to the DEFAULT partition
+ * empty ones lie between two than PARTITION_FAR_GAP and than hold rows in
+ * all (a month without rows among years of daily ones splits nothing), and
+ * the run holding the most of them (the later one on a tie) bounds the
+ * partitions: set->min_value and max_value become its first and last rows'
+ * values.  The rows of the other runs go to the DEFAULT partition
  * (set->far_ranges of them).  Time columns only.
  */
 static bool
@@ -412,7 +413,7 @@ partition_main_run(db *d, const catalog_table *t, const catalog_column *column,
 			goto cleanup;
 		if (i < n && !db_getf(res, i, "%int8", 0, &k))
 			goto cleanup;
-		if (i == n || k - previous - 1 > PARTITION_FAR_GAP)
+		if (i == n || k - previous - 1 > (n > PARTITION_FAR_GAP ? n : PARTITION_FAR_GAP))
 		{
 			if (i - run_from >= best_count)
 			{
