@@ -69,6 +69,13 @@ is($node->psql(q{SELECT count(*) FROM pg_constraint k JOIN pg_inherits h ON h.in
 	WHERE h.inhparent = 'chat_messages'::regclass AND k.contype = 'f'
 	AND (NOT k.convalidated OR k.conparentid = 0)}), 0, "every partition's key is validated and the table's own");
 
+# Partitions made later carry the keys.
+my ($prc, undef, $perr) = pgrepart('partitions', '-d', $node->connstr, '-t', 'chat_messages', '--ahead', '12');
+is($prc, 0, 'pgrepart partitions adds partitions') or diag($perr);
+is($node->psql(q{SELECT count(*) FROM pg_inherits h WHERE h.inhparent = 'chat_messages'::regclass
+	AND (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = h.inhrelid AND k.contype = 'f' AND k.convalidated) <> 2}),
+	0, 'and every partition, the new ones included, has both keys');
+
 # A key that was NOT VALID on the original (a row violates it).
 $node->psql(q{
 	CREATE TABLE notes (id bigint PRIMARY KEY, at timestamptz NOT NULL, user_id uuid);
