@@ -15,19 +15,9 @@ my $secret = 'Tr0ub4dor-and-3';
 $node->psql(fixture('chat_messages.sql'), vars => { rows => 3000 });
 
 # The role and the privileges of docs/operations.md, nothing more.
-$node->psql(qq{
-	CREATE ROLE migrator LOGIN REPLICATION PASSWORD '$secret';
+$node->psql(migrating_role('migrator', $secret) . q{
 	ALTER TABLE chat_messages OWNER TO migrator;
-	GRANT CREATE ON DATABASE postgres TO migrator;
-	GRANT CREATE ON SCHEMA public TO migrator;
 	GRANT REFERENCES ON users, tasks TO migrator;
-	GRANT EXECUTE ON FUNCTION
-	    pg_catalog.pg_replication_origin_create(text),
-	    pg_catalog.pg_replication_origin_drop(text),
-	    pg_catalog.pg_replication_origin_session_setup(text),
-	    pg_catalog.pg_replication_origin_progress(text, boolean),
-	    pg_catalog.pg_replication_origin_xact_setup(pg_catalog.pg_lsn, timestamptz)
-	  TO migrator;
 });
 is($node->psql(q{SELECT rolsuper OR rolcreatedb OR rolcreaterole FROM pg_roles WHERE rolname = 'migrator'}),
 	'f', 'migrator is no superuser and cannot create databases or roles');
@@ -63,17 +53,7 @@ like(slurp("$dir/run.log"), qr/cutover done/, 'the log is the real one');
 
 # A second role finds schema pgrepart made by migrator: plan blocks until
 # it may act as the schema's owner, as run needs.
-$node->psql(q{
-	CREATE ROLE migrator2 LOGIN REPLICATION;
-	GRANT CREATE ON DATABASE postgres TO migrator2;
-	GRANT CREATE ON SCHEMA public TO migrator2;
-	GRANT EXECUTE ON FUNCTION
-	    pg_catalog.pg_replication_origin_create(text),
-	    pg_catalog.pg_replication_origin_drop(text),
-	    pg_catalog.pg_replication_origin_session_setup(text),
-	    pg_catalog.pg_replication_origin_progress(text, boolean),
-	    pg_catalog.pg_replication_origin_xact_setup(pg_catalog.pg_lsn, timestamptz)
-	  TO migrator2;
+$node->psql(migrating_role('migrator2') . q{
 	CREATE TABLE second (id bigint PRIMARY KEY, at timestamptz NOT NULL);
 	INSERT INTO second SELECT g, now() - g * interval '1 day' FROM generate_series(1, 100) g;
 	ALTER TABLE second OWNER TO migrator2;

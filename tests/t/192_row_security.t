@@ -14,18 +14,8 @@ use Pgrepart::Test;
 
 my $node = Pgrepart::Cluster->new;
 my $dir = tempdir(CLEANUP => 1);
-$node->psql(q{
-	CREATE ROLE owner_r LOGIN REPLICATION;
+$node->psql(migrating_role('owner_r') . q{
 	CREATE ROLE reader LOGIN;
-	GRANT CREATE ON DATABASE postgres TO owner_r;
-	GRANT CREATE ON SCHEMA public TO owner_r;
-	GRANT EXECUTE ON FUNCTION
-	    pg_catalog.pg_replication_origin_create(text),
-	    pg_catalog.pg_replication_origin_drop(text),
-	    pg_catalog.pg_replication_origin_session_setup(text),
-	    pg_catalog.pg_replication_origin_progress(text, boolean),
-	    pg_catalog.pg_replication_origin_xact_setup(pg_catalog.pg_lsn, timestamptz)
-	  TO owner_r;
 	CREATE TABLE docs (id bigint PRIMARY KEY, tenant text NOT NULL, at timestamptz NOT NULL, body text);
 	INSERT INTO docs SELECT g, 't' || g % 4, timestamptz '2025-01-01' + g * interval '1 hour', 'b' || g
 	FROM generate_series(1, 4000) g;

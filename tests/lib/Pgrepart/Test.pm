@@ -7,7 +7,7 @@ use Exporter 'import';
 use POSIX ();
 use Pgrepart::Cluster;
 
-our @EXPORT = qw(pgrepart fixture pgrepart_background hold_lock wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
+our @EXPORT = qw(pgrepart fixture pgrepart_background hold_lock migrating_role wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
 	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
@@ -163,6 +163,26 @@ sub client_background
 		Pgrepart::Cluster::child_exec(Pgrepart::Cluster::bindir() . "/$program", @args);
 	}
 	return $pid;
+}
+
+# SQL creating $role with the privileges docs/operations.md lists for a run
+# (ownership of the table aside), nothing more; $password optional.
+sub migrating_role
+{
+	my ($role, $password) = @_;
+	my $login = defined $password ? "LOGIN REPLICATION PASSWORD '$password'" : 'LOGIN REPLICATION';
+	return qq{
+	CREATE ROLE $role $login;
+	GRANT CREATE ON DATABASE postgres TO $role;
+	GRANT CREATE ON SCHEMA public TO $role;
+	GRANT EXECUTE ON FUNCTION
+	    pg_catalog.pg_replication_origin_create(text),
+	    pg_catalog.pg_replication_origin_drop(text),
+	    pg_catalog.pg_replication_origin_session_setup(text),
+	    pg_catalog.pg_replication_origin_progress(text, boolean),
+	    pg_catalog.pg_replication_origin_xact_setup(pg_catalog.pg_lsn, timestamptz)
+	  TO $role;
+	};
 }
 
 # A session in the background that locks $table in $mode for $seconds, then
