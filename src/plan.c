@@ -721,6 +721,7 @@ plan_build(db *d, const char *conninfo, const char *schema, const char *table,
 
 	p->partition_column = xstrdup(o->partition_column);
 	p->interval = xstrdup(o->interval);
+	p->premake = o->premake;
 	if (!catalog_read(d, schema, table, &p->table))
 		goto fail;
 	if (p->table->relkind != 'r' && p->table->relkind != 'p')

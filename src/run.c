@@ -1331,6 +1331,7 @@ run_check_resumed_options(db *d, const state_migration *m, const plan_options *p
 	char	   *qshadow = ident_qualified(m->schema, m->shadow);
 	PGresult   *res;
 	PGbool		same_interval = 1, has_default = 0;
+	PGint4		premake = -1;
 	bool		ok = false;
 
 	if (strcmp(m->phase, STATE_DONE) == 0)
@@ -1341,10 +1342,12 @@ run_check_resumed_options(db *d, const state_migration *m, const plan_options *p
 	res = db_execf(d, "compare the options with the migration's",
 				   "SELECT %text::pg_catalog.interval = %text::pg_catalog.interval, "
 				   "  COALESCE((SELECT p.partdefid <> 0 FROM pg_catalog.pg_partitioned_table p "
-				   "            WHERE p.partrelid = pg_catalog.to_regclass(%text)), false)",
-				   po->interval, m->interval, qshadow);
+				   "            WHERE p.partrelid = pg_catalog.to_regclass(%text)), false), "
+				   "  COALESCE((SELECT premake FROM pgrepart.migration WHERE id = %int4), -1)",
+				   po->interval, m->interval, qshadow, m->id);
 	free(qshadow);
-	if (res == NULL || !db_getf(res, 0, "%bool %bool", 0, &same_interval, 1, &has_default))
+	if (res == NULL ||
+		!db_getf(res, 0, "%bool %bool %int4", 0, &same_interval, 1, &has_default, 2, &premake))
 		goto cleanup;
 	if (strcmp(po->partition_column, m->partition_column) != 0)
 		log_error("-k/--partition-key \"%s\" differs from the migration's, which partitions by "
@@ -1356,9 +1359,13 @@ run_check_resumed_options(db *d, const state_migration *m, const plan_options *p
 		log_error("%s differs from the migration's, which %s a DEFAULT partition",
 				  po->default_partition ? "--default-partition" : "--no-default-partition",
 				  has_default ? "has" : "has no");
+	else if ((po->given & PLAN_GIVEN_PREMAKE) && premake >= 0 && po->premake != premake)
+		log_error("--premake %d differs from the migration's, which is %d (pgrepart partitions "
+				  "--ahead adds partitions)", po->premake, premake);
 	else
 	{
-		if (po->given & PLAN_GIVEN_PREMAKE)
+		/* A migration recorded before the premade count was. */
+		if ((po->given & PLAN_GIVEN_PREMAKE) && premake < 0)
 			log_warning("--premake shapes the partitions a migration starts with; this one has "
 						"started, so it changes nothing (pgrepart partitions --ahead adds more)");
 		ok = true;

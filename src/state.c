@@ -77,7 +77,8 @@ static const char schema_sql[] =
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS cutover_requested_at timestamptz; "
 	/* Where the row was written; older rows are told by their slot's name alone. */
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS system_identifier text; "
-	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS database_oid oid";
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS database_oid oid; "
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS premake int";
 
 bool
 state_ensure(db *d)
@@ -181,6 +182,12 @@ state_create(db *d, const plan *p, state_migration **out)
 	PQclear(res);
 	if (*out == NULL)
 		goto cleanup;
+	/* What a resumed run compares its --premake with. */
+	res = db_execf(d, "record the premade partitions", "UPDATE pgrepart.migration SET premake = %int4 "
+				   "WHERE id = %int4", p->premake, (*out)->id);
+	if (res == NULL)
+		goto cleanup;
+	PQclear(res);
 	for (int i = 0; i < p->nstatements; i++)
 	{
 		res = db_execf(d, "record the shadow's DDL",

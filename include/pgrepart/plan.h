@@ -76,6 +76,7 @@ typedef struct plan
 	catalog_table *table;
 	char	   *partition_column;
 	char	   *interval;
+	int			premake;		/* as planned, recorded with the migration */
 	char	   *shadow_name;
 	partition_set partitions;
 	plan_finding *findings;

@@ -67,7 +67,10 @@ like($err, qr/--interval '10 years' differs from the migration's, which is '1 mo
 is($rc, 1, '--no-default-partition on resume is refused');
 like($err, qr/--no-default-partition differs from the migration's, which has a DEFAULT partition/, 'naming it');
 
-($rc, $out, $err) = pgrepart('run', '-d', $node->connstr, @target);
+($rc, $out, $err) = pgrepart('run', '-d', $node->connstr, @target, '--premake', '7');
+is($rc, 1, 'a different --premake on resume is refused');
+like($err, qr/--premake 7 differs from the migration's, which is 4/, 'naming it');
+($rc, $out, $err) = pgrepart('run', '-d', $node->connstr, @target, '--premake', '4');
 is($rc, 0, 'the same command resumes and swaps') or diag($err);
 my ($missing, $extra) = compare_tables($node, 'events_old', 'events');
 is("$missing/$extra", '0/0', 'every row is in the new table');
