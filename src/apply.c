@@ -1074,8 +1074,7 @@ apply_value_infinite(const apply *a, int64_t v)
 {
 	if (a->partition_type == CATALOG_DATEOID)
 		return v == INT32_MIN || v == INT32_MAX;
-	return a->partition_type != CATALOG_INT2OID && a->partition_type != CATALOG_INT4OID &&
-		a->partition_type != CATALOG_INT8OID && (v == INT64_MIN || v == INT64_MAX);
+	return !catalog_integer_type(a->partition_type) && (v == INT64_MIN || v == INT64_MAX);
 }
 
 /*
@@ -1087,6 +1086,7 @@ static bool
 apply_check_partition(apply *a, const pgout_tuple *t, const char *what, lsn_t lsn)
 {
 	int64_t		v;
+	bool		infinite;
 	char		at[LSN_TEXT_SIZE];
 	char	   *key;
 
@@ -1095,10 +1095,11 @@ apply_check_partition(apply *a, const pgout_tuple *t, const char *what, lsn_t ls
 		return true;
 	if (v >= a->lower && v < a->upper)
 		return true;
-	if (!apply_value_infinite(a, v) && apply_cover(a, v))
+	infinite = apply_value_infinite(a, v);
+	if (!infinite && apply_cover(a, v))
 		return true;
 	key = apply_describe_key(a, t);
-	if (apply_value_infinite(a, v))
+	if (infinite)
 		log_error("the %s of the row with key %s at %s in \"%s.%s\" sets \"%s\" to %sinfinity, "
 				  "which no partition can hold", what, key, lsn_format(lsn, at), a->o.schema,
 				  a->o.table, a->o.partition_column, v < 0 ? "-" : "");

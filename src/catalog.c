@@ -564,6 +564,12 @@ catalog_table_free(catalog_table *t)
 }
 
 bool
+catalog_integer_type(Oid type)
+{
+	return type == CATALOG_INT2OID || type == CATALOG_INT4OID || type == CATALOG_INT8OID;
+}
+
+bool
 catalog_integer_like(Oid type)
 {
 	switch (type)

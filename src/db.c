@@ -12,6 +12,13 @@
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 
+/* Whether a conninfo is a URI rather than keyword = value pairs. */
+static bool
+db_is_uri(const char *s)
+{
+	return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
+}
+
 /*
  * Log libpq's connection error: its first line as the primary message, the
  * rest (libpq's "Is the server running ..." lines) as detail.  A conninfo
@@ -30,9 +37,7 @@ db_log_connect_error(const char *label, const char *conninfo, const char *messag
 	int			first_len;
 
 	/* A bare database name is no connection string to libpq either. */
-	if (conninfo != NULL &&
-		(strchr(conninfo, '=') != NULL || strncmp(conninfo, "postgres://", 11) == 0 ||
-		 strncmp(conninfo, "postgresql://", 13) == 0) &&
+	if (conninfo != NULL && (strchr(conninfo, '=') != NULL || db_is_uri(conninfo)) &&
 		(options = PQconninfoParse(conninfo, &parse_error)) == NULL)
 	{
 		PQfreemem(parse_error);
@@ -376,7 +381,7 @@ db_mask_password(char *s)
 {
 	char	   *p = s;
 
-	if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0)
+	if (db_is_uri(s))
 	{
 		db_mask_uri(s);
 		return;

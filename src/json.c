@@ -180,3 +180,13 @@ json_kv_bool(json_writer *w, const char *key, bool value)
 	json_key(w, key);
 	json_bool(w, value);
 }
+
+void
+json_kv_strings(json_writer *w, const char *key, char *const *values, int n)
+{
+	json_key(w, key);
+	json_begin_array(w);
+	for (int i = 0; i < n; i++)
+		json_string(w, values[i]);
+	json_end_array(w);
+}

@@ -24,8 +24,7 @@ partition_type_supported(const catalog_column *column)
 static bool
 partition_is_integer(const catalog_column *column)
 {
-	return column->base_type == CATALOG_INT2OID || column->base_type == CATALOG_INT4OID ||
-		column->base_type == CATALOG_INT8OID;
+	return catalog_integer_type(column->base_type);
 }
 
 bool
@@ -372,6 +371,7 @@ partition_main_run(db *d, const catalog_table *t, const catalog_column *column,
 	buf			sql, col, rel;
 	PGresult   *res;
 	int			best_from = 0, best_count = 0, run_from = 0, n;
+	PGint8		previous = 0;
 	bool		ok = false;
 
 	buf_init(&sql);
@@ -405,12 +405,12 @@ partition_main_run(db *d, const catalog_table *t, const catalog_column *column,
 	ok = true;
 	if (n == 0 || n > PARTITION_MAX_OCCUPIED)
 		goto cleanup;
+	if (!db_getf(res, 0, "%int8", 0, &previous))
+		goto cleanup;
 	for (int i = 1; i <= n; i++)
 	{
-		PGint8		k = 0, previous = 0;
+		PGint8		k = 0;
 
-		if (i < n && !db_getf(res, i - 1, "%int8", 0, &previous))
-			goto cleanup;
 		if (i < n && !db_getf(res, i, "%int8", 0, &k))
 			goto cleanup;
 		if (i == n || k - previous - 1 > (n > PARTITION_FAR_GAP ? n : PARTITION_FAR_GAP))
@@ -422,6 +422,7 @@ partition_main_run(db *d, const catalog_table *t, const catalog_column *column,
 			}
 			run_from = i;
 		}
+		previous = k;
 	}
 	set->far_ranges = n - best_count;
 	if (set->far_ranges > 0)
@@ -625,7 +626,7 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 {
 	const char *type_name;
 	buf			value_sql;
-	bool		integer = type == CATALOG_INT2OID || type == CATALOG_INT4OID || type == CATALOG_INT8OID;
+	bool		integer = catalog_integer_type(type);
 	const char *step = integer ? "%text::pg_catalog.int8" : "%text::pg_catalog.interval";
 	const char *fields = integer ? "s::pg_catalog.text" : "pg_catalog.to_char(s, 'YYYY MM DD HH24 MI Q')";
 	const char *out_type;
@@ -815,8 +816,7 @@ partition_cover_range(db *d, const char *schema, const char *table, const char *
 		ok = true;
 		goto cleanup;
 	}
-	if (!partition_read_range(d, schema, table, column, type != CATALOG_INT2OID &&
-							  type != CATALOG_INT4OID && type != CATALOG_INT8OID,
+	if (!partition_read_range(d, schema, table, column, !catalog_integer_type(type),
 							  &range[0], &range[1], NULL))
 		goto cleanup;
 	for (int i = 0; i < 2; i++)

@@ -133,11 +133,7 @@ report_write_json(const report *r, const char *path)
 	}
 	json_end_array(&w);
 	json_kv_string(&w, "verification", r->verification);
-	json_key(&w, "old_snapshots");
-	json_begin_array(&w);
-	for (int i = 0; i < r->nold_snapshots; i++)
-		json_string(&w, r->old_snapshots[i]);
-	json_end_array(&w);
+	json_kv_strings(&w, "old_snapshots", r->old_snapshots, r->nold_snapshots);
 	json_key(&w, "environment");
 	json_begin_object(&w);
 	json_kv_string(&w, "server_version", r->env.server_version);

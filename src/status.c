@@ -105,7 +105,7 @@ status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGin
 		fprintf(out, "  slot           %s, %s, retains %.1f MB of WAL\n", PQgetvalue(res, i, 5),
 				slot_active ? "streaming" : "idle: no run is consuming it",
 				(double) retained / 1048576.0);
-	else if (strcmp(PQgetvalue(res, i, 4), "prepared") == 0)
+	else if (strcmp(PQgetvalue(res, i, 4), STATE_PREPARED) == 0)
 		fprintf(out, "  slot           %s (not created yet)\n", PQgetvalue(res, i, 5));
 	else
 		fprintf(out, "  slot           %s MISSING: not on this server (a physical copy keeps the "
@@ -217,6 +217,7 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 	bool		exists;
 	PGresult   *left;
 	PGresult   *others;
+	bool		ok = false;
 
 	*found = false;
 	res = db_execf(d, "look for pgrepart's state",
@@ -259,22 +260,13 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		PGfloat8	lag;
 
 		if (!db_getf(res, i, "%int4 %bool %bool %int8 %int8 %float8 %int4", 0, &id, 6, &slot_exists,
-					 7, &slot_active, 8, &retained, 9, &behind, 13, &lag, 15, &home_code))
-		{
-			PQclear(res);
-			buf_free(&b);
-			return false;
-		}
+					 7, &slot_active, 8, &retained, 9, &behind, 13, &lag, 15, &home_code) ||
+			!status_default_rows(d, res, i, &default_rows))
+			goto cleanup;
 		home = (state_home) home_code;
-		if (!status_default_rows(d, res, i, &default_rows))
-		{
-			PQclear(res);
-			buf_free(&b);
-			return false;
-		}
 		*found = true;
 		if (home == STATE_HOME_HERE && slot_exists && !slot_active &&
-			strcmp(PQgetvalue(res, i, 4), "done") != 0)
+			strcmp(PQgetvalue(res, i, 4), STATE_DONE) != 0)
 		{
 			log_warning("migration %d's slot \"%s\" retains %.1f MB of WAL and no run is "
 						"consuming it", id, PQgetvalue(res, i, 5), (double) retained / 1048576.0);
@@ -362,9 +354,12 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 				PQgetvalue(others, i, 0), PQgetvalue(others, i, 1), active ? "streaming" : "idle",
 				(double) retained / 1048576.0);
 	}
+	ok = true;
+
+cleanup:
 	buf_free(&b);
 	PQclear(res);
 	PQclear(left);
 	PQclear(others);
-	return true;
+	return ok;
 }

@@ -743,11 +743,7 @@ verify_print_json(const verify_run *v, double secs, FILE *out)
 	json_kv_int(&w, "bytes", v->bytes);
 	json_kv_double(&w, "seconds", secs);
 	json_kv_double(&w, "mb_per_second", secs > 0 ? (double) v->bytes / 1e6 / secs : 0.0);
-	json_key(&w, "schema_differences");
-	json_begin_array(&w);
-	for (int i = 0; i < v->nschema_diffs; i++)
-		json_string(&w, v->schema_diffs[i]);
-	json_end_array(&w);
+	json_kv_strings(&w, "schema_differences", v->schema_diffs, v->nschema_diffs);
 	json_key(&w, "row_differences");
 	json_begin_object(&w);
 	for (int k = 0; k <= CHECKSUM_DUPLICATE_TARGET; k++)

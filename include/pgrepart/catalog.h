@@ -148,6 +148,8 @@ bool		catalog_has_column(char *const *columns, int n, const char *name);
  * range partitioning and the backfill's key order handle.
  */
 bool		catalog_integer_like(Oid type);
+/* Whether type is smallint, integer or bigint. */
+bool		catalog_integer_type(Oid type);
 const catalog_constraint *catalog_primary_key(const catalog_table *t);
 bool		catalog_relation_exists(db *d, const char *schema, const char *name, bool *exists);
 

@@ -40,6 +40,7 @@ void		json_kv_string(json_writer *w, const char *key, const char *value);
 void		json_kv_int(json_writer *w, const char *key, int64_t value);
 void		json_kv_double(json_writer *w, const char *key, double value);
 void		json_kv_bool(json_writer *w, const char *key, bool value);
+void		json_kv_strings(json_writer *w, const char *key, char *const *values, int n);
 
 /* Append s as a quoted, escaped JSON string. */
 void		json_escape(buf *out, const char *s);
