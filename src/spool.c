@@ -5,7 +5,7 @@
 
 #include <libpqtypes.h>
 
-#include "pgrepart/apply.h"
+#include "pgrepart/relation.h"
 #include "pgrepart/copybin.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
@@ -138,7 +138,7 @@ static bool
 spool_check_relation(spool *sp, const pgout_message *msg)
 {
 	pgout_relation *rel = pgout_relation_copy(msg);
-	bool		same = apply_relation_matches(rel, sp->names, sp->types, sp->ncolumns);
+	bool		same = relation_matches(rel, sp->names, sp->types, sp->ncolumns);
 
 	pgout_relation_free(rel);
 	return same;

@@ -132,12 +132,5 @@ lsn_t		apply_replay_until(const apply *a);
 
 const apply_stats *apply_get_stats(const apply *a);
 
-/*
- * Whether a Relation message carries exactly these columns (names and type
- * OIDs, in order); if not, logs which column was added, dropped, renamed or
- * retyped, with what to do.
- */
-bool		apply_relation_matches(const pgout_relation *rel, char *const *names, const Oid *types,
-								   int ncolumns);
 
 #endif
