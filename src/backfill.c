@@ -205,6 +205,19 @@ backfill_resume(backfill *b)
 }
 
 /*
+ * Connect for replication and create the migration's slot; with snapshot,
+ * export the slot's snapshot into *snapshot (valid while s stays open).
+ */
+static bool
+backfill_open_slot(stream *s, db *d, const char *conninfo, const state_migration *m,
+				   lsn_t *consistent, char **snapshot)
+{
+	memset(s, 0, sizeof(*s));
+	return stream_connect(s, conninfo) &&
+		stream_create_fresh_slot(s, d, m->slot, snapshot != NULL, consistent, snapshot);
+}
+
+/*
  * Create the slot, then read the next xid: every transaction that committed
  * before the slot's consistent point has an xid below it.  Recorded with
  * the phase, so a crash before this commit leaves a slot the next run drops.
@@ -217,9 +230,7 @@ backfill_create_slot(db *d, const char *conninfo, state_migration *m)
 	PGresult   *res = NULL;
 	bool		ok = false;
 
-	memset(&s, 0, sizeof(s));
-	if (!stream_connect(&s, conninfo) ||
-		!stream_create_fresh_slot(&s, d, m->slot, false, &consistent, NULL))
+	if (!backfill_open_slot(&s, d, conninfo, m, &consistent, NULL))
 		goto cleanup;
 	res = db_execf(d, "read the next transaction id",
 				   "SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::pg_catalog.text");
@@ -774,4 +785,90 @@ cleanup:
 		fputc('\n', stderr);
 	backfill_free(&b);
 	return result;
+}
+
+/* ---- the copy under one snapshot ---- */
+
+/* "a, b, c": the shadow's columns the copy fills (not generated ones). */
+static bool
+backfill_snapshot_columns(db *d, const state_migration *m, buf *out)
+{
+	char	   *qshadow = ident_qualified(m->schema, m->shadow);
+	char	  **names = NULL;
+	Oid		   *types = NULL;
+	int			n = 0;
+	bool		ok = catalog_published_columns(d, qshadow, &names, &types, &n);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			buf_append(out, ", ");
+		ident_quote(out, names[i]);
+		free(names[i]);
+	}
+	free(names);
+	free(types);
+	free(qshadow);
+	return ok;
+}
+
+/*
+ * Create the slot and copy every row under its exported snapshot, so the
+ * copy holds exactly the transactions committed before the slot's
+ * consistent point and the stream exactly those after it.
+ */
+bool
+backfill_copy_snapshot(db *d, const char *conninfo, state_migration *m)
+{
+	stream		s;
+	lsn_t		consistent = LSN_INVALID;
+	char	   *snapshot = NULL;
+	bool		ok = false;
+	buf			sql, columns;
+	char		lsn[LSN_TEXT_SIZE];
+
+	buf_init(&sql);
+	buf_init(&columns);
+	if (!backfill_open_slot(&s, d, conninfo, m, &consistent, &snapshot) ||
+		!backfill_snapshot_columns(d, m, &columns))
+		goto cleanup;
+
+	buf_append(&sql, "SET TRANSACTION SNAPSHOT ");
+	ident_literal(&sql, snapshot);
+	if (!db_exec(d, "start the copy", "BEGIN ISOLATION LEVEL REPEATABLE READ") ||
+		!db_exec(d, "take the slot's snapshot", sql.data))
+		goto rollback;
+	buf_reset(&sql);
+	buf_append(&sql, "TRUNCATE ");
+	ident_quote_qualified(&sql, m->schema, m->shadow);
+	if (!db_exec(d, "empty the shadow", sql.data))
+		goto rollback;
+	/*
+	 * Rows may have moved beyond the planned partitions since the plan read
+	 * the column's range: cover the range as this snapshot sees it.
+	 */
+	if (!partition_cover_range(d, m->schema, m->table, m->shadow, m->partition_column,
+							   m->interval, NULL))
+		goto rollback;
+	buf_reset(&sql);
+	buf_append(&sql, "INSERT INTO ");
+	ident_quote_qualified(&sql, m->schema, m->shadow);
+	buf_appendf(&sql, " (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM ", columns.data, columns.data);
+	ident_quote_qualified(&sql, m->schema, m->table);
+	log_info("copying \"%s.%s\" at %s", m->schema, m->table, lsn_format(consistent, lsn));
+	if (!db_exec(d, "copy the rows into the shadow", sql.data) ||
+		!state_set_phase(d, m, STATE_COPIED, consistent) ||
+		!db_exec(d, "commit the copy", "COMMIT"))
+		goto rollback;
+	ok = true;
+	goto cleanup;
+
+rollback:
+	db_exec(d, "roll back the copy", "ROLLBACK");
+cleanup:
+	free(snapshot);
+	stream_close(&s);
+	buf_free(&sql);
+	buf_free(&columns);
+	return ok;
 }

@@ -21,10 +21,13 @@
 #include "pgrepart/cutover.h"
 #include "pgrepart/db.h"
 #include "pgrepart/ident.h"
+#include "pgrepart/livecheck.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
 #include "pgrepart/plan.h"
+#include "pgrepart/plan_report.h"
+#include "pgrepart/preflight.h"
 #include "pgrepart/run.h"
 #include "pgrepart/status.h"
 #include "pgrepart/verify.h"
@@ -569,7 +572,7 @@ cli_plan(int argc, char **argv)
 	rc = EXIT_FAIL;
 	if (!db_connect(&d, args.common.dbname, "source"))
 		goto cleanup;
-	p = plan_build(&d, args.common.dbname, args.schema, args.table, &args.o);
+	p = preflight_plan(&d, args.common.dbname, args.schema, args.table, &args.o);
 	if (p == NULL)
 		goto cleanup;
 	if (args.sql_only)
@@ -821,7 +824,7 @@ cli_verify(int argc, char **argv)
 								   "--source and --target");
 		if (!cli_parse_table("verify", "-t/--table", common.table, &names[0], &names[1]))
 			return EXIT_USAGE;
-		rc = cli_verify_exit(verify_request_live(common.dbname, names[0], names[1], common.json,
+		rc = cli_verify_exit(livecheck_request(common.dbname, names[0], names[1], common.json,
 												 stdout));
 		goto cleanup;
 	}

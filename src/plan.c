@@ -1,9 +1,10 @@
 /*
  * plan.c: what a migration of one table will do; see plan.h.
  *
- * plan_derive is pure (catalog in, DDL and findings out) so the DDL rules are
- * unit-tested without a server; plan_build adds what only the server knows
- * (the column's range, the settings and privileges in preflight.c).
+ * Pure: catalog in, DDL and findings out, so the DDL rules are unit-tested
+ * without a server.  preflight_plan (preflight.c) reads the catalog and adds
+ * what only the server knows: the column's range, the settings, the
+ * privileges.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -13,7 +14,6 @@
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/plan.h"
-#include "pgrepart/preflight.h"
 
 static const char *const level_names[] = {
 	[FINDING_PASS] = "pass",
@@ -137,7 +137,8 @@ plan_column_list(buf *out, char *const *columns, int n, const char *extra)
 	buf_append_char(out, ')');
 }
 
-static void
+/* "a, b, c": the names of list, quoted where they need it. */
+void
 plan_name_list(buf *out, const catalog_object_list *list)
 {
 	for (int i = 0; i < list->count; i++)
@@ -711,74 +712,6 @@ plan_derive(plan *p, int encoding)
 	buf_free(&sql);
 	free(qshadow);
 }
-
-plan *
-plan_build(db *d, const char *conninfo, const char *schema, const char *table,
-		   const plan_options *o)
-{
-	plan	   *p = xcalloc(1, sizeof(plan));
-	const catalog_column *col;
-
-	p->partition_column = xstrdup(o->partition_column);
-	p->interval = xstrdup(o->interval);
-	p->premake = o->premake;
-	if (!catalog_read(d, schema, table, &p->table))
-		goto fail;
-	if (p->table->relkind != 'r' && p->table->relkind != 'p')
-	{
-		log_error("\"%s.%s\" is not a table", p->table->schema, p->table->name);
-		log_hint("pgrepart partitions ordinary tables; views, materialized views, foreign "
-				 "tables and sequences cannot be migrated.");
-		goto fail;
-	}
-	col = catalog_find_column(p->table, o->partition_column);
-	if (col == NULL)
-	{
-		log_error("column \"%s\" does not exist in table \"%s.%s\"", o->partition_column,
-				  p->table->schema, p->table->name);
-		log_hint("Give the partition column with -k/--partition-key; unquoted names are "
-				 "folded to lower case.");
-		goto fail;
-	}
-	/* Without SELECT the range is unknown; say so as a finding, not a failure. */
-	if (!p->table->readable)
-		plan_add_finding(p, FINDING_BLOCK, "table_privilege",
-						 "GRANT SELECT on the table to the role, or run as its owner.",
-						 "the role cannot read the table, so it cannot copy it (partitions "
-						 "were not computed)");
-	else if (p->table->row_security_applies)
-	{
-		buf			names;
-
-		buf_init(&names);
-		plan_name_list(&names, &p->table->policies);
-		plan_add_finding(p, FINDING_BLOCK, "row_security",
-						 p->table->owned_by_current_user ?
-						 "Run as a role with BYPASSRLS, or ALTER TABLE ... NO FORCE ROW LEVEL "
-						 "SECURITY during the migration and FORCE it again after the swap." :
-						 "Run as a role with BYPASSRLS (or a superuser).",
-						 "row-level security applies to role \"%s\" on the table (%s%s): every "
-						 "read of it would be filtered, so pgrepart refuses to copy or compare it "
-						 "(partitions were not computed)", PQuser(d->conn),
-						 p->table->force_row_security && p->table->owned_by_current_user ?
-						 "FORCE ROW LEVEL SECURITY, policies: " : "policies: ",
-						 names.len > 0 ? names.data : "none, so it sees no rows at all");
-		buf_free(&names);
-	}
-	else if (partition_type_supported(col) &&
-			 !partition_compute(d, p->table, col, o->interval, o->premake,
-								o->default_partition, &p->partitions))
-		goto fail;
-	plan_derive(p, d->encoding);
-	if (!preflight_check(d, conninfo, p))
-		goto fail;
-	return p;
-
-fail:
-	plan_free(p);
-	return NULL;
-}
-
 void
 plan_free(plan *p)
 {

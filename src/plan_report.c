@@ -1,4 +1,4 @@
-/* plan_report.c: a plan as SQL, as text for people, or as JSON; see plan.h. */
+/* plan_report.c: a plan as SQL, as text for people, or as JSON; see plan_report.h. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +7,7 @@
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/plan.h"
+#include "pgrepart/plan_report.h"
 
 void
 plan_log_blocked(const plan *p)

@@ -7,6 +7,7 @@
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
+#include "pgrepart/partition.h"
 #include "pgrepart/preflight.h"
 
 /* Slots and senders a run uses: the main stream and the verification's temporary one. */
@@ -299,7 +300,7 @@ preflight_range(plan *p)
 						 "whole table", p->partition_column);
 }
 
-bool
+static bool
 preflight_check(db *d, const char *conninfo, plan *p)
 {
 	preflight_version(d, p);
@@ -311,4 +312,74 @@ preflight_check(db *d, const char *conninfo, plan *p)
 	preflight_space(p);
 	preflight_range(p);
 	return true;
+}
+
+/* ---- the plan ---- */
+
+
+plan *
+preflight_plan(db *d, const char *conninfo, const char *schema, const char *table,
+		   const plan_options *o)
+{
+	plan	   *p = xcalloc(1, sizeof(plan));
+	const catalog_column *col;
+
+	p->partition_column = xstrdup(o->partition_column);
+	p->interval = xstrdup(o->interval);
+	p->premake = o->premake;
+	if (!catalog_read(d, schema, table, &p->table))
+		goto fail;
+	if (p->table->relkind != 'r' && p->table->relkind != 'p')
+	{
+		log_error("\"%s.%s\" is not a table", p->table->schema, p->table->name);
+		log_hint("pgrepart partitions ordinary tables; views, materialized views, foreign "
+				 "tables and sequences cannot be migrated.");
+		goto fail;
+	}
+	col = catalog_find_column(p->table, o->partition_column);
+	if (col == NULL)
+	{
+		log_error("column \"%s\" does not exist in table \"%s.%s\"", o->partition_column,
+				  p->table->schema, p->table->name);
+		log_hint("Give the partition column with -k/--partition-key; unquoted names are "
+				 "folded to lower case.");
+		goto fail;
+	}
+	/* Without SELECT the range is unknown; say so as a finding, not a failure. */
+	if (!p->table->readable)
+		plan_add_finding(p, FINDING_BLOCK, "table_privilege",
+						 "GRANT SELECT on the table to the role, or run as its owner.",
+						 "the role cannot read the table, so it cannot copy it (partitions "
+						 "were not computed)");
+	else if (p->table->row_security_applies)
+	{
+		buf			names;
+
+		buf_init(&names);
+		plan_name_list(&names, &p->table->policies);
+		plan_add_finding(p, FINDING_BLOCK, "row_security",
+						 p->table->owned_by_current_user ?
+						 "Run as a role with BYPASSRLS, or ALTER TABLE ... NO FORCE ROW LEVEL "
+						 "SECURITY during the migration and FORCE it again after the swap." :
+						 "Run as a role with BYPASSRLS (or a superuser).",
+						 "row-level security applies to role \"%s\" on the table (%s%s): every "
+						 "read of it would be filtered, so pgrepart refuses to copy or compare it "
+						 "(partitions were not computed)", PQuser(d->conn),
+						 p->table->force_row_security && p->table->owned_by_current_user ?
+						 "FORCE ROW LEVEL SECURITY, policies: " : "policies: ",
+						 names.len > 0 ? names.data : "none, so it sees no rows at all");
+		buf_free(&names);
+	}
+	else if (partition_type_supported(col) &&
+			 !partition_compute(d, p->table, col, o->interval, o->premake,
+								o->default_partition, &p->partitions))
+		goto fail;
+	plan_derive(p, d->encoding);
+	if (!preflight_check(d, conninfo, p))
+		goto fail;
+	return p;
+
+fail:
+	plan_free(p);
+	return NULL;
 }

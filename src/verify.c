@@ -31,7 +31,6 @@
 #include "pgrepart/log.h"
 #include "pgrepart/lsn.h"
 #include "pgrepart/mem.h"
-#include "pgrepart/state.h"
 #include "pgrepart/verify.h"
 #include "pgrepart/wire.h"
 
@@ -926,96 +925,5 @@ cleanup:
 	free(v.narrowing);
 	free(v.keys);
 	free(v.cols);
-	return result;
-}
-
-/* ---- a live verification, asked of the run that streams the migration ---- */
-
-verify_result
-verify_request_live(const char *conninfo, const char *schema, const char *table, bool json,
-					FILE *out)
-{
-	db			d = {0};
-	catalog_table *t = NULL;
-	state_migration *m = NULL;
-	state_verification sv = {0};
-	verify_result result = VERIFY_FAILED;
-	int64_t		request = 0;
-	int64_t		away_since = 0;
-	bool		active = false, gone = false;
-
-	if (!state_open(&d, conninfo, schema, table, &t, &m))
-		goto cleanup;
-	if (m == NULL || (strcmp(m->phase, STATE_STREAMING) != 0 &&
-					  strcmp(m->phase, STATE_SYNCED) != 0))
-	{
-		log_error("table \"%s.%s\" has no migration streaming changes", t->schema, t->name);
-		log_hint("A live verification compares the shadow of a running migration; compare "
-				 "any two tables with --source and --target.");
-		goto cleanup;
-	}
-	if (!state_check_home(&d, m) || !state_slot_active(&d, m, NULL, &active))
-		goto cleanup;
-	if (!active)
-	{
-		log_error("no pgrepart run is streaming the migration of \"%s.%s\"", t->schema, t->name);
-		log_hint("Start (or resume) it with \"pgrepart run\"; the run compares at a consistent "
-				 "point while it streams.");
-		goto cleanup;
-	}
-	if (!state_request_verification(&d, m, &request))
-		goto cleanup;
-	log_info("waiting for the run to reach a consistent point and compare");
-	for (;;)
-	{
-		usleep(200000);
-		if (!state_read_verification(&d, request, &sv))
-			goto cleanup;
-		if (sv.finished)
-			break;
-		state_verification_free(&sv);
-		if (!state_run_gone(&d, m, &away_since, &gone))
-			goto cleanup;
-		if (gone)
-		{
-			log_error("the run streaming \"%s.%s\" stopped before it verified", t->schema,
-					  t->name);
-			state_finish_verification(&d, request, LSN_INVALID, VERIFY_OUTCOME_FAILED,
-									  "given up: no run streamed the migration for 60 s", NULL);
-			goto cleanup;
-		}
-	}
-	if (json && sv.json != NULL)
-		fputs(sv.json, out);
-	else if (sv.text != NULL)
-	{
-		if (sv.at != LSN_INVALID)
-		{
-			char		lsn[LSN_TEXT_SIZE];
-
-			fprintf(out, "at the consistent point %s:\n", lsn_format(sv.at, lsn));
-		}
-		fputs(sv.text, out);
-	}
-	switch (sv.outcome)
-	{
-		case VERIFY_OUTCOME_EQUAL:
-			result = VERIFY_EQUAL;
-			break;
-		case VERIFY_OUTCOME_DIFFERENT:
-			result = VERIFY_DIFFERENT;
-			break;
-		case VERIFY_OUTCOME_FAILED:
-			log_error("the live verification could not compare the tables");
-			if (sv.text != NULL)
-				log_detail("%s", sv.text);
-			break;
-	}
-
-cleanup:
-	state_verification_free(&sv);
-	state_migration_free(m);
-	catalog_table_free(t);
-	db_close(&d);
 	return result;
 }

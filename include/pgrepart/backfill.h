@@ -58,6 +58,15 @@ backfill_result backfill_copy(db *d, const char *conninfo, const catalog_table *
 							  state_migration *m, const backfill_options *o, spool **sp);
 
 /*
+ * For a key with no order the client can page by: create the slot and copy
+ * every row under its exported snapshot in one transaction (phase copied),
+ * so the copy holds exactly the transactions committed before the slot's
+ * consistent point and the stream exactly those after it.  The snapshot is
+ * held for the whole copy.
+ */
+bool		backfill_copy_snapshot(db *d, const char *conninfo, state_migration *m);
+
+/*
  * Start the copy over after a TRUNCATE of the table: the shadow emptied,
  * the chunks forgotten, the next xid read again (the first new chunk waits
  * until the TRUNCATE is visible to it), phase copying.  The spooled

@@ -85,18 +85,10 @@ typedef struct plan
 	int			nstatements;
 } plan;
 
-/*
- * Read the table and the server, and plan.  conninfo is what d was opened
- * with (the preflight tries a replication connection with it).  Returns NULL
- * after logging when the plan cannot even be made (no such table, bad
- * interval, lost connection); a plan with blocking findings is returned.
- */
-plan	   *plan_build(db *d, const char *conninfo, const char *schema, const char *table,
-					   const plan_options *o);
 void		plan_free(plan *p);
 
 /*
- * The pure part of plan_build, for tests: given p->table, p->partition_column,
+ * The pure part of preflight_plan, for tests: given p->table, p->partition_column,
  * p->partitions and the encoding for name truncation, set p->shadow_name, the
  * statements, and the findings the table's own structure gives.
  */
@@ -110,23 +102,14 @@ const char *plan_finding_level_name(finding_level level);
 /* "table", "partition", "index", "foreign_key", "comment": as stored in state. */
 const char *plan_phase_name(plan_phase phase);
 
+/* "a, b, c": the names of list, quoted where they need it. */
+void		plan_name_list(buf *out, const catalog_object_list *list);
+
 /*
  * Insert ", column" at the end of the first parenthesised column list of a
  * key definition ("UNIQUE (a) INCLUDE (b)" -> "UNIQUE (a, column) INCLUDE
  * (b)"), respecting quoted names.  False when there is no such list.
  */
 bool		plan_widen_key(const char *definition, const char *quoted_column, buf *out);
-
-/*
- * Log why the plan blocks the migration: one error line with the first
- * blocking finding (saying when there are more) and its hint.  Nothing if
- * none block.
- */
-void		plan_log_blocked(const plan *p);
-
-/* Reports: the DDL alone (runnable with psql), a text report, or JSON. */
-void		plan_print_sql(const plan *p, FILE *out);
-void		plan_print_text(const plan *p, FILE *out);
-void		plan_print_json(const plan *p, FILE *out);
 
 #endif

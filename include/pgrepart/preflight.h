@@ -6,7 +6,9 @@
  * connection, REPLICATION or superuser, replication origins, ownership of the
  * table, CREATE on its schema and database, partition name clashes.  Checks
  * read settings and catalogs only; the replication connection is opened and
- * closed without creating anything.
+ * closed without creating anything.  preflight_plan reads the table and
+ * the server and makes the plan: the only part of planning that does I/O
+ * (plan.c derives the statements and the table's own findings, pure).
  */
 #ifndef PGREPART_PREFLIGHT_H
 #define PGREPART_PREFLIGHT_H
@@ -16,7 +18,13 @@
 #include "pgrepart/db.h"
 #include "pgrepart/plan.h"
 
-/* Add the server's findings to p; false after logging if they could not be read. */
-bool		preflight_check(db *d, const char *conninfo, plan *p);
+/*
+ * Read the table and the server, and plan.  conninfo is what d was opened
+ * with (the preflight tries a replication connection with it).  Returns NULL
+ * after logging when the plan cannot even be made (no such table, bad
+ * interval, lost connection); a plan with blocking findings is returned.
+ */
+plan	   *preflight_plan(db *d, const char *conninfo, const char *schema, const char *table,
+						   const plan_options *o);
 
 #endif

@@ -46,6 +46,9 @@ typedef struct run_options
 	report	   *report;			/* filled as the run goes */
 } run_options;
 
+/* Whether the operator asked the run to stop (a signal set ro->stop). */
+bool		run_stop_requested(const run_options *ro);
+
 run_result	run_migration(const char *conninfo, const char *schema, const char *table,
 						  const plan_options *po, const run_options *ro);
 

@@ -58,12 +58,4 @@ typedef enum verify_result
  */
 verify_result verify_tables(const verify_options *o, FILE *out);
 
-/*
- * Ask the run streaming the migration of schema.table (schema NULL: the
- * search path) to compare its shadow with the source at a consistent point,
- * wait for it, and print its report.  Fails when no run is streaming.
- */
-verify_result verify_request_live(const char *conninfo, const char *schema, const char *table,
-								  bool json, FILE *out);
-
 #endif
