@@ -361,46 +361,189 @@ cli_plan_args_free(cli_plan_args *args)
 }
 
 /*
- * Parse plan's options (and run's, which adds --batch-transactions and has
- * no --sql/--json).  Returns -1 to go on, or the exit code to return now.
+ * Options plan and run share: what to migrate and how to partition it, and
+ * the common ones.  Each command's table adds its own.
+ */
+#define CLI_PLAN_OPTIONS \
+	{"dbname", required_argument, NULL, 'd'}, \
+	{"table", required_argument, NULL, 't'}, \
+	{"partition-key", required_argument, NULL, 'k'}, \
+	{"interval", required_argument, NULL, OPT_INTERVAL}, \
+	{"premake", required_argument, NULL, OPT_PREMAKE}, \
+	{"default-partition", no_argument, NULL, OPT_DEFAULT_PARTITION}, \
+	{"no-default-partition", no_argument, NULL, OPT_NO_DEFAULT_PARTITION}, \
+	{"json", no_argument, NULL, OPT_JSON}, \
+	{"verbose", no_argument, NULL, 'v'}, \
+	{"quiet", no_argument, NULL, 'q'}, \
+	{"help", no_argument, NULL, 'h'}
+
+static const struct option cli_plan_options[] = {
+	CLI_PLAN_OPTIONS,
+	{"sql", no_argument, NULL, OPT_SQL},
+	{NULL, 0, NULL, 0}
+};
+
+static const struct option cli_run_options[] = {
+	CLI_PLAN_OPTIONS,
+	{"batch-transactions", required_argument, NULL, OPT_BATCH},
+	{"chunk-rows", required_argument, NULL, OPT_CHUNK_ROWS},
+	{"rate", required_argument, NULL, OPT_RATE},
+	{"cutover", required_argument, NULL, OPT_CUTOVER},
+	{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
+	{"wait-for-snapshots", required_argument, NULL, OPT_WAIT_SNAPSHOTS},
+	{"max-lock-hold", required_argument, NULL, OPT_MAX_LOCK_HOLD},
+	{"cutover-retries", required_argument, NULL, OPT_CUTOVER_RETRIES},
+	{"max-cutover-lag", required_argument, NULL, OPT_MAX_CUTOVER_LAG},
+	{"old-name", required_argument, NULL, OPT_OLD_NAME},
+	{"rehearse", no_argument, NULL, OPT_REHEARSE},
+	{"keep", no_argument, NULL, OPT_KEEP},
+	{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+	{"report", required_argument, NULL, OPT_REPORT},
+	{NULL, 0, NULL, 0}
+};
+
+/*
+ * An option getopt did not know for command: when the other of plan and run
+ * takes it, say so (getopt has already said it is unrecognized).
  */
 static int
-cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc, char **argv,
-					cli_plan_args *args)
+cli_plan_run_unknown(const char *command, const struct option *other, const char *other_name,
+					 const char *arg)
 {
-	static const struct option options[] = {
-		{"dbname", required_argument, NULL, 'd'},
-		{"table", required_argument, NULL, 't'},
-		{"partition-key", required_argument, NULL, 'k'},
-		{"interval", required_argument, NULL, OPT_INTERVAL},
-		{"premake", required_argument, NULL, OPT_PREMAKE},
-		{"default-partition", no_argument, NULL, OPT_DEFAULT_PARTITION},
-		{"no-default-partition", no_argument, NULL, OPT_NO_DEFAULT_PARTITION},
-		{"sql", no_argument, NULL, OPT_SQL},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"batch-transactions", required_argument, NULL, OPT_BATCH},
-		{"chunk-rows", required_argument, NULL, OPT_CHUNK_ROWS},
-		{"rate", required_argument, NULL, OPT_RATE},
-		{"cutover", required_argument, NULL, OPT_CUTOVER},
-		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
-		{"wait-for-snapshots", required_argument, NULL, OPT_WAIT_SNAPSHOTS},
-		{"max-lock-hold", required_argument, NULL, OPT_MAX_LOCK_HOLD},
-		{"cutover-retries", required_argument, NULL, OPT_CUTOVER_RETRIES},
-		{"max-cutover-lag", required_argument, NULL, OPT_MAX_CUTOVER_LAG},
-		{"old-name", required_argument, NULL, OPT_OLD_NAME},
-		{"rehearse", no_argument, NULL, OPT_REHEARSE},
-		{"keep", no_argument, NULL, OPT_KEEP},
-		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
-		{"report", required_argument, NULL, OPT_REPORT},
-		{"verbose", no_argument, NULL, 'v'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0}
-	};
-	char		err[256];
-	char	   *column_schema = NULL;
-	int			c;
+	const char *name = arg != NULL && strncmp(arg, "--", 2) == 0 ? arg + 2 : NULL;
+	size_t		len = name != NULL ? strcspn(name, "=") : 0;
 
+	for (int i = 0; name != NULL && other[i].name != NULL; i++)
+		if (strlen(other[i].name) == len && strncmp(other[i].name, name, len) == 0)
+			return cli_usage_error(command, "%s takes no --%s; it is an option of %s", command,
+								   other[i].name, other_name);
+	return cli_usage_error(command, "%s", "invalid option");
+}
+
+/*
+ * The options plan and run share; -2 when c is none of them, -1 when it was
+ * taken, else the exit code to return now.
+ */
+static int
+cli_plan_option(const char *command, const char *help, int c, cli_plan_args *args)
+{
+	if (cli_common_option(c, &args->common))
+		return -1;
+	switch (c)
+	{
+		case 'k':
+			args->o.partition_column = optarg;
+			return -1;
+		case OPT_INTERVAL:
+			args->o.interval = optarg;
+			args->o.given |= PLAN_GIVEN_INTERVAL;
+			return -1;
+		case OPT_PREMAKE:
+			if (!cli_parse_int(optarg, 0, 1000, &args->o.premake))
+				return cli_usage_error(command, "invalid --premake \"%s\": give a whole "
+									   "number from 0 to 1000", optarg);
+			args->o.given |= PLAN_GIVEN_PREMAKE;
+			return -1;
+		case OPT_DEFAULT_PARTITION:
+		case OPT_NO_DEFAULT_PARTITION:
+			/* --default-partition, the default now, is still taken. */
+			args->o.default_partition = c == OPT_DEFAULT_PARTITION;
+			args->o.given |= PLAN_GIVEN_DEFAULT;
+			return -1;
+		case OPT_JSON:
+			args->common.json = true;
+			return -1;
+		case 'h':
+			fputs(help, stdout);
+			return EXIT_OK;
+		default:
+			return -2;
+	}
+}
+
+/* The options only run takes; as cli_plan_option. */
+static int
+cli_run_option(int c, cli_plan_args *args)
+{
+	switch (c)
+	{
+		case OPT_CHUNK_ROWS:
+			if (!cli_parse_int(optarg, 1, 10000000, &args->chunk_rows))
+				return cli_usage_error("run", "invalid --chunk-rows \"%s\": give a whole "
+									   "number from 1 to 10000000", optarg);
+			return -1;
+		case OPT_CUTOVER:
+			if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "manual") != 0)
+				return cli_usage_error("run", "invalid --cutover \"%s\": give auto or manual",
+									   optarg);
+			args->cutover_manual = strcmp(optarg, "manual") == 0;
+			return -1;
+		case OPT_LOCK_TIMEOUT:
+			if (!cli_parse_int(optarg, 1, 60000, &args->cutover.lock_timeout_ms))
+				return cli_usage_error("run", "invalid --lock-timeout \"%s\": give "
+									   "milliseconds from 1 to 60000", optarg);
+			return -1;
+		case OPT_WAIT_SNAPSHOTS:
+			if (!cli_parse_int(optarg, 0, 3600000, &args->cutover.snapshot_wait_ms))
+				return cli_usage_error("run", "invalid --wait-for-snapshots \"%s\": give "
+									   "milliseconds from 0 to 3600000", optarg);
+			return -1;
+		case OPT_MAX_LOCK_HOLD:
+			if (!cli_parse_int(optarg, 1, 600000, &args->cutover.max_lock_hold_ms))
+				return cli_usage_error("run", "invalid --max-lock-hold \"%s\": give "
+									   "milliseconds from 1 to 600000", optarg);
+			return -1;
+		case OPT_CUTOVER_RETRIES:
+			if (!cli_parse_int(optarg, 1, 100000, &args->cutover.retries))
+				return cli_usage_error("run", "invalid --cutover-retries \"%s\": give a "
+									   "whole number from 1 to 100000", optarg);
+			return -1;
+		case OPT_MAX_CUTOVER_LAG:
+			{
+				int			lag;
+
+				if (!cli_parse_int(optarg, 0, INT_MAX, &lag))
+					return cli_usage_error("run", "invalid --max-cutover-lag \"%s\": give "
+										   "bytes", optarg);
+				args->cutover.max_lag_bytes = lag;
+			}
+			return -1;
+		case OPT_OLD_NAME:
+			if (strlen(optarg) == 0 || strlen(optarg) > 63)
+				return cli_usage_error("run", "invalid --old-name \"%s\"", optarg);
+			args->cutover.old_name = optarg;
+			return -1;
+		case OPT_REPORT:
+			args->report_path = optarg;
+			return -1;
+		case OPT_NO_VERIFY:
+			args->skip_verify = true;
+			return -1;
+		case OPT_REHEARSE:
+			args->cutover.rehearse = true;
+			return -1;
+		case OPT_KEEP:
+			args->cutover.keep = true;
+			return -1;
+		case OPT_RATE:
+			if (!cli_parse_int(optarg, 0, INT_MAX, &args->rate))
+				return cli_usage_error("run", "invalid --rate \"%s\": give rows per second, "
+									   "0 for no cap", optarg);
+			return -1;
+		case OPT_BATCH:
+			if (!cli_parse_int(optarg, 1, 100000, &args->batch))
+				return cli_usage_error("run", "invalid --batch-transactions \"%s\": give "
+									   "a whole number from 1 to 100000", optarg);
+			return -1;
+		default:
+			return -2;
+	}
+}
+
+/* Defaults of what plan and run share, and of run's own options. */
+static void
+cli_plan_args_init(cli_plan_args *args)
+{
 	memset(args, 0, sizeof(*args));
 	args->o.interval = "3 months";
 	args->o.premake = 4;
@@ -411,123 +554,18 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 	args->cutover.max_lock_hold_ms = 1000;
 	args->cutover.retries = 30;
 	args->cutover.max_lag_bytes = INT64_C(4) * 1024 * 1024;
-	while ((c = getopt_long(argc, argv, "d:t:k:vqh", options, NULL)) != -1)
-	{
-		if (cli_common_option(c, &args->common))
-			continue;
-		switch (c)
-		{
-			case 'k':
-				args->o.partition_column = optarg;
-				break;
-			case OPT_INTERVAL:
-				args->o.interval = optarg;
-				args->o.given |= PLAN_GIVEN_INTERVAL;
-				break;
-			case OPT_PREMAKE:
-				if (!cli_parse_int(optarg, 0, 1000, &args->o.premake))
-					return cli_usage_error(command, "invalid --premake \"%s\": give a whole "
-										   "number from 0 to 1000", optarg);
-				args->o.given |= PLAN_GIVEN_PREMAKE;
-				break;
-			case OPT_DEFAULT_PARTITION:
-			case OPT_NO_DEFAULT_PARTITION:
-				/* --default-partition, the default now, is still taken. */
-				args->o.default_partition = c == OPT_DEFAULT_PARTITION;
-				args->o.given |= PLAN_GIVEN_DEFAULT;
-				break;
-			case OPT_SQL:
-			case OPT_JSON:
-				if (is_run && c == OPT_SQL)
-					return cli_usage_error(command, "%s", "invalid option");
-				if (c == OPT_SQL)
-					args->sql_only = true;
-				else
-					args->common.json = true;
-				break;
-			case OPT_CHUNK_ROWS:
-				if (!is_run || !cli_parse_int(optarg, 1, 10000000, &args->chunk_rows))
-					return cli_usage_error(command, "invalid --chunk-rows \"%s\": give a whole "
-										   "number from 1 to 10000000", optarg);
-				break;
-			case OPT_CUTOVER:
-				if (!is_run || (strcmp(optarg, "auto") != 0 && strcmp(optarg, "manual") != 0))
-					return cli_usage_error(command, "invalid --cutover \"%s\": give auto or manual",
-										   optarg);
-				args->cutover_manual = strcmp(optarg, "manual") == 0;
-				break;
-			case OPT_LOCK_TIMEOUT:
-				if (!is_run || !cli_parse_int(optarg, 1, 60000, &args->cutover.lock_timeout_ms))
-					return cli_usage_error(command, "invalid --lock-timeout \"%s\": give "
-										   "milliseconds from 1 to 60000", optarg);
-				break;
-			case OPT_WAIT_SNAPSHOTS:
-				if (!is_run || !cli_parse_int(optarg, 0, 3600000, &args->cutover.snapshot_wait_ms))
-					return cli_usage_error(command, "invalid --wait-for-snapshots \"%s\": give "
-										   "milliseconds from 0 to 3600000", optarg);
-				break;
-			case OPT_MAX_LOCK_HOLD:
-				if (!is_run || !cli_parse_int(optarg, 1, 600000, &args->cutover.max_lock_hold_ms))
-					return cli_usage_error(command, "invalid --max-lock-hold \"%s\": give "
-										   "milliseconds from 1 to 600000", optarg);
-				break;
-			case OPT_CUTOVER_RETRIES:
-				if (!is_run || !cli_parse_int(optarg, 1, 100000, &args->cutover.retries))
-					return cli_usage_error(command, "invalid --cutover-retries \"%s\": give a "
-										   "whole number from 1 to 100000", optarg);
-				break;
-			case OPT_MAX_CUTOVER_LAG:
-				{
-					int			lag;
+}
 
-					if (!is_run || !cli_parse_int(optarg, 0, INT_MAX, &lag))
-						return cli_usage_error(command, "invalid --max-cutover-lag \"%s\": give "
-											   "bytes", optarg);
-					args->cutover.max_lag_bytes = lag;
-				}
-				break;
-			case OPT_OLD_NAME:
-				if (!is_run || strlen(optarg) == 0 || strlen(optarg) > 63)
-					return cli_usage_error(command, "invalid --old-name \"%s\"", optarg);
-				args->cutover.old_name = optarg;
-				break;
-			case OPT_REPORT:
-				if (!is_run)
-					return cli_usage_error(command, "%s", "invalid option");
-				args->report_path = optarg;
-				break;
-			case OPT_NO_VERIFY:
-				if (!is_run)
-					return cli_usage_error(command, "%s", "invalid option");
-				args->skip_verify = true;
-				break;
-			case OPT_REHEARSE:
-				if (!is_run)
-					return cli_usage_error(command, "%s", "invalid option");
-				args->cutover.rehearse = true;
-				break;
-			case OPT_KEEP:
-				if (!is_run)
-					return cli_usage_error(command, "%s", "invalid option");
-				args->cutover.keep = true;
-				break;
-			case OPT_RATE:
-				if (!is_run || !cli_parse_int(optarg, 0, INT_MAX, &args->rate))
-					return cli_usage_error(command, "invalid --rate \"%s\": give rows per second, "
-										   "0 for no cap", optarg);
-				break;
-			case OPT_BATCH:
-				if (!is_run || !cli_parse_int(optarg, 1, 100000, &args->batch))
-					return cli_usage_error(command, "invalid --batch-transactions \"%s\": give "
-										   "a whole number from 1 to 100000", optarg);
-				break;
-			case 'h':
-				fputs(help, stdout);
-				return EXIT_OK;
-			default:
-				return cli_usage_error(command, "%s", "invalid option");
-		}
-	}
+/*
+ * After the options: the table and partition column, given and parsed.
+ * Returns -1 to go on, or the exit code to return now.
+ */
+static int
+cli_plan_args_finish(const char *command, int argc, char **argv, cli_plan_args *args)
+{
+	char		err[256];
+	char	   *column_schema = NULL;
+
 	if (optind < argc)
 		return cli_usage_error(command, "unexpected argument \"%s\"", argv[optind]);
 	if (args->common.table == NULL)
@@ -559,13 +597,53 @@ cli_parse_plan_args(const char *command, const char *help, bool is_run, int argc
 	return -1;
 }
 
+/* plan's options; -1 to go on, or the exit code to return now. */
+static int
+cli_parse_plan_args(int argc, char **argv, cli_plan_args *args)
+{
+	int			c;
+
+	cli_plan_args_init(args);
+	while ((c = getopt_long(argc, argv, "d:t:k:vqh", cli_plan_options, NULL)) != -1)
+	{
+		int			rc = cli_plan_option("plan", plan_help, c, args);
+		if (rc == -2 && c == OPT_SQL)
+			args->sql_only = true;
+		else if (rc == -2)
+			return cli_plan_run_unknown("plan", cli_run_options, "run", argv[optind - 1]);
+		else if (rc >= 0)
+			return rc;
+	}
+	return cli_plan_args_finish("plan", argc, argv, args);
+}
+
+/* run's options; as cli_parse_plan_args. */
+static int
+cli_parse_run_args(int argc, char **argv, cli_plan_args *args)
+{
+	int			c;
+
+	cli_plan_args_init(args);
+	while ((c = getopt_long(argc, argv, "d:t:k:vqh", cli_run_options, NULL)) != -1)
+	{
+		int			rc = cli_plan_option("run", run_help, c, args);
+		if (rc == -2)
+			rc = cli_run_option(c, args);
+		if (rc == -2)
+			return cli_plan_run_unknown("run", cli_plan_options, "plan", argv[optind - 1]);
+		if (rc >= 0)
+			return rc;
+	}
+	return cli_plan_args_finish("run", argc, argv, args);
+}
+
 static int
 cli_plan(int argc, char **argv)
 {
 	cli_plan_args args;
 	db			d = {0};
 	plan	   *p = NULL;
-	int			rc = cli_parse_plan_args("plan", plan_help, false, argc, argv, &args);
+	int			rc = cli_parse_plan_args(argc, argv, &args);
 
 	if (rc >= 0)
 		goto cleanup;
@@ -615,7 +693,7 @@ cli_run(int argc, char **argv)
 	run_options ro = {0};
 	report		rep;
 	struct sigaction sa;
-	int			rc = cli_parse_plan_args("run", run_help, true, argc, argv, &args);
+	int			rc = cli_parse_run_args(argc, argv, &args);
 
 	if (rc >= 0)
 	{

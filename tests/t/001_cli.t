@@ -45,6 +45,13 @@ is($rc, 2, 'a negative --premake is a usage error');
 is($rc, 2, '--sql with --json is a usage error');
 ($rc, $out, $err) = pgrepart('plan', '-t', 't', '-k', 'c', '--no-such-option');
 is($rc, 2, 'an unknown option is a usage error');
+# plan and run each parse their own options: one of the other's is named as such.
+($rc, $out, $err) = pgrepart('plan', '-t', 't', '-k', 'c', '--chunk-rows', '5');
+is($rc, 2, 'plan --chunk-rows is a usage error');
+like($err, qr/plan takes no --chunk-rows; it is an option of run/, 'which says run takes it') or diag($err);
+($rc, $out, $err) = pgrepart('run', '-t', 't', '-k', 'c', '--sql');
+is($rc, 2, 'run --sql is a usage error');
+like($err, qr/run takes no --sql; it is an option of plan/, 'which says plan takes it') or diag($err);
 
 # Hostile input: each refused with the value named, a hint, and the usage exit code.
 for my $case (
