@@ -208,7 +208,7 @@ apply_update_by_key(apply *a, const pgout_tuple *oldt, const pgout_tuple *newt, 
 	char		name[32];
 	bool		ok = false;
 
-	if (apply_statement(a, 'u', TARGET_PARENT, false, mask, name))
+	if (apply_statement(a, CHANGE_UPDATE, TARGET_PARENT, false, mask, name))
 	{
 		int			p = apply_update_params(a, oldt, newt, mask);
 
@@ -345,7 +345,7 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	target = apply_target_of(a, &newt->values[a->part]);
 	if (exact && target != TARGET_PARENT && apply_target_of(a, part) != target)
 		target = TARGET_PARENT;
-	if (apply_statement(a, 'u', target, target == TARGET_PARENT, mask, name))
+	if (apply_statement(a, CHANGE_UPDATE, target, target == TARGET_PARENT, mask, name))
 	{
 		int			p = apply_update_params(a, oldt, newt, mask);
 
@@ -418,7 +418,7 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 	}
 	free(vals);
 
-	if (!apply_flush_pending(a) || !apply_statement(a, 'd', target, by_part, NULL, name))
+	if (!apply_flush_pending(a) || !apply_statement(a, CHANGE_DELETE, target, by_part, NULL, name))
 	{
 		free(key);
 		return false;
@@ -439,7 +439,7 @@ apply_check_relation(apply *a, const pgout_relation *rel)
 {
 	if (relation_matches(rel, a->columns, a->types, a->ncolumns))
 		return true;
-	strcpy(a->db->sqlstate, "42P17");
+	a->failure = APPLY_FAILURE_SCHEMA;
 	return false;
 }
 
@@ -701,6 +701,12 @@ apply_committed(const apply *a)
 	return a->committed;
 }
 
+apply_failure
+apply_get_failure(const apply *a)
+{
+	return a->failure;
+}
+
 const apply_stats *
 apply_get_stats(const apply *a)
 {
@@ -787,11 +793,11 @@ apply_create(db *target, const apply_options *o)
 		a->o.copy_threshold = RUN_MAX_ROWS;
 	a->qshadow = ident_qualified(o->schema, o->shadow);
 	buf_init(&a->sql);
-	a->inserts.kind = 'i';
-	a->updates.kind = 'u';
-	a->deletes_by_part.kind = 'd';
+	a->inserts.kind = CHANGE_INSERT;
+	a->updates.kind = CHANGE_UPDATE;
+	a->deletes_by_part.kind = CHANGE_DELETE;
 	a->deletes_by_part.by_part = true;
-	a->deletes_by_key.kind = 'd';
+	a->deletes_by_key.kind = CHANGE_DELETE;
 	buf_init(&a->inserts.rows);
 	buf_init(&a->updates.rows);
 	buf_init(&a->deletes_by_part.rows);

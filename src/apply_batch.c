@@ -41,7 +41,7 @@ apply_batch_free(batch *b)
 static keyset *
 apply_keys_of(apply *a, const batch *b)
 {
-	return b->kind == 'i' ? &a->run_keys : &a->batch_keys;
+	return b->kind == CHANGE_INSERT ? &a->run_keys : &a->batch_keys;
 }
 
 /* Forget a batch's rows once sent (or handed to an expectation). */
@@ -123,20 +123,20 @@ apply_batch_find(const batch *b, uint64_t h)
  * then (by_part) the old partition value.
  */
 static int
-apply_batch_width(const apply *a, char kind, bool by_part)
+apply_batch_width(const apply *a, change_kind kind, bool by_part)
 {
-	if (kind == 'i')
+	if (kind == CHANGE_INSERT)
 		return a->rel->ncols;
-	return kind == 'u' ? a->rel->ncols + a->nkey + 1 : a->nkey + (by_part ? 1 : 0);
+	return kind == CHANGE_UPDATE ? a->rel->ncols + a->nkey + 1 : a->nkey + (by_part ? 1 : 0);
 }
 
 /* The relation column that value j of a batch row belongs to. */
 static int
-apply_batch_column(const apply *a, char kind, int j)
+apply_batch_column(const apply *a, change_kind kind, int j)
 {
-	int			first_key = kind == 'u' ? a->rel->ncols : 0;
+	int			first_key = kind == CHANGE_UPDATE ? a->rel->ncols : 0;
 
-	if (kind == 'i' || j < first_key)
+	if (kind == CHANGE_INSERT || j < first_key)
 		return j;
 	if (j < first_key + a->nkey)
 		return a->key[j - first_key];
@@ -186,7 +186,7 @@ apply_batch_added(apply *a, batch *b, const batch_row *row, int n, size_t at)
 	b->nvalues = n;
 	b->nrows++;
 	b->nlive++;
-	if (b->kind != 'd')
+	if (b->kind != CHANGE_DELETE)
 		apply_batch_index(b, row->hash[1], at);
 	keyset_add(apply_keys_of(a, b), row->hash[0]);
 	keyset_add(apply_keys_of(a, b), row->hash[1]);
@@ -245,7 +245,7 @@ apply_run_as_inserts(apply *a)
 		if (row.dead)
 			continue;
 		ok = apply_claim_key(a, row.key, NULL) &&
-			apply_statement(a, 'i', apply_target_of(a, &vals[a->part]), false, NULL, name);
+			apply_statement(a, CHANGE_INSERT, apply_target_of(a, &vals[a->part]), false, NULL, name);
 		if (!ok)
 			break;
 		for (int c = 0; c < a->rel->ncols; c++)
@@ -478,7 +478,7 @@ apply_batch_in_part(const apply *a, const char *rows, buf *b)
  * unchanged.  Returns the number of parameters; types receives their types.
  */
 static int
-apply_batch_rows_from(const apply *a, char k, bool by_part, const char *keep, buf *b, Oid *types)
+apply_batch_rows_from(const apply *a, change_kind k, bool by_part, const char *keep, buf *b, Oid *types)
 {
 	int			nvalues = apply_batch_width(a, k, by_part);
 	int			n = 0;
@@ -489,7 +489,7 @@ apply_batch_rows_from(const apply *a, char k, bool by_part, const char *keep, bu
 		types[n] = a->array_types[apply_batch_column(a, k, j)];
 		buf_appendf(b, "%spg_catalog.unnest($%d)", j > 0 ? ", " : "", ++n);
 	}
-	for (int i = 0; k == 'u' && i < a->rel->ncols; i++)
+	for (int i = 0; k == CHANGE_UPDATE && i < a->rel->ncols; i++)
 		if (keep[i] == '1')
 		{
 			types[n] = BOOLARRAYOID;
@@ -498,7 +498,7 @@ apply_batch_rows_from(const apply *a, char k, bool by_part, const char *keep, bu
 	buf_append(b, ") WITH ORDINALITY AS v(");
 	for (int j = 0; j < nvalues; j++)
 		buf_appendf(b, "c%d, ", j + 1);
-	for (int i = 0; k == 'u' && i < a->rel->ncols; i++)
+	for (int i = 0; k == CHANGE_UPDATE && i < a->rel->ncols; i++)
 		if (keep[i] == '1')
 			buf_appendf(b, "k%d, ", i + 1);
 	buf_append(b, "ord)");
@@ -534,7 +534,7 @@ apply_batch_guard(buf *b)
 }
 
 /*
- * The statement of a batch ('I'nserts, 'U'pdates, 'D'eletes) over the arrays of
+ * The statement of a batch (of inserts, updates or deletes) over the arrays of
  * apply_batch_rows_from; where a keep flag is true the shadow keeps its
  * value, TOAST pointer and all.  ROWS FROM keeps the arrays' order, and the
  * plan visits the rows in that order (a nested loop over them, forced in
@@ -547,11 +547,11 @@ apply_batch_guard(buf *b)
  * Returns the number of parameters; types receives their types.
  */
 int
-apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *b, Oid *types)
+apply_batch_sql(const apply *a, change_kind kind, bool by_part, const char *keep, buf *b, Oid *types)
 {
 	int			n;
 
-	if (kind == 'I')
+	if (kind == CHANGE_INSERT)
 	{
 		buf_appendf(b, "INSERT INTO %s ", a->qshadow);
 		apply_column_list(a, b);
@@ -559,19 +559,19 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 		for (int i = 0; i < a->rel->ncols; i++)
 			buf_appendf(b, "%sv.c%d", i ? ", " : "", i + 1);
 		buf_append(b, " FROM ");
-		return apply_batch_rows_from(a, 'i', false, keep, b, types);
+		return apply_batch_rows_from(a, CHANGE_INSERT, false, keep, b, types);
 	}
-	if (kind == 'D' && by_part)
+	if (kind == CHANGE_DELETE && by_part)
 	{
 		buf_appendf(b, "WITH r AS (DELETE FROM %s AS t USING ", a->qshadow);
-		n = apply_batch_rows_from(a, 'd', true, keep, b, types);
+		n = apply_batch_rows_from(a, CHANGE_DELETE, true, keep, b, types);
 		buf_append(b, " WHERE ");
 		apply_batch_match(a, 0, true, b);
 		buf_append(b, " RETURNING v.ord) ");
 		apply_batch_guard(b);
 		return n;
 	}
-	if (kind == 'D')
+	if (kind == CHANGE_DELETE)
 	{
 		/*
 		 * By the key alone: first the row's partition value, newest
@@ -582,7 +582,7 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 		buf_append(b, "WITH f AS MATERIALIZED (SELECT v.*, ");
 		apply_batch_part_of(a, 0, b);
 		buf_append(b, " FROM ");
-		n = apply_batch_rows_from(a, 'd', false, keep, b, types);
+		n = apply_batch_rows_from(a, CHANGE_DELETE, false, keep, b, types);
 		buf_appendf(b, "), r AS (DELETE FROM %s AS t USING f WHERE ", a->qshadow);
 		apply_batch_match_as(a, "t", "f", 0, false, b);
 		apply_batch_in_part(a, "f", b);
@@ -595,7 +595,7 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 		buf_appendf(b, "WITH r AS (UPDATE %s AS t SET ", a->qshadow);
 		apply_batch_set_list(a, keep, b);
 		buf_append(b, " FROM ");
-		n = apply_batch_rows_from(a, 'u', true, keep, b, types);
+		n = apply_batch_rows_from(a, CHANGE_UPDATE, true, keep, b, types);
 		buf_append(b, " WHERE ");
 		apply_batch_match(a, a->rel->ncols, true, b);
 		buf_append(b, " RETURNING v.ord) ");
@@ -603,7 +603,7 @@ apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *
 		return n;
 	}
 	buf_append(b, "WITH v AS MATERIALIZED (SELECT * FROM ");
-	n = apply_batch_rows_from(a, 'u', true, keep, b, types);
+	n = apply_batch_rows_from(a, CHANGE_UPDATE, true, keep, b, types);
 	buf_appendf(b, "), found AS (UPDATE %s AS t SET ", a->qshadow);
 	apply_batch_set_list(a, keep, b);
 	buf_append(b, " FROM v WHERE ");
@@ -703,7 +703,7 @@ apply_fold_update(apply *a, const char *key, const char *newkey, const uint64_t 
 
 		if (v->kind == 't')
 			ok = false;
-		else if (b->kind == 'u' && a->guarded[c] && v->kind != 'u')
+		else if (b->kind == CHANGE_UPDATE && a->guarded[c] && v->kind != 'u')
 			ok = v->kind == old[c].kind && v->len == old[c].len &&
 				(v->kind != 'b' || memcmp(v->data, old[c].data, v->len) == 0);
 	}
@@ -717,7 +717,7 @@ apply_fold_update(apply *a, const char *key, const char *newkey, const uint64_t 
 		/* Found under its new key from now on; an insert goes in under it. */
 		row.newkey = newkey;
 		row.hash[1] = hash[1];
-		if (b->kind == 'i')
+		if (b->kind == CHANGE_INSERT)
 		{
 			row.key = newkey;
 			row.hash[0] = row.hash[1];
@@ -786,13 +786,15 @@ apply_fold_delete(apply *a, const char *key, uint64_t h)
 
 /* What a batch of kind holds, for messages. */
 static const char *
-apply_change_name(char kind, bool plural)
+apply_change_name(change_kind kind, bool plural)
 {
-	if (kind == 'i')
-		return plural ? "inserts" : "insert";
-	if (kind == 'u')
-		return plural ? "updates" : "update";
-	return plural ? "deletes" : "delete";
+	static const char *const names[][2] = {
+		[CHANGE_INSERT] = {"insert", "inserts"},
+		[CHANGE_UPDATE] = {"update", "updates"},
+		[CHANGE_DELETE] = {"delete", "deletes"},
+	};
+
+	return names[kind][plural];
 }
 
 /* Send a batch as one statement; the expectation takes its rows. */
@@ -832,7 +834,7 @@ apply_flush_batch(apply *a, batch *b)
 		first = nrows == 0 ? row.lsn : first;
 		nrows++;
 	}
-	if (b->kind == 'u')
+	if (b->kind == CHANGE_UPDATE)
 	{
 		keep = xmalloc((size_t) a->rel->ncols + 1);
 		for (int c = 0; c < a->rel->ncols; c++)
@@ -845,7 +847,7 @@ apply_flush_batch(apply *a, batch *b)
 		}
 		keep[a->rel->ncols] = '\0';
 	}
-	ok = apply_statement(a, b->kind == 'u' ? 'U' : b->kind == 'i' ? 'I' : 'D', TARGET_PARENT,
+	ok = apply_statement(a, b->kind, TARGET_BATCH,
 						 b->by_part, keep, name);
 
 	/* One array per value, then the keep flags, all in one buffer. */
@@ -985,7 +987,7 @@ apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 	int		   *hits;
 	bool		ok = true;
 
-	if (b->kind == 'i')
+	if (b->kind == CHANGE_INSERT)
 		return true;
 	hits = xcalloc((size_t) b->nlive + 1, sizeof(int));
 

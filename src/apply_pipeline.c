@@ -18,6 +18,7 @@
 #include "pgrepart/apply_internal.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
+#include "pgrepart/sqlstate.h"
 
 void
 apply_expect(apply *a, expect_kind kind, const char *what, lsn_t lsn, char *key, retry *r)
@@ -173,7 +174,7 @@ apply_report_miss(apply *a, const char *what, const char *key, lsn_t at, long ro
 	log_detail("A change that should hit a row of the shadow found none: the shadow no "
 			   "longer matches the source, and applying more would hide it.");
 	log_hint("Abort this migration (pgrepart abort) and start it again.");
-	strcpy(a->db->sqlstate, "P0002");
+	a->failure = APPLY_FAILURE_MISS;
 	*logged = true;
 }
 
@@ -203,7 +204,7 @@ apply_out_of_order(apply *a, const expectation *e, const PGresult *res)
 	const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
 	char		lsn[LSN_TEXT_SIZE];
 
-	if (state == NULL || strcmp(state, "23505") != 0 || e->final <= a->o.in_order_until)
+	if (state == NULL || strcmp(state, ERRCODE_UNIQUE_VIOLATION) != 0 || e->final <= a->o.in_order_until)
 		return false;
 	a->replay_until = e->final;
 	snprintf(a->db->sqlstate, sizeof(a->db->sqlstate), "%s", state);
@@ -221,7 +222,7 @@ apply_out_of_order(apply *a, const expectation *e, const PGresult *res)
 void
 apply_hint_gap(const apply *a, const PGresult *res)
 {
-	if (strcmp(a->db->sqlstate, "23514") == 0 && !a->has_default_partition &&
+	if (strcmp(a->db->sqlstate, ERRCODE_CHECK_VIOLATION) == 0 && !a->has_default_partition &&
 		PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) == NULL)
 		log_hint("No partition takes the row, though the apply creates the ones needed below the "
 				 "lowest and above the highest: the shadow's partitions have a gap there. Create "
@@ -445,7 +446,7 @@ apply_run_retries(apply *a, bool ok)
 		{
 			char		name[32];
 
-			ok = apply_statement(a, 'u', TARGET_PARENT, false, r->mask, name) &&
+			ok = apply_statement(a, CHANGE_UPDATE, TARGET_PARENT, false, r->mask, name) &&
 				apply_sent(a, PQsendQueryPrepared(a->db->conn, name, r->nparams,
 												  (const char *const *) r->values, r->lengths,
 												  r->formats, 0),

@@ -327,14 +327,14 @@ apply_key_condition(apply *a, buf *b, int first)
 }
 
 /*
- * The name of the prepared statement of a kind ('i'nsert, 'u'pdate with a
- * SET list mask, 'd'elete) on a target (a leaf's id or the parent), prepared
+ * The name of the prepared statement of a kind (an insert, an update with a
+ * SET list mask, a delete) on a target (a leaf's id or the parent), prepared
  * on first use.  Parameters: the inserted row, or the SET values, then the
- * key, then (by_part, the parent only) the partition value.  Batches ('U'
- * with the keep mask, 'D') are built by apply_batch_sql.
+ * key, then (by_part, the parent only) the partition value.  Batches (target
+ * TARGET_BATCH; updates with the keep mask) are built by apply_batch_sql.
  */
 bool
-apply_statement(apply *a, char kind, int target, bool by_part, const char *mask, char *name)
+apply_statement(apply *a, change_kind kind, int target, bool by_part, const char *mask, char *name)
 {
 	buf		   *b = &a->sql;
 	const char *qtarget = a->qshadow;
@@ -359,12 +359,12 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 			qtarget = a->leaves[i].qname;
 
 	buf_reset(b);
-	if (kind == 'I' || kind == 'U' || kind == 'D')
+	if (target == TARGET_BATCH)
 	{
 		types = xcalloc((size_t) 2 * a->rel->ncols + a->nkey + 2, sizeof(Oid));
 		nparams = apply_batch_sql(a, kind, by_part, mask, b, types);
 	}
-	else if (kind == 'i')
+	else if (kind == CHANGE_INSERT)
 	{
 		buf_appendf(b, "INSERT INTO %s ", qtarget);
 		apply_column_list(a, b);
@@ -375,7 +375,7 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 	}
 	else
 	{
-		if (kind == 'u')
+		if (kind == CHANGE_UPDATE)
 		{
 			buf_appendf(b, "UPDATE %s SET ", qtarget);
 			for (int i = 0; i < a->rel->ncols; i++)
@@ -401,7 +401,8 @@ apply_statement(apply *a, char kind, int target, bool by_part, const char *mask,
 		}
 	}
 	s.mask = mask ? xstrdup(mask) : NULL;
-	snprintf(s.name, sizeof(s.name), "pgrepart_%c%d", kind, a->nstatements);
+	snprintf(s.name, sizeof(s.name), "pgrepart_%c%d", (target == TARGET_BATCH ? "IUD" : "iud")[kind],
+			 a->nstatements);
 	ARRAY_PUSH(a->statements, a->nstatements, s);
 	memcpy(name, s.name, sizeof(s.name));
 	ok = apply_sent(a, PQsendPrepare(a->db->conn, s.name, b->data, nparams, types), EXPECT_OK,

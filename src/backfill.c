@@ -18,12 +18,13 @@
 
 #include "pgrepart/backfill.h"
 #include "pgrepart/copybin.h"
+#include "pgrepart/fault.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/json.h"
-#include "pgrepart/fault.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
+#include "pgrepart/sqlstate.h"
 #include "pgrepart/stream.h"
 #include "pgrepart/visibility.h"
 #include "pgrepart/wire.h"
@@ -503,7 +504,7 @@ backfill_pipe(backfill *b, int64_t *rows, buf *last_key, bool *no_partition)
 	{
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-		if (state != NULL && strcmp(state, "23514") == 0 && b->refusals < BACKFILL_MAX_REFUSALS)
+		if (state != NULL && strcmp(state, ERRCODE_CHECK_VIOLATION) == 0 && b->refusals < BACKFILL_MAX_REFUSALS)
 			*no_partition = true;
 		else
 			db_log_error(b->target.conn, "target", "load a chunk", res, b->target.sqlstate);
@@ -721,7 +722,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 	bool		last = false;
 	bool		truncated = false;
 
-	if (strcmp(m->phase, STATE_PREPARED) == 0 && !backfill_create_slot(d, conninfo, m))
+	if (m->phase == STATE_PREPARED && !backfill_create_slot(d, conninfo, m))
 		return BACKFILL_FAILED;
 	if (*sp == NULL && (*sp = spool_open(conninfo, m, t)) == NULL)
 		return BACKFILL_FAILED;

@@ -16,12 +16,13 @@
 
 #include "pgrepart/catalog.h"
 #include "pgrepart/cutover.h"
-#include "pgrepart/ident.h"
 #include "pgrepart/fault.h"
+#include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
 #include "pgrepart/plan.h"
+#include "pgrepart/sqlstate.h"
 #include "pgrepart/stream.h"
 
 void
@@ -97,7 +98,7 @@ cutover_cancel_autovacuum(db *d, const state_migration *m, const char *qtable)
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 		warned = true;
-		if (state != NULL && strcmp(state, "42501") == 0)
+		if (state != NULL && strcmp(state, ERRCODE_INSUFFICIENT_PRIVILEGE) == 0)
 		{
 			log_warning("an autovacuum holds a lock on \"%s.%s\", and this role may not cancel it",
 						m->schema, m->table);
@@ -131,7 +132,7 @@ cutover_lock(db *d, const state_migration *m, const cutover_options *o, lsn_t *l
 	{
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-		if (state != NULL && strcmp(state, "55P03") == 0)
+		if (state != NULL && strcmp(state, ERRCODE_LOCK_NOT_AVAILABLE) == 0)
 		{
 			*busy = true;
 			db_exec(d, "give up the lock", "ROLLBACK");
@@ -315,7 +316,7 @@ cutover_exec_or_busy(db *d, const char *what, const char *sql, bool *busy)
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 
-	*busy = !ok && state != NULL && strcmp(state, "55P03") == 0;
+	*busy = !ok && state != NULL && strcmp(state, ERRCODE_LOCK_NOT_AVAILABLE) == 0;
 	if (*busy)
 		log_info("could not lock a table the statement needs in time: %s", sql);
 	else if (!ok)
@@ -761,13 +762,13 @@ cutover_request(const char *conninfo, const char *schema, const char *table)
 
 	if (!state_open(&d, conninfo, schema, table, &t, &m) || (m != NULL && !state_check_home(&d, m)))
 		goto cleanup;
-	if (m != NULL && strcmp(m->phase, STATE_DONE) == 0)
+	if (m != NULL && m->phase == STATE_DONE)
 	{
 		log_info("\"%s.%s\" is already cut over", t->schema, t->name);
 		ok = true;
 		goto cleanup;
 	}
-	if (m == NULL || (strcmp(m->phase, STATE_STREAMING) != 0 && strcmp(m->phase, STATE_SYNCED) != 0))
+	if (m == NULL || (m->phase != STATE_STREAMING && m->phase != STATE_SYNCED))
 	{
 		log_error("table \"%s.%s\" has no migration streaming changes", t->schema, t->name);
 		log_hint("Start one with \"pgrepart run --cutover=manual\"; this command asks it to swap.");
@@ -784,7 +785,7 @@ cutover_request(const char *conninfo, const char *schema, const char *table)
 		usleep(200000);
 		if (!state_find(&d, m->schema, m->table, &now))
 			goto cleanup;
-		if (now == NULL || strcmp(now->phase, STATE_DONE) == 0)
+		if (now == NULL || now->phase == STATE_DONE)
 		{
 			state_migration_free(now);
 			break;
@@ -872,7 +873,7 @@ cutover_abort(const char *conninfo, const char *schema, const char *table)
 		rc = 6;
 		goto cleanup;
 	}
-	if (strcmp(m->phase, STATE_DONE) == 0)
+	if (m->phase == STATE_DONE)
 	{
 		log_error("the migration of \"%s.%s\" is done: the table is already swapped",
 				  t->schema, t->name);

@@ -11,6 +11,7 @@
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
+#include "pgrepart/sqlstate.h"
 
 /* Whether a conninfo is a URI rather than keyword = value pairs. */
 static bool
@@ -90,20 +91,20 @@ db_log_error(PGconn *conn, const char *label, const char *what, const PGresult *
 		if (primary == NULL || primary[0] == '\0')
 			primary = PQerrorMessage(conn);
 		if (state == NULL && PQstatus(conn) == CONNECTION_BAD)
-			state = "08006";
+			state = ERRCODE_CONNECTION_FAILURE;
 	}
-	snprintf(sqlstate, 6, "%s", state ? state : "XX000");
+	snprintf(sqlstate, 6, "%s", state ? state : ERRCODE_INTERNAL_ERROR);
 	log_error("could not %s on the %s database: %s (SQLSTATE %s)", what, label, primary, sqlstate);
 	if (detail != NULL)
 		log_detail("%s", detail);
 	if (hint != NULL)
 		log_hint("%s", hint);
 	/* The server's hint, if any, says what ran out; this says what it means for the run. */
-	if (strcmp(sqlstate, "53100") == 0)
+	if (strcmp(sqlstate, ERRCODE_DISK_FULL) == 0)
 		log_hint("The server's disk is full. What pgrepart wrote so far is kept and the table is "
 				 "untouched: free space (or remove the migration with pgrepart abort), then run "
 				 "the same command again.");
-	else if (strncmp(sqlstate, "53", 2) == 0)
+	else if (SQLSTATE_IN_CLASS(sqlstate, SQLSTATE_CLASS_RESOURCES))
 		log_hint("The server ran out of a resource; the table is untouched. Fix it, then run the "
 				 "same command again.");
 }
@@ -159,7 +160,7 @@ db_connect(db *d, const char *conninfo, const char *label)
 	if (d->conn == NULL || PQstatus(d->conn) != CONNECTION_OK)
 	{
 		db_log_connect_error(label, conninfo, d->conn ? PQerrorMessage(d->conn) : "out of memory");
-		strcpy(d->sqlstate, "08001");
+		strcpy(d->sqlstate, ERRCODE_CANNOT_CONNECT);
 		goto cleanup;
 	}
 	if (!PQinitTypes(d->conn))
@@ -299,7 +300,7 @@ db_exec_when_free(PGconn *conn, const char *label, const char *what, const char 
 		res = nparams == 0 ? PQexec(conn, sql) :
 			PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
 		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		if (state == NULL || strcmp(state, "55006") != 0 || waited >= DB_IN_USE_WAIT_MS)
+		if (state == NULL || strcmp(state, ERRCODE_OBJECT_IN_USE) != 0 || waited >= DB_IN_USE_WAIT_MS)
 			break;
 		/* Said once, and only for a wait someone might notice. */
 		if (!told && waited >= 1000)
@@ -338,7 +339,7 @@ db_getf(const PGresult *res, int row, const char *spec,...)
 bool
 db_lost_connection(const db *d)
 {
-	return strncmp(d->sqlstate, "08", 2) == 0;
+	return SQLSTATE_IN_CLASS(d->sqlstate, SQLSTATE_CLASS_CONNECTION);
 }
 
 static void

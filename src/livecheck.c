@@ -13,6 +13,7 @@
 #include "pgrepart/ident.h"
 #include "pgrepart/livecheck.h"
 #include "pgrepart/log.h"
+#include "pgrepart/sqlstate.h"
 #include "pgrepart/state.h"
 #include "pgrepart/stream.h"
 #include "pgrepart/verify.h"
@@ -68,7 +69,7 @@ livecheck_poll(livecheck *c, db *control, const char *conninfo, const state_migr
 		!stream_create_slot(&c->slot, name, true, true, LIVECHECK_SLOT_TIMEOUT_MS, &c->point,
 							&c->snapshot))
 	{
-		bool		busy = strcmp(c->slot.sqlstate, "55P03") == 0;
+		bool		busy = strcmp(c->slot.sqlstate, ERRCODE_LOCK_NOT_AVAILABLE) == 0;
 
 		livecheck_close(c);
 		if (busy)
@@ -190,8 +191,8 @@ livecheck_request(const char *conninfo, const char *schema, const char *table, b
 
 	if (!state_open(&d, conninfo, schema, table, &t, &m))
 		goto cleanup;
-	if (m == NULL || (strcmp(m->phase, STATE_STREAMING) != 0 &&
-					  strcmp(m->phase, STATE_SYNCED) != 0))
+	if (m == NULL || (m->phase != STATE_STREAMING &&
+					  m->phase != STATE_SYNCED))
 	{
 		log_error("table \"%s.%s\" has no migration streaming changes", t->schema, t->name);
 		log_hint("A live verification compares the shadow of a running migration; compare "

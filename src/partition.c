@@ -12,6 +12,7 @@
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
+#include "pgrepart/sqlstate.h"
 
 #define USECS_PER_HOUR INT64_C(3600000000)
 
@@ -604,7 +605,7 @@ partition_create(db *d, const char *sql, const partition_bound *b)
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 
-	if (!ok && state != NULL && strcmp(state, "23514") == 0)
+	if (!ok && state != NULL && strcmp(state, ERRCODE_CHECK_VIOLATION) == 0)
 	{
 		log_error("partition \"%s\" for [%s, %s) cannot be created: the DEFAULT partition holds "
 				  "rows of that range", b->name, b->from, b->to);

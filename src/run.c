@@ -190,7 +190,7 @@ run_check_resumed_options(db *d, const state_migration *m, const plan_options *p
 	PGint4		premake = -1;
 	bool		ok = false;
 
-	if (strcmp(m->phase, STATE_DONE) == 0)
+	if (m->phase == STATE_DONE)
 	{
 		free(qshadow);
 		return true;
@@ -278,16 +278,16 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 		goto cleanup;
 	else
 		log_info("resuming the migration of \"%s.%s\" from phase %s", m->schema, m->table,
-				 m->phase);
+				 state_phase_name(m->phase));
 	chunked = backfill_supported(t);
 
 	for (;;)
 	{
 		bool		truncated = false;
 
-		if (strcmp(m->phase, STATE_PREPARED) == 0 || strcmp(m->phase, STATE_COPYING) == 0)
+		if (m->phase == STATE_PREPARED || m->phase == STATE_COPYING)
 		{
-			if (strcmp(m->phase, STATE_PREPARED) == 0)
+			if (m->phase == STATE_PREPARED)
 				fault_point("prepared");
 			report_phase_begin(ro->report, REPORT_COPY);
 			if (chunked)
@@ -322,7 +322,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 			result = RUN_STOPPED;
 			goto cleanup;
 		}
-		if (strcmp(m->phase, STATE_COPIED) != 0)
+		if (m->phase != STATE_COPIED)
 			break;
 		if (chunked && sp == NULL && (sp = spool_open(conninfo, m, t)) == NULL)
 			goto cleanup;
@@ -335,10 +335,10 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	/* From here the spool is only read back. */
 	spool_close(sp);
 	sp = NULL;
-	if (strcmp(m->phase, STATE_INDEXED) == 0 &&
+	if (m->phase == STATE_INDEXED &&
 		!state_set_phase(&d, m, STATE_STREAMING, LSN_INVALID))
 		goto cleanup;
-	if (strcmp(m->phase, STATE_DONE) != 0)
+	if (m->phase != STATE_DONE)
 	{
 		/* The source connection is not needed while streaming. */
 		db_close(&d);

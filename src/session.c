@@ -31,6 +31,7 @@
 #include "pgrepart/report.h"
 #include "pgrepart/session.h"
 #include "pgrepart/spool.h"
+#include "pgrepart/sqlstate.h"
 #include "pgrepart/state.h"
 #include "pgrepart/stream.h"
 
@@ -146,6 +147,14 @@ session_lost_or_failed(const db *d)
 	return db_lost_connection(d) ? SESSION_LOST : SESSION_FAILED;
 }
 
+/* The apply failed: start again only when the shadow's connection broke. */
+static session_end
+session_apply_failed(const session *rs)
+{
+	return apply_get_failure(rs->a) == APPLY_FAILURE_SERVER ?
+		session_lost_or_failed(&rs->target) : SESSION_FAILED;
+}
+
 /*
  * The ghosts the filter began or ended with the message just applied,
  * recorded in the same shadow transaction, so that after a restart they
@@ -192,7 +201,7 @@ session_handle_message(session *rs, const uint8_t *data, size_t len, lsn_t lsn)
 		return false;
 	}
 	/* Every transaction before this one is applied: the shadow may be consistent. */
-	if (msg.kind == PGOUT_BEGIN && strcmp(rs->m->phase, STATE_STREAMING) == 0 &&
+	if (msg.kind == PGOUT_BEGIN && rs->m->phase == STATE_STREAMING &&
 		backfill_filter_settled(rs->filter, msg.begin.final_lsn) &&
 		!session_build_unique(&rs->control, rs->m, rs->a, &rs->s))
 	{
@@ -224,7 +233,7 @@ session_handle_message(session *rs, const uint8_t *data, size_t len, lsn_t lsn)
 	}
 	if (!applied || !session_record_ghosts(rs))
 	{
-		rs->end = session_lost_or_failed(&rs->target);
+		rs->end = session_apply_failed(rs);
 		return false;
 	}
 	/* A new ghost is made durable at once: rare, and a point the tests can stop at. */
@@ -233,7 +242,7 @@ session_handle_message(session *rs, const uint8_t *data, size_t len, lsn_t lsn)
 		rs->ghost_added = false;
 		if (!apply_commit(rs->a))
 		{
-			rs->end = session_lost_or_failed(&rs->target);
+			rs->end = session_apply_failed(rs);
 			return false;
 		}
 		fault_point("ghost");
@@ -256,7 +265,7 @@ session_handle_quiet(session *rs)
 				rs->s.server_end > rs->s.flushed ? (int64_t) (rs->s.server_end - rs->s.flushed) : 0);
 	if (!apply_commit(rs->a))
 	{
-		rs->end = session_lost_or_failed(&rs->target);
+		rs->end = session_apply_failed(rs);
 		return false;
 	}
 	stream_confirm(&rs->s, apply_committed(rs->a));
@@ -266,7 +275,7 @@ session_handle_quiet(session *rs)
 	 */
 	if (apply_idle(rs->a))
 		stream_confirm(&rs->s, rs->s.server_end);
-	if (apply_idle(rs->a) && strcmp(rs->m->phase, STATE_STREAMING) == 0 &&
+	if (apply_idle(rs->a) && rs->m->phase == STATE_STREAMING &&
 		backfill_filter_settled(rs->filter, rs->s.server_end) &&
 		!session_build_unique(&rs->control, rs->m, rs->a, &rs->s))
 	{
@@ -304,7 +313,7 @@ session_replay_spool(session *rs, lsn_t *start)
 
 		if (!apply_commit(rs->a))
 		{
-			rs->end = session_lost_or_failed(&rs->target);
+			rs->end = session_apply_failed(rs);
 			return false;
 		}
 		log_info("applied the spool up to %s", lsn_format(end, text));
@@ -354,7 +363,7 @@ session_catch_up(session *rs, lsn_t l, int64_t deadline_us, bool *reached)
 			/* Everything before l has arrived: commit it now rather than after a quiet spell. */
 			if (!apply_commit(rs->a))
 			{
-				rs->end = session_lost_or_failed(&rs->target);
+				rs->end = session_apply_failed(rs);
 				return false;
 			}
 			stream_confirm(&rs->s, apply_committed(rs->a));
@@ -380,7 +389,7 @@ session_catch_up(session *rs, lsn_t l, int64_t deadline_us, bool *reached)
 			case STREAM_CAUGHT_UP:
 				if (!apply_commit(rs->a))
 				{
-					rs->end = session_lost_or_failed(&rs->target);
+					rs->end = session_apply_failed(rs);
 					return false;
 				}
 				stream_confirm(&rs->s, apply_committed(rs->a));
@@ -590,7 +599,7 @@ session_cutover_due(session *rs, const run_options *ro, bool *due)
 	bool		requested = true;
 
 	*due = false;
-	if (strcmp(rs->m->phase, STATE_SYNCED) != 0 || !apply_idle(rs->a) ||
+	if (rs->m->phase != STATE_SYNCED || !apply_idle(rs->a) ||
 		rs->s.server_end > rs->s.flushed + (lsn_t) ro->cutover.max_lag_bytes)
 		return true;
 	if (ro->cutover_manual && !state_cutover_requested(&rs->control, rs->m, &requested))
@@ -740,7 +749,7 @@ session_run_one(const char *conninfo, const catalog_table *t, state_migration *m
 	if (rs.a == NULL)
 	{
 		/* 55006: the origin or slot is still held by a session that is going away. */
-		rs.end = db_lost_connection(&rs.target) || strcmp(rs.target.sqlstate, "55006") == 0 ?
+		rs.end = db_lost_connection(&rs.target) || strcmp(rs.target.sqlstate, ERRCODE_OBJECT_IN_USE) == 0 ?
 			SESSION_LOST : SESSION_FAILED;
 		goto cleanup;
 	}
@@ -755,7 +764,7 @@ session_run_one(const char *conninfo, const catalog_table *t, state_migration *m
 		goto cleanup;
 	if (!stream_connect(&rs.s, conninfo) || !stream_start(&rs.s, m->slot, m->publication, start))
 	{
-		rs.end = strncmp(rs.s.sqlstate, "08", 2) == 0 || strcmp(rs.s.sqlstate, "55006") == 0 ?
+		rs.end = SQLSTATE_IN_CLASS(rs.s.sqlstate, SQLSTATE_CLASS_CONNECTION) || strcmp(rs.s.sqlstate, ERRCODE_OBJECT_IN_USE) == 0 ?
 			SESSION_LOST : SESSION_FAILED;
 		goto cleanup;
 	}

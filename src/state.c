@@ -94,6 +94,36 @@ static const char select_sql[] =
 	STATE_HOME_COLUMNS
 	"FROM pgrepart.migration m ";
 
+static const char *const state_phase_names[] = {
+	[STATE_NEW] = "new",
+	[STATE_PREPARED] = "prepared",
+	[STATE_COPYING] = "copying",
+	[STATE_COPIED] = "copied",
+	[STATE_INDEXED] = "indexed",
+	[STATE_STREAMING] = "streaming",
+	[STATE_SYNCED] = "synced",
+	[STATE_DONE] = "done",
+};
+
+const char *
+state_phase_name(state_phase phase)
+{
+	return state_phase_names[phase];
+}
+
+/* A stored phase's name back to the enum; false for a name this version does not know. */
+static bool
+state_phase_parse(const char *name, state_phase *out)
+{
+	for (size_t i = 0; i < sizeof(state_phase_names) / sizeof(state_phase_names[0]); i++)
+		if (strcmp(state_phase_names[i], name) == 0)
+		{
+			*out = (state_phase) i;
+			return true;
+		}
+	return false;
+}
+
 static state_migration *
 state_from_row(const PGresult *res)
 {
@@ -114,7 +144,14 @@ state_from_row(const PGresult *res)
 	m->slot = xstrdup(PQgetvalue(res, 0, 6));
 	m->publication = xstrdup(PQgetvalue(res, 0, 7));
 	m->origin = xstrdup(PQgetvalue(res, 0, 8));
-	m->phase = xstrdup(PQgetvalue(res, 0, 9));
+	if (!state_phase_parse(PQgetvalue(res, 0, 9), &m->phase))
+	{
+		log_error("the migration of \"%s.%s\" is in phase \"%s\", which this version of "
+				  "pgrepart does not know", m->schema, m->table, PQgetvalue(res, 0, 9));
+		log_hint("Run the pgrepart that started the migration.");
+		state_migration_free(m);
+		return NULL;
+	}
 	if (!PQgetisnull(res, 0, 10))
 		lsn_parse(PQgetvalue(res, 0, 10), &m->consistent_lsn);
 	if (!PQgetisnull(res, 0, 11))
@@ -132,6 +169,7 @@ state_find(db *d, const char *schema, const char *table, state_migration **out)
 {
 	PGresult   *res;
 	buf			sql;
+	bool		ok;
 
 	*out = NULL;
 	buf_init(&sql);
@@ -143,8 +181,9 @@ state_find(db *d, const char *schema, const char *table, state_migration **out)
 		return false;
 	if (PQntuples(res) == 1)
 		*out = state_from_row(res);
+	ok = PQntuples(res) == 0 || *out != NULL;
 	PQclear(res);
-	return true;
+	return ok;
 }
 
 bool
@@ -166,7 +205,7 @@ state_create(db *d, const plan *p, state_migration **out)
 			   "  system_identifier, database_oid) "
 			   "SELECT n.id, %text, %text, %text, %text, %text, "
 			   "  'pgrepart_' || n.dboid || '_' || n.id, 'pgrepart_' || n.dboid || '_' || n.id, "
-			   "  'pgrepart_' || n.dboid || '_' || n.id, 'new', "
+			   "  'pgrepart_' || n.dboid || '_' || n.id, %text, "
 			   "  (SELECT c.system_identifier::pg_catalog.text FROM pg_catalog.pg_control_system() c), "
 			   "  n.dboid FROM n "
 			   "RETURNING id, source_schema::pg_catalog.text, source_table::pg_catalog.text, "
@@ -175,7 +214,7 @@ state_create(db *d, const plan *p, state_migration **out)
 			   "  publication_name::pg_catalog.text, origin_name, phase, NULL::pg_catalog.text, "
 			   "  NULL::pg_catalog.text, 0, NULL::pg_catalog.text, system_identifier");
 	res = db_execf(d, "record the migration", sql.data, p->table->schema, p->table->name,
-				   p->shadow_name, p->partition_column, p->interval);
+				   p->shadow_name, p->partition_column, p->interval, state_phase_name(STATE_NEW));
 	if (res == NULL)
 		goto cleanup;
 	*out = state_from_row(res);
@@ -210,7 +249,7 @@ cleanup:
 }
 
 bool
-state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn)
+state_set_phase(db *d, state_migration *m, state_phase phase, lsn_t lsn)
 {
 	char		text[LSN_TEXT_SIZE];
 	PGresult   *res;
@@ -219,12 +258,11 @@ state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn)
 				   "UPDATE pgrepart.migration SET phase = %text, updated_at = pg_catalog.now(), "
 				   "  consistent_lsn = COALESCE(%text::pg_catalog.pg_lsn, consistent_lsn) "
 				   "WHERE id = %int4",
-				   phase, lsn == LSN_INVALID ? NULL : lsn_format(lsn, text), m->id);
+				   state_phase_name(phase), lsn == LSN_INVALID ? NULL : lsn_format(lsn, text), m->id);
 	if (res == NULL)
 		return false;
 	PQclear(res);
-	free(m->phase);
-	m->phase = xstrdup(phase);
+	m->phase = phase;
 	if (lsn != LSN_INVALID)
 		m->consistent_lsn = lsn;
 	return true;
@@ -355,14 +393,14 @@ state_check_home(db *d, const state_migration *m)
 				 "then run again for a migration of this database's own.", m->schema, m->table);
 		return false;
 	}
-	if (strcmp(m->phase, STATE_PREPARED) == 0 || strcmp(m->phase, STATE_DONE) == 0)
+	if (m->phase == STATE_PREPARED || m->phase == STATE_DONE)
 		return true;
 	if (!state_slot_active(d, m, &exists, &active))
 		return false;
 	if (exists)
 		return true;
 	log_error("the migration of \"%s.%s\" is %s, but its replication slot \"%s\" is not on "
-			  "this server", m->schema, m->table, m->phase, m->slot);
+			  "this server", m->schema, m->table, state_phase_name(m->phase), m->slot);
 	log_hint("A physical copy (pg_basebackup, a promoted standby) has the migration's rows but "
 			 "not its slot, which stays on the original. Here, \"pgrepart abort -t %s.%s\" "
 			 "removes the copy's migration (and nothing of the original's); then run again.",
@@ -692,6 +730,5 @@ state_migration_free(state_migration *m)
 	free(m->origin);
 	free(m->home_database);
 	free(m->home_system);
-	free(m->phase);
 	free(m);
 }

@@ -105,7 +105,7 @@ status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGin
 		fprintf(out, "  slot           %s, %s, retains %.1f MB of WAL\n", PQgetvalue(res, i, 5),
 				slot_active ? "streaming" : "idle: no run is consuming it",
 				(double) retained / 1048576.0);
-	else if (strcmp(PQgetvalue(res, i, 4), STATE_PREPARED) == 0)
+	else if (strcmp(PQgetvalue(res, i, 4), state_phase_name(STATE_PREPARED)) == 0)
 		fprintf(out, "  slot           %s (not created yet)\n", PQgetvalue(res, i, 5));
 	else
 		fprintf(out, "  slot           %s MISSING: not on this server (a physical copy keeps the "
@@ -266,7 +266,7 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		home = (state_home) home_code;
 		*found = true;
 		if (home == STATE_HOME_HERE && slot_exists && !slot_active &&
-			strcmp(PQgetvalue(res, i, 4), STATE_DONE) != 0)
+			strcmp(PQgetvalue(res, i, 4), state_phase_name(STATE_DONE)) != 0)
 		{
 			log_warning("migration %d's slot \"%s\" retains %.1f MB of WAL and no run is "
 						"consuming it", id, PQgetvalue(res, i, 5), (double) retained / 1048576.0);

@@ -16,6 +16,7 @@
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
+#include "pgrepart/sqlstate.h"
 #include "pgrepart/stream.h"
 #include "pgrepart/wire.h"
 
@@ -33,7 +34,7 @@ stream_connect(stream *s, const char *conninfo)
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
 	{
 		db_log_connect_error(STREAM_LABEL, conninfo, s->conn ? PQerrorMessage(s->conn) : "out of memory");
-		strcpy(s->sqlstate, "08001");
+		strcpy(s->sqlstate, ERRCODE_CANNOT_CONNECT);
 		PQfinish(s->conn);
 		s->conn = NULL;
 		return false;
@@ -231,7 +232,7 @@ stream_wait(stream *s, int64_t deadline_us)
 	if (r < 0 && errno != EINTR)
 	{
 		log_error("could not wait for the replication connection: %s", strerror(errno));
-		strcpy(s->sqlstate, "58000");
+		strcpy(s->sqlstate, ERRCODE_SYSTEM_ERROR);
 		return false;
 	}
 	if (r > 0 && !PQconsumeInput(s->conn))
@@ -254,7 +255,7 @@ stream_keepalive(stream *s, wire_reader *r, bool *reply_requested)
 	if (r->failed)
 	{
 		log_error("malformed keepalive message: %s at offset %zu", r->error, r->error_pos);
-		strcpy(s->sqlstate, "08P01");
+		strcpy(s->sqlstate, ERRCODE_PROTOCOL_VIOLATION);
 		return false;
 	}
 	if (end > s->server_end)
@@ -358,7 +359,7 @@ stream_receive(stream *s, int timeout_ms, bool wake_on_keepalive, const uint8_t 
 					if (r.failed)
 					{
 						log_error("malformed XLogData message: %s", r.error);
-						strcpy(s->sqlstate, "08P01");
+						strcpy(s->sqlstate, ERRCODE_PROTOCOL_VIOLATION);
 						return STREAM_FAILED;
 					}
 					if (start > s->received)
@@ -373,7 +374,7 @@ stream_receive(stream *s, int timeout_ms, bool wake_on_keepalive, const uint8_t 
 			default:
 				log_error("unexpected message type 0x%02x on the replication stream",
 						  (unsigned) (uint8_t) s->copybuf[0]);
-				strcpy(s->sqlstate, "08P01");
+				strcpy(s->sqlstate, ERRCODE_PROTOCOL_VIOLATION);
 				return STREAM_FAILED;
 		}
 	}

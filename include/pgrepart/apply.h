@@ -132,5 +132,15 @@ lsn_t		apply_replay_until(const apply *a);
 
 const apply_stats *apply_get_stats(const apply *a);
 
+/* Why an apply call failed (each failure is logged where it happens). */
+typedef enum apply_failure
+{
+	APPLY_FAILURE_SERVER,		/* a statement or the connection failed: the db's sqlstate says which */
+	APPLY_FAILURE_MISS,			/* a change found no row of the shadow, or more than one */
+	APPLY_FAILURE_SCHEMA		/* the source table's columns changed under the migration */
+} apply_failure;
+
+apply_failure apply_get_failure(const apply *a);
+
 
 #endif

@@ -24,6 +24,15 @@
 #include "pgrepart/buf.h"
 #include "pgrepart/keyset.h"
 
+/* What a change does to a row; a batch and a prepared statement hold one kind. */
+typedef enum change_kind
+{
+	CHANGE_INSERT,
+	CHANGE_UPDATE,
+	CHANGE_DELETE
+} change_kind;
+
+/* What a queued statement must do. */
 typedef enum expect_kind
 {
 	EXPECT_OK,					/* BEGIN, COMMIT, PREPARE, TRUNCATE ... */
@@ -56,7 +65,7 @@ typedef struct retry
  */
 typedef struct batch
 {
-	char		kind;			/* 'i' (the insert run), 'u' or 'd' */
+	change_kind kind;			/* inserts: the run */
 	bool		by_part;		/* deletes: also match the partition column; updates: exact */
 	buf			rows;
 	int			nrows;			/* dead ones too */
@@ -104,12 +113,13 @@ typedef struct leaf
 } leaf;
 
 #define TARGET_PARENT (-1)		/* the partitioned shadow itself, not a leaf */
+#define TARGET_BATCH (-2)		/* the parent, by a batch over arrays (apply_batch_sql) */
 
 /* A prepared statement: an INSERT, UPDATE or DELETE on one target. */
 typedef struct statement
 {
-	char		kind;			/* 'i', 'u' or 'd' */
-	int			target;			/* a leaf's id, or TARGET_PARENT */
+	change_kind kind;
+	int			target;			/* a leaf's id, TARGET_PARENT or TARGET_BATCH */
 	bool		by_part;		/* the parent only: also matches the partition column */
 	char	   *mask;			/* updates: per column '1' in the SET list, '0' not */
 	char		name[32];
@@ -218,6 +228,7 @@ struct apply
 	int		   *formats;
 	buf			sql;
 	apply_stats stats;
+	apply_failure failure;		/* why the last failure happened */
 };
 
 /* ---- pending changes: the insert run and the batches of updates and deletes ---- */
@@ -276,7 +287,7 @@ bool apply_read_bounds(apply *a);
 int apply_target_of(const apply *a, const pgout_value *v);
 bool apply_check_partition(apply *a, const pgout_tuple *t, const char *what, lsn_t lsn);
 void apply_column_list(const apply *a, buf *b);
-bool apply_statement(apply *a, char kind, int target, bool by_part, const char *mask, char *name);
+bool apply_statement(apply *a, change_kind kind, int target, bool by_part, const char *mask, char *name);
 
 /* apply_batch.c: the insert run, batches, folding, flushes */
 void apply_batch_release(batch *b);
@@ -284,7 +295,7 @@ void apply_batch_free(batch *b);
 bool apply_batchable(const apply *a, const pgout_value *const *vals, int n);
 void apply_batch_add(apply *a, batch *b, const batch_row *row, const pgout_value *const *vals, int n);
 void apply_batch_guard(buf *b);
-int apply_batch_sql(const apply *a, char kind, bool by_part, const char *keep, buf *b, Oid *types);
+int apply_batch_sql(const apply *a, change_kind kind, bool by_part, const char *keep, buf *b, Oid *types);
 bool apply_fold_update(apply *a, const char *key, const char *newkey, const uint64_t hash[2],
 				  const pgout_tuple *newt);
 bool apply_fold_delete(apply *a, const char *key, uint64_t h);

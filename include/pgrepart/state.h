@@ -20,14 +20,21 @@
 #include "pgrepart/lsn.h"
 #include "pgrepart/plan.h"
 
-/* Phases, in order. */
-#define STATE_PREPARED  "prepared"	/* publication and shadow table exist */
-#define STATE_COPYING   "copying"	/* slot exists; chunks are being copied */
-#define STATE_COPIED    "copied"	/* every row copied (chunks, or under the slot's snapshot) */
-#define STATE_INDEXED   "indexed"	/* keys and indexes built */
-#define STATE_STREAMING "streaming" /* changes applied from the slot */
-#define STATE_SYNCED    "synced"	/* consistent: unique constraints built; still streaming */
-#define STATE_DONE      "done"		/* swapped in; slot, publication and origin dropped */
+/* A migration's phases, in order; stored by name (state_phase_name). */
+typedef enum state_phase
+{
+	STATE_NEW,					/* recorded; seen only inside the transaction that prepares */
+	STATE_PREPARED,				/* publication and shadow table exist */
+	STATE_COPYING,				/* slot exists; chunks are being copied */
+	STATE_COPIED,				/* every row copied (chunks, or under the slot's snapshot) */
+	STATE_INDEXED,				/* keys and indexes built */
+	STATE_STREAMING,			/* changes applied from the slot */
+	STATE_SYNCED,				/* consistent: unique constraints built; still streaming */
+	STATE_DONE					/* swapped in; slot, publication and origin dropped */
+} state_phase;
+
+/* "prepared", "copying", ...: as pgrepart.migration.phase holds it. */
+const char *state_phase_name(state_phase phase);
 
 typedef enum state_home
 {
@@ -47,7 +54,7 @@ typedef struct state_migration
 	char	   *slot;
 	char	   *publication;
 	char	   *origin;
-	char	   *phase;
+	state_phase phase;
 	lsn_t		consistent_lsn; /* the slot's consistent point, once copied */
 	uint64_t	next_xid;		/* the next xid read right after the slot's creation */
 	/*
@@ -100,7 +107,7 @@ bool		state_find(db *d, const char *schema, const char *table, state_migration *
 /* Record a new migration from a plan, with its DDL; in the caller's transaction. */
 bool		state_create(db *d, const plan *p, state_migration **out);
 /* Move to phase (and record lsn when valid); in the caller's transaction. */
-bool		state_set_phase(db *d, state_migration *m, const char *phase, lsn_t lsn);
+bool		state_set_phase(db *d, state_migration *m, state_phase phase, lsn_t lsn);
 /* Run the recorded DDL of one plan phase. */
 /*
  * Run the recorded DDL of a phase.  With tick, statements run
