@@ -149,7 +149,7 @@ apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
 
 	if (t->ncols != a->rel->ncols)
 	{
-		log_error("insert at %" PRIX64 " carries %d columns, the relation has %d", lsn, t->ncols,
+		log_error("insert at %s carries %d columns, the relation has %d", LSN_TEXT(lsn), t->ncols,
 				  a->rel->ncols);
 		return false;
 	}
@@ -161,8 +161,8 @@ apply_insert(apply *a, const pgout_tuple *t, lsn_t lsn)
 		if (t->values[i].kind == 'u')
 		{
 			free(vals);
-			log_error("insert at %" PRIX64 " has an unchanged-TOAST marker, which only updates carry",
-					  lsn);
+			log_error("insert at %s has an unchanged-TOAST marker, which only updates carry",
+					  LSN_TEXT(lsn));
 			return false;
 		}
 		a->run_has_text = a->run_has_text || t->values[i].kind == 't';
@@ -244,7 +244,7 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 
 	if (newt->ncols != a->rel->ncols || oldt->ncols != a->rel->ncols)
 	{
-		log_error("update at %" PRIX64 " does not carry the relation's %d columns", lsn,
+		log_error("update at %s does not carry the relation's %d columns", LSN_TEXT(lsn),
 				  a->rel->ncols);
 		return false;
 	}
@@ -252,8 +252,8 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	{
 		if (oldt->values[a->key[i]].kind == 'u' || oldt->values[a->key[i]].kind == 'n')
 		{
-			log_error("update at %" PRIX64 " does not carry the old value of key column \"%s\"",
-					  lsn, a->rel->columns[a->key[i]].name);
+			log_error("update at %s does not carry the old value of key column \"%s\"",
+					  LSN_TEXT(lsn), a->rel->columns[a->key[i]].name);
 			return false;
 		}
 	}
@@ -384,7 +384,7 @@ apply_delete(apply *a, const pgout_message *m, lsn_t lsn)
 
 	if (oldt->ncols != a->rel->ncols)
 	{
-		log_error("delete at %" PRIX64 " does not carry the relation's %d columns", lsn,
+		log_error("delete at %s does not carry the relation's %d columns", LSN_TEXT(lsn),
 				  a->rel->ncols);
 		return false;
 	}
@@ -620,8 +620,8 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 		m->kind != PGOUT_TYPE && m->kind != PGOUT_ORIGIN && m->kind != PGOUT_MESSAGE &&
 		a->rel == NULL)
 	{
-		log_error("a %s message at %" PRIX64 " came before any Relation message",
-				  pgout_kind_name(m->kind), lsn);
+		log_error("a %s message at %s came before any Relation message",
+				  pgout_kind_name(m->kind), LSN_TEXT(lsn));
 		return false;
 	}
 	/*

@@ -17,6 +17,7 @@
 #include <libpqtypes.h>
 
 #include "pgrepart/backfill.h"
+#include "pgrepart/clock.h"
 #include "pgrepart/copybin.h"
 #include "pgrepart/fault.h"
 #include "pgrepart/ident.h"
@@ -530,7 +531,7 @@ backfill_chunk(backfill *b, bool *last)
 	PGresult   *res = NULL;
 	chunk_outcome outcome = CHUNK_FAILED;
 	bool		usable = true, no_partition = false;
-	int64_t		started = lsn_monotonic_us();
+	int64_t		started = clock_monotonic_us();
 	buf			hi;
 
 	buf_init(&hi);
@@ -589,7 +590,7 @@ backfill_chunk(backfill *b, bool *last)
 	if (b->o->chunk_rows == 0)
 	{
 		/* Aim at about a second a chunk, changing by at most half or double. */
-		int64_t		took = lsn_monotonic_us() - started;
+		int64_t		took = clock_monotonic_us() - started;
 		int64_t		next = took > 0 ? b->chunk_rows * BACKFILL_TARGET_US / took : b->chunk_rows * 2;
 
 		next = next > b->chunk_rows * 2 ? b->chunk_rows * 2 : next;
@@ -659,7 +660,7 @@ backfill_restart(backfill *b)
 static void
 backfill_progress(backfill *b, const spool *sp, bool final)
 {
-	int64_t		now = lsn_monotonic_us();
+	int64_t		now = clock_monotonic_us();
 	double		secs = (double) (now - b->started_us) / 1e6;
 	double		rate = secs > 0 ? (double) (b->rows - b->base_rows) / secs : 0.0;
 	double		mbs = secs > 0 ? (double) b->bytes / 1e6 / secs : 0.0;
@@ -734,7 +735,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		goto cleanup;
 	if (o->rate >= 0 && !state_set_rate(d, m, o->rate))
 		goto cleanup;
-	b.started_us = lsn_monotonic_us();
+	b.started_us = clock_monotonic_us();
 	b.base_rows = b.rows;
 	b.next_log_us = b.started_us + (int64_t) o->progress_seconds * 1000000;
 	log_info("copying \"%s.%s\" in chunks, each under its own snapshot", m->schema, m->table);
@@ -753,7 +754,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		if (truncated && !backfill_restart(&b))
 			goto cleanup;
 		truncated = false;
-		chunk_started = lsn_monotonic_us();
+		chunk_started = clock_monotonic_us();
 		chunk_rows_before = b.rows;
 		if (!state_read_rate(d, m, &rate))
 			goto cleanup;
@@ -766,7 +767,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		if (rate > 0 && !last)
 		{
 			int64_t		due = (b.rows - chunk_rows_before) * 1000000 / rate;
-			int64_t		took = lsn_monotonic_us() - chunk_started;
+			int64_t		took = clock_monotonic_us() - chunk_started;
 
 			if (due > took)
 				usleep((useconds_t) (due - took));
@@ -781,7 +782,7 @@ cleanup:
 	if (o->bytes_copied != NULL)
 		*o->bytes_copied += b.bytes;
 	if (o->copy_seconds != NULL && b.started_us > 0)
-		*o->copy_seconds += (double) (lsn_monotonic_us() - b.started_us) / 1e6;
+		*o->copy_seconds += (double) (clock_monotonic_us() - b.started_us) / 1e6;
 	if (b.line_shown)
 		fputc('\n', stderr);
 	backfill_free(&b);

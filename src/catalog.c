@@ -614,22 +614,6 @@ catalog_primary_key(const catalog_table *t)
 }
 
 bool
-catalog_relation_exists(db *d, const char *schema, const char *name, bool *exists)
-{
-	PGresult   *res;
-
-	res = db_execf(d, "look up a relation name",
-				   "SELECT 1 FROM pg_catalog.pg_class c "
-				   "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-				   "WHERE n.nspname = %text AND c.relname = %text", schema, name);
-	if (res == NULL)
-		return false;
-	*exists = PQntuples(res) > 0;
-	PQclear(res);
-	return true;
-}
-
-bool
 catalog_published_columns(db *d, const char *qrel, char ***names, Oid **types, int *count)
 {
 	PGresult   *res;

@@ -15,6 +15,7 @@
 #include <libpqtypes.h>
 
 #include "pgrepart/catalog.h"
+#include "pgrepart/clock.h"
 #include "pgrepart/cutover.h"
 #include "pgrepart/fault.h"
 #include "pgrepart/ident.h"
@@ -25,7 +26,8 @@
 #include "pgrepart/sqlstate.h"
 #include "pgrepart/stream.h"
 
-void
+/* The name the table gets after the swap, into out (IDENT_MAX_BYTES + 1). */
+static void
 cutover_old_name(const state_migration *m, const cutover_options *o, int encoding, char *out)
 {
 	if (o->old_name != NULL)
@@ -398,7 +400,7 @@ bool
 cutover_wait_snapshots(db *d, const cutover_options *o, bool *clear)
 {
 	char		since[CUTOVER_CLOCK_SIZE];
-	int64_t		until = lsn_monotonic_us() + (int64_t) o->snapshot_wait_ms * 1000;
+	int64_t		until = clock_monotonic_us() + (int64_t) o->snapshot_wait_ms * 1000;
 	char	  **names = NULL;
 	int			count = 0;
 
@@ -414,7 +416,7 @@ cutover_wait_snapshots(db *d, const cutover_options *o, bool *clear)
 			*clear = true;
 			return true;
 		}
-		if (lsn_monotonic_us() >= until)
+		if (clock_monotonic_us() >= until)
 			break;
 		usleep(50 * 1000);
 	}

@@ -45,7 +45,12 @@ ident_free_keywords(void)
 	nkeywords = 0;
 }
 
-bool
+/*
+ * Whether name must be quoted to mean itself, as quote_ident decides: not a
+ * lower-case identifier, or a keyword (every name, before the keywords are
+ * loaded: quoting is always correct).
+ */
+static bool
 ident_needs_quotes(const char *name)
 {
 	if (keywords == NULL)

@@ -70,7 +70,8 @@ json_end_array(json_writer *w)
 	json_close(w, ']');
 }
 
-void
+/* Append s as a quoted, escaped JSON string. */
+static void
 json_escape(buf *out, const char *s)
 {
 	buf_append_char(out, '"');
@@ -129,7 +130,7 @@ json_int(json_writer *w, int64_t value)
 	buf_appendf(w->out, "%" PRId64, value);
 }
 
-void
+static void
 json_double(json_writer *w, double value)
 {
 	json_separate(w);
@@ -139,18 +140,11 @@ json_double(json_writer *w, double value)
 		buf_append(w->out, "null");
 }
 
-void
+static void
 json_bool(json_writer *w, bool value)
 {
 	json_separate(w);
 	buf_append(w->out, value ? "true" : "false");
-}
-
-void
-json_null(json_writer *w)
-{
-	json_separate(w);
-	buf_append(w->out, "null");
 }
 
 void

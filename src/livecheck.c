@@ -9,6 +9,7 @@
 
 #include "pgrepart/apply.h"
 #include "pgrepart/catalog.h"
+#include "pgrepart/clock.h"
 #include "pgrepart/fault.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/livecheck.h"
@@ -57,7 +58,7 @@ livecheck_poll(livecheck *c, db *control, const char *conninfo, const state_migr
 		return true;			/* the session's next step reports the failure */
 	if (!apply_idle(a))
 		return true;
-	c->next_poll_us = lsn_monotonic_us() + LIVECHECK_POLL_US;
+	c->next_poll_us = clock_monotonic_us() + LIVECHECK_POLL_US;
 	if (!state_pending_verification(control, m, &request))
 		return false;
 	if (request == 0)

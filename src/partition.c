@@ -164,7 +164,13 @@ cleanup:
 	return ok;
 }
 
-bool
+/*
+ * min and max of schema.table's column as text, in the caller's snapshot;
+ * NULL when the table is empty.  The strings are the caller's to free.  For
+ * a time column (time) the finite ones, with *infinite (may be NULL) telling
+ * whether -infinity or infinity occurs.
+ */
+static bool
 partition_read_range(db *d, const char *schema, const char *table, const char *column,
 					 bool time, char **min_value, char **max_value, bool *infinite)
 {

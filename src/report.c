@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "pgrepart/buf.h"
+#include "pgrepart/clock.h"
 #include "pgrepart/json.h"
 #include "pgrepart/log.h"
 #include "pgrepart/lsn.h"
@@ -61,7 +62,7 @@ void
 report_phase_end(report *r)
 {
 	if (r->in_phase)
-		r->phase_seconds[r->current] += (double) (lsn_monotonic_us() - r->phase_started_us) / 1e6;
+		r->phase_seconds[r->current] += (double) (clock_monotonic_us() - r->phase_started_us) / 1e6;
 	r->in_phase = false;
 }
 
@@ -70,7 +71,7 @@ report_phase_begin(report *r, report_phase phase)
 {
 	report_phase_end(r);
 	r->current = phase;
-	r->phase_started_us = lsn_monotonic_us();
+	r->phase_started_us = clock_monotonic_us();
 	r->in_phase = true;
 }
 

@@ -20,6 +20,7 @@
 #include "pgrepart/apply.h"
 #include "pgrepart/backfill_filter.h"
 #include "pgrepart/catalog.h"
+#include "pgrepart/clock.h"
 #include "pgrepart/cutover.h"
 #include "pgrepart/fault.h"
 #include "pgrepart/ident.h"
@@ -53,7 +54,7 @@ session_log_progress(const stream *s, const apply *a, int64_t started_us, int64_
 {
 	const apply_stats *st = apply_get_stats(a);
 	int64_t		changes = st->inserts + st->updates + st->deletes;
-	double		secs = (double) (lsn_monotonic_us() - started_us) / 1e6;
+	double		secs = (double) (clock_monotonic_us() - started_us) / 1e6;
 	lsn_t		done = apply_committed(a);
 	char		lsn[LSN_TEXT_SIZE];
 
@@ -63,7 +64,7 @@ session_log_progress(const stream *s, const apply *a, int64_t started_us, int64_
 	 */
 	uint64_t	bytes = s->server_end > s->flushed ? s->server_end - s->flushed : 0;
 	double		seconds = bytes > 0 && st->last_commit_time > 0 ?
-		(double) (lsn_now_pg_time() - st->last_commit_time) / 1e6 : 0.0;
+		(double) (clock_pg_now() - st->last_commit_time) / 1e6 : 0.0;
 
 	log_info("applied %" PRId64 " changes in %" PRId64 " transactions (%.0f changes/s), "
 			 "at %s, %" PRIu64 " bytes and %.1f s behind", changes, st->transactions,
@@ -352,7 +353,7 @@ static bool
 session_catch_up(session *rs, lsn_t l, int64_t deadline_us, bool *reached)
 {
 	*reached = false;
-	while (lsn_monotonic_us() < deadline_us)
+	while (clock_monotonic_us() < deadline_us)
 	{
 		const uint8_t *data;
 		size_t		len;
@@ -439,7 +440,7 @@ session_back_off(session *rs, int attempt)
 {
 	bool		reached;
 
-	return session_catch_up(rs, (lsn_t) -1, lsn_monotonic_us() + 50000 + rand() % 200000 * attempt / 4,
+	return session_catch_up(rs, (lsn_t) -1, clock_monotonic_us() + 50000 + rand() % 200000 * attempt / 4,
 						&reached);
 }
 
@@ -514,11 +515,11 @@ session_cutover(session *rs, const run_options *ro, bool *swapped)
 		 * held only for what commits in the moment between.
 		 */
 		if (!session_current_lsn(&aux, &now) ||
-			!session_catch_up(rs, now, lsn_monotonic_us() + 2000000, &reached))
+			!session_catch_up(rs, now, clock_monotonic_us() + 2000000, &reached))
 			goto cleanup;
 		if (o->snapshot_wait_ms > 0 && !cutover_wait_snapshots(&aux, o, &clear))
 			goto cleanup;
-		asked_at = lsn_monotonic_us();
+		asked_at = clock_monotonic_us();
 		if (!clear)
 		{
 			/* Sessions with older snapshots stayed: as a busy table, try again. */
@@ -529,7 +530,7 @@ session_cutover(session *rs, const run_options *ro, bool *swapped)
 		}
 		if (!cutover_lock(&rs->control, rs->m, o, &l, &busy))
 		{
-			report_lock_attempt_add(ro->report, (double) (lsn_monotonic_us() - asked_at) / 1000.0, 0,
+			report_lock_attempt_add(ro->report, (double) (clock_monotonic_us() - asked_at) / 1000.0, 0,
 									busy ? "busy" : "failed");
 			if (!busy)
 				goto cleanup;
@@ -537,7 +538,7 @@ session_cutover(session *rs, const run_options *ro, bool *swapped)
 				goto cleanup;
 			continue;
 		}
-		locked_at = lsn_monotonic_us();
+		locked_at = clock_monotonic_us();
 		log_debug("cutover: locked");
 		fault_point("lock");
 		if (!session_flush_wal(&aux) ||
@@ -550,12 +551,12 @@ session_cutover(session *rs, const run_options *ro, bool *swapped)
 		{
 			cutover_release(&rs->control);
 			report_lock_attempt_add(ro->report, (double) (locked_at - asked_at) / 1000.0,
-									(double) (lsn_monotonic_us() - locked_at) / 1000.0, "too slow");
+									(double) (clock_monotonic_us() - locked_at) / 1000.0, "too slow");
 			log_info("cutover attempt %d: catching up to %s would hold the lock over %d ms; "
 					 "released, trying again", attempt, lsn_format(l, text), o->max_lock_hold_ms);
 			continue;
 		}
-		log_debug("cutover: caught up %.1f ms after the lock", (double) (lsn_monotonic_us() - locked_at) / 1000.0);
+		log_debug("cutover: caught up %.1f ms after the lock", (double) (clock_monotonic_us() - locked_at) / 1000.0);
 		if (!apply_commit(rs->a) || !cutover_swap(&rs->control, rs->m, o, &busy, swapped_at))
 		{
 			cutover_release(&rs->control);
@@ -563,18 +564,18 @@ session_cutover(session *rs, const run_options *ro, bool *swapped)
 				goto cleanup;
 			/* A table a foreign key references was busy: as a busy table, try again. */
 			report_lock_attempt_add(ro->report, (double) (locked_at - asked_at) / 1000.0,
-									(double) (lsn_monotonic_us() - locked_at) / 1000.0, "busy");
+									(double) (clock_monotonic_us() - locked_at) / 1000.0, "busy");
 			log_info("cutover attempt %d: released, trying again", attempt);
 			if (!session_back_off(rs, attempt))
 				goto cleanup;
 			continue;
 		}
 		report_lock_attempt_add(ro->report, (double) (locked_at - asked_at) / 1000.0,
-								(double) (lsn_monotonic_us() - locked_at) / 1000.0,
+								(double) (clock_monotonic_us() - locked_at) / 1000.0,
 								o->rehearse ? "rehearsed" : "swapped");
 		log_info("cutover %s at %s: the lock was held %.0f ms (attempt %d)",
 				 o->rehearse ? "rehearsed" : "done", lsn_format(l, text),
-				 (double) (lsn_monotonic_us() - locked_at) / 1000.0, attempt);
+				 (double) (clock_monotonic_us() - locked_at) / 1000.0, attempt);
 		session_report_old_snapshots(&aux, swapped_at, ro->report);
 		*swapped = true;
 		ok = true;
@@ -710,7 +711,7 @@ session_run_one(const char *conninfo, const catalog_table *t, state_migration *m
 {
 	session rs;
 	apply_options ao = {0};
-	int64_t		started = lsn_monotonic_us();
+	int64_t		started = clock_monotonic_us();
 	int64_t		next_progress = started + (int64_t) ro->progress_seconds * 1000000;
 	int64_t		next_tick = 0;
 	/* The tests turn the tick off to see the quiet spell alone make a trickle durable. */
@@ -782,7 +783,7 @@ session_run_one(const char *conninfo, const catalog_table *t, state_migration *m
 		lsn_t		lsn;
 		bool		due = false, swapped = false;
 		/* Read once a message: the timers below are a second or longer. */
-		int64_t		now = lsn_monotonic_us();
+		int64_t		now = clock_monotonic_us();
 		int64_t		quiet_left;
 		int			timeout_ms;
 
@@ -799,7 +800,7 @@ session_run_one(const char *conninfo, const catalog_table *t, state_migration *m
 		{
 			session_sample_retained(&rs);
 			session_log_progress(&rs.s, rs.a, started, 0, ro->json);
-			next_progress = lsn_monotonic_us() + (int64_t) ro->progress_seconds * 1000000;
+			next_progress = clock_monotonic_us() + (int64_t) ro->progress_seconds * 1000000;
 		}
 		if (!livecheck_poll(&rs.check, &rs.control, conninfo, m, rs.a, &rs.s, now))
 		{
@@ -854,9 +855,9 @@ session_run_one(const char *conninfo, const catalog_table *t, state_migration *m
 		 * can commit, and under a steady load a tick that fell there would
 		 * put the swap and the checks off to a later, luckier second.
 		 */
-		if (apply_in_source_txn(rs.a) || lsn_monotonic_us() < next_tick)
+		if (apply_in_source_txn(rs.a) || clock_monotonic_us() < next_tick)
 			continue;
-		next_tick = lsn_monotonic_us() + tick_us;
+		next_tick = clock_monotonic_us() + tick_us;
 		if (!session_handle_quiet(&rs))
 			goto cleanup;
 		if (!session_cutover_due(&rs, ro, &due))

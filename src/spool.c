@@ -5,12 +5,13 @@
 
 #include <libpqtypes.h>
 
-#include "pgrepart/relation.h"
+#include "pgrepart/clock.h"
 #include "pgrepart/copybin.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/pgout.h"
+#include "pgrepart/relation.h"
 #include "pgrepart/spool.h"
 #include "pgrepart/stream.h"
 #include "pgrepart/wire.h"
@@ -202,7 +203,7 @@ spool_commit(spool *sp, lsn_t end)
 bool
 spool_pump(spool *sp, int budget_ms, bool *truncated)
 {
-	int64_t		deadline = lsn_monotonic_us() + (int64_t) budget_ms * 1000;
+	int64_t		deadline = clock_monotonic_us() + (int64_t) budget_ms * 1000;
 
 	for (;;)
 	{
@@ -210,7 +211,7 @@ spool_pump(spool *sp, int budget_ms, bool *truncated)
 		size_t		len;
 		lsn_t		lsn;
 		pgout_message msg;
-		int64_t		left = (deadline - lsn_monotonic_us()) / 1000;
+		int64_t		left = (deadline - clock_monotonic_us()) / 1000;
 		stream_result r = stream_receive(&sp->s, 0, false, &data, &len, &lsn);
 
 		if (r == STREAM_ENDED || r == STREAM_FAILED)

@@ -7,6 +7,7 @@
 
 #include <libpqtypes.h>
 
+#include "pgrepart/clock.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/state.h"
@@ -419,8 +420,8 @@ state_run_gone(db *d, const state_migration *m, int64_t *away_since, bool *gone)
 	if (active)
 		*away_since = 0;
 	else if (*away_since == 0)
-		*away_since = lsn_monotonic_us();
-	else if (lsn_monotonic_us() - *away_since > STATE_RUN_AWAY_US)
+		*away_since = clock_monotonic_us();
+	else if (clock_monotonic_us() - *away_since > STATE_RUN_AWAY_US)
 		*gone = true;
 	return true;
 }
@@ -452,6 +453,22 @@ state_set_rate(db *d, const state_migration *m, int rows_per_second)
 	return res != NULL;
 }
 
+/*
+ * Whether a read of the migration's own row found it; if not, someone
+ * removed the migration (pgrepart abort, or by hand) under the run: say so.
+ */
+static bool
+state_row_present(const PGresult *res, const state_migration *m)
+{
+	if (PQntuples(res) == 1)
+		return true;
+	log_error("the migration of \"%s.%s\" (id %d) is no longer recorded: its row in "
+			  "pgrepart.migration was removed while the run went on", m->schema, m->table, m->id);
+	log_hint("Another pgrepart (abort) or a person removed it; the run stops. Check with "
+			 "\"pgrepart status\", then plan and run again if the migration is still wanted.");
+	return false;
+}
+
 bool
 state_read_rate(db *d, const state_migration *m, int *rows_per_second)
 {
@@ -459,7 +476,7 @@ state_read_rate(db *d, const state_migration *m, int *rows_per_second)
 							   "SELECT COALESCE(max_rows_per_second, 0) FROM pgrepart.migration "
 							   "WHERE id = %int4", m->id);
 	PGint4		rate = 0;
-	bool		ok = res != NULL && PQntuples(res) == 1 && db_getf(res, 0, "%int4", 0, &rate);
+	bool		ok = res != NULL && state_row_present(res, m) && db_getf(res, 0, "%int4", 0, &rate);
 
 	*rows_per_second = rate;
 	PQclear(res);
@@ -484,7 +501,7 @@ state_cutover_requested(db *d, const state_migration *m, bool *requested)
 							   "SELECT cutover_requested_at IS NOT NULL FROM pgrepart.migration "
 							   "WHERE id = %int4", m->id);
 	PGbool		value = 0;
-	bool		ok = res != NULL && PQntuples(res) == 1 && db_getf(res, 0, "%bool", 0, &value);
+	bool		ok = res != NULL && state_row_present(res, m) && db_getf(res, 0, "%bool", 0, &value);
 
 	*requested = value;
 	PQclear(res);

@@ -12,6 +12,7 @@
 #include <sys/select.h>
 
 #include "pgrepart/buf.h"
+#include "pgrepart/clock.h"
 #include "pgrepart/db.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
@@ -175,7 +176,7 @@ stream_start(stream *s, const char *slot, const char *publication, lsn_t start)
 	s->received = start;
 	if (s->flushed < start)
 		s->flushed = start;
-	s->next_status_us = lsn_monotonic_us() + (int64_t) s->status_interval_ms * 1000;
+	s->next_status_us = clock_monotonic_us() + (int64_t) s->status_interval_ms * 1000;
 	return true;
 }
 
@@ -198,7 +199,7 @@ stream_send_status(stream *s, bool reply_requested)
 	/* Only what the caller made durable moves the slot. */
 	wire_put_u64(&msg, s->flushed);
 	wire_put_u64(&msg, s->flushed);
-	wire_put_u64(&msg, (uint64_t) lsn_now_pg_time());
+	wire_put_u64(&msg, (uint64_t) clock_pg_now());
 	wire_put_u8(&msg, reply_requested ? 1 : 0);
 	ok = PQputCopyData(s->conn, msg.data, (int) msg.len) > 0 && PQflush(s->conn) == 0;
 	buf_free(&msg);
@@ -207,7 +208,7 @@ stream_send_status(stream *s, bool reply_requested)
 		db_log_error(s->conn, STREAM_LABEL, "send a status update", NULL, s->sqlstate);
 		return false;
 	}
-	s->next_status_us = lsn_monotonic_us() + (int64_t) s->status_interval_ms * 1000;
+	s->next_status_us = clock_monotonic_us() + (int64_t) s->status_interval_ms * 1000;
 	s->reported = s->flushed;
 	return true;
 }
@@ -217,7 +218,7 @@ static bool
 stream_wait(stream *s, int64_t deadline_us)
 {
 	int			sock = PQsocket(s->conn);
-	int64_t		wait_us = deadline_us - lsn_monotonic_us();
+	int64_t		wait_us = deadline_us - clock_monotonic_us();
 	fd_set		readable;
 	struct timeval tv;
 	int			r;
@@ -287,7 +288,7 @@ stream_receive(stream *s, int timeout_ms, bool wake_on_keepalive, const uint8_t 
 			   size_t *len, lsn_t *lsn)
 {
 	/* One clock read per message: the loop reads it again only after waiting. */
-	int64_t		now = lsn_monotonic_us();
+	int64_t		now = clock_monotonic_us();
 	int64_t		deadline = now + (int64_t) timeout_ms * 1000;
 	bool		polled = false;
 
@@ -319,12 +320,12 @@ stream_receive(stream *s, int timeout_ms, bool wake_on_keepalive, const uint8_t 
 		}
 		if (n == 0)
 		{
-			now = lsn_monotonic_us();
+			now = clock_monotonic_us();
 			if (now >= deadline)
 				return STREAM_TIMEOUT;
 			if (!stream_wait(s, deadline < s->next_status_us ? deadline : s->next_status_us))
 				return STREAM_FAILED;
-			now = lsn_monotonic_us();
+			now = clock_monotonic_us();
 			continue;
 		}
 		if (n == -1)

@@ -24,6 +24,7 @@
 #include "pgrepart/buf.h"
 #include "pgrepart/catalog.h"
 #include "pgrepart/checksum.h"
+#include "pgrepart/clock.h"
 #include "pgrepart/copybin.h"
 #include "pgrepart/db.h"
 #include "pgrepart/ident.h"
@@ -398,10 +399,10 @@ verify_copy_wait(verify_run *v)
 		verify_show_progress(v, false);
 		if (maxfd < 0)
 			return true;
-		if (v->o->tick != NULL && lsn_monotonic_us() >= v->next_tick_us)
+		if (v->o->tick != NULL && clock_monotonic_us() >= v->next_tick_us)
 		{
 			v->o->tick(v->o->tick_arg);
-			v->next_tick_us = lsn_monotonic_us() + 1000000;
+			v->next_tick_us = clock_monotonic_us() + 1000000;
 		}
 		if (select(maxfd + 1, &readable, NULL, NULL, &(struct timeval) {1, 0}) < 0 &&
 			errno != EINTR)
@@ -425,7 +426,7 @@ verify_copy_wait(verify_run *v)
 static void
 verify_show_progress(verify_run *v, bool final)
 {
-	int64_t		now = lsn_monotonic_us();
+	int64_t		now = clock_monotonic_us();
 	double		secs = (double) (now - v->started_us) / 1e6;
 	double		estimate = v->side[SOURCE].t->estimated_rows;
 	int64_t		rows = v->side[SOURCE].rows;
@@ -873,7 +874,7 @@ verify_tables(const verify_options *o, FILE *out)
 
 	memset(&v, 0, sizeof(v));
 	v.o = o;
-	v.started_us = lsn_monotonic_us();
+	v.started_us = clock_monotonic_us();
 	if (!verify_open_side(&v, SOURCE, o->source_conninfo, o->source_schema, o->source_table) ||
 		!verify_open_side(&v, TARGET, o->target_conninfo ? o->target_conninfo : o->source_conninfo,
 						  o->target_schema, o->target_table) ||
@@ -888,7 +889,7 @@ verify_tables(const verify_options *o, FILE *out)
 	if (!verify_pass(&v))
 		goto cleanup;
 	{
-		double		secs = (double) (lsn_monotonic_us() - v.started_us) / 1e6;
+		double		secs = (double) (clock_monotonic_us() - v.started_us) / 1e6;
 
 		if (o->json)
 			verify_print_json(&v, secs, out);

@@ -151,7 +151,6 @@ bool		catalog_integer_like(Oid type);
 /* Whether type is smallint, integer or bigint. */
 bool		catalog_integer_type(Oid type);
 const catalog_constraint *catalog_primary_key(const catalog_table *t);
-bool		catalog_relation_exists(db *d, const char *schema, const char *name, bool *exists);
 
 /*
  * The columns a publication carries for the relation qrel (quoted,

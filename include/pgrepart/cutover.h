@@ -94,8 +94,4 @@ int			cutover_abort(const char *conninfo, const char *schema, const char *table)
 /* Give up the attempt: roll back, releasing the lock. */
 void		cutover_release(db *d);
 
-/* The name the table gets after the swap, into out (IDENT_MAX_BYTES + 1). */
-void		cutover_old_name(const state_migration *m, const cutover_options *o, int encoding,
-							 char *out);
-
 #endif

@@ -30,7 +30,6 @@ void		ident_set_keywords(const char *const *words, int count);
 bool		ident_keywords_loaded(void);
 void		ident_free_keywords(void);
 
-bool		ident_needs_quotes(const char *name);
 void		ident_quote(buf *out, const char *name);
 void		ident_quote_qualified(buf *out, const char *schema, const char *name);
 /* The same, as new strings the caller frees. */

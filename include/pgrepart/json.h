@@ -31,9 +31,6 @@ void		json_end_array(json_writer *w);
 void		json_key(json_writer *w, const char *key);
 void		json_string(json_writer *w, const char *value);	/* NULL writes null */
 void		json_int(json_writer *w, int64_t value);
-void		json_double(json_writer *w, double value);
-void		json_bool(json_writer *w, bool value);
-void		json_null(json_writer *w);
 
 /* key + value in one call, for the common case inside objects. */
 void		json_kv_string(json_writer *w, const char *key, const char *value);
@@ -41,8 +38,5 @@ void		json_kv_int(json_writer *w, const char *key, int64_t value);
 void		json_kv_double(json_writer *w, const char *key, double value);
 void		json_kv_bool(json_writer *w, const char *key, bool value);
 void		json_kv_strings(json_writer *w, const char *key, char *const *values, int n);
-
-/* Append s as a quoted, escaped JSON string. */
-void		json_escape(buf *out, const char *s);
 
 #endif

@@ -1,4 +1,4 @@
-/* lsn.h: WAL positions (XLogRecPtr) and PostgreSQL's timestamp epoch. */
+/* lsn.h: WAL positions (XLogRecPtr), read and written as "X/Y". */
 #ifndef PGREPART_LSN_H
 #define PGREPART_LSN_H
 
@@ -15,10 +15,7 @@ typedef uint64_t lsn_t;
 bool		lsn_parse(const char *text, lsn_t *out);
 /* Format into out (LSN_TEXT_SIZE bytes); returns out. */
 char	   *lsn_format(lsn_t lsn, char *out);
-
-/* Microseconds since 2000-01-01 00:00 UTC, PostgreSQL's timestamp epoch. */
-int64_t		lsn_now_pg_time(void);
-/* Microseconds of a monotonic clock, for intervals. */
-int64_t		lsn_monotonic_us(void);
+/* "X/Y" for a message: a buffer that lives until the end of the enclosing block. */
+#define LSN_TEXT(lsn) lsn_format((lsn), (char[LSN_TEXT_SIZE]) {0})
 
 #endif

@@ -145,15 +145,6 @@ bool		partition_binary_expression(Oid type, const char *value, buf *out);
 bool		partition_type_supported(const catalog_column *column);
 
 /*
- * min and max of schema.table's column as text, in the caller's snapshot;
- * NULL when the table is empty.  The strings are the caller's to free.  For
- * a time column (time) the finite ones, with *infinite (may be NULL) telling
- * whether -infinity or infinity occurs.
- */
-bool		partition_read_range(db *d, const char *schema, const char *table, const char *column,
-								 bool time, char **min_value, char **max_value, bool *infinite);
-
-/*
  * Create the shadow's partitions (and log them) for schema.table's current
  * min and max of column, in the caller's snapshot: rows may have gone
  * beyond the planned partitions since the plan read the range.

@@ -99,7 +99,7 @@ void		plan_add_finding(plan *p, finding_level level, const char *check,
 			__attribute__((format(printf, 5, 6)));
 int			plan_count_findings(const plan *p, finding_level level);
 const char *plan_finding_level_name(finding_level level);
-/* "table", "partition", "index", "foreign_key", "comment": as stored in state. */
+/* "table", "partition", "index", "unique", "foreign_key", "comment": as stored in state. */
 const char *plan_phase_name(plan_phase phase);
 
 /* "a, b, c": the names of list, quoted where they need it. */

@@ -69,8 +69,8 @@ typedef struct state_migration
 
 /*
  * One copied chunk (pgrepart.chunk): the key range (previous chunk's hi_key,
- * hi_key], copied under snapshot; lsn was read right after the snapshot was
- * taken.  hi_key is NULL for the last, open-ended chunk; it holds the key's
+ * hi_key], copied under snapshot; lsn is the WAL insert position read by
+ * the statement that took the snapshot.  hi_key is NULL for the last, open-ended chunk; it holds the key's
  * binary values, each as a 4-byte big-endian length and the bytes.
  */
 typedef struct state_chunk

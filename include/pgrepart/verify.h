@@ -1,16 +1,17 @@
 /*
  * verify.h: compare two tables by checksums and name the rows that differ.
  *
- * Both tables are read at once, on two connections, in key order and in
- * chunks: COPY (SELECT <columns matched by name> ... ORDER BY key) TO STDOUT
- * (FORMAT binary), each chunk's bytes hashed with XXH3-128 as they arrive.
- * The source's chunk sets the key range (its first chunk_rows keys); the
- * target's chunk is the same key range, so rows missing or extra on either
- * side land in the same chunk.  A chunk whose digests differ is bisected on
- * the key until few rows remain, and those rows are compared one by one
- * (checksum.h) to name the keys missing, extra or different, and for a
- * different row its columns.  docs/design.md, "Verification", argues why
- * this finds every difference.
+ * Both tables are read at once, on two connections, each sequentially in
+ * whatever order its rows lie: COPY (SELECT <columns matched by name>, <key
+ * as text>) TO STDOUT (FORMAT binary).  Every row goes into the bucket its
+ * key hashes to (about chunk_rows source rows a bucket), which adds the
+ * row's XXH3-128 hash into a 128-bit sum and counts it; a row has the same
+ * bucket on both sides, so a row missing, extra or different changes that
+ * bucket's sum or count.  The buckets that differ are read again, in passes
+ * of bounded memory, and their rows compared one by one (checksum.h) to
+ * name the keys missing, extra or different, and for a different row its
+ * columns.  docs/design.md, "Verification", argues why this finds every
+ * difference.
  *
  * Columns are matched by name, so column order and physical layout do not
  * matter; a column only one table has, or whose types differ, is reported

@@ -68,4 +68,15 @@ $node->psql(join ';', map { $_->{remove_with} } @$left);
 ($src, $sout, $serr) = pgrepart('status', @conn);
 unlike($sout . $serr, qr/leftover|pgrepart_1_99/, 'the SQL it gives removes them');
 
+# The migration's row removed by hand under a run waiting for its manual
+# cutover: the run stops with exit 1 and says why.
+$run = pgrepart_background("$dir/run3.log", 'run', '--cutover', 'manual', @conn, '-t',
+	'chat_messages', '-k', 'created_at');
+ok(wait_for($node, q{SELECT active FROM pg_replication_slots WHERE slot_name LIKE 'pgrepart%'}, 60, $run),
+	'the run resumes streaming') or diag(slurp("$dir/run3.log"));
+$node->psql(q{DELETE FROM pgrepart.migration});
+is(wait_exit($run), 1, 'a run whose migration was removed fails');
+like(slurp("$dir/run3.log"), qr/error: the migration of "public.chat_messages" \(id \d+\) is no longer recorded.*\n.*hint: /,
+	'and says the migration is no longer recorded') or diag(slurp("$dir/run3.log"));
+
 done_testing();
