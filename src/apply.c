@@ -222,74 +222,17 @@ apply_update_by_key(apply *a, const pgout_tuple *oldt, const pgout_tuple *newt, 
 	return ok;
 }
 
+/*
+ * An update that waits in the update batch, when its values can go in
+ * arrays; *batched says whether it went there.
+ */
 static bool
-apply_update(apply *a, const pgout_message *m, lsn_t lsn)
+apply_update_batched(apply *a, const pgout_tuple *oldt, const pgout_tuple *newt,
+					 const pgout_value *part, bool exact, const batch_row *row, bool *batched)
 {
-	const pgout_tuple *newt = &m->update.newtuple;
-	const pgout_tuple *oldt = m->update.oldkind ? &m->update.oldtuple : newt;
-	/* The old partition value is known when the old tuple carries it. */
-	bool		exact = m->update.oldkind == 'O' || a->identity_has_part;
-	const pgout_value *part = m->update.oldkind && exact ? &oldt->values[a->part] :
-		&newt->values[a->part];
 	const pgout_value **vals;
-	char	   *mask;
-	char		name[32];
-	int			target;
-	char	   *key;
-	char	   *newkey;
-	uint64_t	hash[2];
-	retry	   *r = NULL;
 	int			nvals = 0;
-	bool		ok = false;
-
-	if (newt->ncols != a->rel->ncols || oldt->ncols != a->rel->ncols)
-	{
-		log_error("update at %s does not carry the relation's %d columns", LSN_TEXT(lsn),
-				  a->rel->ncols);
-		return false;
-	}
-	for (int i = 0; i < a->nkey; i++)
-	{
-		if (oldt->values[a->key[i]].kind == 'u' || oldt->values[a->key[i]].kind == 'n')
-		{
-			log_error("update at %s does not carry the old value of key column \"%s\"",
-					  LSN_TEXT(lsn), a->rel->columns[a->key[i]].name);
-			return false;
-		}
-	}
-	if (!apply_check_partition(a, newt, "update", lsn))
-		return false;
-
-	key = apply_describe_key(a, oldt);
-	newkey = m->update.oldkind == 'K' || m->update.oldkind == 'O' ?
-		apply_describe_key(a, newt) : xstrdup(key);
-	a->stats.updates++;
-
-	/*
-	 * Both the old and the new key are touched (they differ when the key
-	 * changed).  The new key first: what waits under it goes before the row
-	 * takes it, even when the row is a pending insert the update folds into.
-	 */
-	hash[0] = keyset_hash(key, strlen(key));
-	hash[1] = hash[0];
-	if (strcmp(newkey, key) != 0 && !apply_claim_key(a, newkey, &hash[1]))
-	{
-		free(key);
-		free(newkey);
-		return false;
-	}
-	if (apply_fold_update(a, key, newkey, hash, newt))
-	{
-		free(key);
-		free(newkey);
-		return true;
-	}
-	if (!apply_claim_key(a, key, NULL))
-	{
-		free(key);
-		free(newkey);
-		return false;
-	}
+	bool		ok = true;
 
 	/*
 	 * In a batch: the new row, the old key, and where to look (the old
@@ -301,47 +244,53 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 	for (int i = 0; i < a->nkey; i++)
 		vals[nvals++] = &oldt->values[a->key[i]];
 	vals[nvals++] = part;
-	if (apply_batchable(a, vals, nvals))
+	*batched = apply_batchable(a, vals, nvals);
+	if (*batched)
 	{
-		batch_row	row = {false, lsn, {hash[0], hash[1]}, exact, key, newkey};
-
 		/* A batch either knows every row's partition or looks further for each. */
-		if (a->updates.nrows > 0 && a->updates.by_part != exact && !apply_flush_batches(a))
+		ok = a->updates.nrows == 0 || a->updates.by_part == exact || apply_flush_batches(a);
+		if (ok)
 		{
-			free(vals);
-			free(key);
-			free(newkey);
-			return false;
+			a->updates.by_part = exact;
+			apply_batch_add(a, &a->updates, row, vals, nvals);
+			ok = apply_batch_room(a, &a->updates);
 		}
-		a->updates.by_part = exact;
-		apply_batch_add(a, &a->updates, &row, vals, nvals);
-		free(vals);
-		free(key);
-		free(newkey);
-		return apply_batch_room(a, &a->updates);
 	}
 	free(vals);
-	free(newkey);
+	return ok;
+}
 
-	/*
-	 * Alone, in source order.  Where the row is: in the new row's leaf when
-	 * it stays there (the old partition value is known and in the same
-	 * leaf), or, without the old value, probably there; otherwise found
-	 * through the parent by key and old partition value, which also moves
-	 * it.  A guess that finds nothing is repeated through the parent by key
-	 * alone after the sync; in order, the key alone is the only look.
-	 */
+/*
+ * An update sent alone, in source order.  Where the row is: in the new
+ * row's leaf when it stays there (the old partition value is known and in
+ * the same leaf), or, without the old value, probably there; otherwise found
+ * through the parent by key and old partition value, which also moves it.
+ * A guess that finds nothing is repeated through the parent by key alone
+ * after the sync; in order, the key alone is the only look.  Takes key.
+ */
+static bool
+apply_update_alone(apply *a, const pgout_tuple *oldt, const pgout_tuple *newt,
+				   const pgout_value *part, bool exact, const uint64_t hash[2], lsn_t lsn,
+				   char *key)
+{
+	char	   *mask = NULL;
+	char		name[32];
+	int			target;
+	retry	   *r = NULL;
+	bool		ok = false;
+
 	if (!apply_flush_pending(a))
-	{
-		free(key);
-		return false;
-	}
+		goto cleanup;
 	mask = xmalloc((size_t) a->rel->ncols + 1);
 	for (int i = 0; i < newt->ncols; i++)
 		mask[i] = newt->values[i].kind == 'u' ? '0' : '1';
 	mask[newt->ncols] = '\0';
 	if (!exact && apply_in_order(a))
-		return apply_update_by_key(a, oldt, newt, mask, key, lsn);
+	{
+		ok = apply_update_by_key(a, oldt, newt, mask, key, lsn);
+		key = mask = NULL;		/* taken */
+		goto cleanup;
+	}
 	target = apply_target_of(a, &newt->values[a->part]);
 	if (exact && target != TARGET_PARENT && apply_target_of(a, part) != target)
 		target = TARGET_PARENT;
@@ -363,8 +312,88 @@ apply_update(apply *a, const pgout_message *m, lsn_t lsn)
 							  EXPECT_ONE_ROW, "update", lsn, key, r);
 		key = NULL;
 	}
+
+cleanup:
 	free(key);
 	free(mask);
+	return ok;
+}
+
+/* Whether an update carries every column, and the old key whole. */
+static bool
+apply_update_complete(const apply *a, const pgout_tuple *oldt, const pgout_tuple *newt, lsn_t lsn)
+{
+	if (newt->ncols != a->rel->ncols || oldt->ncols != a->rel->ncols)
+	{
+		log_error("update at %s does not carry the relation's %d columns", LSN_TEXT(lsn),
+				  a->rel->ncols);
+		return false;
+	}
+	for (int i = 0; i < a->nkey; i++)
+	{
+		if (oldt->values[a->key[i]].kind == 'u' || oldt->values[a->key[i]].kind == 'n')
+		{
+			log_error("update at %s does not carry the old value of key column \"%s\"",
+					  LSN_TEXT(lsn), a->rel->columns[a->key[i]].name);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+apply_update(apply *a, const pgout_message *m, lsn_t lsn)
+{
+	const pgout_tuple *newt = &m->update.newtuple;
+	const pgout_tuple *oldt = m->update.oldkind ? &m->update.oldtuple : newt;
+	/* The old partition value is known when the old tuple carries it. */
+	bool		exact = m->update.oldkind == 'O' || a->identity_has_part;
+	const pgout_value *part = m->update.oldkind && exact ? &oldt->values[a->part] :
+		&newt->values[a->part];
+	char	   *key;
+	char	   *newkey;
+	uint64_t	hash[2];
+	bool		batched = false;
+	bool		ok = false;
+
+	if (!apply_update_complete(a, oldt, newt, lsn) || !apply_check_partition(a, newt, "update", lsn))
+		return false;
+
+	key = apply_describe_key(a, oldt);
+	newkey = m->update.oldkind == 'K' || m->update.oldkind == 'O' ?
+		apply_describe_key(a, newt) : xstrdup(key);
+	a->stats.updates++;
+
+	/*
+	 * Both the old and the new key are touched (they differ when the key
+	 * changed).  The new key first: what waits under it goes before the row
+	 * takes it, even when the row is a pending insert the update folds into.
+	 */
+	hash[0] = keyset_hash(key, strlen(key));
+	hash[1] = hash[0];
+	if (strcmp(newkey, key) != 0 && !apply_claim_key(a, newkey, &hash[1]))
+		goto cleanup;
+	if (apply_fold_update(a, key, newkey, hash, newt))
+	{
+		ok = true;
+		goto cleanup;
+	}
+	if (!apply_claim_key(a, key, NULL))
+		goto cleanup;
+	{
+		batch_row	row = {false, lsn, {hash[0], hash[1]}, exact, key, newkey};
+
+		ok = apply_update_batched(a, oldt, newt, part, exact, &row, &batched);
+	}
+	if (ok && !batched)
+	{
+		ok = apply_update_alone(a, oldt, newt, part, exact, hash, lsn, key);
+		key = NULL;				/* taken */
+	}
+
+cleanup:
+	free(key);
+	free(newkey);
 	return ok;
 }
 

@@ -344,6 +344,17 @@ apply_flush_run(apply *a)
 }
 
 
+/* The header of a one-dimensional array of n elements in binary send format. */
+static void
+apply_put_array_header(buf *out, Oid element, bool nulls, int n)
+{
+	wire_put_u32(out, 1);		/* dimensions */
+	wire_put_u32(out, nulls);
+	wire_put_u32(out, element);
+	wire_put_u32(out, (uint32_t) n);
+	wire_put_u32(out, 1);		/* lower bound */
+}
+
 /*
  * A one-dimensional array in binary send format whose element i is
  * vals[i * stride]; unchanged-TOAST markers go as NULL (a keep flag says
@@ -356,11 +367,7 @@ apply_put_array(buf *out, Oid element, const pgout_value *vals, int n, int strid
 
 	for (int i = 0; i < n; i++)
 		nulls = nulls || vals[(size_t) i * stride].kind != 'b';
-	wire_put_u32(out, 1);		/* dimensions */
-	wire_put_u32(out, nulls);
-	wire_put_u32(out, element);
-	wire_put_u32(out, (uint32_t) n);
-	wire_put_u32(out, 1);		/* lower bound */
+	apply_put_array_header(out, element, nulls, n);
 	for (int i = 0; i < n; i++)
 	{
 		const pgout_value *v = &vals[(size_t) i * stride];
@@ -797,6 +804,75 @@ apply_change_name(change_kind kind, bool plural)
 	return names[kind][plural];
 }
 
+/*
+ * The columns an update batch keeps (keep[c] '1'): those for which a row
+ * carries an unchanged-TOAST marker.  NULL for other batches.
+ */
+static char *
+apply_batch_keep(const apply *a, const batch *b, const pgout_value *vals, int nrows, int *nkeep)
+{
+	int			nv = b->nvalues;
+	char	   *keep;
+
+	*nkeep = 0;
+	if (b->kind != CHANGE_UPDATE)
+		return NULL;
+	keep = xmalloc((size_t) a->rel->ncols + 1);
+	for (int c = 0; c < a->rel->ncols; c++)
+	{
+		keep[c] = '0';
+		for (int i = 0; i < nrows && keep[c] == '0'; i++)
+			if (vals[(size_t) i * nv + c].kind == 'u')
+				keep[c] = '1';
+		*nkeep += keep[c] == '1';
+	}
+	keep[a->rel->ncols] = '\0';
+	return keep;
+}
+
+/*
+ * The batch statement's parameters in a->values: one array per value, then
+ * the keep flags of each kept column, all in arrays (which must outlive the
+ * send).  Returns how many.
+ */
+static int
+apply_batch_params(apply *a, const batch *b, const pgout_value *vals, int nrows,
+				   const char *keep, int nkeep, buf *arrays)
+{
+	int			nv = b->nvalues;
+	size_t	   *offsets = xcalloc((size_t) nv + (size_t) nkeep + 1, sizeof(size_t));
+	int			nparams = 0;
+
+	for (int j = 0; j < nv; j++)
+	{
+		offsets[nparams++] = arrays->len;
+		apply_put_array(arrays, a->rel->columns[apply_batch_column(a, b->kind, j)].type_oid,
+						&vals[j], nrows, nv);
+	}
+	for (int c = 0; keep != NULL && c < a->rel->ncols; c++)
+	{
+		if (keep[c] != '1')
+			continue;
+		offsets[nparams++] = arrays->len;
+		apply_put_array_header(arrays, BOOLOID, false, nrows);
+		for (int i = 0; i < nrows; i++)
+		{
+			wire_put_u32(arrays, 1);
+			wire_put_u8(arrays, vals[(size_t) i * nv + c].kind == 'u');
+		}
+	}
+	offsets[nparams] = arrays->len;
+	apply_reserve_params(a, nparams);
+	for (int j = 0; j < nparams; j++)
+	{
+		a->values[j] = arrays->data + offsets[j];
+		a->lengths[j] = (int) (offsets[j + 1] - offsets[j]);
+		a->formats[j] = 1;
+	}
+	free(offsets);
+	return nparams;
+}
+
 /* Send a batch as one statement; the expectation takes its rows. */
 bool
 apply_flush_batch(apply *a, batch *b)
@@ -804,10 +880,9 @@ apply_flush_batch(apply *a, batch *b)
 	int			nrows = 0;
 	int			nv = b->nvalues;
 	pgout_value *vals;
-	char	   *keep = NULL;
-	int			nkeep = 0;
-	int			nparams = 0;
-	size_t	   *offsets;
+	char	   *keep;
+	int			nkeep;
+	int			nparams;
 	buf			arrays;
 	char		name[32];
 	wire_reader r;
@@ -834,55 +909,10 @@ apply_flush_batch(apply *a, batch *b)
 		first = nrows == 0 ? row.lsn : first;
 		nrows++;
 	}
-	if (b->kind == CHANGE_UPDATE)
-	{
-		keep = xmalloc((size_t) a->rel->ncols + 1);
-		for (int c = 0; c < a->rel->ncols; c++)
-		{
-			keep[c] = '0';
-			for (int i = 0; i < nrows && keep[c] == '0'; i++)
-				if (vals[(size_t) i * nv + c].kind == 'u')
-					keep[c] = '1';
-			nkeep += keep[c] == '1';
-		}
-		keep[a->rel->ncols] = '\0';
-	}
-	ok = apply_statement(a, b->kind, TARGET_BATCH,
-						 b->by_part, keep, name);
-
-	/* One array per value, then the keep flags, all in one buffer. */
+	keep = apply_batch_keep(a, b, vals, nrows, &nkeep);
+	ok = apply_statement(a, b->kind, TARGET_BATCH, b->by_part, keep, name);
 	buf_init(&arrays);
-	offsets = xcalloc((size_t) nv + (size_t) nkeep + 1, sizeof(size_t));
-	for (int j = 0; j < nv; j++)
-	{
-		offsets[nparams++] = arrays.len;
-		apply_put_array(&arrays, a->rel->columns[apply_batch_column(a, b->kind, j)].type_oid,
-						&vals[j], nrows, nv);
-	}
-	for (int c = 0; keep != NULL && c < a->rel->ncols; c++)
-	{
-		if (keep[c] != '1')
-			continue;
-		offsets[nparams++] = arrays.len;
-		wire_put_u32(&arrays, 1);
-		wire_put_u32(&arrays, 0);
-		wire_put_u32(&arrays, BOOLOID);
-		wire_put_u32(&arrays, (uint32_t) nrows);
-		wire_put_u32(&arrays, 1);
-		for (int i = 0; i < nrows; i++)
-		{
-			wire_put_u32(&arrays, 1);
-			wire_put_u8(&arrays, vals[(size_t) i * nv + c].kind == 'u');
-		}
-	}
-	offsets[nparams] = arrays.len;
-	apply_reserve_params(a, nparams);
-	for (int j = 0; j < nparams; j++)
-	{
-		a->values[j] = arrays.data + offsets[j];
-		a->lengths[j] = (int) (offsets[j + 1] - offsets[j]);
-		a->formats[j] = 1;
-	}
+	nparams = apply_batch_params(a, b, vals, nrows, keep, nkeep, &arrays);
 
 	sent = xmalloc(sizeof(batch));
 	*sent = *b;
@@ -895,7 +925,6 @@ apply_flush_batch(apply *a, batch *b)
 		ok = false;
 	}
 	buf_free(&arrays);
-	free(offsets);
 	free(keep);
 	free(vals);
 	if (!ok)

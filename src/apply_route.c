@@ -238,8 +238,10 @@ apply_cover(apply *a, int64_t value)
 	{
 		int64_t		covered[2] = {a->lower, a->upper};
 
-		ok = partition_extend(a->db, a->o.schema, a->o.table, a->qshadow, a->o.partition_column,
-							  a->partition_type, a->o.interval, &value, NULL, covered, &set);
+		partition_target target = {a->o.schema, a->o.table, a->qshadow, a->o.partition_column,
+			a->partition_type, a->o.interval};
+
+		ok = partition_extend_to_value(a->db, &target, value, covered, &set);
 		if (ok)
 		{
 			for (int i = 0; i < set.count; i++)

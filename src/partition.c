@@ -626,11 +626,26 @@ partition_create(db *d, const char *sql, const partition_bound *b)
 	return ok;
 }
 
-bool
-partition_extend(db *d, const char *schema, const char *table_name, const char *qparent,
-				 const char *column_name, Oid type, const char *interval, const int64_t *binary_value,
-				 const char *text_value, const int64_t *covered, partition_set *created)
+/*
+ * The value a new partition must take: in binary form, with the range the
+ * caller knows to be covered, or as text, the range read from the catalog.
+ */
+typedef struct partition_point
 {
+	bool		binary;
+	int64_t		value;			/* binary */
+	int64_t		covered[2];		/* binary */
+	const char *text;			/* not binary */
+} partition_point;
+
+/* See partition_extend_to_text and partition_extend_to_value. */
+static bool
+partition_extend(db *d, const partition_target *t, const partition_point *p, partition_set *created)
+{
+	const char *schema = t->schema;
+	const char *qparent = t->qparent;
+	const char *interval = t->interval;
+	Oid			type = t->type;
 	const char *type_name;
 	buf			value_sql;
 	bool		integer = catalog_integer_type(type);
@@ -644,7 +659,7 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 
 	memset(created, 0, sizeof(*created));
 	buf_init(&value_sql);
-	partition_value_expression(type, binary_value == NULL, &type_name, &value_sql);
+	partition_value_expression(type, !p->binary, &type_name, &value_sql);
 	out_type = type == CATALOG_DATEOID ? "pg_catalog.date" : type_name;
 	created->scheme.kind = integer ? PARTITION_INTEGER : PARTITION_DAY;
 	/*
@@ -658,7 +673,7 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 	 */
 	buf_init(&sql);
 	buf_append(&sql, "WITH RECURSIVE ");
-	if (covered != NULL)
+	if (p->binary)
 		buf_appendf(&sql, "r AS (SELECT %1$s AS lo, %1$s AS hi), ", value_sql.data);
 	else
 		buf_appendf(&sql,
@@ -678,7 +693,7 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 				"      UNION ALL SELECT r.lo - p.i * k FROM down, r, p) "
 				"SELECT %4$s, s::%5$s::pg_catalog.text, (s + p.i)::%5$s::pg_catalog.text",
 				value_sql.data, step, PARTITION_MAX_COUNT, fields, out_type);
-	if (binary_value != NULL)
+	if (p->binary)
 	{
 		char		bound[64];
 
@@ -695,17 +710,11 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 		}
 	}
 	buf_append(&sql, " FROM s, p ORDER BY s.s");
-	if (covered != NULL)
-		res = db_execf(d, "compute partitions for a new row", sql.data, (PGint8) covered[0],
-					   (PGint8) covered[1], (PGint8) *binary_value, interval);
+	if (p->binary)
+		res = db_execf(d, "compute partitions for a new row", sql.data, (PGint8) p->covered[0],
+					   (PGint8) p->covered[1], (PGint8) p->value, interval);
 	else
-	{
-		if (binary_value != NULL)
-			res = db_execf(d, "compute partitions for a new row", sql.data, qparent,
-						   (PGint8) *binary_value, interval);
-		else
-			res = db_execf(d, "compute partitions for rows", sql.data, qparent, text_value, interval);
-	}
+		res = db_execf(d, "compute partitions for rows", sql.data, qparent, p->text, interval);
 	if (res == NULL)
 		goto cleanup;
 	if (!integer)
@@ -723,12 +732,12 @@ partition_extend(db *d, const char *schema, const char *table_name, const char *
 		catalog_table named = {0};
 		catalog_column column = {0};
 
-		named.name = (char *) table_name;
-		column.name = (char *) column_name;
+		named.name = (char *) t->table_name;
+		column.name = (char *) t->column;
 		if (!partition_add_rows(created, &named, &column, interval, res, d->encoding))
 			goto cleanup;
 	}
-	for (int i = 0; binary_value != NULL && i < created->count; i++)
+	for (int i = 0; p->binary && i < created->count; i++)
 	{
 		PGint8		from, to;
 
@@ -773,6 +782,24 @@ cleanup:
 	if (!ok)
 		partition_set_free(created);
 	return ok;
+}
+
+bool
+partition_extend_to_text(db *d, const partition_target *t, const char *value,
+						 partition_set *created)
+{
+	partition_point p = {.binary = false, .text = value};
+
+	return partition_extend(d, t, &p, created);
+}
+
+bool
+partition_extend_to_value(db *d, const partition_target *t, int64_t value,
+						  const int64_t covered[2], partition_set *created)
+{
+	partition_point p = {.binary = true, .value = value, .covered = {covered[0], covered[1]}};
+
+	return partition_extend(d, t, &p, created);
 }
 
 void
@@ -828,12 +855,12 @@ partition_cover_range(db *d, const char *schema, const char *table, const char *
 		goto cleanup;
 	for (int i = 0; i < 2; i++)
 	{
+		partition_target target = {schema, table, qshadow, column, type, interval};
 		partition_set created;
 
 		if (range[i] == NULL)
 			continue;
-		if (!partition_extend(d, schema, table, qshadow, column, type, interval, NULL,
-							  range[i], NULL, &created))
+		if (!partition_extend_to_text(d, &target, range[i], &created))
 			goto cleanup;
 		for (int j = 0; j < created.count; j++)
 			log_info("created partition \"%s.%s\" for rows beyond the planned partitions",
@@ -863,6 +890,7 @@ partition_ahead(db *d, const char *schema, const char *table, const char *interv
 	char	   *qtable = NULL;
 	PGresult   *res = NULL;
 	const char *width = interval;
+	partition_target target;
 	partition_set created = {0};
 	catalog_table *t = NULL;
 	Oid			type;
@@ -933,6 +961,8 @@ partition_ahead(db *d, const char *schema, const char *table, const char *interv
 			buf_appendf(&sql, "%s::pg_catalog.text", type == CATALOG_DATEOID ? "pg_catalog.date" :
 						type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" : "pg_catalog.timestamptz");
 		v = db_execf(d, "compute how far ahead to partition", sql.data, ahead, width);
+		target = (partition_target) {PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), qparent,
+			PQgetvalue(res, 0, 2), type, width};
 		/*
 		 * CREATE TABLE ... PARTITION OF locks the live parent ACCESS
 		 * EXCLUSIVE: wait for it briefly, never long enough to queue the
@@ -940,9 +970,7 @@ partition_ahead(db *d, const char *schema, const char *table, const char *interv
 		 */
 		ok = v != NULL && db_exec(d, "limit the wait for the table's lock",
 								  "SET lock_timeout = '1s'") &&
-			partition_extend(d, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), qparent,
-										   PQgetvalue(res, 0, 2), type, width, NULL, PQgetvalue(v, 0, 0), NULL,
-										   &created);
+			partition_extend_to_text(d, &target, PQgetvalue(v, 0, 0), &created);
 		for (int i = 0; ok && i < created.count; i++)
 			log_info("created partition \"%s.%s\"", PQgetvalue(res, 0, 0), created.items[i].name);
 		*ncreated = ok ? created.count : 0;

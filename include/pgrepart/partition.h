@@ -68,7 +68,7 @@ typedef struct partition_bound
 	char	   *from;			/* the column type's text form; NULL for DEFAULT */
 	char	   *to;
 	bool		is_default;
-	int64_t		binary_from;	/* from partition_extend with a binary value: */
+	int64_t		binary_from;	/* from partition_extend_to_value: */
 	int64_t		binary_to;		/* the bounds' binary forms, as that value's */
 } partition_bound;
 
@@ -104,27 +104,40 @@ bool		partition_compute(db *d, const catalog_table *t, const catalog_column *col
 							  partition_set *out);
 void		partition_set_free(partition_set *set);
 
+/* A partitioned table to extend, and how its new partitions are made. */
+typedef struct partition_target
+{
+	const char *schema;
+	const char *table_name;		/* new partitions are named after it */
+	const char *qparent;		/* the partitioned table, quoted and qualified */
+	const char *column;			/* the partition column */
+	Oid			type;			/* its type */
+	const char *interval;		/* how wide a new partition is */
+} partition_target;
+
 /*
- * Create the partitions of the partitioned table qparent (already quoted)
- * that reach a partition column value of type type beyond the range the
- * existing range partitions cover: each as wide as interval, next to the
- * last one, named after table_name.  The value is given either in its binary
- * form as int64 (microseconds since 2000-01-01 for timestamps, days for
- * dates, the number for integers) or as text.  Nothing is created when the
- * value is covered.  *created lists what was created.  Logs and returns
- * false on failure; a DEFAULT partition holding rows of a range to create
- * fails the call with nothing created.  column names the partition column.
+ * Create the partitions of t->qparent that reach a partition column value
+ * beyond the range the existing range partitions cover: each as wide as
+ * t->interval, next to the last one, named after t->table_name.  Nothing is
+ * created when the value is covered.  *created lists what was created.  Logs
+ * and returns false on failure; a DEFAULT partition holding rows of a range
+ * to create fails the call with nothing created.
  *
- * covered, with a binary value only, is the range [covered[0], covered[1])
- * in binary form as the caller knows it, which spares reading the bounds of
- * every partition from the catalog; the caller also knows there is no
- * DEFAULT partition.  NULL reads both from the catalog.
+ * The value as text, of the column's type; the covered range is read from
+ * the catalog.
  */
-bool		partition_extend(db *d, const char *schema, const char *table_name,
-							 const char *qparent, const char *column, Oid type,
-							 const char *interval, const int64_t *binary_value,
-							 const char *text_value, const int64_t *covered,
-							 partition_set *created);
+bool		partition_extend_to_text(db *d, const partition_target *t, const char *value,
+									 partition_set *created);
+
+/*
+ * The same for a value in its binary form as int64 (microseconds since
+ * 2000-01-01 for timestamps, days for dates, the number for integers), with
+ * the covered range [covered[0], covered[1]) as the caller knows it (which
+ * spares reading every partition's bounds; the caller also knows there is
+ * no DEFAULT partition).  created's bounds carry binary_from and binary_to.
+ */
+bool		partition_extend_to_value(db *d, const partition_target *t, int64_t value,
+									  const int64_t covered[2], partition_set *created);
 
 /*
  * Give every partition of qparent (quoted, qualified) the parent's replica
