@@ -5,9 +5,17 @@ PG_CONFIG ?= pg_config
 PREFIX    ?= /usr/local
 VERSION   := 0.1.0
 
-PG_INCLUDEDIR := $(shell $(PG_CONFIG) --includedir)
-PG_LIBDIR     := $(shell $(PG_CONFIG) --libdir)
-PG_BINDIR     := $(shell $(PG_CONFIG) --bindir)
+PG_INCLUDEDIR := $(shell $(PG_CONFIG) --includedir 2>/dev/null)
+PG_LIBDIR     := $(shell $(PG_CONFIG) --libdir 2>/dev/null)
+PG_BINDIR     := $(shell $(PG_CONFIG) --bindir 2>/dev/null)
+
+# The build's packages that are not here: plain make names them rather than
+# failing on a missing header (make deps, make check and make demo install
+# them).
+MISSING_PACKAGES := $(strip \
+    $(if $(and $(PG_INCLUDEDIR),$(wildcard $(PG_INCLUDEDIR)/libpq-fe.h)),,libpq-dev) \
+    $(if $(wildcard /usr/include/libpqtypes.h),,libpqtypes-dev) \
+    $(if $(wildcard /usr/include/xxhash.h),,libxxhash-dev))
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -31,14 +39,14 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS) $(EXTRA_CFLAGS)
 
-.PHONY: all deps asan check check-run check-asan check-faults lint fuzz bench demo demo-run clean install
+.PHONY: all deps packages asan check check-run check-asan check-faults lint fuzz bench demo demo-run clean install
 
 all: $(BIN) $(UNIT_BINS)
 
 $(BIN): $(LIB_OBJS) $(BUILD)/src/main.o
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/src/%.o: src/%.c $(wildcard include/pgrepart/*.h) | $(BUILD)/src
+$(BUILD)/src/%.o: src/%.c $(wildcard include/pgrepart/*.h) | packages $(BUILD)/src
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB_OBJS) | $(BUILD)/tests
@@ -46,6 +54,13 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB_OBJS) | $(BUILD)/tests
 
 $(BUILD)/src $(BUILD)/tests:
 	mkdir -p $@
+
+packages:
+ifneq ($(MISSING_PACKAGES),)
+	@echo "pgrepart: the build needs Debian's $(MISSING_PACKAGES)." >&2
+	@echo "pgrepart: run \"make deps\" (it installs them with apt-get), or apt-get install them yourself." >&2
+	@exit 1
+endif
 
 # The sanitizer build: ./build/asan/pgrepart and its unit tests.
 asan:
@@ -58,7 +73,9 @@ deps:
 
 # Every test: unit tests (pure code) and integration tests against throwaway
 # PostgreSQL clusters, all under prove so the closing line is its summary.
-# The packages come first, then a fresh make reads pg_config's paths.
+# make check calls make deps first, by name, so the README's two commands work
+# on a fresh machine; a fresh make then reads pg_config's paths.  The tests
+# themselves (check-run, check-asan) install nothing.
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
