@@ -725,7 +725,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 
 	if (m->phase == STATE_PREPARED && !backfill_create_slot(d, conninfo, m))
 		return BACKFILL_FAILED;
-	if (*sp == NULL && (*sp = spool_open(conninfo, m, t)) == NULL)
+	if (*sp == NULL && (*sp = spool_open(conninfo, m)) == NULL)
 		return BACKFILL_FAILED;
 	if (!backfill_init(&b, d, conninfo, t, m, o) || !backfill_resume(&b))
 		goto cleanup;

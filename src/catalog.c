@@ -136,7 +136,13 @@ static const char columns_query[] =
 	"            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast ca WHERE ca.castmethod = 'b' "
 	"                       AND ca.castsource = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END "
 	"                       AND ca.casttarget = oc.opcintype))), "
-	"  pg_catalog.col_description(a.attrelid, a.attnum) "
+	"  pg_catalog.col_description(a.attrelid, a.attnum), "
+	/* Binary COPY needs send and receive functions, of an array's elements too. */
+	"  (SELECT bt.typsend <> 0 AND bt.typreceive <> 0 AND (bt.typcategory <> 'A' OR EXISTS "
+	"     (SELECT 1 FROM pg_catalog.pg_type et WHERE et.oid = bt.typelem "
+	"      AND et.typsend <> 0 AND et.typreceive <> 0)) "
+	"   FROM pg_catalog.pg_type bt "
+	"   WHERE bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END) "
 	"FROM pg_catalog.pg_attribute a "
 	"JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
 	"LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation "
@@ -161,12 +167,13 @@ catalog_read_columns(db *d, catalog_table *t)
 		catalog_column *c = &t->columns[i];
 		PGint4		attnum;
 		Oid			base_type;
-		PGbool		not_null, orderable;
+		PGbool		not_null, orderable, binary = 1;
 		PGchar		identity, generated;
 
 		if (!db_getf(res, i, "%int4 %oid %bool %char %char %bool",
 					 0, &attnum, 3, &base_type, 7, &not_null, 8, &identity,
-					 9, &generated, 10, &orderable))
+					 9, &generated, 10, &orderable) ||
+			(!PQgetisnull(res, i, 12) && !db_getf(res, i, "%bool", 12, &binary)))
 			goto cleanup;
 		t->ncolumns++;
 		c->attnum = attnum;
@@ -181,6 +188,7 @@ catalog_read_columns(db *d, catalog_table *t)
 		c->generated = generated;
 		c->btree_orderable = orderable;
 		c->comment = catalog_text(res, i, 11);
+		c->binary_io = binary;
 	}
 	ok = true;
 

@@ -643,6 +643,7 @@ cli_plan(int argc, char **argv)
 	cli_plan_args args;
 	db			d = {0};
 	plan	   *p = NULL;
+	bool		bad_interval;
 	int			rc = cli_parse_plan_args(argc, argv, &args);
 
 	if (rc >= 0)
@@ -650,9 +651,12 @@ cli_plan(int argc, char **argv)
 	rc = EXIT_FAIL;
 	if (!db_connect(&d, args.common.dbname, "source"))
 		goto cleanup;
-	p = preflight_plan(&d, args.common.dbname, args.schema, args.table, &args.o);
+	p = preflight_plan(&d, args.common.dbname, args.schema, args.table, &args.o, &bad_interval);
 	if (p == NULL)
+	{
+		rc = bad_interval ? EXIT_USAGE : EXIT_FAIL;
 		goto cleanup;
+	}
 	if (args.sql_only)
 		plan_print_sql(p, stdout);
 	else if (args.common.json)
@@ -732,6 +736,9 @@ cli_run(int argc, char **argv)
 			break;
 		case RUN_DIFFERENT:
 			rc = EXIT_DIFFERENT;
+			break;
+		case RUN_USAGE:
+			rc = EXIT_USAGE;
 			break;
 		case RUN_FAILED:
 			rc = EXIT_FAIL;

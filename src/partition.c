@@ -236,18 +236,23 @@ partition_interval_shape(db *d, const char *interval, PGint4 *months, PGint4 *da
 	return ok;
 }
 
+/* The scheme of a time column's interval; *bad set when the interval itself is wrong. */
 static bool
 partition_scheme_from_server(db *d, const catalog_column *column, const char *interval,
-							 partition_scheme *s)
+							 partition_scheme *s, bool *bad)
 {
 	PGint4		months, days;
 	PGint8		micros;
 	char		err[256];
 
+	*bad = true;
 	if (!partition_interval_shape(d, interval, &months, &days, &micros))
 	{
-		log_hint("Give --interval as PostgreSQL writes intervals: '1 month', '3 months', "
-				 "'1 year', '1 week', '1 day'.");
+		/* A data exception is the server refusing the value; anything else is not its fault. */
+		*bad = SQLSTATE_IN_CLASS(d->sqlstate, SQLSTATE_CLASS_DATA);
+		if (*bad)
+			log_hint("Give --interval as PostgreSQL writes intervals: '1 month', '3 months', "
+					 "'1 year', '1 week', '1 day'.");
 		return false;
 	}
 	if (!partition_scheme_for_interval(s, months, days, micros, err, sizeof(err)))
@@ -263,6 +268,7 @@ partition_scheme_from_server(db *d, const catalog_column *column, const char *in
 		log_hint("Use an interval of whole days, weeks, months or years.");
 		return false;
 	}
+	*bad = false;
 	return true;
 }
 
@@ -305,14 +311,12 @@ cleanup:
 	return ok;
 }
 
+/* An integer column's interval: a positive whole number of keys. */
 static bool
-partition_compute_integer(db *d, const catalog_table *t, const catalog_column *column,
-						  const char *interval, int premake, partition_set *set)
+partition_integer_step(const catalog_column *column, const char *interval, partition_scheme *s)
 {
-	PGresult   *res;
 	char	   *end;
 	long long	step;
-	bool		ok = false;
 
 	errno = 0;
 	step = strtoll(interval, &end, 10);
@@ -323,8 +327,19 @@ partition_compute_integer(db *d, const catalog_table *t, const catalog_column *c
 		log_hint("For example --interval 1000000 for a partition per million keys.");
 		return false;
 	}
-	set->scheme.kind = PARTITION_INTEGER;
-	set->scheme.step = step;
+	s->kind = PARTITION_INTEGER;
+	s->step = step;
+	return true;
+}
+
+static bool
+partition_compute_integer(db *d, const catalog_table *t, const catalog_column *column,
+						  const char *interval, int premake, partition_set *set)
+{
+	PGresult   *res;
+	long long	step = set->scheme.step;
+	bool		ok = false;
+
 	res = db_execf(d, "compute the partition bounds",
 				   "SELECT s::pg_catalog.int8::pg_catalog.text, "
 				   "  s::pg_catalog.int8::pg_catalog.text, "
@@ -469,6 +484,8 @@ bool
 partition_compute(db *d, const catalog_table *t, const catalog_column *column,
 				  const char *interval, int premake, bool with_default, partition_set *out)
 {
+	bool		bad_interval = false;
+
 	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < t->nindexes; i++)
 	{
@@ -480,6 +497,11 @@ partition_compute(db *d, const catalog_table *t, const catalog_column *column,
 	}
 	if (partition_is_integer(column))
 	{
+		if (!partition_integer_step(column, interval, &out->scheme))
+		{
+			bad_interval = true;
+			goto fail;
+		}
 		if (!partition_read_range(d, t->schema, t->name, column->name, false, &out->min_value,
 								  &out->max_value, NULL) ||
 			!partition_compute_integer(d, t, column, interval, premake, out))
@@ -487,7 +509,7 @@ partition_compute(db *d, const catalog_table *t, const catalog_column *column,
 	}
 	else
 	{
-		if (!partition_scheme_from_server(d, column, interval, &out->scheme) ||
+		if (!partition_scheme_from_server(d, column, interval, &out->scheme, &bad_interval) ||
 			!partition_read_range(d, t->schema, t->name, column->name, true, &out->min_value,
 								  &out->max_value, &out->has_infinite) ||
 			(with_default && out->min_max_indexed && out->min_value != NULL &&
@@ -501,6 +523,7 @@ partition_compute(db *d, const catalog_table *t, const catalog_column *column,
 
 fail:
 	partition_set_free(out);
+	out->bad_interval = bad_interval;
 	return false;
 }
 

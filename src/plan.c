@@ -183,6 +183,25 @@ plan_check_identity(plan *p, int encoding)
 }
 
 /* Findings the table's kind, key and partition column give. */
+/*
+ * Columns binary COPY cannot carry: a type without binary send or receive
+ * (aclitem, or an array of it) would fail the copy halfway.
+ */
+static void
+plan_check_binary(plan *p)
+{
+	const catalog_table *t = p->table;
+
+	for (int i = 0; i < t->ncolumns; i++)
+		if (!t->columns[i].binary_io && !t->columns[i].generated)
+			plan_add_finding(p, FINDING_BLOCK, "column_type",
+							 "Change the column to a type with a binary form (aclitem[] as "
+							 "text[], say) before migrating.",
+							 "column \"%s\" has type %s, which has no binary send or receive "
+							 "function: the copy reads and writes binary COPY, so it cannot "
+							 "carry the column", t->columns[i].name, t->columns[i].type);
+}
+
 static void
 plan_check_table(plan *p, int encoding)
 {
@@ -216,6 +235,11 @@ plan_check_table(plan *p, int encoding)
 		plan_add_finding(p, FINDING_BLOCK, "primary_key",
 						 "Add a primary key, or a unique index on NOT NULL columns with "
 						 "REPLICA IDENTITY USING INDEX.",
+						 t->replica_identity == 'f' ?
+						 "table has no primary key: pgrepart copies the table in key ranges "
+						 "and applies each change to the one row its key names; REPLICA "
+						 "IDENTITY FULL streams whole rows, but rows that are equal in every "
+						 "column cannot be told apart" :
 						 "table has no primary key: changes cannot be matched to rows, and "
 						 "publishing it would make UPDATE and DELETE on it fail");
 	else
@@ -240,6 +264,7 @@ plan_check_table(plan *p, int encoding)
 			 !catalog_has_column(t->key_columns, t->nkey_columns, p->partition_column))
 		plan_check_identity(p, encoding);
 
+	plan_check_binary(p);
 	if (col == NULL)
 		plan_add_finding(p, FINDING_BLOCK, "partition_column", NULL,
 						 "column \"%s\" does not exist", p->partition_column);

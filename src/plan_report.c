@@ -27,6 +27,27 @@ plan_log_blocked(const plan *p)
 }
 
 void
+plan_log_blocks(const plan *p)
+{
+	int			blocks = plan_count_findings(p, FINDING_BLOCK);
+
+	if (blocks == 0)
+		return;
+	log_error("table \"%s.%s\" cannot be migrated: %d check%s block%s it", p->table->schema,
+			  p->table->name, blocks, blocks == 1 ? "" : "s", blocks == 1 ? "s" : "");
+	for (int i = 0; i < p->nfindings; i++)
+	{
+		const plan_finding *f = &p->findings[i];
+
+		if (f->level != FINDING_BLOCK)
+			continue;
+		log_error("block %s: %s", f->check, f->message);
+		if (f->hint != NULL)
+			log_hint("%s", f->hint);
+	}
+}
+
+void
 plan_print_sql(const plan *p, FILE *out)
 {
 	/* No names in comments: a name holding a newline would end the comment. */

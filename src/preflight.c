@@ -319,11 +319,12 @@ preflight_check(db *d, const char *conninfo, plan *p)
 
 plan *
 preflight_plan(db *d, const char *conninfo, const char *schema, const char *table,
-		   const plan_options *o)
+			   const plan_options *o, bool *bad_interval)
 {
 	plan	   *p = xcalloc(1, sizeof(plan));
 	const catalog_column *col;
 
+	*bad_interval = false;
 	p->partition_column = xstrdup(o->partition_column);
 	p->interval = xstrdup(o->interval);
 	p->premake = o->premake;
@@ -373,7 +374,10 @@ preflight_plan(db *d, const char *conninfo, const char *schema, const char *tabl
 	else if (partition_type_supported(col) &&
 			 !partition_compute(d, p->table, col, o->interval, o->premake,
 								o->default_partition, &p->partitions))
+	{
+		*bad_interval = p->partitions.bad_interval;
 		goto fail;
+	}
 	plan_derive(p, d->encoding);
 	if (!preflight_check(d, conninfo, p))
 		goto fail;

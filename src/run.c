@@ -43,20 +43,25 @@ static run_result
 run_prepare(db *d, const char *conninfo, const char *schema, const char *table,
 			const plan_options *po, state_migration **m)
 {
-	plan	   *p = preflight_plan(d, conninfo, schema, table, po);
+	bool		bad_interval;
+	plan	   *p = preflight_plan(d, conninfo, schema, table, po, &bad_interval);
 	run_result	result = RUN_FAILED;
 	buf			sql;
 
 	buf_init(&sql);
 	if (p == NULL)
+	{
+		result = bad_interval ? RUN_USAGE : RUN_FAILED;
 		goto cleanup;
+	}
 	if (plan_count_findings(p, FINDING_BLOCK) > 0)
 	{
-		plan_log_blocked(p);
+		plan_log_blocks(p);
 		result = RUN_BLOCKED;
 		goto cleanup;
 	}
-	if (!db_exec(d, "start the preparation", "BEGIN") || !state_create(d, p, m))
+	if (!db_exec(d, "start the preparation", "BEGIN") || !state_ensure(d) ||
+		!state_create(d, p, m))
 		goto cleanup;
 	buf_append(&sql, "CREATE PUBLICATION ");
 	ident_quote(&sql, (*m)->publication);
@@ -75,7 +80,9 @@ run_prepare(db *d, const char *conninfo, const char *schema, const char *table,
 cleanup:
 	if (result != RUN_DONE)
 	{
-		db_exec(d, "roll back the preparation", "ROLLBACK");
+		/* Nothing of it stays: the state's schema, if this made it, goes too. */
+		if (PQtransactionStatus(d->conn) != PQTRANS_IDLE)
+			db_exec(d, "roll back the preparation", "ROLLBACK");
 		state_migration_free(*m);
 		*m = NULL;
 	}
@@ -260,7 +267,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	run_result	result = RUN_FAILED;
 
 	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
-		!state_ensure(&d) || !state_find(&d, t->schema, t->name, &m) ||
+		!state_find(&d, t->schema, t->name, &m) ||
 		(m != NULL && !state_check_home(&d, m)) || !run_read_environment(&d, t, ro->report))
 		goto cleanup;
 	ro->report->schema = t->schema;
@@ -324,7 +331,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 		}
 		if (m->phase != STATE_COPIED)
 			break;
-		if (chunked && sp == NULL && (sp = spool_open(conninfo, m, t)) == NULL)
+		if (chunked && sp == NULL && (sp = spool_open(conninfo, m)) == NULL)
 			goto cleanup;
 		report_phase_begin(ro->report, REPORT_INDEX);
 		if (run_build_indexes(&d, m, sp, &truncated))

@@ -26,7 +26,7 @@ struct spool
 	stream		s;
 	db			d;				/* writes pgrepart.spool */
 	pgout_decoder dec;
-	char	  **names;			/* the source's published columns, as the run started */
+	char	  **names;			/* the shadow's columns: the source's as the migration started */
 	Oid		   *types;
 	int			ncolumns;
 	buf			relation;		/* the latest Relation message, length-prefixed */
@@ -40,10 +40,11 @@ struct spool
 };
 
 spool *
-spool_open(const char *conninfo, const state_migration *m, const catalog_table *t)
+spool_open(const char *conninfo, const state_migration *m)
 {
 	spool	   *sp = xcalloc(1, sizeof(*sp));
-	char	   *qtable = ident_qualified(t->schema, t->name);
+	/* The shadow's columns, not the table's: a column added since must be told as added. */
+	char	   *qshadow = ident_qualified(m->schema, m->shadow);
 	PGresult   *res = NULL;
 	lsn_t		start = m->consistent_lsn;
 	bool		ok = false;
@@ -54,7 +55,7 @@ spool_open(const char *conninfo, const state_migration *m, const catalog_table *
 	buf_init(&sp->txn);
 	buf_init(&sp->pending);
 	if (!db_connect(&sp->d, conninfo, "source") ||
-		!catalog_published_columns(&sp->d, qtable, &sp->names, &sp->types, &sp->ncolumns))
+		!catalog_published_columns(&sp->d, qshadow, &sp->names, &sp->types, &sp->ncolumns))
 		goto cleanup;
 	res = db_execf(&sp->d, "read the spool's end",
 				   "SELECT max(end_lsn)::pg_catalog.text, count(*)::pg_catalog.text, "
@@ -82,7 +83,7 @@ spool_open(const char *conninfo, const state_migration *m, const catalog_table *
 
 cleanup:
 	PQclear(res);
-	free(qtable);
+	free(qshadow);
 	if (!ok)
 	{
 		spool_close(sp);

@@ -13,18 +13,16 @@
 #include "pgrepart/state.h"
 
 /*
- * One implicit transaction.  IF NOT EXISTS does not make concurrent
- * creations safe: a second session blocks on the first's catalog rows and
- * then fails with a unique violation.  That happens when a run starts while
- * the backend of one just killed is still finishing these statements, so
- * the sessions queue on a transaction-scoped advisory lock first.  Each
- * resumed run finds everything there, and the server's "already exists,
- * skipping" notices would only be noise on the operator's terminal.
+ * The state's tables, and the columns later versions added.  IF NOT EXISTS
+ * does not make concurrent creations safe: a second session blocks on the
+ * first's catalog rows and then fails with a unique violation.  That happens
+ * when a run starts while the backend of one just killed is still finishing
+ * these statements, so the sessions queue on a transaction-scoped advisory
+ * lock first.  Each resumed run finds everything there, and the server's
+ * "already exists, skipping" notices would only be noise on the operator's
+ * terminal.
  */
-static const char schema_sql[] =
-	"SET LOCAL client_min_messages = warning; "
-	"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgrepart.state_ensure')); "
-	"CREATE SCHEMA IF NOT EXISTS pgrepart; "
+static const char tables_sql[] =
 	"CREATE TABLE IF NOT EXISTS pgrepart.migration ("
 	"  id serial PRIMARY KEY,"
 	"  source_schema name NOT NULL,"
@@ -84,7 +82,52 @@ static const char schema_sql[] =
 bool
 state_ensure(db *d)
 {
-	return db_exec(d, "create the pgrepart schema", schema_sql);
+	PGresult   *res;
+	PGbool		exists = 0;
+	bool		ok;
+
+	/*
+	 * CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+	 * schema is there: create it only when it is missing.
+	 */
+	if (!db_exec(d, "lock the pgrepart schema",
+				 "SELECT pg_catalog.set_config('client_min_messages', 'warning', true), "
+				 "  pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgrepart.state_ensure'))"))
+		return false;
+	/* A statement of its own: one that waited for the lock must see what its holder made. */
+	res = db_execf(d, "look for the pgrepart schema",
+				   "SELECT pg_catalog.to_regnamespace('pgrepart') IS NOT NULL");
+	ok = res != NULL && db_getf(res, 0, "%bool", 0, &exists);
+	PQclear(res);
+	return ok && (exists || db_exec(d, "create the pgrepart schema", "CREATE SCHEMA pgrepart")) &&
+		db_exec(d, "create the pgrepart tables", tables_sql);
+}
+
+/*
+ * Whether pgrepart has recorded a migration in this database ever (its
+ * table exists); if so, its tables are brought up to this version's
+ * columns, in a transaction of their own unless the caller has one.
+ */
+static bool
+state_present(db *d, bool *present)
+{
+	PGresult   *res = db_execf(d, "look for the pgrepart schema",
+							   "SELECT pg_catalog.to_regclass('pgrepart.migration') IS NOT NULL");
+	PGbool		value = 0;
+	bool		own = PQtransactionStatus(d->conn) == PQTRANS_IDLE;
+	bool		ok = res != NULL && db_getf(res, 0, "%bool", 0, &value);
+
+	PQclear(res);
+	*present = value;
+	if (!ok || !*present)
+		return ok;
+	if (own && !db_exec(d, "start upgrading the pgrepart tables", "BEGIN"))
+		return false;
+	ok = state_ensure(d);
+	if (own)
+		ok = db_exec(d, ok ? "commit the pgrepart tables" : "roll back the pgrepart tables",
+					 ok ? "COMMIT" : "ROLLBACK") && ok;
+	return ok;
 }
 
 static const char select_sql[] =
@@ -170,9 +213,14 @@ state_find(db *d, const char *schema, const char *table, state_migration **out)
 {
 	PGresult   *res;
 	buf			sql;
+	bool		present;
 	bool		ok;
 
 	*out = NULL;
+	if (!state_present(d, &present))
+		return false;
+	if (!present)
+		return true;
 	buf_init(&sql);
 	buf_append(&sql, select_sql);
 	buf_append(&sql, "WHERE source_schema = %text AND source_table = %text");
@@ -346,7 +394,7 @@ state_open(db *d, const char *conninfo, const char *schema, const char *table,
 	*t = NULL;
 	*m = NULL;
 	return db_connect(d, conninfo, "source") && catalog_read(d, schema, table, t) &&
-		state_ensure(d) && state_find(d, (*t)->schema, (*t)->name, m);
+		state_find(d, (*t)->schema, (*t)->name, m);
 }
 
 bool

@@ -41,6 +41,7 @@ typedef struct catalog_column
 	char		identity;		/* 'a' always, 'd' by default, '\0' none */
 	char		generated;		/* 's' stored, '\0' none */
 	bool		btree_orderable;	/* has a default btree opclass: range-partitionable */
+	bool		binary_io;		/* its type has binary send and receive (binary COPY) */
 	char	   *comment;
 } catalog_column;
 

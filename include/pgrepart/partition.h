@@ -82,6 +82,7 @@ typedef struct partition_set
 	bool		min_max_indexed;	/* an index leads with the column */
 	bool		has_infinite;	/* the column holds -infinity or infinity */
 	int			far_ranges;		/* ranges holding rows far from the rest, left to DEFAULT */
+	bool		bad_interval;	/* partition_compute failed on the interval itself (logged) */
 } partition_set;
 
 /*

@@ -15,6 +15,12 @@
  */
 void		plan_log_blocked(const plan *p);
 
+/*
+ * Log every blocking finding, each with its check's name and hint, after a
+ * line that counts them: what run says before it creates anything.
+ */
+void		plan_log_blocks(const plan *p);
+
 /* Reports: the DDL alone (runnable with psql), a text report, or JSON. */
 void		plan_print_sql(const plan *p, FILE *out);
 void		plan_print_text(const plan *p, FILE *out);

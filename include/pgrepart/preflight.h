@@ -22,9 +22,10 @@
  * Read the table and the server, and plan.  conninfo is what d was opened
  * with (the preflight tries a replication connection with it).  Returns NULL
  * after logging when the plan cannot even be made (no such table, bad
- * interval, lost connection); a plan with blocking findings is returned.
+ * interval, lost connection), with *bad_interval set when --interval was the
+ * reason (a usage error); a plan with blocking findings is returned.
  */
 plan	   *preflight_plan(db *d, const char *conninfo, const char *schema, const char *table,
-						   const plan_options *o);
+						   const plan_options *o, bool *bad_interval);
 
 #endif

@@ -25,6 +25,7 @@ typedef enum run_result
 	RUN_STOPPED,				/* stopped on request; run again to resume */
 	RUN_BLOCKED,				/* the plan has blocking findings */
 	RUN_DIFFERENT,				/* the check before the swap found a difference */
+	RUN_USAGE,					/* --interval is not a valid width for the column; logged */
 	RUN_FAILED					/* logged */
 } run_result;
 

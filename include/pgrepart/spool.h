@@ -29,7 +29,7 @@
 typedef struct spool spool;
 
 /* Start the stream where the spool ends (or at the slot's consistent point). */
-spool	   *spool_open(const char *conninfo, const state_migration *m, const catalog_table *t);
+spool	   *spool_open(const char *conninfo, const state_migration *m);
 void		spool_close(spool *sp);
 
 /*

@@ -11,6 +11,7 @@
 #define PGREPART_SQLSTATE_H
 
 #define SQLSTATE_CLASS_CONNECTION	"08"	/* every connection exception */
+#define SQLSTATE_CLASS_DATA			"22"	/* data exception: a value the server would not take */
 #define SQLSTATE_CLASS_RESOURCES	"53"	/* insufficient resources */
 
 #define ERRCODE_CONNECTION_FAILURE		"08006"	/* client: the connection broke */

@@ -100,9 +100,16 @@ typedef struct state_chunk
 	"    COALESCE(m.database_oid, pg_catalog.substring(m.slot_name::pg_catalog.text, " \
 	"      '^pgrepart_([0-9]+)_')::pg_catalog.oid)), m.system_identifier "
 
-/* Create schema pgrepart and its tables if missing. */
+/*
+ * Create schema pgrepart and its tables where missing, and add the columns
+ * later versions added; in the caller's transaction, which holds a lock
+ * against concurrent creations until it ends.
+ */
 bool		state_ensure(db *d);
-/* The migration of schema.table, or *out = NULL when there is none. */
+/*
+ * The migration of schema.table, or *out = NULL when there is none (also
+ * when no migration was ever recorded here: nothing is created).
+ */
 bool		state_find(db *d, const char *schema, const char *table, state_migration **out);
 /* Record a new migration from a plan, with its DDL; in the caller's transaction. */
 bool		state_create(db *d, const plan *p, state_migration **out);

@@ -33,7 +33,8 @@ $node->psql(q{
 	ALTER TABLE app_owned OWNER TO app;
 });
 
-# plan(args...) with the error shape every refusal must have.
+# plan(args...) with the error shape every refusal must have (an --interval the
+# column cannot take is a usage error, exit 2).
 sub refused
 {
 	my ($name, $want_rc, $pattern, @args) = @_;
@@ -73,10 +74,10 @@ refused('wrong case without quotes', 1, qr/table "parent" does not exist|does no
 refused('missing column', 1, qr/column "made_at" does not exist in table "public.parent"/,
 	@conn, '-t', 'parent', '-k', 'made_at');
 refused('a view', 1, qr/"public.a_view" is not a table/, @conn, '-t', 'a_view', '-k', 'id');
-refused('misspelt interval', 1, qr/invalid input syntax for type interval: "3 monts"/,
+refused('misspelt interval', 2, qr/invalid input syntax for type interval: "3 monts"/,
 	@conn, '-t', 'days', '-k', 'd', '--interval', '3 monts');
-refused('mixed interval', 1, qr/not a mix/, @conn, '-t', 'days', '-k', 'd', '--interval', '1 month 2 days');
-refused('sub-day interval on a date', 1, qr/column "d" is a date/,
+refused('mixed interval', 2, qr/not a mix/, @conn, '-t', 'days', '-k', 'd', '--interval', '1 month 2 days');
+refused('sub-day interval on a date', 2, qr/column "d" is a date/,
 	@conn, '-t', 'days', '-k', 'd', '--interval', '6 hours');
 refused('too many partitions', 1, qr/more than 10000 partitions/,
 	@conn, '-t', 'days', '-k', 'd', '--interval', '1 day', '--premake', '1000');

@@ -84,6 +84,7 @@ add_column(catalog_table *t, const char *name, const char *type, Oid base, bool 
 	c.base_type = base;
 	c.not_null = not_null;
 	c.btree_orderable = true;
+	c.binary_io = true;
 	ARRAY_PUSH(t->columns, t->ncolumns, c);
 }
 
