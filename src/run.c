@@ -267,7 +267,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	run_result	result = RUN_FAILED;
 
 	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
-		!state_find(&d, t->schema, t->name, &m) ||
+		!state_upgrade(&d) || !state_find(&d, t->schema, t->name, &m) ||
 		(m != NULL && !state_check_home(&d, m)) || !run_read_environment(&d, t, ro->report))
 		goto cleanup;
 	ro->report->schema = t->schema;

@@ -103,31 +103,35 @@ state_ensure(db *d)
 		db_exec(d, "create the pgrepart tables", tables_sql);
 }
 
-/*
- * Whether pgrepart has recorded a migration in this database ever (its
- * table exists); if so, its tables are brought up to this version's
- * columns, in a transaction of their own unless the caller has one.
- */
+/* Whether pgrepart has recorded a migration in this database ever (its table exists). */
 static bool
 state_present(db *d, bool *present)
 {
 	PGresult   *res = db_execf(d, "look for the pgrepart schema",
 							   "SELECT pg_catalog.to_regclass('pgrepart.migration') IS NOT NULL");
 	PGbool		value = 0;
-	bool		own = PQtransactionStatus(d->conn) == PQTRANS_IDLE;
 	bool		ok = res != NULL && db_getf(res, 0, "%bool", 0, &value);
 
 	PQclear(res);
 	*present = value;
-	if (!ok || !*present)
-		return ok;
-	if (own && !db_exec(d, "start upgrading the pgrepart tables", "BEGIN"))
+	return ok;
+}
+
+bool
+state_upgrade(db *d)
+{
+	bool		present;
+	bool		ok;
+
+	if (!state_present(d, &present))
+		return false;
+	if (!present)
+		return true;
+	if (!db_exec(d, "start upgrading the pgrepart tables", "BEGIN"))
 		return false;
 	ok = state_ensure(d);
-	if (own)
-		ok = db_exec(d, ok ? "commit the pgrepart tables" : "roll back the pgrepart tables",
-					 ok ? "COMMIT" : "ROLLBACK") && ok;
-	return ok;
+	return db_exec(d, ok ? "commit the pgrepart tables" : "roll back the pgrepart tables",
+				   ok ? "COMMIT" : "ROLLBACK") && ok;
 }
 
 static const char select_sql[] =
@@ -394,7 +398,7 @@ state_open(db *d, const char *conninfo, const char *schema, const char *table,
 	*t = NULL;
 	*m = NULL;
 	return db_connect(d, conninfo, "source") && catalog_read(d, schema, table, t) &&
-		state_find(d, (*t)->schema, (*t)->name, m);
+		state_upgrade(d) && state_find(d, (*t)->schema, (*t)->name, m);
 }
 
 bool

@@ -107,8 +107,14 @@ typedef struct state_chunk
  */
 bool		state_ensure(db *d);
 /*
+ * Where pgrepart's tables exist, bring them up to this version's columns,
+ * in a transaction of its own; where they do not, nothing (and nothing is
+ * created).  Once per command, before state_find.
+ */
+bool		state_upgrade(db *d);
+/*
  * The migration of schema.table, or *out = NULL when there is none (also
- * when no migration was ever recorded here: nothing is created).
+ * when no migration was ever recorded here).
  */
 bool		state_find(db *d, const char *schema, const char *table, state_migration **out);
 /* Record a new migration from a plan, with its DDL; in the caller's transaction. */
