@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgrepart/backfill.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
@@ -200,6 +201,36 @@ plan_check_binary(plan *p)
 							 "column \"%s\" has type %s, which has no binary send or receive "
 							 "function: the copy reads and writes binary COPY, so it cannot "
 							 "carry the column", t->columns[i].name, t->columns[i].type);
+}
+
+/*
+ * How the copy will read the table: in key ranges, each under its own short
+ * snapshot, where pgrepart can order the key; otherwise under the slot's one
+ * snapshot, held for the whole copy.
+ */
+static void
+plan_check_copy(plan *p)
+{
+	const catalog_table *t = p->table;
+	buf			b;
+
+	if (t->nkey_columns == 0)
+		return;
+	buf_init(&b);
+	plan_column_list(&b, t->key_columns, t->nkey_columns, NULL);
+	if (backfill_supported(t))
+		plan_add_finding(p, FINDING_PASS, "copy", NULL,
+						 "the copy reads key ranges of %s, each under its own short snapshot",
+						 b.data);
+	else
+		plan_add_finding(p, FINDING_WARN, "copy",
+						 "Run it when the database can spare vacuum for the copy's length, or "
+						 "give the table a key of integers, uuid, dates or timestamps.",
+						 "the key %s has a type pgrepart cannot order (chunks need integers, "
+						 "uuid, dates or timestamps): the copy runs under one snapshot held for "
+						 "its whole length, which holds back vacuum's horizon database-wide",
+						 b.data);
+	buf_free(&b);
 }
 
 static void
@@ -724,6 +755,7 @@ plan_derive(plan *p, int encoding)
 	p->shadow_name = xstrdup(shadow);
 	qshadow = ident_qualified(p->table->schema, p->shadow_name);
 	plan_check_table(p, encoding);
+	plan_check_copy(p);
 	plan_check_dependents(p);
 	plan_check_default(p);
 
