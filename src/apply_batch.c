@@ -934,6 +934,7 @@ apply_flush_batch(apply *a, batch *b)
 	}
 	apply_expect(a, EXPECT_BATCH, apply_change_name(sent->kind, true), first, NULL, NULL);
 	a->expect[a->nexpect - 1].batch = sent;
+	a->held_bytes += sent->rows.len;
 	a->stats.batches++;
 	/* On its way now, so the server works on it while the next one is built. */
 	if (PQflush(a->db->conn) < 0)
@@ -942,7 +943,7 @@ apply_flush_batch(apply *a, batch *b)
 					 a->db->sqlstate);
 		return false;
 	}
-	return a->nexpect < a->o.pipeline_depth || apply_sync(a);
+	return (a->nexpect < a->o.pipeline_depth && a->held_bytes < HELD_MAX_BYTES) || apply_sync(a);
 }
 
 /* Deletes before updates: deleting earlier only frees unique values. */

@@ -44,6 +44,8 @@ apply_free_expectations(apply *a, int n)
 	{
 		free(a->expect[i].key);
 		apply_retry_free(a->expect[i].retry);
+		if (a->expect[i].batch != NULL)
+			a->held_bytes -= a->expect[i].batch->rows.len;
 		apply_batch_free(a->expect[i].batch);
 	}
 	if (a->nexpect > n)
