@@ -637,6 +637,21 @@ session_cutover_due(session *rs, const run_options *ro, bool *due)
 				v.outcome == VERIFY_OUTCOME_DIFFERENT ? "different" : "failed";
 		if (v.finished && v.outcome == VERIFY_OUTCOME_EQUAL)
 			rs->verified = true;
+		else if (v.finished && v.outcome == VERIFY_OUTCOME_FAILED)
+		{
+			/*
+			 * No comparison is no difference: the next session asks again
+			 * (a broken connection is the usual cause), and a failure that
+			 * persists ends the run after --max-reconnects, with exit 1.
+			 */
+			log_error("the comparison before the swap could not be made: not swapping yet");
+			if (v.text != NULL)
+				log_detail("%s", v.text);
+			log_hint("The run reconnects and compares again.");
+			rs->end = SESSION_LOST;
+			state_verification_free(&v);
+			return false;
+		}
 		else if (v.finished)
 		{
 			log_error("the shadow differs from \"%s.%s\": not swapping", rs->m->schema,
@@ -862,7 +877,8 @@ session_run_one(const char *conninfo, const catalog_table *t, state_migration *m
 			goto cleanup;
 		if (!session_cutover_due(&rs, ro, &due))
 		{
-			if (rs.end != SESSION_DIFFERENT)
+			/* It decided how the session ends (a difference, a comparison to retry), or failed. */
+			if (rs.end != SESSION_DIFFERENT && rs.end != SESSION_LOST)
 				rs.end = session_lost_or_failed(&rs.control);
 			goto cleanup;
 		}
