@@ -18,7 +18,7 @@
 
 /* Spooled transactions are written at the latest when this much waits. */
 #define SPOOL_FLUSH_BYTES ((size_t) 8 * 1024 * 1024)
-#define SPOOL_REPLAY_BATCH 500
+
 
 struct spool
 {
@@ -275,13 +275,23 @@ spool_replay(db *d, const state_migration *m, lsn_t after,
 
 	*end = after;
 	snprintf(id, sizeof(id), "%d", m->id);
+	/*
+	 * At most 500 rows a read, and no more once the rows before hold 32 MB
+	 * as stored: many mid-sized transactions must not arrive in one result.
+	 * A row is read whole, so one transaction still is (docs/design.md).
+	 */
 	for (;;)
 	{
 		const char *params[2] = {id, lsn_format(*end, text)};
 		PGresult   *res = PQexecParams(d->conn,
-									   "SELECT end_lsn, data FROM pgrepart.spool "
-									   "WHERE migration_id = $1::pg_catalog.int4 "
-									   "AND end_lsn > $2::pg_catalog.pg_lsn ORDER BY end_lsn LIMIT 500",
+									   "SELECT end_lsn, data FROM ("
+									   "  SELECT end_lsn, data, pg_catalog.sum(pg_catalog.pg_column_size(data)) "
+									   "    OVER (ORDER BY end_lsn ROWS UNBOUNDED PRECEDING) "
+									   "    - pg_catalog.pg_column_size(data) AS before "
+									   "  FROM pgrepart.spool WHERE migration_id = $1::pg_catalog.int4 "
+									   "  AND end_lsn > $2::pg_catalog.pg_lsn ORDER BY end_lsn "
+									   "  LIMIT 500) s "
+									   "WHERE before < 33554432 ORDER BY end_lsn",
 									   2, NULL, params, NULL, NULL, 1);
 		int			n;
 
@@ -321,7 +331,8 @@ spool_replay(db *d, const state_migration *m, lsn_t after,
 			*end = lsn;
 		}
 		PQclear(res);
-		if (n < SPOOL_REPLAY_BATCH)
+		/* A read cut short by its bytes is no end: only an empty one is. */
+		if (n == 0)
 			return true;
 	}
 }
