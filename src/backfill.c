@@ -603,8 +603,7 @@ backfill_chunk(backfill *b, bool *last)
 	goto cleanup;
 
 rollback:
-	if (PQtransactionStatus(b->target.conn) != PQTRANS_IDLE)
-		db_exec(&b->target, "roll back the chunk", "ROLLBACK");
+	db_rollback(&b->target, "roll back the chunk");
 	db_exec(b->source, "end the chunk's snapshot", "ROLLBACK");
 cleanup:
 	PQclear(res);

@@ -158,8 +158,8 @@ cutover_lock(db *d, const state_migration *m, const cutover_options *o, lsn_t *l
 	ok = res != NULL && lsn_parse(PQgetvalue(res, 0, 0), l);
 
 cleanup:
-	if (!ok && !*busy && PQtransactionStatus(d->conn) != PQTRANS_IDLE)
-		db_exec(d, "give up the lock", "ROLLBACK");
+	if (!ok && !*busy)
+		db_rollback(d, "give up the lock");
 	PQclear(res);
 	buf_free(&sql);
 	free(qtable);
@@ -169,8 +169,7 @@ cleanup:
 void
 cutover_release(db *d)
 {
-	if (PQtransactionStatus(d->conn) != PQTRANS_IDLE)
-		db_exec(d, "give up the lock", "ROLLBACK");
+	db_rollback(d, "give up the lock");
 }
 
 /* Run each row's first column as a statement. */

@@ -283,6 +283,13 @@ db_exec(db *d, const char *what, const char *sql)
 	return ok;
 }
 
+void
+db_rollback(db *d, const char *what)
+{
+	if (PQtransactionStatus(d->conn) != PQTRANS_IDLE)
+		db_exec(d, what, "ROLLBACK");
+}
+
 /* How often a held origin or slot is tried again: its holder is on its way out. */
 #define IN_USE_RETRY_MS 20
 

@@ -100,66 +100,65 @@ livecheck_tick(void *arg)
 	stream_send_status(arg, false);
 }
 
+/* Compare at c->point, the apply standing there, writing the report to the two streams. */
+static verify_outcome
+livecheck_run(const livecheck *c, const char *conninfo, const state_migration *m, apply *a, stream *s,
+			  const char *lsn, FILE *text_out, FILE *json_out)
+{
+	verify_options vo = {0};
+
+	if (!apply_commit(a))
+		return VERIFY_OUTCOME_FAILED;
+	stream_confirm(s, apply_committed(a));
+	vo.source_conninfo = conninfo;
+	vo.source_schema = m->schema;
+	vo.source_table = m->table;
+	vo.target_schema = m->schema;
+	vo.target_table = m->shadow;
+	vo.chunk_rows = 1000;
+	vo.max_differences = 20;
+	vo.source_snapshot = c->snapshot;
+	vo.json_out = json_out;
+	vo.tick = livecheck_tick;
+	vo.tick_arg = s;
+	log_info("live verification: comparing the shadow with the source at %s", lsn);
+	fault_point("verify");
+	switch (verify_tables(&vo, text_out))
+	{
+		case VERIFY_EQUAL:
+			return VERIFY_OUTCOME_EQUAL;
+		case VERIFY_DIFFERENT:
+			return VERIFY_OUTCOME_DIFFERENT;
+		case VERIFY_FAILED:
+			break;
+	}
+	fputs("the comparison failed; the run's log says why\n", text_out);
+	return VERIFY_OUTCOME_FAILED;
+}
+
 /* The apply stands exactly at P: compare, record the result, resume. */
 bool
 livecheck_compare(livecheck *c, db *control, const char *conninfo, const state_migration *m,
 				  apply *a, stream *s)
 {
-	verify_options vo = {0};
 	char	   *text = NULL, *json = NULL;
 	size_t		text_len = 0, json_len = 0;
 	FILE	   *text_out = open_memstream(&text, &text_len);
 	FILE	   *json_out = open_memstream(&json, &json_len);
+	bool		allocated = text_out != NULL && json_out != NULL;
 	verify_outcome outcome = VERIFY_OUTCOME_FAILED;
 	char		lsn[LSN_TEXT_SIZE];
 	bool		ok;
 
-	if (text_out == NULL || json_out == NULL)
-	{
-		log_error("could not allocate the verification report: %m");
-		if (text_out != NULL)
-			fclose(text_out);
-		if (json_out != NULL)
-			fclose(json_out);
-		free(text);
-		free(json);
-		ok = state_finish_verification(control, c->request, LSN_INVALID, VERIFY_OUTCOME_FAILED,
-									   "the run could not allocate the report", NULL);
-		livecheck_close(c);
-		return ok;
-	}
 	lsn_format(c->point, lsn);
-	if (apply_commit(a))
-	{
-		stream_confirm(s, apply_committed(a));
-		vo.source_conninfo = conninfo;
-		vo.source_schema = m->schema;
-		vo.source_table = m->table;
-		vo.target_schema = m->schema;
-		vo.target_table = m->shadow;
-		vo.chunk_rows = 1000;
-		vo.max_differences = 20;
-		vo.source_snapshot = c->snapshot;
-		vo.json_out = json_out;
-		vo.tick = livecheck_tick;
-		vo.tick_arg = s;
-		log_info("live verification: comparing the shadow with the source at %s", lsn);
-		fault_point("verify");
-		switch (verify_tables(&vo, text_out))
-		{
-			case VERIFY_EQUAL:
-				outcome = VERIFY_OUTCOME_EQUAL;
-				break;
-			case VERIFY_DIFFERENT:
-				outcome = VERIFY_OUTCOME_DIFFERENT;
-				break;
-			case VERIFY_FAILED:
-				fputs("the comparison failed; the run's log says why\n", text_out);
-				break;
-		}
-	}
-	fclose(text_out);
-	fclose(json_out);
+	if (allocated)
+		outcome = livecheck_run(c, conninfo, m, a, s, lsn, text_out, json_out);
+	else
+		log_error("could not allocate the verification report: %m");
+	if (text_out != NULL)
+		fclose(text_out);
+	if (json_out != NULL)
+		fclose(json_out);
 	if (outcome == VERIFY_OUTCOME_EQUAL)
 		log_info("live verification at %s: the shadow equals the source", lsn);
 	else if (outcome == VERIFY_OUTCOME_DIFFERENT)
@@ -167,8 +166,11 @@ livecheck_compare(livecheck *c, db *control, const char *conninfo, const state_m
 		log_error("live verification at %s: the shadow differs from the source", lsn);
 		log_detail("%s", text);
 	}
-	ok = state_finish_verification(control, c->request, c->point, outcome, text,
-								   json_len > 0 ? json : NULL);
+	ok = allocated ?
+		state_finish_verification(control, c->request, c->point, outcome, text,
+								  json_len > 0 ? json : NULL) :
+		state_finish_verification(control, c->request, LSN_INVALID, VERIFY_OUTCOME_FAILED,
+								  "the run could not allocate the report", NULL);
 	free(text);
 	free(json);
 	livecheck_close(c);

@@ -272,15 +272,27 @@ partition_scheme_from_server(db *d, const catalog_column *column, const char *in
 	return true;
 }
 
+/* A time column's own SQL type. */
+static const char *
+partition_time_type(Oid type)
+{
+	return type == CATALOG_DATEOID ? "pg_catalog.date" :
+		type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" : "pg_catalog.timestamptz";
+}
+
+/* The type a time column's bounds are computed in: dates step as timestamps. */
+static const char *
+partition_step_type(Oid type)
+{
+	return type == CATALOG_TIMESTAMPTZOID ? "pg_catalog.timestamptz" : "pg_catalog.timestamp";
+}
+
 static bool
 partition_compute_time(db *d, const catalog_table *t, const catalog_column *column,
 					   const char *interval, int premake, partition_set *set)
 {
-	/* Arithmetic type (dates step as timestamps) and the column's own type. */
-	const char *arith = column->base_type == CATALOG_TIMESTAMPTZOID ?
-		"pg_catalog.timestamptz" : "pg_catalog.timestamp";
-	const char *coltype = column->base_type == CATALOG_DATEOID ? "pg_catalog.date" :
-		column->base_type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" : "pg_catalog.timestamptz";
+	const char *arith = partition_step_type(column->base_type);
+	const char *coltype = partition_time_type(column->base_type);
 	buf			sql;
 	PGresult   *res;
 	bool		ok = false;
@@ -386,10 +398,8 @@ static bool
 partition_main_run(db *d, const catalog_table *t, const catalog_column *column,
 				   const char *interval, partition_set *set)
 {
-	const char *arith = column->base_type == CATALOG_TIMESTAMPTZOID ?
-		"pg_catalog.timestamptz" : "pg_catalog.timestamp";
-	const char *coltype = column->base_type == CATALOG_DATEOID ? "pg_catalog.date" :
-		column->base_type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" : "pg_catalog.timestamptz";
+	const char *arith = partition_step_type(column->base_type);
+	const char *coltype = partition_time_type(column->base_type);
 	buf			sql, col, rel;
 	PGresult   *res;
 	int			best_from = 0, best_count = 0, run_from = 0, n;
@@ -797,8 +807,8 @@ partition_extend(db *d, const partition_target *t, const partition_point *p, par
 		(!own_transaction || db_exec(d, "commit the new partitions", "COMMIT"));
 
 cleanup:
-	if (own_transaction && !ok && PQtransactionStatus(d->conn) != PQTRANS_IDLE)
-		db_exec(d, "roll back the new partitions", "ROLLBACK");
+	if (own_transaction && !ok)
+		db_rollback(d, "roll back the new partitions");
 	PQclear(res);
 	buf_free(&sql);
 	buf_free(&value_sql);
@@ -970,19 +980,16 @@ partition_ahead(db *d, const char *schema, const char *table, const char *interv
 		PGresult   *v;
 
 		/* How far ahead: from now for times, from the largest value for integers. */
-		buf_append(&sql, catalog_integer_like(type) && type != CATALOG_DATEOID &&
-				   type != CATALOG_TIMESTAMPOID && type != CATALOG_TIMESTAMPTZOID ?
+		buf_append(&sql, catalog_integer_type(type) ?
 				   "SELECT (COALESCE((SELECT pg_catalog.max(" : "SELECT (pg_catalog.now() + %int4 * %text::pg_catalog.interval)::");
-		if (catalog_integer_like(type) && type != CATALOG_DATEOID && type != CATALOG_TIMESTAMPOID &&
-			type != CATALOG_TIMESTAMPTZOID)
+		if (catalog_integer_type(type))
 		{
 			ident_quote(&sql, PQgetvalue(res, 0, 2));
 			buf_appendf(&sql, ") FROM %s), 0) + %%int4 * %%text::pg_catalog.int8)::pg_catalog.text",
 						qparent);
 		}
 		else
-			buf_appendf(&sql, "%s::pg_catalog.text", type == CATALOG_DATEOID ? "pg_catalog.date" :
-						type == CATALOG_TIMESTAMPOID ? "pg_catalog.timestamp" : "pg_catalog.timestamptz");
+			buf_appendf(&sql, "%s::pg_catalog.text", partition_time_type(type));
 		v = db_execf(d, "compute how far ahead to partition", sql.data, ahead, width);
 		target = (partition_target) {PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), qparent,
 			PQgetvalue(res, 0, 2), type, width};

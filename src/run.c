@@ -81,8 +81,7 @@ cleanup:
 	if (result != RUN_DONE)
 	{
 		/* Nothing of it stays: the state's schema, if this made it, goes too. */
-		if (PQtransactionStatus(d->conn) != PQTRANS_IDLE)
-			db_exec(d, "roll back the preparation", "ROLLBACK");
+		db_rollback(d, "roll back the preparation");
 		state_migration_free(*m);
 		*m = NULL;
 	}

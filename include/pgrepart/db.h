@@ -48,6 +48,12 @@ PGresult   *db_execf(db *d, const char *what, const char *spec,...);
 bool		db_exec(db *d, const char *what, const char *sql);
 
 /*
+ * Roll back the transaction open on d, if one is (after a failure that may
+ * have come before BEGIN, or ended it); what names it in a failure's message.
+ */
+void		db_rollback(db *d, const char *what);
+
+/*
  * Read row's fields with a libpqtypes spec ("%text %int4 ...").  False after
  * logging (a type mismatch between query and code is a bug).
  */
