@@ -14,6 +14,7 @@
 
 #include "pgrepart/apply_internal.h"
 #include "pgrepart/copybin.h"
+#include "pgrepart/fault.h"
 #include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
@@ -943,6 +944,8 @@ apply_flush_batch(apply *a, batch *b)
 					 a->db->sqlstate);
 		return false;
 	}
+	if (a->held_bytes >= HELD_MAX_BYTES)
+		fault_point("held");	/* in the middle of a large transaction */
 	return (a->nexpect < a->o.pipeline_depth && a->held_bytes < HELD_MAX_BYTES) || apply_sync(a);
 }
 

@@ -748,7 +748,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 			goto cleanup;
 		}
 		/* Between chunks the stream goes to the spool, so the slot holds little WAL. */
-		if (!spool_pump(*sp, BACKFILL_PUMP_MS, &truncated))
+		if (!spool_pump(*sp, BACKFILL_PUMP_MS, false, &truncated))
 			goto cleanup;
 		if (truncated && !backfill_restart(&b))
 			goto cleanup;
@@ -763,13 +763,14 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		outcome = backfill_chunk(&b, &last);
 		if (outcome == CHUNK_FAILED)
 			goto cleanup;
+		/* The time the cap leaves between chunks goes to the spool. */
 		if (rate > 0 && !last)
 		{
 			int64_t		due = (b.rows - chunk_rows_before) * 1000000 / rate;
 			int64_t		took = clock_monotonic_us() - chunk_started;
 
-			if (due > took)
-				usleep((useconds_t) (due - took));
+			if (due > took && !spool_pump(*sp, (int) ((due - took) / 1000), true, &truncated))
+				goto cleanup;
 		}
 		backfill_progress(&b, *sp, last);
 	}

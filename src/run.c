@@ -102,7 +102,7 @@ run_pump_spool(void *arg)
 {
 	run_pump   *p = arg;
 
-	return spool_pump(p->sp, 50, &p->truncated) && !p->truncated;
+	return spool_pump(p->sp, 50, false, &p->truncated) && !p->truncated;
 }
 
 /*

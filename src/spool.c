@@ -16,8 +16,11 @@
 #include "pgrepart/stream.h"
 #include "pgrepart/wire.h"
 
-/* Spooled transactions are written at the latest when this much waits. */
+/* Spooled pieces are written at the latest when this much waits. */
 #define SPOOL_FLUSH_BYTES ((size_t) 8 * 1024 * 1024)
+
+/* A transaction is stored in pieces of about this much (a message is never split). */
+#define SPOOL_PIECE_BYTES ((size_t) 4 * 1024 * 1024)
 
 
 struct spool
@@ -30,11 +33,13 @@ struct spool
 	Oid		   *types;
 	int			ncolumns;
 	buf			relation;		/* the latest Relation message, length-prefixed */
-	buf			txn;			/* the transaction being received */
+	buf			txn;			/* the transaction's piece being received */
 	bool		in_txn;
-	buf			pending;		/* binary COPY rows of committed transactions not yet written */
+	lsn_t		commit_lsn;		/* the transaction's, from its Begin */
+	int32_t		piece;			/* the number of the piece being received */
+	buf			pending;		/* binary COPY rows of pieces not yet written */
 	int			npending;
-	lsn_t		pending_end;
+	lsn_t		pending_end;	/* the end of the last whole transaction among them */
 	int64_t		transactions;
 	int64_t		bytes;
 };
@@ -57,9 +62,20 @@ spool_open(const char *conninfo, const state_migration *m)
 	if (!db_connect(&sp->d, conninfo, "source") ||
 		!catalog_published_columns(&sp->d, qshadow, &sp->names, &sp->types, &sp->ncolumns))
 		goto cleanup;
+	/*
+	 * The pieces of a transaction whose end was never spooled (the spooler
+	 * stopped in its middle) come again whole from the slot.
+	 */
+	res = db_execf(&sp->d, "drop the spool's unfinished transaction",
+				   "DELETE FROM pgrepart.spool WHERE migration_id = %int4 AND commit_lsn > "
+				   "  COALESCE((SELECT max(commit_lsn) FROM pgrepart.spool "
+				   "    WHERE migration_id = %int4 AND end_lsn IS NOT NULL), '0/0')", m->id, m->id);
+	if (res == NULL)
+		goto cleanup;
+	PQclear(res);
 	res = db_execf(&sp->d, "read the spool's end",
-				   "SELECT max(end_lsn)::pg_catalog.text, count(*)::pg_catalog.text, "
-				   "  COALESCE(sum(pg_catalog.length(data)), 0)::pg_catalog.text "
+				   "SELECT max(end_lsn)::pg_catalog.text, count(end_lsn)::pg_catalog.text, "
+				   "  COALESCE(sum(pg_catalog.octet_length(data)), 0)::pg_catalog.text "
 				   "FROM pgrepart.spool WHERE migration_id = %int4", m->id);
 	if (res == NULL)
 		goto cleanup;
@@ -156,7 +172,7 @@ spool_flush(spool *sp)
 	if (sp->npending == 0)
 		return true;
 	copybin_put_trailer(&sp->pending);
-	res = PQexec(sp->d.conn, "COPY pgrepart.spool (migration_id, end_lsn, data) FROM STDIN "
+	res = PQexec(sp->d.conn, "COPY pgrepart.spool (migration_id, commit_lsn, piece, end_lsn, data) FROM STDIN "
 				 "(FORMAT binary)");
 	ok = PQresultStatus(res) == PGRES_COPY_IN;
 	PQclear(res);
@@ -177,32 +193,44 @@ spool_flush(spool *sp)
 	return true;
 }
 
-/* A Commit: the transaction becomes one spool row. */
+/*
+ * The messages received of the transaction become its next spool row; end
+ * is its end at its Commit, LSN_INVALID (stored as NULL) before.
+ */
 static void
-spool_commit(spool *sp, lsn_t end)
+spool_put_piece(spool *sp, lsn_t end)
 {
-	uint8_t		id[4], lsn[8];
+	buf			field;
 
 	if (sp->npending == 0)
 		copybin_put_header(&sp->pending);
-	for (int i = 0; i < 4; i++)
-		id[i] = (uint8_t) ((uint32_t) sp->m->id >> (24 - 8 * i));
-	for (int i = 0; i < 8; i++)
-		lsn[i] = (uint8_t) (end >> (56 - 8 * i));
-	copybin_put_row_start(&sp->pending, 3);
-	copybin_put_field(&sp->pending, id, 4);
-	copybin_put_field(&sp->pending, lsn, 8);
+	buf_init(&field);
+	copybin_put_row_start(&sp->pending, 5);
+	wire_put_u32(&field, (uint32_t) sp->m->id);
+	wire_put_u64(&field, sp->commit_lsn);
+	wire_put_u32(&field, (uint32_t) sp->piece);
+	if (end != LSN_INVALID)
+		wire_put_u64(&field, end);
+	copybin_put_field(&sp->pending, field.data, 4);
+	copybin_put_field(&sp->pending, field.data + 4, 8);
+	copybin_put_field(&sp->pending, field.data + 12, 4);
+	copybin_put_field(&sp->pending, end != LSN_INVALID ? field.data + 16 : NULL, 8);
 	copybin_put_field(&sp->pending, sp->txn.data, (uint32_t) sp->txn.len);
+	buf_free(&field);
 	sp->npending++;
-	sp->pending_end = end;
-	sp->transactions++;
 	sp->bytes += (int64_t) sp->txn.len;
+	sp->piece++;
 	buf_reset(&sp->txn);
-	sp->in_txn = false;
+	if (end != LSN_INVALID)
+	{
+		sp->pending_end = end;
+		sp->transactions++;
+		sp->in_txn = false;
+	}
 }
 
 bool
-spool_pump(spool *sp, int budget_ms, bool *truncated)
+spool_pump(spool *sp, int budget_ms, bool wait, bool *truncated)
 {
 	int64_t		deadline = clock_monotonic_us() + (int64_t) budget_ms * 1000;
 
@@ -213,11 +241,15 @@ spool_pump(spool *sp, int budget_ms, bool *truncated)
 		lsn_t		lsn;
 		pgout_message msg;
 		int64_t		left = (deadline - clock_monotonic_us()) / 1000;
-		stream_result r = stream_receive(&sp->s, 0, false, &data, &len, &lsn);
+		stream_result r;
 
+		/* Before receiving: a message received is a message to keep. */
+		if (left <= 0)
+			break;
+		r = stream_receive(&sp->s, wait ? (int) left : 0, false, &data, &len, &lsn);
 		if (r == STREAM_ENDED || r == STREAM_FAILED)
 			return false;
-		if (r == STREAM_TIMEOUT || left <= 0)
+		if (r == STREAM_TIMEOUT)
 			break;
 		if (!pgout_decode(&sp->dec, data, len, &msg))
 		{
@@ -242,6 +274,8 @@ spool_pump(spool *sp, int budget_ms, bool *truncated)
 				spool_append_message(&sp->txn, data, len);
 				buf_append_len(&sp->txn, sp->relation.data, sp->relation.len);
 				sp->in_txn = true;
+				sp->commit_lsn = msg.begin.final_lsn;
+				sp->piece = 0;
 				continue;
 			case PGOUT_TRUNCATE:
 				*truncated = true;
@@ -250,12 +284,13 @@ spool_pump(spool *sp, int budget_ms, bool *truncated)
 				break;
 		}
 		spool_append_message(&sp->txn, data, len);
+		/* A large transaction is stored as it arrives, never held whole. */
 		if (msg.kind == PGOUT_COMMIT)
-		{
-			spool_commit(sp, msg.commit.end_lsn);
-			if (sp->pending.len >= SPOOL_FLUSH_BYTES && !spool_flush(sp))
-				return false;
-		}
+			spool_put_piece(sp, msg.commit.end_lsn);
+		else if (sp->txn.len >= SPOOL_PIECE_BYTES)
+			spool_put_piece(sp, LSN_INVALID);
+		if (sp->pending.len >= SPOOL_FLUSH_BYTES && !spool_flush(sp))
+			return false;
 	}
 	if (!spool_flush(sp))
 		return false;
@@ -265,34 +300,68 @@ spool_pump(spool *sp, int budget_ms, bool *truncated)
 	return true;
 }
 
+/*
+ * Where the replay begins and ends: the commit position of the first
+ * transaction ending after `after`, and of the last whole one.  False after
+ * logging; *first is LSN_INVALID when nothing is to be replayed.
+ */
+static bool
+spool_replay_range(db *d, const state_migration *m, lsn_t after, lsn_t *first, lsn_t *last)
+{
+	char		text[LSN_TEXT_SIZE];
+	PGresult   *res = db_execf(d, "read the spool's range",
+							   "SELECT (min(commit_lsn) FILTER (WHERE end_lsn > %text::pg_catalog.pg_lsn))"
+							   "::pg_catalog.text, "
+							   "  (max(commit_lsn) FILTER (WHERE end_lsn IS NOT NULL))::pg_catalog.text "
+							   "FROM pgrepart.spool WHERE migration_id = %int4",
+							   lsn_format(after, text), m->id);
+	bool		ok = res != NULL;
+
+	*first = *last = LSN_INVALID;
+	if (ok && !PQgetisnull(res, 0, 0))
+		ok = lsn_parse(PQgetvalue(res, 0, 0), first) && lsn_parse(PQgetvalue(res, 0, 1), last);
+	PQclear(res);
+	return ok;
+}
+
 bool
 spool_replay(db *d, const state_migration *m, lsn_t after,
 			 bool (*fn) (void *arg, const uint8_t *data, size_t len, lsn_t lsn),
 			 void *arg, lsn_t *end)
 {
-	char		text[LSN_TEXT_SIZE];
-	char		id[16];
+	char		text[LSN_TEXT_SIZE], id[16], from[LSN_TEXT_SIZE], upto[LSN_TEXT_SIZE], piece[16];
+	lsn_t		first, last;
 
 	*end = after;
+	if (!spool_replay_range(d, m, after, &first, &last))
+		return false;
+	if (first == LSN_INVALID)
+		return true;
 	snprintf(id, sizeof(id), "%d", m->id);
+	lsn_format(first, from);
+	lsn_format(last, upto);
+	snprintf(piece, sizeof(piece), "-1");
 	/*
-	 * At most 500 rows a read, and no more once the rows before hold 32 MB
-	 * as stored: many mid-sized transactions must not arrive in one result.
-	 * A row is read whole, so one transaction still is (docs/design.md).
+	 * Pieces in order after the last one read, up to the last whole
+	 * transaction (a piece beyond it belongs to one the spooler never
+	 * finished).  At most 500 pieces a read, and no more once those before
+	 * hold 8 MB: a read holds at most that and one piece.
 	 */
 	for (;;)
 	{
-		const char *params[2] = {id, lsn_format(*end, text)};
+		const char *params[4] = {id, from, piece, upto};
 		PGresult   *res = PQexecParams(d->conn,
-									   "SELECT end_lsn, data FROM ("
-									   "  SELECT end_lsn, data, pg_catalog.sum(pg_catalog.pg_column_size(data)) "
-									   "    OVER (ORDER BY end_lsn ROWS UNBOUNDED PRECEDING) "
-									   "    - pg_catalog.pg_column_size(data) AS before "
+									   "SELECT commit_lsn, piece, end_lsn, data FROM ("
+									   "  SELECT commit_lsn, piece, end_lsn, data, "
+									   "    pg_catalog.sum(pg_catalog.octet_length(data)) OVER "
+									   "    (ORDER BY commit_lsn, piece ROWS UNBOUNDED PRECEDING) "
+									   "    - pg_catalog.octet_length(data) AS before "
 									   "  FROM pgrepart.spool WHERE migration_id = $1::pg_catalog.int4 "
-									   "  AND end_lsn > $2::pg_catalog.pg_lsn ORDER BY end_lsn "
-									   "  LIMIT 500) s "
-									   "WHERE before < 33554432 ORDER BY end_lsn",
-									   2, NULL, params, NULL, NULL, 1);
+									   "  AND (commit_lsn, piece) > ($2::pg_catalog.pg_lsn, $3::pg_catalog.int4) "
+									   "  AND commit_lsn <= $4::pg_catalog.pg_lsn "
+									   "  ORDER BY commit_lsn, piece LIMIT 500) s "
+									   "WHERE before < 8388608 ORDER BY commit_lsn, piece",
+									   4, NULL, params, NULL, NULL, 1);
 		int			n;
 
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -304,31 +373,42 @@ spool_replay(db *d, const state_migration *m, lsn_t after,
 		n = PQntuples(res);
 		for (int i = 0; i < n; i++)
 		{
-			wire_reader lr, r;
-			lsn_t		lsn;
+			wire_reader cr, pr, r;
+			lsn_t		commit;
+			uint32_t	number;
 
-			wire_reader_init(&lr, PQgetvalue(res, i, 0), (size_t) PQgetlength(res, i, 0));
-			lsn = wire_u64(&lr);
-			wire_reader_init(&r, PQgetvalue(res, i, 1), (size_t) PQgetlength(res, i, 1));
+			wire_reader_init(&cr, PQgetvalue(res, i, 0), (size_t) PQgetlength(res, i, 0));
+			commit = wire_u64(&cr);
+			wire_reader_init(&pr, PQgetvalue(res, i, 1), (size_t) PQgetlength(res, i, 1));
+			number = wire_u32(&pr);
+			wire_reader_init(&r, PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3));
 			while (!r.failed && wire_remaining(&r) > 0)
 			{
 				uint32_t	len = wire_u32(&r);
 				const uint8_t *data = wire_bytes(&r, len);
 
-				if (data != NULL && !fn(arg, data, len, lsn))
+				if (data != NULL && !fn(arg, data, len, commit))
 				{
 					PQclear(res);
 					return false;
 				}
 			}
-			if (lr.failed || r.failed)
+			if (cr.failed || pr.failed || r.failed)
 			{
-				log_error("spooled transaction ending at %s is malformed: %s",
-						  lsn_format(lsn, text), r.failed ? r.error : lr.error);
+				log_error("spooled transaction committed at %s is malformed: %s",
+						  lsn_format(commit, text), r.failed ? r.error : "bad position");
 				PQclear(res);
 				return false;
 			}
-			*end = lsn;
+			if (!PQgetisnull(res, i, 2))
+			{
+				wire_reader er;
+
+				wire_reader_init(&er, PQgetvalue(res, i, 2), (size_t) PQgetlength(res, i, 2));
+				*end = wire_u64(&er);
+			}
+			lsn_format(commit, from);
+			snprintf(piece, sizeof(piece), "%" PRIu32, number);
 		}
 		PQclear(res);
 		/* A read cut short by its bytes is no end: only an empty one is. */
@@ -337,13 +417,15 @@ spool_replay(db *d, const state_migration *m, lsn_t after,
 	}
 }
 
+/* The pieces of every transaction ending at or before upto. */
 bool
 spool_trim(db *d, const state_migration *m, lsn_t upto)
 {
 	char		text[LSN_TEXT_SIZE];
 	PGresult   *res = db_execf(d, "trim the spool",
-							   "DELETE FROM pgrepart.spool WHERE migration_id = %int4 "
-							   "AND end_lsn <= %text::pg_catalog.pg_lsn", m->id,
+							   "DELETE FROM pgrepart.spool WHERE migration_id = %int4 AND commit_lsn <= "
+							   "  (SELECT max(commit_lsn) FROM pgrepart.spool WHERE migration_id = %int4 "
+							   "    AND end_lsn <= %text::pg_catalog.pg_lsn)", m->id, m->id,
 							   lsn_format(upto, text));
 
 	PQclear(res);

@@ -64,9 +64,11 @@ static const char tables_sql[] =
 	"  PRIMARY KEY (migration_id, ord)); "
 	"CREATE TABLE IF NOT EXISTS pgrepart.spool ("
 	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"
-	"  end_lsn pg_catalog.pg_lsn NOT NULL,"
+	"  commit_lsn pg_catalog.pg_lsn NOT NULL,"
+	"  piece int NOT NULL,"
+	"  end_lsn pg_catalog.pg_lsn,"
 	"  data bytea NOT NULL,"
-	"  PRIMARY KEY (migration_id, end_lsn)); "
+	"  PRIMARY KEY (migration_id, commit_lsn, piece)); "
 	"CREATE TABLE IF NOT EXISTS pgrepart.ghost ("
 	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"
 	"  key bytea NOT NULL,"
@@ -77,7 +79,24 @@ static const char tables_sql[] =
 	/* Where the row was written; older rows are told by their slot's name alone. */
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS system_identifier text; "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS database_oid oid; "
-	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS premake int";
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS premake int; "
+	/*
+	 * A spool of one row per transaction, keyed by its end, becomes one of
+	 * pieces keyed by the commit record's position.  Such a row is a whole
+	 * transaction: its one piece goes just before its end, after its commit
+	 * record's start and before the next transaction's.
+	 */
+	"DO $$BEGIN "
+	"  IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attname = 'commit_lsn' "
+	"      AND attrelid = 'pgrepart.spool'::pg_catalog.regclass) THEN "
+	"    ALTER TABLE pgrepart.spool ADD COLUMN commit_lsn pg_catalog.pg_lsn, "
+	"      ADD COLUMN piece int NOT NULL DEFAULT 0, ALTER COLUMN end_lsn DROP NOT NULL; "
+	"    UPDATE pgrepart.spool SET commit_lsn = end_lsn - 1; "
+	"    ALTER TABLE pgrepart.spool ALTER COLUMN commit_lsn SET NOT NULL, "
+	"      ALTER COLUMN piece DROP DEFAULT, DROP CONSTRAINT spool_pkey, "
+	"      ADD PRIMARY KEY (migration_id, commit_lsn, piece); "
+	"  END IF; "
+	"END$$";
 
 bool
 state_ensure(db *d)

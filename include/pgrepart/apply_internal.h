@@ -239,13 +239,13 @@ struct apply
 #define RUN_MAX_ROWS 10000
 /* A run shorter than this goes one INSERT per row when it cannot go in arrays. */
 #define COPY_MIN_ROWS 16
-#define BATCH_MAX_BYTES ((size_t) 8 * 1024 * 1024)
+#define BATCH_MAX_BYTES ((size_t) 4 * 1024 * 1024)
 /*
  * Batches sent and not yet answered keep their rows (to name a row that
  * missed): past this many bytes of them the pipeline syncs, so one large
  * source transaction cannot hold its every change in memory.
  */
-#define HELD_MAX_BYTES ((size_t) 32 * 1024 * 1024)
+#define HELD_MAX_BYTES ((size_t) 16 * 1024 * 1024)
 #define BOOLOID 16
 #define BOOLARRAYOID 1000
 

@@ -33,11 +33,12 @@ spool	   *spool_open(const char *conninfo, const state_migration *m);
 void		spool_close(spool *sp);
 
 /*
- * Receive and store what the stream has, for at most budget_ms.  False
- * after logging (a lost connection, a column change).  *truncated is set
- * when a TRUNCATE of the table was spooled.
+ * Receive and store what the stream has, for at most budget_ms; with wait,
+ * wait for more until budget_ms has passed.  False after logging (a lost
+ * connection, a column change).  *truncated is set when a TRUNCATE of the
+ * table was spooled.
  */
-bool		spool_pump(spool *sp, int budget_ms, bool *truncated);
+bool		spool_pump(spool *sp, int budget_ms, bool wait, bool *truncated);
 
 /* Transactions and bytes spooled, for progress. */
 int64_t		spool_transactions(const spool *sp);

@@ -24,15 +24,6 @@ my $conn = $node->connstr;
 my $update = 'BEGIN; ' . join('', map { "UPDATE chat_messages SET content = content || ' ($_)', "
 	  . "tokens_used = coalesce(tokens_used, 0) + 1; " } 1 .. $passes) . 'COMMIT';
 
-# The peak RSS of pid so far (VmHWM), in kB.
-sub peak
-{
-	my ($pid) = @_;
-	open my $st, '<', "/proc/$pid/status" or return 0;
-	while (<$st>) { return $1 if /^VmHWM:\s+(\d+) kB/ }
-	return 0;
-}
-
 # Run the update (then the statement $then, if any), wait until pgrepart has
 # the state wait_sql says, and return the transaction's WAL in MB and the
 # run's peak RSS in MB.
@@ -46,7 +37,7 @@ sub measure
 	my $mb = $node->psql("SELECT pg_wal_lsn_diff('$after', '$before') / 1048576");
 	wait_for($node, $wait_sql =~ s/:after/$after/r, 1800, $pid)
 	  or die "$name: pgrepart did not get there:\n" . slurp("$dir/$name.log");
-	my $rss = peak($pid) / 1024;
+	my $rss = peak_rss_mb($pid);
 	printf "%-9s transaction %.0f MB of WAL, pgrepart peak RSS %.0f MB\n", $name, $mb, $rss;
 	return ($mb, $rss);
 }

@@ -8,7 +8,7 @@ use POSIX ();
 use Pgrepart::Cluster;
 
 our @EXPORT = qw(pgrepart fixture pgrepart_background hold_lock migrating_role wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
-	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu);
+	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu peak_rss_mb);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
 # under test (the Makefile points it at ./pgrepart or the sanitizer build).
@@ -300,6 +300,16 @@ sub pgrepart_cpu
 	my ($node, $pid) = @_;
 	return (server_cpu($node, "backend_type = 'walsender'"),
 		server_cpu($node, "application_name LIKE 'pgrepart%' AND backend_type <> 'walsender'"), cpu_seconds($pid));
+}
+
+# The peak resident memory of a process so far (VmHWM), in MB (Linux only;
+# 0 where that cannot be read).
+sub peak_rss_mb
+{
+	my ($pid) = @_;
+	open my $st, '<', "/proc/$pid/status" or return 0;
+	while (<$st>) { return $1 / 1024 if /^VmHWM:\s+(\d+) kB/ }
+	return 0;
 }
 
 sub slurp
