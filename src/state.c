@@ -89,12 +89,12 @@ static const char tables_sql[] =
 	"DO $$BEGIN "
 	"  IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attname = 'commit_lsn' "
 	"      AND attrelid = 'pgrepart.spool'::pg_catalog.regclass) THEN "
-	"    ALTER TABLE pgrepart.spool ADD COLUMN commit_lsn pg_catalog.pg_lsn, "
-	"      ADD COLUMN piece int NOT NULL DEFAULT 0, ALTER COLUMN end_lsn DROP NOT NULL; "
+	"    ALTER TABLE pgrepart.spool DROP CONSTRAINT spool_pkey, "
+	"      ADD COLUMN commit_lsn pg_catalog.pg_lsn, ADD COLUMN piece int NOT NULL DEFAULT 0; "
+	"    ALTER TABLE pgrepart.spool ALTER COLUMN end_lsn DROP NOT NULL; "
 	"    UPDATE pgrepart.spool SET commit_lsn = end_lsn - 1; "
 	"    ALTER TABLE pgrepart.spool ALTER COLUMN commit_lsn SET NOT NULL, "
-	"      ALTER COLUMN piece DROP DEFAULT, DROP CONSTRAINT spool_pkey, "
-	"      ADD PRIMARY KEY (migration_id, commit_lsn, piece); "
+	"      ALTER COLUMN piece DROP DEFAULT, ADD PRIMARY KEY (migration_id, commit_lsn, piece); "
 	"  END IF; "
 	"END$$";
 

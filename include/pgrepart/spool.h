@@ -3,13 +3,16 @@
  *
  * The shadow has no indexes during the copy, so changes cannot be applied
  * yet; the slot must not hold WAL for hours either.  The spooler reads the
- * stream between chunks (and while indexes build) and stores each committed
- * source transaction as one row of pgrepart.spool: its raw pgoutput
- * messages, each as a 4-byte length and the bytes, preceded by the latest
- * Relation message so that every row decodes on its own.  It confirms to
- * the slot only what the spool has committed, so the source keeps only the
- * spooler's small lag of WAL.  A table in the source database keeps pgrepart
- * itself stateless: a run on another machine resumes from it.
+ * stream between chunks (and while indexes build) and stores each source
+ * transaction as it arrives, in rows of pgrepart.spool of about 4 MB (its
+ * pieces, keyed by the transaction's commit position and a number): its raw
+ * pgoutput messages, each as a 4-byte length and the bytes, the first piece
+ * with the latest Relation message after the Begin so that a replay can
+ * start at any transaction.  The last piece carries the transaction's end.
+ * It confirms to the slot only the whole transactions the spool has
+ * committed, so the source keeps only the spooler's small lag of WAL, and
+ * no transaction is held in memory whole.  A table in the source database
+ * keeps pgrepart itself stateless: a run on another machine resumes from it.
  *
  * It notices, as they arrive, a column change (the run stops with an error)
  * and a TRUNCATE (reported to the caller, which restarts the copy).
@@ -28,7 +31,10 @@
 
 typedef struct spool spool;
 
-/* Start the stream where the spool ends (or at the slot's consistent point). */
+/*
+ * Start the stream where the spool's last whole transaction ends (or at the
+ * slot's consistent point), after deleting the pieces of one not finished.
+ */
 spool	   *spool_open(const char *conninfo, const state_migration *m);
 void		spool_close(spool *sp);
 
@@ -47,15 +53,16 @@ int64_t		spool_bytes(const spool *sp);
 int64_t		spool_lag_bytes(const spool *sp);
 
 /*
- * Hand every spooled message of the transactions ending after `after`, in
- * commit order, to fn (data valid during the call; lsn is the transaction's
- * end).  Stops when fn returns false.  *end gets the last one's end.
+ * Hand every spooled message of the whole transactions ending after
+ * `after`, in commit order, to fn (data valid during the call; lsn is the
+ * transaction's commit position), reading a few MB at a time.  Stops when
+ * fn returns false.  *end gets the end of the last one handed over whole.
  */
 bool		spool_replay(db *d, const state_migration *m, lsn_t after,
 						 bool (*fn) (void *arg, const uint8_t *data, size_t len, lsn_t lsn),
 						 void *arg, lsn_t *end);
 
-/* Drop the spooled transactions ending at or before upto. */
+/* Drop the pieces of the spooled transactions ending at or before upto. */
 bool		spool_trim(db *d, const state_migration *m, lsn_t upto);
 
 #endif
