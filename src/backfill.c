@@ -27,7 +27,6 @@
 #include "pgrepart/partition.h"
 #include "pgrepart/sqlstate.h"
 #include "pgrepart/stream.h"
-#include "pgrepart/visibility.h"
 #include "pgrepart/wire.h"
 
 #define BACKFILL_FIRST_ROWS 10000
@@ -54,6 +53,7 @@ typedef struct backfill
 	int			nkeys;
 	Oid		   *key_types;		/* base types, for binary parameters */
 	const char **key_type_names;	/* format_type(), for casts */
+	const catalog_column **key_columns;
 	char	  **key_names;
 	int		   *key_at;			/* each key column's position in the copied columns */
 	int			ncolumns;
@@ -82,7 +82,7 @@ backfill_supported(const catalog_table *t)
 	{
 		const catalog_column *c = catalog_find_column(t, t->key_columns[i]);
 
-		if (c == NULL || !visibility_orderable_type(c->base_type))
+		if (c == NULL || !c->btree_orderable || !c->binary_io)
 			return false;
 	}
 	return t->nkey_columns > 0;
@@ -135,6 +135,7 @@ backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
 	b->nkeys = t->nkey_columns;
 	b->key_types = xcalloc((size_t) b->nkeys, sizeof(Oid));
 	b->key_type_names = xcalloc((size_t) b->nkeys, sizeof(char *));
+	b->key_columns = xcalloc((size_t) b->nkeys, sizeof(catalog_column *));
 	b->key_names = t->key_columns;
 	b->key_at = xcalloc((size_t) b->nkeys, sizeof(int));
 	if (!catalog_published_columns(d, qshadow, &names, &types, &b->ncolumns))
@@ -145,6 +146,7 @@ backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
 
 		b->key_types[k] = c->base_type;
 		b->key_type_names[k] = c->type;
+		b->key_columns[k] = c;
 		b->key_at[k] = -1;
 	}
 	for (int i = 0; i < b->ncolumns; i++)
@@ -178,6 +180,7 @@ backfill_free(backfill *b)
 {
 	free(b->key_types);
 	free(b->key_type_names);
+	free(b->key_columns);
 	free(b->key_at);
 	buf_free(&b->columns);
 	buf_free(&b->lo);
@@ -341,10 +344,14 @@ backfill_copy_sql(const backfill *b, buf *sql)
 				buf_append(sql, ", ");
 			ident_quote(sql, b->key_names[i]);
 		}
+		/* In the column's collation, as ORDER BY sorts. */
 		buf_append(sql, ") > (");
 		for (int i = 0; i < b->nkeys; i++)
+		{
 			buf_appendf(sql, "%spg_catalog.current_setting('pgrepart.lo_%d')::%s",
 						i > 0 ? ", " : "", i + 1, b->key_type_names[i]);
+			catalog_append_collate(sql, b->key_columns[i]);
+		}
 		buf_append(sql, ")");
 	}
 	buf_append(sql, " ORDER BY ");

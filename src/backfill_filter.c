@@ -30,12 +30,20 @@ struct backfill_filter
 	Oid		   *key_types;
 	filter_chunk *chunks;
 	int			nchunks;
+	/*
+	 * For a key the client cannot order (text under a collation, numeric,
+	 * ...): "SELECT (key) > (hi)", asked of the source in the columns' own
+	 * types and collations.
+	 */
+	bool		server_order;
+	buf			above_sql;
 	lsn_t		retire_lsn;		/* after every chunk's WAL position: no snapshot sees it */
 	bool		retired;
 
 	/* The source transaction being read. */
 	uint32_t	xid;
 	bool		filtering;		/* it committed before retire_lsn */
+	int			boundary;		/* the first chunk whose snapshot sees it, or nchunks */
 
 	/* The relation, from its latest Relation message. */
 	int			ncols;
@@ -65,6 +73,25 @@ struct backfill_filter
 	int			ghost_changes_taken;
 };
 
+/* "SELECT ($1::type COLLATE c, ...) > ($n+1::type, ...)": the key against a chunk's upper key. */
+static void
+filter_above_sql(backfill_filter *f, const catalog_table *t)
+{
+	buf_append(&f->above_sql, "SELECT (");
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		const catalog_column *c = catalog_find_column(t, t->key_columns[k]);
+
+		buf_appendf(&f->above_sql, "%s$%d::%s", k > 0 ? ", " : "", k + 1, c->type);
+		catalog_append_collate(&f->above_sql, c);
+	}
+	buf_append(&f->above_sql, ") > (");
+	for (int k = 0; k < f->nkeys; k++)
+		buf_appendf(&f->above_sql, "%s$%d::%s", k > 0 ? ", " : "", f->nkeys + k + 1,
+					catalog_find_column(t, t->key_columns[k])->type);
+	buf_append(&f->above_sql, ")");
+}
+
 backfill_filter *
 backfill_filter_create(db *source, const state_migration *m, const catalog_table *t)
 {
@@ -75,6 +102,7 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 	f->source = source;
 	f->qtable = ident_qualified(m->schema, m->table);
 	buf_init(&f->fetch_sql);
+	buf_init(&f->above_sql);
 	f->nkeys = t->nkey_columns;
 	f->key_names = xcalloc((size_t) f->nkeys, sizeof(char *));
 	f->key_types = xcalloc((size_t) f->nkeys, sizeof(Oid));
@@ -91,7 +119,10 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 		f->key_names[k] = xstrdup(t->key_columns[k]);
 		f->key_types[k] = c ? c->base_type : InvalidOid;
 		f->key_pos[k] = -1;
+		f->server_order = f->server_order || !visibility_orderable_type(f->key_types[k]);
 	}
+	if (f->server_order)
+		filter_above_sql(f, t);
 	buf_init(&f->ghost_key);
 	for (int i = 0; i < GHOST_CHANGES_MAX; i++)
 		buf_init(&f->ghost_changes[i].key);
@@ -162,6 +193,7 @@ backfill_filter_free(backfill_filter *f)
 	free(f->values);
 	PQclear(f->fetched);
 	buf_free(&f->fetch_sql);
+	buf_free(&f->above_sql);
 	for (int i = 0; i < f->nghosts; i++)
 		buf_free(&f->ghosts[i]);
 	free(f->ghosts);
@@ -231,32 +263,86 @@ filter_key(backfill_filter *f, const pgout_tuple *t, int which)
 	return true;
 }
 
-/* The chunk whose range holds f->key[which]: the first whose hi is at or above it. */
-static const filter_chunk *
-filter_chunk_of(const backfill_filter *f, int which)
+/*
+ * The first chunk whose snapshot sees the transaction f->xid, or nchunks.
+ * Snapshots are taken in chunk order, and one that sees a committed
+ * transaction is followed only by snapshots that see it too: the chunks
+ * that see it are a suffix.
+ */
+static int
+filter_boundary(const backfill_filter *f)
 {
-	int			lo = 0, hi = f->nchunks - 1;
+	int			lo = 0, hi = f->nchunks;
 
 	while (lo < hi)
 	{
 		int			mid = lo + (hi - lo) / 2;
-		const filter_chunk *c = &f->chunks[mid];
 
-		if (c->hi_blob == NULL ||
-			visibility_compare_key(f->nkeys, f->key_types, c->hi, c->hi_lens,
-								   f->key[which], f->key_lens[which]) >= 0)
+		if (visibility_visible(&f->chunks[mid].snapshot, f->xid))
 			hi = mid;
 		else
 			lo = mid + 1;
 	}
-	return &f->chunks[lo];
+	return lo;
 }
 
-/* Whether the chunk holding f->key[which] already holds the transaction's effect. */
-static bool
-filter_seen(const backfill_filter *f, int which)
+/*
+ * Whether f->key[which] lies above the upper key of chunk c, in the server's
+ * order: 1 or 0, or -1 after logging.
+ */
+static int
+filter_above(backfill_filter *f, int which, const filter_chunk *c)
 {
-	return visibility_visible(&filter_chunk_of(f, which)->snapshot, f->xid);
+	const char **values;
+	int		   *lens, *formats;
+	Oid		   *types;
+	PGresult   *res;
+	int			n = 2 * f->nkeys, above = -1;
+
+	if (!f->server_order)
+		return visibility_compare_key(f->nkeys, f->key_types, f->key[which], f->key_lens[which],
+									  c->hi, c->hi_lens) > 0;
+	values = xcalloc((size_t) n, sizeof(char *));
+	lens = xcalloc((size_t) n, sizeof(int));
+	formats = xcalloc((size_t) n, sizeof(int));
+	types = xcalloc((size_t) n, sizeof(Oid));
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		values[k] = (const char *) f->key[which][k];
+		lens[k] = (int) f->key_lens[which][k];
+		values[f->nkeys + k] = (const char *) c->hi[k];
+		lens[f->nkeys + k] = (int) c->hi_lens[k];
+		types[k] = types[f->nkeys + k] = f->key_types[k];
+		formats[k] = formats[f->nkeys + k] = 1;
+	}
+	res = PQexecParams(f->source->conn, f->above_sql.data, n, types, values, lens, formats, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		above = PQgetvalue(res, 0, 0)[0] == 't';
+	else
+		db_log_error(f->source->conn, "source", "place a key among the chunks", res,
+					 f->source->sqlstate);
+	PQclear(res);
+	free(values);
+	free(lens);
+	free(formats);
+	free(types);
+	return above;
+}
+
+/*
+ * Whether the chunk holding f->key[which] already holds the transaction's
+ * effect: 1 or 0, or -1 after logging.  Chunks before the boundary do not
+ * see the transaction and the rest do, so the key's side of the upper key
+ * of the chunk before the boundary decides.
+ */
+static int
+filter_seen(backfill_filter *f, int which)
+{
+	if (f->boundary == 0)
+		return 1;
+	if (f->boundary == f->nchunks)
+		return 0;
+	return filter_above(f, which, &f->chunks[f->boundary - 1]);
 }
 
 static bool
@@ -407,19 +493,30 @@ filter_truncate(const backfill_filter *f)
 	return FILTER_APPLY;
 }
 
+/* The rule for a change to one key (f->key[which]). */
+static filter_action
+filter_decide(backfill_filter *f, int which)
+{
+	int			seen = filter_seen(f, which);
+
+	return seen < 0 ? FILTER_FAILED : seen ? FILTER_SKIP : FILTER_APPLY;
+}
+
 static filter_action
 filter_update(backfill_filter *f, const pgout_message *in, pgout_message *out)
 {
-	bool		seen_old, seen_new;
+	int			seen_old, seen_new;
 
 	if (!filter_key(f, &in->update.newtuple, 1))
 		return FILTER_FAILED;
 	if (in->update.oldkind == '\0')
-		return filter_seen(f, 1) ? FILTER_SKIP : FILTER_APPLY;
+		return filter_decide(f, 1);
 	if (!filter_key(f, &in->update.oldtuple, 0))
 		return FILTER_FAILED;
 	seen_old = filter_seen(f, 0);
 	seen_new = filter_seen(f, 1);
+	if (seen_old < 0 || seen_new < 0)
+		return FILTER_FAILED;
 	if (filter_same_key(f) || seen_old == seen_new)
 		return seen_new ? FILTER_SKIP : FILTER_APPLY;
 	if (seen_old)
@@ -463,8 +560,12 @@ filter_ghost_change(backfill_filter *f, const pgout_message *in, pgout_message *
 			*action = FILTER_FAILED;
 		else if (!filter_same_key(f))
 		{
+			int			seen = f->filtering ? filter_seen(f, 1) : 0;
+
 			filter_ghost_remove(f, at);
-			if (!(f->filtering && filter_seen(f, 1)))
+			if (seen < 0)
+				*action = FILTER_FAILED;
+			else if (!seen)
 				*action = filter_insert_moved(f, in, out);
 		}
 	}
@@ -514,19 +615,21 @@ backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_messa
 						 lsn_format(in->begin.final_lsn, lsn));
 			}
 			f->filtering = !f->retired;
+			if (f->filtering)
+				f->boundary = filter_boundary(f);
 			return FILTER_APPLY;
 		case PGOUT_INSERT:
 			if (!f->filtering)
 				return FILTER_APPLY;
 			if (!filter_key(f, &in->insert.newtuple, 1))
 				return FILTER_FAILED;
-			return filter_seen(f, 1) ? FILTER_SKIP : FILTER_APPLY;
+			return filter_decide(f, 1);
 		case PGOUT_DELETE:
 			if (!f->filtering)
 				return FILTER_APPLY;
 			if (!filter_key(f, &in->delete.oldtuple, 1))
 				return FILTER_FAILED;
-			return filter_seen(f, 1) ? FILTER_SKIP : FILTER_APPLY;
+			return filter_decide(f, 1);
 		case PGOUT_UPDATE:
 			return f->filtering ? filter_update(f, in, out) : FILTER_APPLY;
 		case PGOUT_TRUNCATE:

@@ -13,6 +13,7 @@
 
 #include "pgrepart/buf.h"
 #include "pgrepart/catalog.h"
+#include "pgrepart/ident.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 
@@ -592,6 +593,15 @@ catalog_integer_like(Oid type)
 		default:
 			return false;
 	}
+}
+
+void
+catalog_append_collate(buf *out, const catalog_column *c)
+{
+	if (c->collation == NULL)
+		return;
+	buf_append(out, " COLLATE ");
+	ident_quote_qualified(out, c->collation_schema, c->collation);
 }
 
 const catalog_column *

@@ -205,8 +205,8 @@ plan_check_binary(plan *p)
 
 /*
  * How the copy will read the table: in key ranges, each under its own short
- * snapshot, where pgrepart can order the key; otherwise under the slot's one
- * snapshot, held for the whole copy.
+ * snapshot, where the key has an order to page by; otherwise under the
+ * slot's one snapshot, held for the whole copy.
  */
 static void
 plan_check_copy(plan *p)
@@ -225,10 +225,10 @@ plan_check_copy(plan *p)
 	else
 		plan_add_finding(p, FINDING_WARN, "copy",
 						 "Run it when the database can spare vacuum for the copy's length, or "
-						 "give the table a key of integers, uuid, dates or timestamps.",
-						 "the key %s has a type pgrepart cannot order (chunks need integers, "
-						 "uuid, dates or timestamps): the copy runs under one snapshot held for "
-						 "its whole length, which holds back vacuum's horizon database-wide",
+						 "give the table a key of types with a btree order and a binary form.",
+						 "the key %s has a type with no btree order or no binary form, so it "
+						 "cannot be paged by: the copy runs under one snapshot held for its "
+						 "whole length, which holds back vacuum's horizon database-wide",
 						 b.data);
 	buf_free(&b);
 }
@@ -429,11 +429,7 @@ plan_ddl_table(plan *p, const char *qshadow, buf *sql)
 		first = false;
 		ident_quote(sql, c->name);
 		buf_appendf(sql, " %s", c->type);
-		if (c->collation != NULL)
-		{
-			buf_append(sql, " COLLATE ");
-			ident_quote_qualified(sql, c->collation_schema, c->collation);
-		}
+		catalog_append_collate(sql, c);
 		if (c->generated == 's')
 			buf_appendf(sql, " GENERATED ALWAYS AS (%s) STORED", c->default_expr);
 		else if (c->identity == 'a')

@@ -317,8 +317,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 			}
 			else
 			{
-				/* The client cannot order this key: one copy under the slot's exported snapshot. */
-				log_info("the key's type cannot be ordered here; copying under one snapshot");
+				/* No order to page the key by: one copy under the slot's exported snapshot. */
+				log_info("the key has no btree order or no binary form; copying under one snapshot");
 				if (!backfill_copy_snapshot(&d, conninfo, m))
 					goto cleanup;
 			}

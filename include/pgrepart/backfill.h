@@ -37,7 +37,10 @@ typedef struct backfill_options
 	double	   *copy_seconds;	/* and the seconds it took, as the progress lines count them */
 } backfill_options;
 
-/* Whether the table's key can be copied in chunks (the client can order it). */
+/*
+ * Whether the table's key can be copied in chunks: every column of it has a
+ * btree order and a binary form.
+ */
 bool		backfill_supported(const catalog_table *t);
 
 typedef enum backfill_result

@@ -18,6 +18,8 @@
 
 #include <libpq-fe.h>
 
+#include "pgrepart/buf.h"
+
 #include "pgrepart/db.h"
 
 /* Built-in type OIDs pgrepart reasons about (pg_type.dat). */
@@ -139,6 +141,9 @@ bool		catalog_read(db *d, const char *schema, const char *name, catalog_table **
 void		catalog_table_free(catalog_table *t);
 
 const catalog_column *catalog_find_column(const catalog_table *t, const char *name);
+
+/* " COLLATE schema.name" when the column has a collation of its own, else nothing. */
+void		catalog_append_collate(buf *out, const catalog_column *c);
 
 /* Whether name is among n column names (an index's may hold NULL for an expression). */
 bool		catalog_has_column(char *const *columns, int n, const char *name);
