@@ -345,17 +345,6 @@ apply_flush_run(apply *a)
 }
 
 
-/* The header of a one-dimensional array of n elements in binary send format. */
-static void
-apply_put_array_header(buf *out, Oid element, bool nulls, int n)
-{
-	wire_put_u32(out, 1);		/* dimensions */
-	wire_put_u32(out, nulls);
-	wire_put_u32(out, element);
-	wire_put_u32(out, (uint32_t) n);
-	wire_put_u32(out, 1);		/* lower bound */
-}
-
 /*
  * A one-dimensional array in binary send format whose element i is
  * vals[i * stride]; unchanged-TOAST markers go as NULL (a keep flag says
@@ -368,7 +357,7 @@ apply_put_array(buf *out, Oid element, const pgout_value *vals, int n, int strid
 
 	for (int i = 0; i < n; i++)
 		nulls = nulls || vals[(size_t) i * stride].kind != 'b';
-	apply_put_array_header(out, element, nulls, n);
+	wire_put_array_header(out, element, nulls, n);
 	for (int i = 0; i < n; i++)
 	{
 		const pgout_value *v = &vals[(size_t) i * stride];
@@ -855,7 +844,7 @@ apply_batch_params(apply *a, const batch *b, const pgout_value *vals, int nrows,
 		if (keep[c] != '1')
 			continue;
 		offsets[nparams++] = arrays->len;
-		apply_put_array_header(arrays, BOOLOID, false, nrows);
+		wire_put_array_header(arrays, BOOLOID, false, nrows);
 		for (int i = 0; i < nrows; i++)
 		{
 			wire_put_u32(arrays, 1);

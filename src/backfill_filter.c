@@ -6,9 +6,11 @@
 #include "pgrepart/backfill.h"
 #include "pgrepart/backfill_filter.h"
 #include "pgrepart/ident.h"
+#include "pgrepart/keyset.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/visibility.h"
+#include "pgrepart/wire.h"
 
 /* A message ends one ghost and begins another at most (or ends them all). */
 #define GHOST_CHANGES_MAX 2
@@ -20,6 +22,16 @@ typedef struct filter_chunk
 	const uint8_t **hi;			/* key values, pointing into hi_blob */
 	uint32_t   *hi_lens;
 } filter_chunk;
+
+/* One key the lookahead asked about: its side of a chunk's upper key. */
+typedef struct filter_answer
+{
+	int			chunk;
+	size_t		key_at;			/* in look_keys */
+	uint32_t	key_len;
+	uint64_t	hash;
+	bool		above;
+} filter_answer;
 
 struct backfill_filter
 {
@@ -37,6 +49,27 @@ struct backfill_filter
 	 */
 	bool		server_order;
 	buf			above_sql;
+
+	/*
+	 * The lookahead (server order only): the messages of a read of the
+	 * spool are looked at before they are decided, and the keys they will
+	 * need placed are asked of the source in one query; the answers serve
+	 * until the next read's lookahead begins.
+	 */
+	pgout_decoder look_dec;
+	int		   *look_key_pos;
+	int			look_ncols;
+	int			look_boundary;	/* of the transaction being looked at; -1: none needed */
+	buf			look_keys;		/* the keys asked about, in backfill_encode_key's form */
+	filter_answer *answers;
+	int			nanswers;
+	int			answers_cap;
+	int		   *slots;			/* a hash table of answers, -1 free */
+	int			nslots;
+	bool		answered;		/* the answers are in; the next look starts afresh */
+	Oid		   *key_array_types;
+	buf			look_sql;
+	buf			probe;			/* scratch: the key looked up */
 	lsn_t		retire_lsn;		/* after every chunk's WAL position: no snapshot sees it */
 	bool		retired;
 
@@ -90,6 +123,29 @@ filter_above_sql(backfill_filter *f, const catalog_table *t)
 		buf_appendf(&f->above_sql, "%s$%d::%s", k > 0 ? ", " : "", f->nkeys + k + 1,
 					catalog_find_column(t, t->key_columns[k])->type);
 	buf_append(&f->above_sql, ")");
+
+	/* The lookahead's: the same for arrays of keys and upper keys, pair by pair. */
+	buf_append(&f->look_sql, "SELECT (");
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		const catalog_column *c = catalog_find_column(t, t->key_columns[k]);
+
+		buf_appendf(&f->look_sql, "%su.k%d::%s", k > 0 ? ", " : "", k + 1, c->type);
+		catalog_append_collate(&f->look_sql, c);
+	}
+	buf_append(&f->look_sql, ") > (");
+	for (int k = 0; k < f->nkeys; k++)
+		buf_appendf(&f->look_sql, "%su.h%d::%s", k > 0 ? ", " : "", k + 1,
+					catalog_find_column(t, t->key_columns[k])->type);
+	buf_append(&f->look_sql, ") FROM ROWS FROM (");
+	for (int i = 0; i < 2 * f->nkeys; i++)
+		buf_appendf(&f->look_sql, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
+	buf_append(&f->look_sql, ") WITH ORDINALITY AS u(");
+	for (int k = 0; k < f->nkeys; k++)
+		buf_appendf(&f->look_sql, "k%d, ", k + 1);
+	for (int k = 0; k < f->nkeys; k++)
+		buf_appendf(&f->look_sql, "h%d, ", k + 1);
+	buf_append(&f->look_sql, "ord) ORDER BY u.ord");
 }
 
 backfill_filter *
@@ -103,6 +159,11 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 	f->qtable = ident_qualified(m->schema, m->table);
 	buf_init(&f->fetch_sql);
 	buf_init(&f->above_sql);
+	buf_init(&f->look_sql);
+	buf_init(&f->look_keys);
+	buf_init(&f->probe);
+	pgout_decoder_init(&f->look_dec);
+	f->look_boundary = -1;
 	f->nkeys = t->nkey_columns;
 	f->key_names = xcalloc((size_t) f->nkeys, sizeof(char *));
 	f->key_types = xcalloc((size_t) f->nkeys, sizeof(Oid));
@@ -121,8 +182,19 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 		f->key_pos[k] = -1;
 		f->server_order = f->server_order || !visibility_orderable_type(f->key_types[k]);
 	}
+	f->look_key_pos = xcalloc((size_t) f->nkeys, sizeof(int));
 	if (f->server_order)
+	{
+		bool	   *compressible = NULL;
+
 		filter_above_sql(f, t);
+		if (!catalog_array_types(source, f->key_types, f->nkeys, &f->key_array_types, &compressible))
+		{
+			backfill_filter_free(f);
+			return NULL;
+		}
+		free(compressible);
+	}
 	buf_init(&f->ghost_key);
 	for (int i = 0; i < GHOST_CHANGES_MAX; i++)
 		buf_init(&f->ghost_changes[i].key);
@@ -194,6 +266,14 @@ backfill_filter_free(backfill_filter *f)
 	PQclear(f->fetched);
 	buf_free(&f->fetch_sql);
 	buf_free(&f->above_sql);
+	buf_free(&f->look_sql);
+	buf_free(&f->look_keys);
+	buf_free(&f->probe);
+	pgout_decoder_free(&f->look_dec);
+	free(f->look_key_pos);
+	free(f->answers);
+	free(f->slots);
+	free(f->key_array_types);
 	for (int i = 0; i < f->nghosts; i++)
 		buf_free(&f->ghosts[i]);
 	free(f->ghosts);
@@ -270,7 +350,7 @@ filter_key(backfill_filter *f, const pgout_tuple *t, int which)
  * that see it are a suffix.
  */
 static int
-filter_boundary(const backfill_filter *f)
+filter_boundary(const backfill_filter *f, uint32_t xid)
 {
 	int			lo = 0, hi = f->nchunks;
 
@@ -278,7 +358,7 @@ filter_boundary(const backfill_filter *f)
 	{
 		int			mid = lo + (hi - lo) / 2;
 
-		if (visibility_visible(&f->chunks[mid].snapshot, f->xid))
+		if (visibility_visible(&f->chunks[mid].snapshot, xid))
 			hi = mid;
 		else
 			lo = mid + 1;
@@ -286,13 +366,43 @@ filter_boundary(const backfill_filter *f)
 	return lo;
 }
 
+static uint64_t
+filter_answer_hash(int chunk, const char *key, size_t len)
+{
+	return keyset_hash(key, len) ^ ((uint64_t) (chunk + 1) * UINT64_C(0x9E3779B97F4A7C15));
+}
+
+/* The lookahead's answer for the encoded key at chunk, or -1. */
+static int
+filter_answer_find(const backfill_filter *f, int chunk, const buf *key)
+{
+	uint64_t	h;
+
+	if (f->nslots == 0)
+		return -1;
+	h = filter_answer_hash(chunk, key->data, key->len);
+	for (size_t i = h & (size_t) (f->nslots - 1);; i = (i + 1) & (size_t) (f->nslots - 1))
+	{
+		const filter_answer *a;
+
+		if (f->slots[i] < 0)
+			return -1;
+		a = &f->answers[f->slots[i]];
+		if (a->hash == h && a->chunk == chunk && a->key_len == key->len &&
+			memcmp(f->look_keys.data + a->key_at, key->data, key->len) == 0)
+			return f->slots[i];
+	}
+}
+
 /*
- * Whether f->key[which] lies above the upper key of chunk c, in the server's
- * order: 1 or 0, or -1 after logging.
+ * Whether f->key[which] lies above the upper key of chunk `chunk`, in the
+ * server's order: 1 or 0, or -1 after logging.  Where the client cannot
+ * order the key, the lookahead's answer, else a query of its own.
  */
 static int
-filter_above(backfill_filter *f, int which, const filter_chunk *c)
+filter_above(backfill_filter *f, int which, int chunk)
 {
+	const filter_chunk *c = &f->chunks[chunk];
 	const char **values;
 	int		   *lens, *formats;
 	Oid		   *types;
@@ -302,6 +412,11 @@ filter_above(backfill_filter *f, int which, const filter_chunk *c)
 	if (!f->server_order)
 		return visibility_compare_key(f->nkeys, f->key_types, f->key[which], f->key_lens[which],
 									  c->hi, c->hi_lens) > 0;
+	buf_reset(&f->probe);
+	backfill_encode_key(&f->probe, f->nkeys, f->key[which], f->key_lens[which]);
+	if ((above = filter_answer_find(f, chunk, &f->probe)) >= 0)
+		return f->answers[above].above;
+	above = -1;
 	values = xcalloc((size_t) n, sizeof(char *));
 	lens = xcalloc((size_t) n, sizeof(int));
 	formats = xcalloc((size_t) n, sizeof(int));
@@ -342,7 +457,7 @@ filter_seen(backfill_filter *f, int which)
 		return 1;
 	if (f->boundary == f->nchunks)
 		return 0;
-	return filter_above(f, which, &f->chunks[f->boundary - 1]);
+	return filter_above(f, which, f->boundary - 1);
 }
 
 static bool
@@ -616,7 +731,7 @@ backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_messa
 			}
 			f->filtering = !f->retired;
 			if (f->filtering)
-				f->boundary = filter_boundary(f);
+				f->boundary = filter_boundary(f, f->xid);
 			return FILTER_APPLY;
 		case PGOUT_INSERT:
 			if (!f->filtering)
@@ -637,6 +752,199 @@ backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_messa
 		default:
 			return FILTER_APPLY;
 	}
+}
+
+/* ---- the lookahead ---- */
+
+/* Note the key of t (at the lookahead's positions) to be asked about. */
+static void
+filter_look_key(backfill_filter *f, const pgout_tuple *t)
+{
+	size_t		at = f->look_keys.len;
+	filter_answer *a;
+
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		int			pos = f->look_key_pos[k];
+
+		/* The decision reports what is wrong with such a change. */
+		if (pos < 0 || pos >= t->ncols || t->values[pos].kind != 'b')
+			return;
+	}
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		const pgout_value *v = &t->values[f->look_key_pos[k]];
+
+		wire_put_u32(&f->look_keys, v->len);
+		buf_append_len(&f->look_keys, v->data, v->len);
+	}
+	if (f->nanswers == f->answers_cap)
+	{
+		f->answers_cap = f->answers_cap > 0 ? 2 * f->answers_cap : 256;
+		f->answers = xrealloc(f->answers, (size_t) f->answers_cap * sizeof(filter_answer));
+	}
+	a = &f->answers[f->nanswers++];
+	a->chunk = f->look_boundary - 1;
+	a->key_at = at;
+	a->key_len = (uint32_t) (f->look_keys.len - at);
+	a->hash = filter_answer_hash(a->chunk, f->look_keys.data + at, a->key_len);
+	a->above = false;
+}
+
+bool
+backfill_filter_look(backfill_filter *f, const uint8_t *data, size_t len)
+{
+	pgout_message msg;
+
+	if (!f->server_order || f->retired)
+		return true;
+	if (f->answered)
+	{
+		f->answered = false;
+		f->nanswers = 0;
+		f->nslots = 0;
+		buf_reset(&f->look_keys);
+	}
+	/* A message that does not decode is reported when it is decided. */
+	if (!pgout_decode(&f->look_dec, data, len, &msg))
+		return true;
+	switch (msg.kind)
+	{
+		case PGOUT_RELATION:
+			for (int k = 0; k < f->nkeys; k++)
+			{
+				f->look_key_pos[k] = -1;
+				for (int i = 0; i < msg.relation.ncols; i++)
+					if (strcmp(msg.relation.columns[i].name, f->key_names[k]) == 0)
+						f->look_key_pos[k] = i;
+			}
+			break;
+		case PGOUT_BEGIN:
+			{
+				int			b = msg.begin.final_lsn > f->retire_lsn ? 0 :
+					filter_boundary(f, msg.begin.xid);
+
+				/* Only a transaction some chunks see and some do not needs keys placed. */
+				f->look_boundary = b > 0 && b < f->nchunks ? b : -1;
+				break;
+			}
+		case PGOUT_INSERT:
+			if (f->look_boundary > 0)
+				filter_look_key(f, &msg.insert.newtuple);
+			break;
+		case PGOUT_UPDATE:
+			if (f->look_boundary > 0)
+			{
+				filter_look_key(f, &msg.update.newtuple);
+				if (msg.update.oldkind != '\0')
+					filter_look_key(f, &msg.update.oldtuple);
+			}
+			break;
+		case PGOUT_DELETE:
+			if (f->look_boundary > 0)
+				filter_look_key(f, &msg.delete.oldtuple);
+			break;
+		default:
+			break;
+	}
+	return true;
+}
+
+/* The keys asked about (which 0) or their chunks' upper keys (which 1), column k, as an array. */
+static void
+filter_look_array(backfill_filter *f, int k, int which, buf *out)
+{
+	const uint8_t **values = xcalloc((size_t) f->nkeys, sizeof(uint8_t *));
+	uint32_t   *lens = xcalloc((size_t) f->nkeys, sizeof(uint32_t));
+
+	wire_put_array_header(out, f->key_types[k], false, f->nanswers);
+	for (int i = 0; i < f->nanswers; i++)
+	{
+		const filter_answer *a = &f->answers[i];
+		const filter_chunk *c = &f->chunks[a->chunk];
+
+		if (which == 0)
+			(void) backfill_decode_key((const uint8_t *) f->look_keys.data + a->key_at, a->key_len,
+									   f->nkeys, values, lens);
+		else
+		{
+			values[k] = c->hi[k];
+			lens[k] = c->hi_lens[k];
+		}
+		wire_put_u32(out, lens[k]);
+		buf_append_len(out, values[k], lens[k]);
+	}
+	free(values);
+	free(lens);
+}
+
+bool
+backfill_filter_look_resolve(backfill_filter *f)
+{
+	int			n = 2 * f->nkeys;
+	buf		   *arrays;
+	const char **values;
+	int		   *lens, *formats;
+	Oid		   *types;
+	PGresult   *res;
+	bool		ok;
+
+	if (!f->server_order || f->answered)
+		return true;
+	f->answered = true;
+	if (f->nanswers == 0)
+		return true;
+	arrays = xcalloc((size_t) n, sizeof(buf));
+	values = xcalloc((size_t) n, sizeof(char *));
+	lens = xcalloc((size_t) n, sizeof(int));
+	formats = xcalloc((size_t) n, sizeof(int));
+	types = xcalloc((size_t) n, sizeof(Oid));
+	for (int i = 0; i < n; i++)
+	{
+		int			k = i % f->nkeys;
+
+		buf_init(&arrays[i]);
+		filter_look_array(f, k, i / f->nkeys, &arrays[i]);
+		values[i] = arrays[i].data;
+		lens[i] = (int) arrays[i].len;
+		formats[i] = 1;
+		types[i] = f->key_array_types[k];
+	}
+	res = PQexecParams(f->source->conn, f->look_sql.data, n, types, values, lens, formats, 0);
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == f->nanswers;
+	if (!ok)
+		db_log_error(f->source->conn, "source", "place the spool's keys among the chunks", res,
+					 f->source->sqlstate);
+	for (int i = 0; ok && i < f->nanswers; i++)
+		f->answers[i].above = PQgetvalue(res, i, 0)[0] == 't';
+	PQclear(res);
+	for (int i = 0; i < n; i++)
+		buf_free(&arrays[i]);
+	free(arrays);
+	free(values);
+	free(lens);
+	free(formats);
+	free(types);
+	if (!ok)
+	{
+		f->nanswers = 0;
+		return false;
+	}
+	/* A hash table of the answers, at most half full. */
+	for (f->nslots = 16; f->nslots < 2 * f->nanswers; f->nslots *= 2)
+		;
+	f->slots = xrealloc(f->slots, (size_t) f->nslots * sizeof(int));
+	for (int i = 0; i < f->nslots; i++)
+		f->slots[i] = -1;
+	for (int i = 0; i < f->nanswers; i++)
+	{
+		size_t		at = f->answers[i].hash & (size_t) (f->nslots - 1);
+
+		while (f->slots[at] >= 0)
+			at = (at + 1) & (size_t) (f->nslots - 1);
+		f->slots[at] = i;
+	}
+	return true;
 }
 
 bool

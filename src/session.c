@@ -258,6 +258,26 @@ session_replay_message(void *arg, const uint8_t *data, size_t len, lsn_t lsn)
 	return session_handle_message(arg, data, len, lsn);
 }
 
+/* A read of the spool, before it is decided: the filter places its keys at once. */
+static bool
+session_look_message(void *arg, const uint8_t *data, size_t len)
+{
+	session    *rs = arg;
+
+	return backfill_filter_look(rs->filter, data, len);
+}
+
+static bool
+session_looked(void *arg)
+{
+	session    *rs = arg;
+
+	if (backfill_filter_look_resolve(rs->filter))
+		return true;
+	rs->end = SESSION_FAILED;
+	return false;
+}
+
 /* The stream is quiet: make what arrived durable, and see whether P or consistency is reached. */
 static bool
 session_handle_quiet(session *rs)
@@ -302,7 +322,9 @@ session_replay_spool(session *rs, lsn_t *start)
 {
 	lsn_t		end = *start;
 
-	if (!spool_replay(&rs->control, rs->m, *start, session_replay_message, rs, &end))
+	spool_reader reader = {session_replay_message, session_look_message, session_looked, rs};
+
+	if (!spool_replay(&rs->control, rs->m, *start, &reader, &end))
 	{
 		if (rs->end == SESSION_FAILED)
 			rs->end = session_lost_or_failed(&rs->control);

@@ -324,10 +324,29 @@ spool_replay_range(db *d, const state_migration *m, lsn_t after, lsn_t *first, l
 	return ok;
 }
 
+/* Each message of a read's pieces to look, then looked once. */
+static bool
+spool_look(const PGresult *res, const spool_reader *reader)
+{
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		wire_reader r;
+
+		wire_reader_init(&r, PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3));
+		while (!r.failed && wire_remaining(&r) > 0)
+		{
+			uint32_t	len = wire_u32(&r);
+			const uint8_t *data = wire_bytes(&r, len);
+
+			if (data != NULL && !reader->look(reader->arg, data, len))
+				return false;
+		}
+	}
+	return reader->looked(reader->arg);
+}
+
 bool
-spool_replay(db *d, const state_migration *m, lsn_t after,
-			 bool (*fn) (void *arg, const uint8_t *data, size_t len, lsn_t lsn),
-			 void *arg, lsn_t *end)
+spool_replay(db *d, const state_migration *m, lsn_t after, const spool_reader *reader, lsn_t *end)
 {
 	char		text[LSN_TEXT_SIZE], id[16], from[LSN_TEXT_SIZE], upto[LSN_TEXT_SIZE], piece[16];
 	lsn_t		first, last;
@@ -371,6 +390,11 @@ spool_replay(db *d, const state_migration *m, lsn_t after,
 			return false;
 		}
 		n = PQntuples(res);
+		if (reader->look != NULL && !spool_look(res, reader))
+		{
+			PQclear(res);
+			return false;
+		}
 		for (int i = 0; i < n; i++)
 		{
 			wire_reader cr, pr, r;
@@ -387,7 +411,7 @@ spool_replay(db *d, const state_migration *m, lsn_t after,
 				uint32_t	len = wire_u32(&r);
 				const uint8_t *data = wire_bytes(&r, len);
 
-				if (data != NULL && !fn(arg, data, len, commit))
+				if (data != NULL && !reader->fn(reader->arg, data, len, commit))
 				{
 					PQclear(res);
 					return false;

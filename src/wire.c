@@ -149,3 +149,13 @@ wire_put_u64(buf *b, uint64_t v)
 	}
 	buf_append_len(b, p, 8);
 }
+
+void
+wire_put_array_header(buf *b, uint32_t element, bool nulls, int n)
+{
+	wire_put_u32(b, 1);			/* dimensions */
+	wire_put_u32(b, nulls);
+	wire_put_u32(b, element);
+	wire_put_u32(b, (uint32_t) n);
+	wire_put_u32(b, 1);			/* lower bound */
+}

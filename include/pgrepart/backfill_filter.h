@@ -57,6 +57,18 @@ filter_action backfill_filter_message(backfill_filter *f, const pgout_message *i
 									  pgout_message *out);
 
 /*
+ * The lookahead, for a key the client cannot order: before a batch of
+ * messages is decided, each is shown to backfill_filter_look, in the same
+ * order, then backfill_filter_look_resolve asks the source, in one query,
+ * where every key those messages will need placed lies; deciding them then
+ * asks nothing more.  The answers serve until the next look.  Without it
+ * (the live stream) each such key is a query of its own.  Both are no-ops
+ * where the client orders the key.  Resolve is false after logging.
+ */
+bool		backfill_filter_look(backfill_filter *f, const uint8_t *data, size_t len);
+bool		backfill_filter_look_resolve(backfill_filter *f);
+
+/*
  * After each message: the next ghost change it made, for the caller to
  * record (state_ghost_sql) in the apply's open transaction; false when
  * there is none left.  *key is valid until the next message.

@@ -52,15 +52,24 @@ int64_t		spool_bytes(const spool *sp);
 /* WAL the server has sent beyond what the spool holds. */
 int64_t		spool_lag_bytes(const spool *sp);
 
+typedef struct spool_reader
+{
+	/* Each message in turn (data valid during the call; lsn: its transaction's commit). */
+	bool		(*fn) (void *arg, const uint8_t *data, size_t len, lsn_t lsn);
+	/* Optional: each message of a read before fn sees them, then looked once. */
+	bool		(*look) (void *arg, const uint8_t *data, size_t len);
+	bool		(*looked) (void *arg);
+	void	   *arg;
+} spool_reader;
+
 /*
  * Hand every spooled message of the whole transactions ending after
- * `after`, in commit order, to fn (data valid during the call; lsn is the
- * transaction's commit position), reading a few MB at a time.  Stops when
- * fn returns false.  *end gets the end of the last one handed over whole.
+ * `after`, in commit order, to the reader, reading a few MB at a time.
+ * Stops when a callback returns false.  *end gets the end of the last
+ * transaction handed over whole.
  */
-bool		spool_replay(db *d, const state_migration *m, lsn_t after,
-						 bool (*fn) (void *arg, const uint8_t *data, size_t len, lsn_t lsn),
-						 void *arg, lsn_t *end);
+bool		spool_replay(db *d, const state_migration *m, lsn_t after, const spool_reader *reader,
+						 lsn_t *end);
 
 /* Drop the pieces of the spooled transactions ending at or before upto. */
 bool		spool_trim(db *d, const state_migration *m, lsn_t upto);

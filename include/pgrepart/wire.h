@@ -44,5 +44,11 @@ void		wire_put_u8(buf *b, uint8_t v);
 void		wire_put_u16(buf *b, uint16_t v);
 void		wire_put_u32(buf *b, uint32_t v);
 void		wire_put_u64(buf *b, uint64_t v);
+/*
+ * The header of a one-dimensional array of n elements of type element (an
+ * OID) in binary send format; each element follows as a 4-byte length (-1
+ * for NULL) and its bytes.
+ */
+void		wire_put_array_header(buf *b, uint32_t element, bool nulls, int n);
 
 #endif

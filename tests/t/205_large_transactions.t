@@ -19,14 +19,15 @@ my $dir = tempdir(CLEANUP => 1);
 # The server spills the transactions it decodes to disk, as it would in production.
 my $node = Pgrepart::Cluster->new(settings => { logical_decoding_work_mem => "'64kB'",
 	max_wal_size => "'4GB'" });
-# The first rows hold 8 kB of random text each: stored out of line and
-# uncompressed, sent whole by every update.  Many small rows follow, for the
+# The first rows hold 8 kB of random text each (one random string, rotated):
+# stored out of line and uncompressed, sent whole by every update.  Many small rows follow, for the
 # copy to be slowed down on once it has copied the large ones.
 $node->psql(<<"SQL");
 CREATE TABLE wide (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, payload text NOT NULL);
+WITH r AS (SELECT string_agg(md5(random()::text || i), '') AS t FROM generate_series(1, 256) i)
 INSERT INTO wide SELECT g, '2026-01-01'::timestamptz + g * interval '1 minute',
-	(SELECT string_agg(md5(random()::text || s.g || i), '') FROM generate_series(1, 256) i)
-FROM generate_series(1, $rows) s(g);
+	substr(r.t || r.t, 1 + (g * 37) % 8192, 8192)
+FROM generate_series(1, $rows) g, r;
 INSERT INTO wide SELECT g, '2026-01-01'::timestamptz + g * interval '1 minute', 'small'
 FROM generate_series($rows + 1, $rows + 100000) g;
 ANALYZE wide;
