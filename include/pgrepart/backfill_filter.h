@@ -4,7 +4,9 @@
  *
  * A change to a key in chunk k's range is skipped when its transaction is
  * visible in chunk k's snapshot (the chunk already holds its effect) and
- * applied otherwise.  An update that moves a row from one chunk's range to
+ * applied otherwise.  The chunks that see a transaction are a suffix, so
+ * the key is compared with one chunk's upper key: on the client for
+ * integers, dates, timestamps and uuids, by the source for other types.  An update that moves a row from one chunk's range to
  * another's is decided at both ends: when only the old end holds it the row
  * is inserted anew, when only the new end holds it the old row is deleted.
  * A TRUNCATE is skipped when every chunk saw it and applied when none did.
