@@ -106,38 +106,42 @@ struct backfill_filter
 	int			ghost_changes_taken;
 };
 
-/* "SELECT ($1::type COLLATE c, ...) > ($n+1::type, ...)": the key against a chunk's upper key. */
+/*
+ * "(K1::type COLLATE c, ...) > (H1::type, ...)": a key against a chunk's
+ * upper key in the key columns' types and collations, each operand named
+ * by a prefix and a number counting from key_from or hi_from.
+ */
+static void
+filter_compare_sql(buf *out, const catalog_table *t, const char *key, int key_from,
+				   const char *hi, int hi_from)
+{
+	buf_append(out, "(");
+	for (int k = 0; k < t->nkey_columns; k++)
+	{
+		const catalog_column *c = catalog_find_column(t, t->key_columns[k]);
+
+		buf_appendf(out, "%s%s%d::%s", k > 0 ? ", " : "", key, key_from + k, c->type);
+		catalog_append_collate(out, c);
+	}
+	buf_append(out, ") > (");
+	for (int k = 0; k < t->nkey_columns; k++)
+		buf_appendf(out, "%s%s%d::%s", k > 0 ? ", " : "", hi, hi_from + k,
+					catalog_find_column(t, t->key_columns[k])->type);
+	buf_append(out, ")");
+}
+
+/*
+ * The source's answers for keys the client cannot order: one key and one
+ * upper key as parameters, and the lookahead's arrays of them, pair by pair.
+ */
 static void
 filter_above_sql(backfill_filter *f, const catalog_table *t)
 {
-	buf_append(&f->above_sql, "SELECT (");
-	for (int k = 0; k < f->nkeys; k++)
-	{
-		const catalog_column *c = catalog_find_column(t, t->key_columns[k]);
-
-		buf_appendf(&f->above_sql, "%s$%d::%s", k > 0 ? ", " : "", k + 1, c->type);
-		catalog_append_collate(&f->above_sql, c);
-	}
-	buf_append(&f->above_sql, ") > (");
-	for (int k = 0; k < f->nkeys; k++)
-		buf_appendf(&f->above_sql, "%s$%d::%s", k > 0 ? ", " : "", f->nkeys + k + 1,
-					catalog_find_column(t, t->key_columns[k])->type);
-	buf_append(&f->above_sql, ")");
-
-	/* The lookahead's: the same for arrays of keys and upper keys, pair by pair. */
-	buf_append(&f->look_sql, "SELECT (");
-	for (int k = 0; k < f->nkeys; k++)
-	{
-		const catalog_column *c = catalog_find_column(t, t->key_columns[k]);
-
-		buf_appendf(&f->look_sql, "%su.k%d::%s", k > 0 ? ", " : "", k + 1, c->type);
-		catalog_append_collate(&f->look_sql, c);
-	}
-	buf_append(&f->look_sql, ") > (");
-	for (int k = 0; k < f->nkeys; k++)
-		buf_appendf(&f->look_sql, "%su.h%d::%s", k > 0 ? ", " : "", k + 1,
-					catalog_find_column(t, t->key_columns[k])->type);
-	buf_append(&f->look_sql, ") FROM ROWS FROM (");
+	buf_append(&f->above_sql, "SELECT ");
+	filter_compare_sql(&f->above_sql, t, "$", 1, "$", f->nkeys + 1);
+	buf_append(&f->look_sql, "SELECT ");
+	filter_compare_sql(&f->look_sql, t, "u.k", 1, "u.h", 1);
+	buf_append(&f->look_sql, " FROM ROWS FROM (");
 	for (int i = 0; i < 2 * f->nkeys; i++)
 		buf_appendf(&f->look_sql, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
 	buf_append(&f->look_sql, ") WITH ORDINALITY AS u(");
