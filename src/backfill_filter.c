@@ -58,7 +58,6 @@ struct backfill_filter
 	 */
 	pgout_decoder look_dec;
 	int		   *look_key_pos;
-	int			look_ncols;
 	int			look_boundary;	/* of the transaction being looked at; -1: none needed */
 	buf			look_keys;		/* the keys asked about, in backfill_encode_key's form */
 	filter_answer *answers;
