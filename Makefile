@@ -84,7 +84,7 @@ check-run: all
 	PG_BINDIR=$(PG_BINDIR) prove -I tests/lib $(PROVE_FLAGS) $(UNIT_BINS) tests/t/
 
 check-asan: asan
-	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
+	PGREPART_SANITIZED=1 $(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/pgrepart EXTRA_CFLAGS="$(SANITIZE) -O1" \
 	        LDFLAGS="$(SANITIZE)" check-run
 
 # Static analysis: cppcheck, then clang-tidy with .clang-tidy's checks; both
