@@ -79,6 +79,11 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
+# Two test files at a time (each with its own cluster): most of a test's time
+# is spent waiting on its load or its server, and every test must hold on a
+# busy machine anyway.  PROVE_FLAGS= runs them one by one.
+PROVE_FLAGS ?= -j2
+
 check-run: all
 	PGREPART=$(CURDIR)/$(BIN) PGREPART_FIXTURES=$(CURDIR)/tests/fixtures \
 	PG_BINDIR=$(PG_BINDIR) prove -I tests/lib $(PROVE_FLAGS) $(UNIT_BINS) tests/t/
