@@ -52,8 +52,7 @@ typedef struct backfill
 	db			target;
 	int			nkeys;
 	Oid		   *key_types;		/* base types, for binary parameters */
-	const char **key_type_names;	/* format_type(), for casts */
-	const catalog_column **key_columns;
+	const catalog_column **key_columns;	/* for their types and collations */
 	char	  **key_names;
 	int		   *key_at;			/* each key column's position in the copied columns */
 	int			ncolumns;
@@ -134,7 +133,6 @@ backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
 	b->estimated_rows = t->estimated_rows;
 	b->nkeys = t->nkey_columns;
 	b->key_types = xcalloc((size_t) b->nkeys, sizeof(Oid));
-	b->key_type_names = xcalloc((size_t) b->nkeys, sizeof(char *));
 	b->key_columns = xcalloc((size_t) b->nkeys, sizeof(catalog_column *));
 	b->key_names = t->key_columns;
 	b->key_at = xcalloc((size_t) b->nkeys, sizeof(int));
@@ -145,7 +143,6 @@ backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
 		const catalog_column *c = catalog_find_column(t, t->key_columns[k]);
 
 		b->key_types[k] = c->base_type;
-		b->key_type_names[k] = c->type;
 		b->key_columns[k] = c;
 		b->key_at[k] = -1;
 	}
@@ -179,7 +176,6 @@ static void
 backfill_free(backfill *b)
 {
 	free(b->key_types);
-	free(b->key_type_names);
 	free(b->key_columns);
 	free(b->key_at);
 	buf_free(&b->columns);
@@ -349,7 +345,7 @@ backfill_copy_sql(const backfill *b, buf *sql)
 		for (int i = 0; i < b->nkeys; i++)
 		{
 			buf_appendf(sql, "%spg_catalog.current_setting('pgrepart.lo_%d')::%s",
-						i > 0 ? ", " : "", i + 1, b->key_type_names[i]);
+						i > 0 ? ", " : "", i + 1, b->key_columns[i]->type);
 			catalog_append_collate(sql, b->key_columns[i]);
 		}
 		buf_append(sql, ")");
@@ -770,14 +766,18 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		outcome = backfill_chunk(&b, &last);
 		if (outcome == CHUNK_FAILED)
 			goto cleanup;
-		/* The time the cap leaves between chunks goes to the spool. */
+		/*
+		 * The time the cap leaves between chunks goes to the spool, a tenth
+		 * of a second at a time so that a stop is not kept waiting.
+		 */
 		if (rate > 0 && !last)
 		{
-			int64_t		due = (b.rows - chunk_rows_before) * 1000000 / rate;
-			int64_t		took = clock_monotonic_us() - chunk_started;
+			int64_t		due = chunk_started + (b.rows - chunk_rows_before) * 1000000 / rate;
+			int64_t		left;
 
-			if (due > took && !spool_pump(*sp, (int) ((due - took) / 1000), true, &truncated))
-				goto cleanup;
+			while ((left = due - clock_monotonic_us()) > 1000 && !(o->stop != NULL && *o->stop))
+				if (!spool_pump(*sp, left > 100000 ? 100 : (int) (left / 1000), true, &truncated))
+					goto cleanup;
 		}
 		backfill_progress(&b, *sp, last);
 	}
