@@ -47,6 +47,19 @@ sub wal_mb
 	return $node->psql("SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$before') / 1048576)");
 }
 
+# The run's peak resident memory so far is under the bound.  Not under the
+# sanitizers (make check-asan), whose shadow memory and quarantine count too.
+sub under_bound
+{
+	my ($pid, $what) = @_;
+	my $mb = peak_rss_mb($pid);
+  SKIP:
+	{
+		skip 'memory is not measured under the sanitizers', 1 if $ENV{PGREPART_SANITIZED};
+		cmp_ok($mb, '<', $bound_mb, "$what took pgrepart to $mb MB");
+	}
+}
+
 # During the copy, once it has copied the large rows (so that the apply
 # applies every change to them) and is held to 50 rows a second: one
 # transaction commits and is spooled, one as large rolls back.
@@ -69,14 +82,7 @@ is($node->psql(q{SELECT count(end_lsn) FROM pgrepart.spool}), 1, 'one transactio
 cmp_ok($node->psql($pieces), '>=', 10, 'in pieces');
 cmp_ok($node->psql(q{SELECT max(octet_length(data)) FROM pgrepart.spool}), '<=', 5 * 1048576,
 	'none of them larger than 5 MB');
-# Under the sanitizers (make check-asan) their shadow memory and quarantine count too.
-my $sanitized = $ENV{PGREPART_SANITIZED};
-my $spooling_mb = peak_rss_mb($run);
-SKIP:
-{
-	skip 'memory is not measured under the sanitizers', 1 if $sanitized;
-	cmp_ok($spooling_mb, '<', $bound_mb, "spooling it took pgrepart to $spooling_mb MB");
-}
+under_bound($run, 'spooling it');
 kill 'TERM', $run;
 is(wait_exit($run), 5, 'the run stops cleanly');
 $node->psql('UPDATE pgrepart.migration SET max_rows_per_second = 0');
@@ -108,12 +114,7 @@ cmp_ok($stream_mb, '>=', 4 * $bound_mb, "the transaction while streaming: $strea
 $lsn = $node->psql('SELECT pg_current_wal_lsn()');
 ok(wait_for($node, applied_up_to($lsn), 600, $run), 'the run applied it')
   or diag(slurp("$dir/resume.log"));
-my $applying_mb = peak_rss_mb($run);
-SKIP:
-{
-	skip 'memory is not measured under the sanitizers', 1 if $sanitized;
-	cmp_ok($applying_mb, '<', $bound_mb, "applying both took pgrepart to $applying_mb MB");
-}
+under_bound($run, 'applying both');
 kill 'TERM', $run;
 is(wait_exit($run), 5, 'the run stops cleanly');
 unlike(slurp("$dir/copy.log") . slurp("$dir/resume.log"), qr/error:/, 'no run reported an error');
