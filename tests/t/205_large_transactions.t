@@ -1,15 +1,14 @@
 # Source transactions many times larger than pgrepart's memory bound
-# (docs/design.md, "Memory"): one commits during the copy (it is spooled in
-# pieces, and the run applying it from the spool is killed with -9 in its
-# middle), one of the same size rolls back, and one commits while the run
-# streams.  Every row is compared, and pgrepart's peak resident memory stays
-# under the bound in every run while each transaction is more than four
-# times its size.
+# (docs/design.md, "Memory, whatever the transaction's size"): one commits
+# during the copy (it is spooled in pieces, and the run applying it from the
+# spool is killed with -9 in its middle), one of the same size rolls back,
+# and one commits while the run streams.  Every row is compared, and
+# pgrepart's peak resident memory stays under the bound in every run while
+# each transaction is more than four times its size.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
 use Test::More;
-use Time::HiRes ();
 use Pgrepart::Cluster;
 use Pgrepart::Test;
 
