@@ -40,6 +40,14 @@
  * differing buckets than that take another pass each.
  */
 #define VERIFY_NARROW_ROWS 1000000
+/*
+ * ... and at most about this much memory for them, as estimated from each
+ * bucket's source rows while the buckets fill: the row set keeps per row a
+ * 40-byte entry, a hash slot or two, a digest per column and the key as text
+ * (about twice its binary length).
+ */
+#define VERIFY_NARROW_BYTES ((int64_t) 64 * 1024 * 1024)
+#define VERIFY_ROW_OVERHEAD 56
 /* Beyond this many passes, the remaining differing buckets are only counted. */
 #define VERIFY_MAX_NARROW_PASSES 4
 #define VERIFY_MIN_BUCKETS 256
@@ -116,6 +124,7 @@ typedef struct verify_run
 
 	uint32_t	nbuckets;		/* a power of two */
 	uint8_t    *narrowing;		/* per bucket: compared row by row in this pass */
+	int64_t    *source_bytes;	/* per bucket: what its source rows would take in the row set */
 	checksum_rowset *rowset;
 	const uint8_t **fields;		/* scratch: one row's fields as read */
 	uint32_t   *lens;
@@ -263,6 +272,14 @@ verify_row(verify_run *v, int side, const uint8_t *row, size_t row_len)
 		bucket->low += h.low64;
 		bucket->high += h.high64 + (bucket->low < h.low64);
 		bucket->rows++;
+		if (side == SOURCE)
+		{
+			int64_t		bytes = VERIFY_ROW_OVERHEAD + 8 * (int64_t) v->ncols;
+
+			for (int i = 0; i < v->nkeys; i++)
+				bytes += 2 * (int64_t) v->lens[i] + 1;
+			v->source_bytes[b] += bytes;
+		}
 		return true;
 	}
 	if (!v->narrowing[b])
@@ -456,12 +473,14 @@ verify_size_buckets(verify_run *v)
 	for (int i = 0; i < 2; i++)
 		v->side[i].buckets = xcalloc(v->nbuckets, sizeof(verify_bucket));
 	v->narrowing = xcalloc(v->nbuckets, 1);
+	v->source_bytes = xcalloc(v->nbuckets, sizeof(int64_t));
 }
 
 /*
  * Compare the rows of the differing buckets one by one, in passes that each
- * hold at most VERIFY_NARROW_ROWS source rows: the source's rows of those
- * buckets into memory, then the target's matched against them.
+ * hold at most VERIFY_NARROW_ROWS source rows and about VERIFY_NARROW_BYTES
+ * of them: the source's rows of those buckets into memory, then the
+ * target's matched against them.
  */
 static bool
 verify_narrow(verify_run *v)
@@ -470,7 +489,7 @@ verify_narrow(verify_run *v)
 
 	while (next < v->nbuckets)
 	{
-		int64_t		held = 0;
+		int64_t		held = 0, held_bytes = 0;
 		bool		any = false;
 
 		memset(v->narrowing, 0, v->nbuckets);
@@ -481,10 +500,12 @@ verify_narrow(verify_run *v)
 
 			if (a->low == b->low && a->high == b->high && a->rows == b->rows)
 				continue;
-			if (any && held + a->rows > VERIFY_NARROW_ROWS)
+			if (any && (held + a->rows > VERIFY_NARROW_ROWS ||
+						held_bytes + v->source_bytes[next] > VERIFY_NARROW_BYTES))
 				break;
 			v->narrowing[next] = 1;
 			held += a->rows;
+			held_bytes += v->source_bytes[next];
 			any = true;
 		}
 		if (!any)
@@ -924,6 +945,7 @@ cleanup:
 	free(v.ordered);
 	free(v.ordered_lens);
 	free(v.narrowing);
+	free(v.source_bytes);
 	free(v.keys);
 	free(v.cols);
 	return result;
