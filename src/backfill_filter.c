@@ -410,16 +410,15 @@ filter_above(backfill_filter *f, int which, int chunk)
 	int		   *lens, *formats;
 	Oid		   *types;
 	PGresult   *res;
-	int			n = 2 * f->nkeys, above = -1;
+	int			n = 2 * f->nkeys, above = -1, answer;
 
 	if (!f->server_order)
 		return visibility_compare_key(f->nkeys, f->key_types, f->key[which], f->key_lens[which],
 									  c->hi, c->hi_lens) > 0;
 	buf_reset(&f->probe);
 	backfill_encode_key(&f->probe, f->nkeys, f->key[which], f->key_lens[which]);
-	if ((above = filter_answer_find(f, chunk, &f->probe)) >= 0)
-		return f->answers[above].above;
-	above = -1;
+	if ((answer = filter_answer_find(f, chunk, &f->probe)) >= 0)
+		return f->answers[answer].above;
 	values = xcalloc((size_t) n, sizeof(char *));
 	lens = xcalloc((size_t) n, sizeof(int));
 	formats = xcalloc((size_t) n, sizeof(int));
