@@ -61,8 +61,10 @@ sub under_bound
 
 # During the copy, once it has copied the large rows (so that the apply
 # applies every change to them) and is held to 50 rows a second: one
-# transaction commits and is spooled, one as large rolls back.
-my $run = pgrepart_background("$dir/copy.log", @run);
+# transaction commits and is spooled, one as large rolls back.  Until then
+# it copies at most 6,000 rows a second, so the small rows still take more
+# than 16 s however fast the machine: the copy cannot end before it is held.
+my $run = pgrepart_background("$dir/copy.log", @run, '--rate', '6000');
 ok(wait_for($node, qq{SELECT count(*) >= $rows FROM wide_pgrepart}, 300, $run), 'the copy started')
   or diag(slurp("$dir/copy.log"));
 $node->psql('UPDATE pgrepart.migration SET max_rows_per_second = 50');
