@@ -118,6 +118,8 @@ static const char run_help[] =
 	"      --json                  progress events as JSON lines on standard output\n"
 	"      --rate=N                copy at most N rows per second (0: no cap); change it\n"
 	"                              while running in pgrepart.migration.max_rows_per_second\n"
+	"  -j, --jobs=N                build indexes on N partitions at once (default: the\n"
+	"                              server's max_parallel_maintenance_workers, 1 to 4)\n"
 	"\nConnection and output:\n"
 	"  -d, --dbname=CONNINFO   conninfo string or URI\n"
 	"  -t, --table=TABLE       the table, as SQL writes it\n"
@@ -344,6 +346,7 @@ typedef struct cli_plan_args
 	int			batch;
 	int			chunk_rows;
 	int			rate;
+	int			jobs;
 	bool		cutover_manual;
 	bool		skip_verify;
 	const char *report_path;
@@ -389,6 +392,7 @@ static const struct option cli_run_options[] = {
 	{"batch-transactions", required_argument, NULL, OPT_BATCH},
 	{"chunk-rows", required_argument, NULL, OPT_CHUNK_ROWS},
 	{"rate", required_argument, NULL, OPT_RATE},
+	{"jobs", required_argument, NULL, 'j'},
 	{"cutover", required_argument, NULL, OPT_CUTOVER},
 	{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
 	{"wait-for-snapshots", required_argument, NULL, OPT_WAIT_SNAPSHOTS},
@@ -531,6 +535,11 @@ cli_run_option(int c, cli_plan_args *args)
 				return cli_usage_error("run", "invalid --rate \"%s\": give rows per second, "
 									   "0 for no cap", optarg);
 			return -1;
+		case 'j':
+			if (!cli_parse_int(optarg, 1, 64, &args->jobs))
+				return cli_usage_error("run", "invalid --jobs \"%s\": give a whole number "
+									   "from 1 to 64", optarg);
+			return -1;
 		case OPT_BATCH:
 			if (!cli_parse_int(optarg, 1, 100000, &args->batch))
 				return cli_usage_error("run", "invalid --batch-transactions \"%s\": give "
@@ -625,7 +634,7 @@ cli_parse_run_args(int argc, char **argv, cli_plan_args *args)
 	int			c;
 
 	cli_plan_args_init(args);
-	while ((c = getopt_long(argc, argv, "d:t:k:vqh", cli_run_options, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "d:t:k:j:vqh", cli_run_options, NULL)) != -1)
 	{
 		int			rc = cli_plan_option("run", run_help, c, args);
 		if (rc == -2)
@@ -715,6 +724,7 @@ cli_run(int argc, char **argv)
 	ro.json = args.common.json;
 	ro.terminal = !ro.json && isatty(STDERR_FILENO) && log_get_level() <= LOG_LEVEL_INFO;
 	ro.rate = args.rate;
+	ro.jobs = args.jobs;
 	ro.cutover_manual = args.cutover_manual;
 	ro.skip_verify = args.skip_verify;
 	ro.report_path = args.report_path;

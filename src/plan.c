@@ -76,7 +76,21 @@ plan_count_findings(const plan *p, finding_level level)
 static void
 plan_add_statement(plan *p, plan_phase phase, buf *sql)
 {
-	plan_statement s = {phase, buf_steal(sql)};
+	plan_statement s = {phase, buf_steal(sql), NULL, NULL};
+
+	ARRAY_PUSH(p->statements, p->nstatements, s);
+	buf_init(sql);
+}
+
+/*
+ * An index or key: sql on the parent, which adopts what "<each_head>
+ * <partition><each_tail>" built on each partition (PostgreSQL names those
+ * as it would have).
+ */
+static void
+plan_add_index(plan *p, plan_phase phase, buf *sql, const char *each_head, const char *each_tail)
+{
+	plan_statement s = {phase, buf_steal(sql), xstrdup(each_head), xstrdup(each_tail)};
 
 	ARRAY_PUSH(p->statements, p->nstatements, s);
 	buf_init(sql);
@@ -553,7 +567,10 @@ plan_ddl_keys(plan *p, const char *qshadow, int encoding, buf *sql)
 {
 	const catalog_table *t = p->table;
 	char	   *qcol = ident_quoted(p->partition_column);
+	buf			definition, each;
 
+	buf_init(&definition);
+	buf_init(&each);
 	for (int i = 0; i < t->nconstraints; i++)
 	{
 		const catalog_constraint *k = &t->constraints[i];
@@ -569,21 +586,27 @@ plan_ddl_keys(plan *p, const char *qshadow, int encoding, buf *sql)
 		}
 		if (k->type != 'p' && k->type != 'u')
 			continue;
-		qname = plan_shadow_object_name(k->name, encoding);
-		buf_appendf(sql, "ALTER TABLE %s ADD CONSTRAINT %s ", qshadow, qname);
+		buf_reset(&definition);
 		if (catalog_has_column(k->columns, k->ncolumns, p->partition_column))
-			buf_append(sql, k->definition);
+			buf_append(&definition, k->definition);
 		else
 		{
-			if (!plan_widen_key(k->definition, qcol, sql))
-				buf_append(sql, k->definition);
+			if (!plan_widen_key(k->definition, qcol, &definition))
+				buf_append(&definition, k->definition);
 			plan_warn_widened(p, k->type == 'p' ? "primary key" : "unique constraint",
 							  k->name, k->columns, k->ncolumns);
 		}
-		buf_append_char(sql, ';');
-		plan_add_statement(p, k->type == 'p' ? PLAN_PHASE_INDEX : PLAN_PHASE_UNIQUE, sql);
+		qname = plan_shadow_object_name(k->name, encoding);
+		buf_appendf(sql, "ALTER TABLE %s ADD CONSTRAINT %s %s;", qshadow, qname, definition.data);
+		/* Each partition's constraint PostgreSQL names, as it does when it recurses. */
+		buf_reset(&each);
+		buf_appendf(&each, " ADD %s", definition.data);
+		plan_add_index(p, k->type == 'p' ? PLAN_PHASE_INDEX : PLAN_PHASE_UNIQUE, sql,
+					   "ALTER TABLE ", each.data);
 		free(qname);
 	}
+	buf_free(&definition);
+	buf_free(&each);
 	free(qcol);
 }
 
@@ -592,7 +615,9 @@ plan_ddl_indexes(plan *p, const char *qshadow, int encoding, buf *sql)
 {
 	const catalog_table *t = p->table;
 	char	   *qcol = ident_quoted(p->partition_column);
+	buf			each;
 
+	buf_init(&each);
 	for (int i = 0; i < t->nindexes; i++)
 	{
 		const catalog_index *x = &t->indexes[i];
@@ -623,21 +648,24 @@ plan_ddl_indexes(plan *p, const char *qshadow, int encoding, buf *sql)
 							 "cannot enforce", x->name);
 			continue;
 		}
-		qname = plan_shadow_object_name(x->name, encoding);
-		buf_appendf(sql, "CREATE %sINDEX %s ON %s USING ", x->unique ? "UNIQUE " : "", qname,
-					qshadow);
+		buf_reset(&each);
+		buf_append(&each, " USING ");
 		if (x->unique && !catalog_has_column(x->columns, x->ncolumns, p->partition_column))
 		{
-			if (!plan_widen_key(x->method_and_columns, qcol, sql))
-				buf_append(sql, x->method_and_columns);
+			if (!plan_widen_key(x->method_and_columns, qcol, &each))
+				buf_append(&each, x->method_and_columns);
 			plan_warn_widened(p, "unique index", x->name, x->columns, x->ncolumns);
 		}
 		else
-			buf_append(sql, x->method_and_columns);
-		buf_append_char(sql, ';');
-		plan_add_statement(p, x->unique ? PLAN_PHASE_UNIQUE : PLAN_PHASE_INDEX, sql);
+			buf_append(&each, x->method_and_columns);
+		qname = plan_shadow_object_name(x->name, encoding);
+		buf_appendf(sql, "CREATE %sINDEX %s ON %s%s;", x->unique ? "UNIQUE " : "", qname,
+					qshadow, each.data);
+		plan_add_index(p, x->unique ? PLAN_PHASE_UNIQUE : PLAN_PHASE_INDEX, sql,
+					   x->unique ? "CREATE UNIQUE INDEX ON " : "CREATE INDEX ON ", each.data);
 		free(qname);
 	}
+	buf_free(&each);
 	free(qcol);
 }
 
@@ -783,7 +811,11 @@ plan_free(plan *p)
 	}
 	free(p->findings);
 	for (int i = 0; i < p->nstatements; i++)
+	{
 		free(p->statements[i].sql);
+		free(p->statements[i].each_head);
+		free(p->statements[i].each_tail);
+	}
 	free(p->statements);
 	free(p);
 }

@@ -17,6 +17,7 @@
 #include <libpqtypes.h>
 
 #include "pgrepart/backfill.h"
+#include "pgrepart/build.h"
 #include "pgrepart/catalog.h"
 #include "pgrepart/cutover.h"
 #include "pgrepart/fault.h"
@@ -106,25 +107,30 @@ run_pump_spool(void *arg)
 }
 
 /*
- * The key and the other indexes, after the copy.  Unique constraints wait
- * for consistency (session_build_unique); foreign keys wait for the cutover: a
- * cascade on a referenced table would delete shadow rows before the stream
- * brings the same deletes.  *truncated when the spooler saw a TRUNCATE.
+ * The key and the other indexes, after the copy: each partition's in
+ * transactions of their own (build.h), then the parent's, which adopt
+ * them, with the phase's mark.  Unique constraints wait for consistency
+ * (session_build_unique); foreign keys wait for the cutover: a cascade on a
+ * referenced table would delete shadow rows before the stream brings the
+ * same deletes.  *truncated when the spooler saw a TRUNCATE.
  */
 static bool
-run_build_indexes(db *d, state_migration *m, spool *sp, bool *truncated)
+run_build_indexes(db *d, const char *conninfo, state_migration *m, spool *sp,
+				  const run_options *ro, bool *truncated)
 {
 	run_pump	pump = {sp, false};
+	build_options bo = {ro->jobs, sp ? run_pump_spool : NULL, NULL, &pump, ro->stop};
 
 	log_info("building the shadow's keys and indexes");
 	fault_point("index");
-	if (!db_exec(d, "start the index build", "BEGIN") ||
+	if (!build_partitions(d, conninfo, m, PLAN_PHASE_INDEX, &bo) ||
+		!db_exec(d, "start the index build", "BEGIN") ||
 		!db_exec(d, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||
 		!state_run_statements(d, m, PLAN_PHASE_INDEX, sp ? run_pump_spool : NULL, &pump) ||
 		!state_set_phase(d, m, STATE_INDEXED, LSN_INVALID) ||
 		!db_exec(d, "commit the index build", "COMMIT"))
 	{
-		db_exec(d, "roll back the index build", "ROLLBACK");
+		db_rollback(d, "roll back the index build");
 		*truncated = pump.truncated;
 		return false;
 	}
@@ -333,7 +339,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 		if (chunked && sp == NULL && (sp = spool_open(conninfo, m)) == NULL)
 			goto cleanup;
 		report_phase_begin(ro->report, REPORT_INDEX);
-		if (run_build_indexes(&d, m, sp, &truncated))
+		if (run_build_indexes(&d, conninfo, m, sp, ro, &truncated))
 			break;
 		if (!truncated || !backfill_reset(&d, m))
 			goto cleanup;

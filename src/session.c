@@ -19,6 +19,7 @@
 
 #include "pgrepart/apply.h"
 #include "pgrepart/backfill_filter.h"
+#include "pgrepart/build.h"
 #include "pgrepart/catalog.h"
 #include "pgrepart/clock.h"
 #include "pgrepart/cutover.h"
@@ -96,27 +97,52 @@ session_log_progress(const stream *s, const apply *a, int64_t started_us, int64_
 	}
 }
 
+/* While the unique constraints build, the stream hears from the run every 10 s. */
+typedef struct session_keepalive
+{
+	stream	   *s;
+	int64_t		next_us;
+} session_keepalive;
+
+static bool
+session_keep_stream(void *arg)
+{
+	session_keepalive *k = arg;
+
+	/* While the spool replays, the stream has not started. */
+	if (k->s->conn == NULL || clock_monotonic_us() < k->next_us)
+		return true;
+	k->next_us = clock_monotonic_us() + 10000000;
+	return stream_send_status(k->s, false);
+}
+
 /*
  * Unique constraints other than the key wait until the shadow is
  * consistent: while chunks copied at different moments are reconciled, a
- * row whose key changed can briefly be there twice.  Comments come last, as
- * some are on those constraints.
+ * row whose key changed can briefly be there twice.  Each partition's are
+ * built in transactions of their own (build.h); the parent's adopt them,
+ * with the comments, some of which are on those constraints.
  */
 static bool
-session_build_unique(db *control, state_migration *m, apply *a, stream *s)
+session_build_unique(db *control, const char *conninfo, state_migration *m, apply *a,
+					 stream *s, const run_options *ro)
 {
+	session_keepalive keep = {s, 0};
+	build_options bo = {ro->jobs, session_keep_stream, NULL, &keep, ro->stop};
+
 	if (!apply_commit(a))
 		return false;
 	stream_confirm(s, apply_committed(a));
 	log_info("the shadow is consistent: building its unique constraints");
-	if (!db_exec(control, "start building the unique constraints", "BEGIN") ||
+	if (!build_partitions(control, conninfo, m, PLAN_PHASE_UNIQUE, &bo) ||
+		!db_exec(control, "start building the unique constraints", "BEGIN") ||
 		!db_exec(control, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||
 		!state_run_statements(control, m, PLAN_PHASE_UNIQUE, NULL, NULL) ||
 		!state_run_statements(control, m, PLAN_PHASE_COMMENT, NULL, NULL) ||
 		!state_set_phase(control, m, STATE_SYNCED, LSN_INVALID) ||
 		!db_exec(control, "commit the unique constraints", "COMMIT"))
 	{
-		db_exec(control, "roll back the unique constraints", "ROLLBACK");
+		db_rollback(control, "roll back the unique constraints");
 		return false;
 	}
 	return true;
@@ -138,6 +164,7 @@ typedef struct session
 	report	   *report;
 	int64_t		verification;	/* the check requested before the swap, 0 none yet */
 	bool		verified;		/* ... and found the shadow equal */
+	const run_options *ro;
 	session_end end;			/* how it ends, when a step fails */
 	bool		ghost_added;	/* in the source transaction being applied */
 } session;
@@ -204,7 +231,7 @@ session_handle_message(session *rs, const uint8_t *data, size_t len, lsn_t lsn)
 	/* Every transaction before this one is applied: the shadow may be consistent. */
 	if (msg.kind == PGOUT_BEGIN && rs->m->phase == STATE_STREAMING &&
 		backfill_filter_settled(rs->filter, msg.begin.final_lsn) &&
-		!session_build_unique(&rs->control, rs->m, rs->a, &rs->s))
+		!session_build_unique(&rs->control, rs->conninfo, rs->m, rs->a, &rs->s, rs->ro))
 	{
 		rs->end = SESSION_FAILED;
 		return false;
@@ -298,7 +325,7 @@ session_handle_quiet(session *rs)
 		stream_confirm(&rs->s, rs->s.server_end);
 	if (apply_idle(rs->a) && rs->m->phase == STATE_STREAMING &&
 		backfill_filter_settled(rs->filter, rs->s.server_end) &&
-		!session_build_unique(&rs->control, rs->m, rs->a, &rs->s))
+		!session_build_unique(&rs->control, rs->conninfo, rs->m, rs->a, &rs->s, rs->ro))
 	{
 		rs->end = SESSION_FAILED;
 		return false;
@@ -759,6 +786,7 @@ session_run_one(const char *conninfo, const catalog_table *t, state_migration *m
 
 	memset(&rs, 0, sizeof(rs));
 	rs.conninfo = conninfo;
+	rs.ro = ro;
 	rs.report = ro->report;
 	rs.t = t;
 	rs.m = m;

@@ -80,6 +80,14 @@ static const char tables_sql[] =
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS system_identifier text; "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS database_oid oid; "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS premake int; "
+	"ALTER TABLE pgrepart.statement ADD COLUMN IF NOT EXISTS each_head text, "
+	"  ADD COLUMN IF NOT EXISTS each_tail text; "
+	/* An index or key built on one partition, committed with it (build.c). */
+	"CREATE TABLE IF NOT EXISTS pgrepart.built ("
+	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"
+	"  ord int NOT NULL,"
+	"  partition_name name NOT NULL,"
+	"  PRIMARY KEY (migration_id, ord, partition_name)); "
 	/*
 	 * A spool of one row per transaction, keyed by its end, becomes one of
 	 * pieces keyed by the commit record's position.  Such a row is a whole
@@ -302,8 +310,10 @@ state_create(db *d, const plan *p, state_migration **out)
 	for (int i = 0; i < p->nstatements; i++)
 	{
 		res = db_execf(d, "record the shadow's DDL",
-					   "INSERT INTO pgrepart.statement VALUES (%int4, %int4, %text, %text)",
-					   (*out)->id, i, plan_phase_name(p->statements[i].phase), p->statements[i].sql);
+					   "INSERT INTO pgrepart.statement (migration_id, ord, phase, sql, each_head, each_tail) "
+					   "VALUES (%int4, %int4, %text, %text, %text, %text)",
+					   (*out)->id, i, plan_phase_name(p->statements[i].phase), p->statements[i].sql,
+					   p->statements[i].each_head, p->statements[i].each_tail);
 		if (res == NULL)
 			goto cleanup;
 		PQclear(res);

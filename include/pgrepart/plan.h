@@ -55,6 +55,15 @@ typedef struct plan_statement
 {
 	plan_phase	phase;
 	char	   *sql;			/* one statement, ending in ';' */
+
+	/*
+	 * An index or key the run builds one partition at a time: each
+	 * partition's statement is each_head, the partition's qualified name,
+	 * each_tail; sql, run last on the parent, adopts what they built.  NULL
+	 * for other statements.
+	 */
+	char	   *each_head;
+	char	   *each_tail;
 } plan_statement;
 
 /* Which plan_options the user gave, not defaulted: a resumed run checks them. */

@@ -36,6 +36,7 @@ typedef struct run_options
 	int			chunk_rows;		/* backfill rows per chunk; 0: adapt to about 1 s */
 	int			rate;			/* backfill rows per second at most; 0 none, -1 as recorded */
 	int			progress_seconds;	/* how often to log progress */
+	int			jobs;			/* sessions building indexes at once (build.h) */
 	bool		terminal;		/* a progress line on stderr */
 	bool		json;			/* progress events as JSON lines on stdout */
 	int			max_reconnects; /* in a row, before giving up */
