@@ -669,9 +669,13 @@ backfill_progress(backfill *b, const spool *sp, bool final)
 	double		left = b->estimated_rows > b->rows && rate > 0 ?
 		(b->estimated_rows - (double) b->rows) / rate : 0.0;
 
+	const char *why = throttle_why(b->o->throttle);
+
 	if (b->o->terminal && (final || now >= b->next_line_us))
 	{
 		fprintf(stderr, "\rcopy: %" PRId64 " rows", b->rows);
+		if (why != NULL && !final)
+			fprintf(stderr, ", throttled: %s", why);
 		if (b->estimated_rows > 0)
 			fprintf(stderr, " (~%.0f%%)", b->rows < b->estimated_rows ?
 					100.0 * (double) b->rows / b->estimated_rows : 100.0);
@@ -687,8 +691,9 @@ backfill_progress(backfill *b, const spool *sp, bool final)
 	b->next_log_us = now + (int64_t) b->o->progress_seconds * 1000000;
 	if (!b->o->terminal)
 		log_info("copied %" PRId64 " rows in %d chunks (%.0f rows/s, %.1f MB/s, chunk size %"
-				 PRId64 "), spool %" PRId64 " transactions", b->rows, b->ord, rate, mbs,
-				 b->chunk_rows, spool_transactions(sp));
+				 PRId64 "), spool %" PRId64 " transactions%s%s", b->rows, b->ord, rate, mbs,
+				 b->chunk_rows, spool_transactions(sp), why != NULL && !final ? "; throttled: " : "",
+				 why != NULL && !final ? why : "");
 	if (b->o->json)
 	{
 		json_writer w;
@@ -707,11 +712,33 @@ backfill_progress(backfill *b, const spool *sp, bool final)
 		json_kv_int(&w, "spool_transactions", spool_transactions(sp));
 		json_kv_int(&w, "spool_bytes", spool_bytes(sp));
 		json_kv_int(&w, "spool_lag_bytes", spool_lag_bytes(sp));
+		json_kv_string(&w, "throttled", final ? NULL : why);
 		json_end_object(&w);
 		printf("%s\n", out.data);
 		fflush(stdout);
 		buf_free(&out);
 	}
+}
+
+/* While the copy waits, the spooler reads the stream, a tenth of a second at a time. */
+typedef struct backfill_idle
+{
+	spool	   *sp;
+	const backfill_options *o;
+	bool		truncated;
+} backfill_idle;
+
+static bool
+backfill_pump_for(void *arg, int ms)
+{
+	backfill_idle *idle = arg;
+	int64_t		until = clock_monotonic_us() + (int64_t) ms * 1000;
+	int64_t		left;
+
+	while ((left = until - clock_monotonic_us()) > 1000 && !(idle->o->stop != NULL && *idle->o->stop))
+		if (!spool_pump(idle->sp, left > 100000 ? 100 : (int) (left / 1000), true, &idle->truncated))
+			return false;
+	return true;
 }
 
 backfill_result
@@ -753,6 +780,17 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		/* Between chunks the stream goes to the spool, so the slot holds little WAL. */
 		if (!spool_pump(*sp, BACKFILL_PUMP_MS, false, &truncated))
 			goto cleanup;
+		/* The source's health first: a wait holds no snapshot (throttle.h). */
+		if (o->throttle != NULL)
+		{
+			backfill_idle idle = {*sp, o, false};
+
+			if (!throttle_wait(o->throttle, backfill_pump_for, &idle))
+				goto cleanup;
+			truncated = truncated || idle.truncated;
+			if (o->stop != NULL && *o->stop)
+				continue;
+		}
 		if (truncated && !backfill_restart(&b))
 			goto cleanup;
 		truncated = false;
@@ -773,11 +811,12 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		if (rate > 0 && !last)
 		{
 			int64_t		due = chunk_started + (b.rows - chunk_rows_before) * 1000000 / rate;
-			int64_t		left;
+			backfill_idle idle = {*sp, o, false};
 
-			while ((left = due - clock_monotonic_us()) > 1000 && !(o->stop != NULL && *o->stop))
-				if (!spool_pump(*sp, left > 100000 ? 100 : (int) (left / 1000), true, &truncated))
-					goto cleanup;
+			if (due > clock_monotonic_us() &&
+				!backfill_pump_for(&idle, (int) ((due - clock_monotonic_us()) / 1000)))
+				goto cleanup;
+			truncated = idle.truncated;
 		}
 		backfill_progress(&b, *sp, last);
 	}

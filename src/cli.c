@@ -118,6 +118,14 @@ static const char run_help[] =
 	"      --json                  progress events as JSON lines on standard output\n"
 	"      --rate=N                copy at most N rows per second (0: no cap); change it\n"
 	"                              while running in pgrepart.migration.max_rows_per_second\n"
+	"      --max-replica-lag=LAG   wait while a physical standby replays more than LAG\n"
+	"                              behind (a time: 10s; or a size: 256MB; 0: none;\n"
+	"                              default 30s)\n"
+	"      --max-load=N            wait while more than N other sessions are active\n"
+	"      --critical-load=N       stop (exit 5, resumable) when more than N are\n"
+	"      --throttle-query=SQL    wait while SQL returns true\n"
+	"                              (all four: change them while running in\n"
+	"                              pgrepart.migration; pgrepart pause/resume too)\n"
 	"  -j, --jobs=N                build indexes on N partitions at once (default: the\n"
 	"                              server's max_parallel_maintenance_workers, 1 to 4)\n"
 	"\nConnection and output:\n"
@@ -143,6 +151,22 @@ static const char cutover_help[] =
 	"as it is in sync, and wait until it has.\n"
 	CLI_COMMON_OPTIONS
 	"\nExit status: 0 cut over, 1 error, 2 usage error.\n";
+static const char pause_help[] =
+	"Usage: pgrepart pause -d CONNINFO -t TABLE\n"
+	"\n"
+	"Pause the migration of TABLE: its run's copy and index build wait between\n"
+	"chunks, holding no snapshot, while the spooler reads on; a streaming run stops\n"
+	"applying, and its slot retains the WAL the server writes meanwhile. Says how\n"
+	"much it retains now. The run stays paused, restarts included, until resumed.\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 paused, 1 error, 2 usage error.\n";
+static const char resume_help[] =
+	"Usage: pgrepart resume -d CONNINFO -t TABLE\n"
+	"\n"
+	"Resume a paused migration; the standbys connected now become those its copy\n"
+	"watches (after a standby left for good).\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 resumed, 1 error, 2 usage error.\n";
 static const char verify_help[] =
 	"Usage: pgrepart verify -d CONNINFO --source A --target B [options]\n"
 	"       pgrepart verify -d CONNINFO --live -t TABLE [--json]\n"
@@ -198,6 +222,8 @@ static int	cli_run(int argc, char **argv);
 static int	cli_status(int argc, char **argv);
 static int	cli_verify(int argc, char **argv);
 static int	cli_cutover(int argc, char **argv);
+static int	cli_pause(int argc, char **argv);
+static int	cli_resume(int argc, char **argv);
 static int	cli_abort(int argc, char **argv);
 static int	cli_partitions(int argc, char **argv);
 
@@ -207,6 +233,8 @@ static const cli_command commands[] = {
 	{"status", "show a migration's phase, lag and readiness", cli_status, status_help},
 	{"cutover", "swap in the synced shadow table", cli_cutover, cutover_help},
 	{"verify", "compare two tables by xxHash checksums", cli_verify, verify_help},
+	{"pause", "pause a migration's copy or apply", cli_pause, pause_help},
+	{"resume", "resume a paused migration", cli_resume, resume_help},
 	{"abort", "remove a migration's slot, publication, shadow and state",
 	cli_abort, abort_help},
 	{"partitions", "create future partitions (for cron)", cli_partitions, partitions_help},
@@ -258,6 +286,52 @@ cli_parse_int(const char *s, int min, int max, int *out)
 		return false;
 	*out = (int) v;
 	return true;
+}
+
+/*
+ * A standby lag limit: a time ("500ms", "10s", "2min", "1h"; a bare number
+ * is milliseconds) or a size ("64kB", "64MB", "1GB"); "0" is none.
+ */
+static bool
+cli_parse_lag(const char *s, throttle_limits *l)
+{
+	static const struct
+	{
+		const char *unit;
+		int64_t		factor;
+		bool		bytes;
+	}			units[] = {
+		{"", 1, false}, {"ms", 1, false}, {"s", 1000, false}, {"min", 60000, false},
+		{"h", 3600000, false}, {"kB", 1024, true}, {"MB", 1048576, true},
+		{"GB", INT64_C(1073741824), true}
+	};
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || v < 0)
+		return false;
+	while (*end == ' ')
+		end++;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+	{
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (v > INT64_MAX / units[i].factor || (!units[i].bytes && v * units[i].factor > INT_MAX))
+			return false;
+		if (v == 0)
+		{
+			l->max_lag_ms = 0;
+			l->max_lag_bytes = 0;
+		}
+		else if (units[i].bytes)
+			l->max_lag_bytes = v * units[i].factor;
+		else
+			l->max_lag_ms = (int) (v * units[i].factor);
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -324,6 +398,10 @@ enum
 	OPT_MAX_DIFFERENCES,
 	OPT_LIVE,
 	OPT_RATE,
+	OPT_MAX_REPLICA_LAG,
+	OPT_MAX_LOAD,
+	OPT_CRITICAL_LOAD,
+	OPT_THROTTLE_QUERY,
 	OPT_CUTOVER,
 	OPT_LOCK_TIMEOUT,
 	OPT_WAIT_SNAPSHOTS,
@@ -347,6 +425,7 @@ typedef struct cli_plan_args
 	int			chunk_rows;
 	int			rate;
 	int			jobs;
+	throttle_limits limits;
 	bool		cutover_manual;
 	bool		skip_verify;
 	const char *report_path;
@@ -393,6 +472,10 @@ static const struct option cli_run_options[] = {
 	{"chunk-rows", required_argument, NULL, OPT_CHUNK_ROWS},
 	{"rate", required_argument, NULL, OPT_RATE},
 	{"jobs", required_argument, NULL, 'j'},
+	{"max-replica-lag", required_argument, NULL, OPT_MAX_REPLICA_LAG},
+	{"max-load", required_argument, NULL, OPT_MAX_LOAD},
+	{"critical-load", required_argument, NULL, OPT_CRITICAL_LOAD},
+	{"throttle-query", required_argument, NULL, OPT_THROTTLE_QUERY},
 	{"cutover", required_argument, NULL, OPT_CUTOVER},
 	{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
 	{"wait-for-snapshots", required_argument, NULL, OPT_WAIT_SNAPSHOTS},
@@ -535,6 +618,25 @@ cli_run_option(int c, cli_plan_args *args)
 				return cli_usage_error("run", "invalid --rate \"%s\": give rows per second, "
 									   "0 for no cap", optarg);
 			return -1;
+		case OPT_MAX_REPLICA_LAG:
+			if (!cli_parse_lag(optarg, &args->limits))
+				return cli_usage_error("run", "invalid --max-replica-lag \"%s\": give a time "
+									   "(500ms, 10s, 2min), a size (64MB, 1GB), or 0 for none",
+									   optarg);
+			return -1;
+		case OPT_MAX_LOAD:
+			if (!cli_parse_int(optarg, 0, 1000000, &args->limits.max_load))
+				return cli_usage_error("run", "invalid --max-load \"%s\": give a number of "
+									   "active sessions, 0 for none", optarg);
+			return -1;
+		case OPT_CRITICAL_LOAD:
+			if (!cli_parse_int(optarg, 0, 1000000, &args->limits.critical_load))
+				return cli_usage_error("run", "invalid --critical-load \"%s\": give a number "
+									   "of active sessions, 0 for none", optarg);
+			return -1;
+		case OPT_THROTTLE_QUERY:
+			args->limits.query = optarg;
+			return -1;
 		case 'j':
 			if (!cli_parse_int(optarg, 1, 64, &args->jobs))
 				return cli_usage_error("run", "invalid --jobs \"%s\": give a whole number "
@@ -560,6 +662,7 @@ cli_plan_args_init(cli_plan_args *args)
 	args->o.default_partition = true;
 	args->batch = 2000;
 	args->rate = -1;
+	args->limits = (throttle_limits) THROTTLE_LIMITS_KEEP;
 	args->cutover.lock_timeout_ms = 100;
 	args->cutover.max_lock_hold_ms = 1000;
 	args->cutover.retries = 30;
@@ -725,6 +828,7 @@ cli_run(int argc, char **argv)
 	ro.terminal = !ro.json && isatty(STDERR_FILENO) && log_get_level() <= LOG_LEVEL_INFO;
 	ro.rate = args.rate;
 	ro.jobs = args.jobs;
+	ro.limits = args.limits;
 	ro.cutover_manual = args.cutover_manual;
 	ro.skip_verify = args.skip_verify;
 	ro.report_path = args.report_path;
@@ -999,6 +1103,38 @@ cli_cutover(int argc, char **argv)
 
 	if (rc < 0)
 		rc = cutover_request(common.dbname, schema, table) ? EXIT_OK : EXIT_FAIL;
+	ident_free_keywords();
+	free(schema);
+	free(table);
+	return rc;
+}
+
+static int
+cli_pause(int argc, char **argv)
+{
+	cli_common	common = {0};
+	char	   *schema = NULL, *table = NULL;
+	int			rc = cli_parse_table_command("pause", pause_help, argc, argv, &common,
+											 &schema, &table);
+
+	if (rc < 0)
+		rc = throttle_pause(common.dbname, schema, table, true) ? EXIT_OK : EXIT_FAIL;
+	ident_free_keywords();
+	free(schema);
+	free(table);
+	return rc;
+}
+
+static int
+cli_resume(int argc, char **argv)
+{
+	cli_common	common = {0};
+	char	   *schema = NULL, *table = NULL;
+	int			rc = cli_parse_table_command("resume", resume_help, argc, argv, &common,
+											 &schema, &table);
+
+	if (rc < 0)
+		rc = throttle_pause(common.dbname, schema, table, false) ? EXIT_OK : EXIT_FAIL;
 	ident_free_keywords();
 	free(schema);
 	free(table);

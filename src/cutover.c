@@ -842,7 +842,7 @@ cutover_drop_empty_state(db *d)
 	if (!db_exec(d, "keep the state's place", "SAVEPOINT empty_state"))
 		return false;
 	/* Not db_exec: a failure here is an answer, not an error to log. */
-	res = PQexec(d->conn, "DROP TABLE pgrepart.ghost, pgrepart.spool, pgrepart.chunk, "
+	res = PQexec(d->conn, "DROP TABLE pgrepart.built, pgrepart.ghost, pgrepart.spool, pgrepart.chunk, "
 				 "pgrepart.verification, pgrepart.statement, pgrepart.migration; "
 				 "DROP SCHEMA pgrepart");
 	drop = PQresultStatus(res) == PGRES_COMMAND_OK;

@@ -16,6 +16,10 @@ static const char *const report_phase_name[REPORT_NPHASES] = {
 	"prepare", "copy", "index", "catch_up", "waiting", "cutover"
 };
 
+const char *const report_throttle_names[REPORT_NTHROTTLES] = {
+	"paused", "replica_lag", "load", "query"
+};
+
 const char *const report_setting_names[REPORT_NSETTINGS] = {
 	"synchronous_commit", "wal_writer_delay", "max_wal_size", "shared_buffers",
 	"maintenance_work_mem", "max_parallel_maintenance_workers"
@@ -122,6 +126,11 @@ report_write_json(const report *r, const char *path)
 	json_kv_int(&w, "changes_applied", r->changes_applied);
 	json_kv_int(&w, "peak_lag_bytes", r->peak_lag_bytes);
 	json_kv_int(&w, "peak_wal_retained_bytes", r->peak_retained_bytes);
+	json_key(&w, "throttled_seconds");
+	json_begin_object(&w);
+	for (int i = 0; i < REPORT_NTHROTTLES; i++)
+		json_kv_double(&w, report_throttle_names[i], r->throttled_seconds[i]);
+	json_end_object(&w);
 	json_key(&w, "lock_attempts");
 	json_begin_array(&w);
 	for (int i = 0; i < r->nattempts; i++)
@@ -179,6 +188,10 @@ report_print(const report *r, FILE *out)
 	fprintf(out, "  applied:      %" PRId64 " changes; peak lag %.1f MB; peak WAL retained %.1f MB\n",
 			r->changes_applied, (double) r->peak_lag_bytes / 1048576.0,
 			(double) r->peak_retained_bytes / 1048576.0);
+	fprintf(out, "  throttled (s):");
+	for (int i = 0; i < REPORT_NTHROTTLES; i++)
+		fprintf(out, "%s %s %.1f", i > 0 ? "," : "", report_throttle_names[i], r->throttled_seconds[i]);
+	fputc('\n', out);
 	fprintf(out, "  lock:         %d attempts, longest hold %.0f ms\n", r->nattempts, worst_hold);
 	for (int i = 0; i < r->nattempts; i++)
 		fprintf(out, "    attempt %d: waited %.0f ms, held %.0f ms, %s\n", i + 1,

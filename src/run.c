@@ -32,6 +32,7 @@
 #include "pgrepart/session.h"
 #include "pgrepart/spool.h"
 #include "pgrepart/state.h"
+#include "pgrepart/throttle.h"
 
 bool
 run_stop_requested(const run_options *ro)
@@ -91,10 +92,11 @@ cleanup:
 	return result;
 }
 
-/* While indexes build, the spooler keeps reading the stream. */
+/* While indexes build, the spooler keeps reading the stream; the throttle decides each partition's start. */
 typedef struct run_pump
 {
 	spool	   *sp;
+	throttle   *th;
 	bool		truncated;
 } run_pump;
 
@@ -104,6 +106,15 @@ run_pump_spool(void *arg)
 	run_pump   *p = arg;
 
 	return spool_pump(p->sp, 50, false, &p->truncated) && !p->truncated;
+}
+
+static bool
+run_may_build(void *arg, bool *start)
+{
+	run_pump   *p = arg;
+
+	*start = true;
+	return p->th == NULL || throttle_check(p->th, start);
 }
 
 /*
@@ -116,10 +127,10 @@ run_pump_spool(void *arg)
  */
 static bool
 run_build_indexes(db *d, const char *conninfo, state_migration *m, spool *sp,
-				  const run_options *ro, bool *truncated)
+				  const run_options *ro, throttle *th, bool *truncated)
 {
-	run_pump	pump = {sp, false};
-	build_options bo = {ro->jobs, sp ? run_pump_spool : NULL, NULL, &pump, ro->stop};
+	run_pump	pump = {sp, th, false};
+	build_options bo = {ro->jobs, sp ? run_pump_spool : NULL, run_may_build, &pump, ro->stop};
 
 	log_info("building the shadow's keys and indexes");
 	fault_point("index");
@@ -268,6 +279,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	catalog_table *t = NULL;
 	state_migration *m = NULL;
 	spool	   *sp = NULL;
+	throttle   *th = NULL;
 	bool		chunked;
 	run_result	result = RUN_FAILED;
 
@@ -291,6 +303,9 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	else
 		log_info("resuming the migration of \"%s.%s\" from phase %s", m->schema, m->table,
 				 state_phase_name(m->phase));
+	if (!throttle_set_limits(&d, m, &ro->limits) ||
+		(th = throttle_create(&d, m, ro->report, ro->stop)) == NULL)
+		goto cleanup;
 	chunked = backfill_supported(t);
 
 	for (;;)
@@ -305,7 +320,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 			if (chunked)
 			{
 				backfill_options bo = {ro->chunk_rows, ro->rate, ro->progress_seconds,
-								   ro->terminal, ro->json, ro->stop,
+								   ro->terminal, ro->json, ro->stop, th,
 								   &ro->report->rows_copied, &ro->report->bytes_copied,
 								   &ro->report->copy_seconds};
 
@@ -339,14 +354,22 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 		if (chunked && sp == NULL && (sp = spool_open(conninfo, m)) == NULL)
 			goto cleanup;
 		report_phase_begin(ro->report, REPORT_INDEX);
-		if (run_build_indexes(&d, conninfo, m, sp, ro, &truncated))
+		if (run_build_indexes(&d, conninfo, m, sp, ro, th, &truncated))
 			break;
+		if (run_stop_requested(ro))
+		{
+			log_info("stopped; run the same command again to resume");
+			result = RUN_STOPPED;
+			goto cleanup;
+		}
 		if (!truncated || !backfill_reset(&d, m))
 			goto cleanup;
 	}
-	/* From here the spool is only read back. */
+	/* From here the spool is only read back, and only a pause holds the run back. */
 	spool_close(sp);
 	sp = NULL;
+	throttle_free(th);
+	th = NULL;
 	if (m->phase == STATE_INDEXED &&
 		!state_set_phase(&d, m, STATE_STREAMING, LSN_INVALID))
 		goto cleanup;
@@ -398,6 +421,7 @@ cleanup:
 	if (result == RUN_DONE && ro->report->nattempts > 0)
 		report_print(ro->report, stdout);
 	spool_close(sp);
+	throttle_free(th);
 	state_migration_free(m);
 	catalog_table_free(t);
 	db_close(&d);

@@ -394,6 +394,76 @@ session_sample_retained(session *rs)
 }
 
 /*
+ * pgrepart pause: what is applied commits, then the stream is not read
+ * (the slot retains the WAL meanwhile, which the log says every progress
+ * interval) until pgrepart resume or a stop.  The server hears from the
+ * run every 10 s, so the stream is not timed out.
+ */
+static bool
+session_pause(session *rs, const run_options *ro)
+{
+	session_keepalive keep = {&rs->s, 0};
+	int64_t		next_log = 0;
+	int64_t		paused_at = clock_monotonic_us();
+	bool		paused;
+
+	if (!state_paused(&rs->control, rs->m, &paused))
+	{
+		rs->end = session_lost_or_failed(&rs->control);
+		return false;
+	}
+	if (!paused)
+		return true;
+	if (!apply_commit(rs->a))
+	{
+		rs->end = session_apply_failed(rs);
+		return false;
+	}
+	stream_confirm(&rs->s, apply_committed(rs->a));
+	while (paused && !run_stop_requested(ro))
+	{
+		if (clock_monotonic_us() >= next_log)
+		{
+			PGresult   *res = db_execf(&rs->control, "read the slot's retained WAL",
+									   "SELECT COALESCE(pg_catalog.pg_wal_lsn_diff("
+									   "  pg_catalog.pg_current_wal_lsn(), restart_lsn), 0)::pg_catalog.int8 "
+									   "FROM pg_catalog.pg_replication_slots WHERE slot_name = %text",
+									   rs->m->slot);
+			PGint8		bytes = 0;
+
+			if (res == NULL)
+			{
+				rs->end = session_lost_or_failed(&rs->control);
+				return false;
+			}
+			if (PQntuples(res) == 1)
+				db_getf(res, 0, "%int8", 0, &bytes);
+			PQclear(res);
+			report_peak(&rs->report->peak_retained_bytes, bytes);
+			log_info("paused (pgrepart resume goes on): not applying; the slot retains %.1f MB "
+					 "of WAL", (double) bytes / 1048576.0);
+			next_log = clock_monotonic_us() + (int64_t) ro->progress_seconds * 1000000;
+		}
+		if (!session_keep_stream(&keep))
+		{
+			rs->end = SESSION_LOST;
+			return false;
+		}
+		usleep(200000);
+		if (!state_paused(&rs->control, rs->m, &paused))
+		{
+			rs->end = session_lost_or_failed(&rs->control);
+			return false;
+		}
+	}
+	rs->report->throttled_seconds[REPORT_THROTTLE_PAUSED] +=
+		(double) (clock_monotonic_us() - paused_at) / 1e6;
+	if (!paused)
+		log_info("resumed: applying again");
+	return true;
+}
+
+/*
  * Holding the lock: apply the stream up to l, asking the server for its
  * position every few milliseconds, until deadline_us.  True once every
  * transaction before l is committed in the shadow.
@@ -923,7 +993,7 @@ session_run_one(const char *conninfo, const catalog_table *t, state_migration *m
 		if (apply_in_source_txn(rs.a) || clock_monotonic_us() < next_tick)
 			continue;
 		next_tick = clock_monotonic_us() + tick_us;
-		if (!session_handle_quiet(&rs))
+		if (!session_handle_quiet(&rs) || !session_pause(&rs, ro))
 			goto cleanup;
 		if (!session_cutover_due(&rs, ro, &due))
 		{

@@ -80,6 +80,18 @@ static const char tables_sql[] =
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS system_identifier text; "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS database_oid oid; "
 	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS premake int; "
+	/* The source's health (throttle.h): limits, a pause, and what held the run back. */
+	"ALTER TABLE pgrepart.migration "
+	"  ADD COLUMN IF NOT EXISTS max_replica_lag_ms int DEFAULT 30000, "
+	"  ADD COLUMN IF NOT EXISTS max_replica_lag_bytes bigint, "
+	"  ADD COLUMN IF NOT EXISTS max_load int, "
+	"  ADD COLUMN IF NOT EXISTS critical_load int, "
+	"  ADD COLUMN IF NOT EXISTS throttle_query text, "
+	"  ADD COLUMN IF NOT EXISTS paused_at timestamptz, "
+	"  ADD COLUMN IF NOT EXISTS standbys_accepted_at timestamptz, "
+	"  ADD COLUMN IF NOT EXISTS throttle_reason text, "
+	"  ADD COLUMN IF NOT EXISTS throttled_since timestamptz, "
+	"  ADD COLUMN IF NOT EXISTS throttled_seconds float8 NOT NULL DEFAULT 0; "
 	"ALTER TABLE pgrepart.statement ADD COLUMN IF NOT EXISTS each_head text, "
 	"  ADD COLUMN IF NOT EXISTS each_tail text; "
 	/* An index or key built on one partition, committed with it (build.c). */
@@ -538,7 +550,7 @@ state_set_rate(db *d, const state_migration *m, int rows_per_second)
  * Whether a read of the migration's own row found it; if not, someone
  * removed the migration (pgrepart abort, or by hand) under the run: say so.
  */
-static bool
+bool
 state_row_present(const PGresult *res, const state_migration *m)
 {
 	if (PQntuples(res) == 1)
@@ -585,6 +597,35 @@ state_cutover_requested(db *d, const state_migration *m, bool *requested)
 	bool		ok = res != NULL && state_row_present(res, m) && db_getf(res, 0, "%bool", 0, &value);
 
 	*requested = value;
+	PQclear(res);
+	return ok;
+}
+
+bool
+state_set_paused(db *d, const state_migration *m, bool paused)
+{
+	/* A resume also takes the standbys connected now as those to watch (throttle.c). */
+	PGresult   *res = db_execf(d, paused ? "pause the migration" : "resume the migration",
+							   "UPDATE pgrepart.migration SET "
+							   "  paused_at = CASE WHEN %bool THEN COALESCE(paused_at, pg_catalog.now()) END, "
+							   "  standbys_accepted_at = CASE WHEN %bool THEN standbys_accepted_at "
+							   "    ELSE pg_catalog.now() END "
+							   "WHERE id = %int4", (PGbool) paused, (PGbool) paused, m->id);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+state_paused(db *d, const state_migration *m, bool *paused)
+{
+	PGresult   *res = db_execf(d, "look for a pause",
+							   "SELECT paused_at IS NOT NULL FROM pgrepart.migration WHERE id = %int4",
+							   m->id);
+	PGbool		value = 0;
+	bool		ok = res != NULL && state_row_present(res, m) && db_getf(res, 0, "%bool", 0, &value);
+
+	*paused = value;
 	PQclear(res);
 	return ok;
 }

@@ -35,7 +35,22 @@ static const char status_sql[] =
 	"   FROM pgrepart.verification v WHERE v.migration_id = m.id ORDER BY v.id DESC LIMIT 1), "
 	STATE_HOME_COLUMNS ", "
 	/* 18, 19: the DEFAULT partition of the shadow, or of the table once swapped */
-	"  dn.nspname::pg_catalog.text, dc.relname::pg_catalog.text "
+	"  dn.nspname::pg_catalog.text, dc.relname::pg_catalog.text, "
+	/*
+	 * 20-27: the source's health (throttle.h), read through the row's JSON
+	 * so that a state written by an older pgrepart still reads.
+	 */
+	"  pg_catalog.to_jsonb(m) ->> 'throttle_reason', "
+	"  (COALESCE((pg_catalog.to_jsonb(m) ->> 'throttled_seconds')::pg_catalog.float8, 0) + "
+	"   COALESCE(EXTRACT(epoch FROM pg_catalog.now() - "
+	"     (pg_catalog.to_jsonb(m) ->> 'throttled_since')::pg_catalog.timestamptz), 0))::pg_catalog.float8, "
+	"  pg_catalog.to_char((pg_catalog.to_jsonb(m) ->> 'paused_at')::pg_catalog.timestamptz, "
+	"    'YYYY-MM-DD HH24:MI:SS OF'), "
+	"  COALESCE((pg_catalog.to_jsonb(m) ->> 'max_replica_lag_ms')::pg_catalog.int8, 0), "
+	"  COALESCE((pg_catalog.to_jsonb(m) ->> 'max_replica_lag_bytes')::pg_catalog.int8, 0), "
+	"  COALESCE((pg_catalog.to_jsonb(m) ->> 'max_load')::pg_catalog.int8, 0), "
+	"  COALESCE((pg_catalog.to_jsonb(m) ->> 'critical_load')::pg_catalog.int8, 0), "
+	"  pg_catalog.to_jsonb(m) ->> 'throttle_query' "
 	"FROM pgrepart.migration m "
 	/* A slot of this name in another database is not this migration's (a copied row). */
 	"LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = m.slot_name "
@@ -79,6 +94,53 @@ status_default_rows(db *d, const PGresult *res, int i, int64_t *rows)
 	PQclear(count);
 	*rows = n;
 	return true;
+}
+
+/* The source's health of row i (status_sql's columns 20 to 27). */
+typedef struct status_health
+{
+	double		throttled_seconds;
+	PGint8		max_lag_ms;
+	PGint8		max_lag_bytes;
+	PGint8		max_load;
+	PGint8		critical_load;
+} status_health;
+
+static bool
+status_read_health(const PGresult *res, int i, status_health *h)
+{
+	return db_getf(res, i, "%float8 %int8 %int8 %int8 %int8", 21, &h->throttled_seconds,
+				   23, &h->max_lag_ms, 24, &h->max_lag_bytes, 25, &h->max_load, 26, &h->critical_load);
+}
+
+static void
+status_text_health(const PGresult *res, int i, FILE *out, const status_health *h)
+{
+	if (!PQgetisnull(res, i, 22))
+		fprintf(out, "  paused         since %s (pgrepart resume goes on)\n", PQgetvalue(res, i, 22));
+	if (!PQgetisnull(res, i, 20))
+		fprintf(out, "  throttled      %s (%.1f s in all)\n", PQgetvalue(res, i, 20),
+				h->throttled_seconds);
+	else if (h->throttled_seconds > 0)
+		fprintf(out, "  throttled      no (%.1f s in all)\n", h->throttled_seconds);
+	fprintf(out, "  limits         replica lag ");
+	if (h->max_lag_ms > 0)
+		fprintf(out, "%.1f s%s", (double) h->max_lag_ms / 1000.0, h->max_lag_bytes > 0 ? " or " : "");
+	if (h->max_lag_bytes > 0)
+		fprintf(out, "%.1f MB", (double) h->max_lag_bytes / 1048576.0);
+	if (h->max_lag_ms <= 0 && h->max_lag_bytes <= 0)
+		fputs("none", out);
+	fputs(", load ", out);
+	if (h->max_load > 0)
+		fprintf(out, "%" PRId64 " active sessions", (int64_t) h->max_load);
+	else
+		fputs("none", out);
+	fputs(", critical load ", out);
+	if (h->critical_load > 0)
+		fprintf(out, "%" PRId64 " active sessions", (int64_t) h->critical_load);
+	else
+		fputs("none", out);
+	fprintf(out, ", throttle query %s\n", PQgetisnull(res, i, 27) ? "none" : PQgetvalue(res, i, 27));
 }
 
 static void
@@ -258,6 +320,7 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		PGbool		slot_exists, slot_active;
 		PGint8		retained, behind;
 		PGfloat8	lag;
+		status_health health;
 
 		if (!db_getf(res, i, "%int4 %bool %bool %int8 %int8 %float8 %int4", 0, &id, 6, &slot_exists,
 					 7, &slot_active, 8, &retained, 9, &behind, 13, &lag, 15, &home_code) ||
@@ -274,10 +337,13 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 					 "pgrepart abort -t %s.%s; the WAL is kept until one of them.",
 					 PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
 		}
+		if (!status_read_health(res, i, &health))
+			goto cleanup;
 		if (!json)
 		{
 			status_text(res, i, out, id, retained, behind, slot_exists, slot_active, lag, home,
 						default_rows);
+			status_text_health(res, i, out, &health);
 			continue;
 		}
 		json_begin_object(&w);
@@ -302,6 +368,15 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 			json_kv_int(&w, "default_partition_rows", default_rows);
 		json_kv_string(&w, "copied_from_database", home == STATE_HOME_DATABASE &&
 					   !PQgetisnull(res, i, 16) ? PQgetvalue(res, i, 16) : NULL);
+		json_kv_string(&w, "paused_since", PQgetisnull(res, i, 22) ? NULL : PQgetvalue(res, i, 22));
+		json_kv_bool(&w, "throttled", !PQgetisnull(res, i, 20));
+		json_kv_string(&w, "throttled_by", PQgetisnull(res, i, 20) ? NULL : PQgetvalue(res, i, 20));
+		json_kv_double(&w, "throttled_seconds", health.throttled_seconds);
+		json_kv_int(&w, "max_replica_lag_ms", health.max_lag_ms);
+		json_kv_int(&w, "max_replica_lag_bytes", health.max_lag_bytes);
+		json_kv_int(&w, "max_load", health.max_load);
+		json_kv_int(&w, "critical_load", health.critical_load);
+		json_kv_string(&w, "throttle_query", PQgetisnull(res, i, 27) ? NULL : PQgetvalue(res, i, 27));
 		json_end_object(&w);
 	}
 	json_end_array(&w);

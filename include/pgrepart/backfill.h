@@ -23,6 +23,7 @@
 #include "pgrepart/db.h"
 #include "pgrepart/spool.h"
 #include "pgrepart/state.h"
+#include "pgrepart/throttle.h"
 
 typedef struct backfill_options
 {
@@ -32,6 +33,7 @@ typedef struct backfill_options
 	bool		terminal;		/* redraw a progress line on stderr */
 	bool		json;			/* progress events as JSON lines on stdout */
 	volatile sig_atomic_t *stop;	/* set by a signal handler: stop between chunks */
+	throttle   *throttle;		/* asked before every chunk; NULL: none */
 	int64_t    *rows_copied;	/* out, optional: rows and COPY bytes this run copied, */
 	int64_t    *bytes_copied;
 	double	   *copy_seconds;	/* and the seconds it took, as the progress lines count them */

@@ -35,6 +35,18 @@ typedef struct report_lock_attempt
  * rehearsal with production: the server's version and the settings that
  * change a run's times, the table's size, and the WAL the run generated.
  */
+/* Why the copy or the index build waited (throttle.h). */
+typedef enum report_throttle
+{
+	REPORT_THROTTLE_PAUSED,		/* pgrepart pause */
+	REPORT_THROTTLE_REPLICA_LAG,	/* a standby behind the limit, or gone */
+	REPORT_THROTTLE_LOAD,		/* more active sessions than --max-load */
+	REPORT_THROTTLE_QUERY,		/* --throttle-query returned true, or failed */
+	REPORT_NTHROTTLES
+} report_throttle;
+
+extern const char *const report_throttle_names[REPORT_NTHROTTLES];
+
 #define REPORT_NSETTINGS 6
 extern const char *const report_setting_names[REPORT_NSETTINGS];
 
@@ -65,6 +77,7 @@ typedef struct report
 	int64_t		changes_applied;
 	int64_t		peak_lag_bytes;
 	int64_t		peak_retained_bytes;
+	double		throttled_seconds[REPORT_NTHROTTLES];
 	report_lock_attempt *attempts;
 	int			nattempts;
 	const char *verification;	/* "equal", "different", "skipped", or NULL: not run */

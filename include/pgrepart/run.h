@@ -18,6 +18,7 @@
 #include "pgrepart/cutover.h"
 #include "pgrepart/plan.h"
 #include "pgrepart/report.h"
+#include "pgrepart/throttle.h"
 
 typedef enum run_result
 {
@@ -37,6 +38,7 @@ typedef struct run_options
 	int			rate;			/* backfill rows per second at most; 0 none, -1 as recorded */
 	int			progress_seconds;	/* how often to log progress */
 	int			jobs;			/* sessions building indexes at once (build.h) */
+	throttle_limits limits;		/* the source's health (throttle.h) */
 	bool		terminal;		/* a progress line on stderr */
 	bool		json;			/* progress events as JSON lines on stdout */
 	int			max_reconnects; /* in a row, before giving up */

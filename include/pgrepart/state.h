@@ -173,6 +173,19 @@ bool		state_set_rate(db *d, const state_migration *m, int rows_per_second);
 bool		state_request_cutover(db *d, const state_migration *m);
 bool		state_cutover_requested(db *d, const state_migration *m, bool *requested);
 bool		state_read_rate(db *d, const state_migration *m, int *rows_per_second);
+
+/*
+ * "pgrepart pause" and "pgrepart resume": the run's copy and index build
+ * wait while paused (throttle.h), its apply stops reading the stream.
+ */
+bool		state_set_paused(db *d, const state_migration *m, bool paused);
+bool		state_paused(db *d, const state_migration *m, bool *paused);
+
+/*
+ * Whether a read of m's own row found it; if not, someone removed the
+ * migration under the run: logs so and returns false.
+ */
+bool		state_row_present(const PGresult *res, const state_migration *m);
 /* Record a chunk; in the caller's transaction (the one that loaded its rows). */
 bool		state_add_chunk(db *d, const state_migration *m, const state_chunk *c);
 /* The migration's chunks in order; *chunks (and its members) the caller frees. */
