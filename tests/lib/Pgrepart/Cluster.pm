@@ -81,7 +81,9 @@ sub _free_port
 	return $port;
 }
 
-# new(wal_level => 'logical', settings => { name => value }, basebackup_of => $cluster)
+# new(wal_level => 'logical', settings => { name => value }, basebackup_of => $cluster,
+#     standby => 1): with standby, the copy is a streaming physical standby
+#     of basebackup_of (named by its application_name "standby").
 sub new
 {
 	my ($class, %opts) = @_;
@@ -109,6 +111,12 @@ sub new
 		$self->{wal_level} = $primary->{wal_level};
 		$self->_run_as("$self->{bindir}/pg_basebackup", '-D', $self->{data}, '-h', '127.0.0.1',
 			'-p', $primary->port, '-U', 'postgres', '-X', 'stream', '-c', 'fast', '--no-sync');
+		if ($opts{standby})
+		{
+			$self->{settings}{primary_conninfo} = "'host=127.0.0.1 port=" . $primary->port
+			  . " user=postgres application_name=standby'";
+			$self->_run_as('touch', "$self->{data}/standby.signal");
+		}
 	}
 	else
 	{
@@ -250,6 +258,20 @@ sub restore
 	rmtree($self->{data});
 	system('cp', '-a', "$self->{base}/$name", $self->{data}) == 0 or croak "could not copy the data directory";
 	$self->_run_as("$self->{bindir}/pg_ctl", '-D', $self->{data}, '-l', "$self->{base}/server.log", '-w', 'start');
+}
+
+# Stop the server and keep its files (start brings it back).
+sub halt
+{
+	my ($self) = @_;
+	$self->_run_as("$self->{bindir}/pg_ctl", '-D', $self->{data}, '-m', 'fast', '-w', 'stop');
+}
+
+sub start
+{
+	my ($self) = @_;
+	$self->_run_as("$self->{bindir}/pg_ctl", '-D', $self->{data}, '-l', "$self->{base}/server.log",
+		'-w', 'start');
 }
 
 sub stop
