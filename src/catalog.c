@@ -56,7 +56,8 @@ static const char table_query[] =
 	"  CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_relation_size(c.oid) ELSE 0 END, "
 	"  CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_total_relation_size(c.oid) ELSE 0 END, "
 	/* True also with row_security off, where such a read fails instead. */
-	"  pg_catalog.row_security_active(c.oid) "
+	"  pg_catalog.row_security_active(c.oid), "
+	"  CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_indexes_size(c.oid) ELSE 0 END "
 	"FROM pg_catalog.pg_class c "
 	"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 	"LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace "
@@ -75,7 +76,7 @@ catalog_read_table(db *d, const char *schema, const char *name, catalog_table *t
 	PGbool		is_partition, has_parent, has_children, rls, force_rls, is_owner, readable,
 				rls_applies;
 	PGfloat8	reltuples;
-	PGint8		heap_bytes, total_bytes;
+	PGint8		heap_bytes, total_bytes, index_bytes;
 	bool		ok = false;
 
 	res = db_execf(d, "look up the table", table_query, name, schema != NULL,
@@ -89,11 +90,11 @@ catalog_read_table(db *d, const char *schema, const char *name, catalog_table *t
 		goto cleanup;
 	}
 	if (!db_getf(res, 0, "%oid %char %char %bool %bool %bool %char %bool %bool %bool "
-				 "%bool %float8 %int8 %int8 %bool",
+				 "%bool %float8 %int8 %int8 %bool %int8",
 				 0, &t->oid, 3, &relkind, 4, &persistence, 5, &is_partition,
 				 6, &has_parent, 7, &has_children, 8, &replident, 9, &rls,
 				 10, &force_rls, 12, &is_owner, 13, &readable, 17, &reltuples,
-				 18, &heap_bytes, 19, &total_bytes, 20, &rls_applies))
+				 18, &heap_bytes, 19, &total_bytes, 20, &rls_applies, 21, &index_bytes))
 		goto cleanup;
 	t->schema = catalog_text(res, 0, 1);
 	t->name = catalog_text(res, 0, 2);
@@ -115,6 +116,7 @@ catalog_read_table(db *d, const char *schema, const char *name, catalog_table *t
 	t->estimated_rows = reltuples;
 	t->heap_bytes = heap_bytes;
 	t->total_bytes = total_bytes;
+	t->index_bytes = index_bytes;
 	ok = true;
 
 cleanup:

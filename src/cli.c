@@ -76,6 +76,7 @@ static const char plan_help[] =
 	"      --no-default-partition  no DEFAULT partition: after the swap a row outside\n"
 	"                              every partition is refused (default: one takes them)\n"
 	"      --sql                   print only the DDL, runnable with psql\n"
+	"      --rate=N                estimate the copy's duration at N rows per second\n"
 	CLI_COMMON_OPTIONS
 	"\nExit status: 0 ready, 1 error, 2 usage error, 4 a preflight check blocks.\n";
 
@@ -326,9 +327,18 @@ cli_parse_lag(const char *s, throttle_limits *l)
 			l->max_lag_bytes = 0;
 		}
 		else if (units[i].bytes)
+		{
+			/* A size alone limits the size alone; given both ways, both. */
 			l->max_lag_bytes = v * units[i].factor;
+			if (l->max_lag_ms < 0)
+				l->max_lag_ms = 0;
+		}
 		else
+		{
 			l->max_lag_ms = (int) (v * units[i].factor);
+			if (l->max_lag_bytes < 0)
+				l->max_lag_bytes = 0;
+		}
 		return true;
 	}
 	return false;
@@ -463,6 +473,7 @@ cli_plan_args_free(cli_plan_args *args)
 static const struct option cli_plan_options[] = {
 	CLI_PLAN_OPTIONS,
 	{"sql", no_argument, NULL, OPT_SQL},
+	{"rate", required_argument, NULL, OPT_RATE},
 	{NULL, 0, NULL, 0}
 };
 
@@ -525,6 +536,12 @@ cli_plan_option(const char *command, const char *help, int c, cli_plan_args *arg
 		case OPT_INTERVAL:
 			args->o.interval = optarg;
 			args->o.given |= PLAN_GIVEN_INTERVAL;
+			return -1;
+		case OPT_RATE:
+			if (!cli_parse_int(optarg, 0, INT_MAX, &args->rate))
+				return cli_usage_error(command, "invalid --rate \"%s\": give rows per second, "
+									   "0 for no cap", optarg);
+			args->o.rate = args->rate;
 			return -1;
 		case OPT_PREMAKE:
 			if (!cli_parse_int(optarg, 0, 1000, &args->o.premake))
@@ -612,11 +629,6 @@ cli_run_option(int c, cli_plan_args *args)
 			return -1;
 		case OPT_KEEP:
 			args->cutover.keep = true;
-			return -1;
-		case OPT_RATE:
-			if (!cli_parse_int(optarg, 0, INT_MAX, &args->rate))
-				return cli_usage_error("run", "invalid --rate \"%s\": give rows per second, "
-									   "0 for no cap", optarg);
 			return -1;
 		case OPT_MAX_REPLICA_LAG:
 			if (!cli_parse_lag(optarg, &args->limits))

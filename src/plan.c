@@ -96,6 +96,14 @@ plan_add_index(plan *p, plan_phase phase, buf *sql, const char *each_head, const
 	buf_init(sql);
 }
 
+int64_t
+plan_estimate_wal(const catalog_table *t)
+{
+	int64_t		rows_bytes = t->total_bytes - t->index_bytes;
+
+	return rows_bytes + rows_bytes / 5 + t->index_bytes;
+}
+
 bool
 plan_widen_key(const char *definition, const char *quoted_column, buf *out)
 {

@@ -101,6 +101,17 @@ plan_print_text(const plan *p, FILE *out)
 		fputs("  rows (estimate)    unknown (never analysed)\n", out);
 	fprintf(out, "  size               %.1f MB (heap %.1f MB)\n",
 			(double) t->total_bytes / 1048576.0, (double) t->heap_bytes / 1048576.0);
+	fprintf(out, "  WAL (estimate)     %.0f MB: the copy %.0f MB, the indexes %.0f MB; and the "
+			"spool: the table's writes during the copy, once more\n",
+			(double) plan_estimate_wal(t) / 1048576.0,
+			(double) (plan_estimate_wal(t) - t->index_bytes) / 1048576.0,
+			(double) t->index_bytes / 1048576.0);
+	if (p->rate > 0 && t->estimated_rows >= 0)
+		fprintf(out, "  copy (estimate)    %.0f s at --rate %d rows/s\n",
+				t->estimated_rows / p->rate, p->rate);
+	else
+		fputs("  copy (estimate)    as fast as the server allows (plan --rate N estimates "
+			  "the time at a cap)\n", out);
 	fprintf(out, "  partition column   %s", p->partition_column);
 	if (col != NULL)
 		fprintf(out, " (%s), every %s", col->type, p->interval);
@@ -166,6 +177,10 @@ plan_json_table(const plan *p, json_writer *w)
 	json_kv_double(w, "estimated_rows", t->estimated_rows);
 	json_kv_int(w, "heap_bytes", t->heap_bytes);
 	json_kv_int(w, "total_bytes", t->total_bytes);
+	json_kv_int(w, "index_bytes", t->index_bytes);
+	json_kv_int(w, "wal_estimate_bytes", plan_estimate_wal(t));
+	if (p->rate > 0 && t->estimated_rows >= 0)
+		json_kv_double(w, "copy_estimate_seconds", t->estimated_rows / p->rate);
 	json_key(w, "key");
 	json_begin_array(w);
 	for (int i = 0; i < t->nkey_columns; i++)

@@ -328,6 +328,7 @@ preflight_plan(db *d, const char *conninfo, const char *schema, const char *tabl
 	p->partition_column = xstrdup(o->partition_column);
 	p->interval = xstrdup(o->interval);
 	p->premake = o->premake;
+	p->rate = o->rate;
 	if (!catalog_read(d, schema, table, &p->table))
 		goto fail;
 	if (p->table->relkind != 'r' && p->table->relkind != 'p')

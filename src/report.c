@@ -152,6 +152,7 @@ report_write_json(const report *r, const char *path)
 	json_kv_int(&w, "table_total_bytes", r->env.table_total_bytes);
 	if (r->env.wal_bytes >= 0)
 		json_kv_int(&w, "wal_generated_bytes", r->env.wal_bytes);
+	json_kv_int(&w, "wal_estimate_bytes", r->env.wal_estimate_bytes);
 	json_key(&w, "settings");
 	json_begin_object(&w);
 	for (int i = 0; i < REPORT_NSETTINGS; i++)
@@ -205,7 +206,8 @@ report_print(const report *r, FILE *out)
 			r->env.server_version, (double) r->env.table_bytes / 1048576.0,
 			(double) r->env.table_total_bytes / 1048576.0);
 	if (r->env.wal_bytes >= 0)
-		fprintf(out, "; WAL generated %.1f MB", (double) r->env.wal_bytes / 1048576.0);
+		fprintf(out, "; WAL generated %.1f MB (plan's estimate %.1f MB and the spool)",
+				(double) r->env.wal_bytes / 1048576.0, (double) r->env.wal_estimate_bytes / 1048576.0);
 	fputs("\n  settings:    ", out);
 	for (int i = 0; i < REPORT_NSETTINGS; i++)
 		fprintf(out, "%s %s=%s", i > 0 ? "," : "", report_setting_names[i],

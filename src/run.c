@@ -177,6 +177,7 @@ run_read_environment(db *d, const catalog_table *t, report *r)
 	r->env.table_rows = t->estimated_rows;
 	r->env.table_bytes = t->heap_bytes;
 	r->env.table_total_bytes = t->total_bytes;
+	r->env.wal_estimate_bytes = plan_estimate_wal(t);
 	PQclear(res);
 	return true;
 }

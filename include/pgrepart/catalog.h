@@ -110,6 +110,7 @@ typedef struct catalog_table
 	double		estimated_rows; /* reltuples; -1 when never analysed */
 	int64_t		heap_bytes;
 	int64_t		total_bytes;	/* heap + TOAST + indexes */
+	int64_t		index_bytes;
 
 	catalog_column *columns;
 	int			ncolumns;

@@ -77,6 +77,7 @@ typedef struct plan_options
 	const char *interval;		/* default "3 months" */
 	int			premake;		/* future partitions beyond now; default 4 */
 	bool		default_partition;	/* default true: --no-default-partition */
+	int			rate;			/* rows per second the copy will take, for the estimate; 0 none */
 	unsigned	given;			/* PLAN_GIVEN_* */
 } plan_options;
 
@@ -86,6 +87,7 @@ typedef struct plan
 	char	   *partition_column;
 	char	   *interval;
 	int			premake;		/* as planned, recorded with the migration */
+	int			rate;			/* plan_options' */
 	char	   *shadow_name;
 	partition_set partitions;
 	plan_finding *findings;
@@ -95,6 +97,15 @@ typedef struct plan
 } plan;
 
 void		plan_free(plan *p);
+
+/*
+ * What a run writes into the source's WAL besides the spool, estimated from
+ * the table's size: the copy about 1.2 times the heap and TOAST (record
+ * headers, the spool's and chunks' rows), the index build the indexes'
+ * size (each built index is logged whole).  docs/operations.md, "What
+ * each phase costs the source".
+ */
+int64_t		plan_estimate_wal(const catalog_table *t);
 
 /*
  * The pure part of preflight_plan, for tests: given p->table, p->partition_column,

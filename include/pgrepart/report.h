@@ -59,6 +59,7 @@ typedef struct report_environment
 	int64_t		table_total_bytes;	/* with TOAST and indexes */
 	char	   *wal_start;		/* owned: the server's WAL position as the run began */
 	int64_t		wal_bytes;		/* generated on the server during the run; -1 unknown */
+	int64_t		wal_estimate_bytes; /* what plan estimated the run writes (plan_estimate_wal) */
 } report_environment;
 
 typedef struct report

@@ -106,7 +106,7 @@ like($err, qr/shadow table "chat_messages_pgrepart" already exists/, 'and it rea
 # --json: one object with the same plan.
 $node->psql(q{DROP TABLE chat_messages_pgrepart});
 ($rc, $out, $err) = pgrepart('plan', @conn, '-t', 'chat_messages', '-k', 'created_at', '--json',
-	'--interval', '1 month', '--premake', '2', '--default-partition');
+	'--interval', '1 month', '--premake', '2', '--default-partition', '--rate', '1000');
 is($rc, 0, 'plan --json exits 0');
 my $plan = eval { decode_json($out) };
 ok($plan, 'plan --json prints one JSON object') or diag($@);
@@ -118,6 +118,11 @@ ok($plan->{partitioning}{partitions}[-1]{default}, 'and marked as default');
 is(scalar(grep { $_->{level} eq 'warn' && $_->{check} eq 'unique_widened' } @{ $plan->{findings} }),
 	2, 'json lists both widened keys');
 ok(!$plan->{blocked}, 'json says it is not blocked');
+my $t = $plan->{table};
+is($t->{copy_estimate_seconds}, $t->{estimated_rows} / 1000, 'the copy takes rows / --rate');
+my $rows_bytes = $t->{total_bytes} - $t->{index_bytes};
+is($t->{wal_estimate_bytes}, $rows_bytes + int($rows_bytes / 5) + $t->{index_bytes},
+	'the WAL estimate: 1.2 times heap and TOAST, and the indexes');
 my ($ddl_rc, undef, $ddl_err) = $node->psql(join("\n", map { $_->{sql} } @{ $plan->{ddl} }),
 	allow_fail => 1);
 is($ddl_rc, 0, 'the JSON DDL runs too') or diag($ddl_err);
