@@ -33,6 +33,13 @@
 #define BACKFILL_MIN_ROWS 1000
 #define BACKFILL_MAX_ROWS 1000000
 #define BACKFILL_TARGET_US 1000000
+/*
+ * After the throttle held the copy back, chunks aim at half the time, down
+ * to this: what a chunk writes is what the source's standbys must replay
+ * before the next check can see them catch up.  Unthrottled chunks grow
+ * back by a tenth each.
+ */
+#define BACKFILL_THROTTLED_US 100000
 /* Longest the spooler reads between two chunks. */
 #define BACKFILL_PUMP_MS 300
 /*
@@ -63,6 +70,7 @@ typedef struct backfill
 	int64_t		rows;			/* copied so far */
 	int64_t		bytes;			/* ... and their COPY bytes, this run */
 	int64_t		chunk_rows;		/* the next chunk's size */
+	int64_t		target_us;		/* what a chunk should take: shorter after a throttle */
 	double		estimated_rows; /* the table's reltuples, for the ETA */
 	int			refusals;		/* refusals in a row that created no partition */
 
@@ -130,6 +138,7 @@ backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
 	buf_init(&b->columns);
 	buf_init(&b->lo);
 	b->chunk_rows = o->chunk_rows > 0 ? o->chunk_rows : BACKFILL_FIRST_ROWS;
+	b->target_us = BACKFILL_TARGET_US;
 	b->estimated_rows = t->estimated_rows;
 	b->nkeys = t->nkey_columns;
 	b->key_types = xcalloc((size_t) b->nkeys, sizeof(Oid));
@@ -594,7 +603,7 @@ backfill_chunk(backfill *b, bool *last)
 	{
 		/* Aim at about a second a chunk, changing by at most half or double. */
 		int64_t		took = clock_monotonic_us() - started;
-		int64_t		next = took > 0 ? b->chunk_rows * BACKFILL_TARGET_US / took : b->chunk_rows * 2;
+		int64_t		next = took > 0 ? b->chunk_rows * b->target_us / took : b->chunk_rows * 2;
 
 		next = next > b->chunk_rows * 2 ? b->chunk_rows * 2 : next;
 		next = next < b->chunk_rows / 2 ? b->chunk_rows / 2 : next;
@@ -784,10 +793,14 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		if (o->throttle != NULL)
 		{
 			backfill_idle idle = {*sp, o, false};
+			bool		waited;
 
-			if (!throttle_wait(o->throttle, backfill_pump_for, &idle))
+			if (!throttle_wait(o->throttle, backfill_pump_for, &idle, &waited))
 				goto cleanup;
 			truncated = truncated || idle.truncated;
+			b.target_us = waited ? b.target_us / 2 : b.target_us + b.target_us / 10;
+			b.target_us = b.target_us < BACKFILL_THROTTLED_US ? BACKFILL_THROTTLED_US :
+				b.target_us > BACKFILL_TARGET_US ? BACKFILL_TARGET_US : b.target_us;
 			if (o->stop != NULL && *o->stop)
 				continue;
 		}

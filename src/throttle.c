@@ -12,17 +12,30 @@
 #include "pgrepart/mem.h"
 #include "pgrepart/throttle.h"
 
-/* How often a check asks the server, at most. */
-#define THROTTLE_CHECK_US 1000000
+/*
+ * How often a check asks the server, at most: each check notes the server's
+ * WAL position, the standbys' lag is measured against those notes, and the
+ * copy sees a standby fall behind at most this late.
+ */
+#define THROTTLE_CHECK_US 250000
 
 /* The WAL positions of the last checks, about ten minutes of them. */
-#define THROTTLE_SAMPLES 600
+#define THROTTLE_SAMPLES 2400
 
 typedef struct throttle_sample
 {
 	int64_t		us;
 	lsn_t		lsn;
 } throttle_sample;
+
+/* A standby seen, and how fast it replays. */
+typedef struct throttle_standby
+{
+	char	   *name;			/* "application_name (address)" */
+	int64_t		us;				/* when replay was last read */
+	lsn_t		replay;
+	double		bytes_per_us;	/* replay's pace, smoothed; 0 not known yet */
+} throttle_standby;
 
 struct throttle
 {
@@ -36,10 +49,11 @@ struct throttle
 	report_throttle reason;		/* while throttled */
 	char		why[256];
 	int64_t		since_us;		/* throttled by reason since */
+	int64_t		recorded_us;	/* why was last written to the migration's row */
 	throttle_sample samples[THROTTLE_SAMPLES];
 	int			nsamples;
 	int			next_sample;
-	char	  **seen;			/* standbys seen since accepted_at: "name (address)" */
+	throttle_standby *seen;		/* standbys seen since accepted_at */
 	int			nseen;
 	char	   *accepted_at;	/* standbys_accepted_at as last read */
 	bool		warned_invisible;
@@ -134,7 +148,7 @@ static void
 throttle_forget_standbys(throttle *t)
 {
 	for (int i = 0; i < t->nseen; i++)
-		free(t->seen[i]);
+		free(t->seen[i].name);
 	free(t->seen);
 	t->seen = NULL;
 	t->nseen = 0;
@@ -212,13 +226,37 @@ throttle_sampled_lag_ms(const throttle *t, lsn_t replay, int64_t now_us)
 	return oldest == 0 ? 0.0 : (double) (now_us - oldest) / 1000.0;
 }
 
-static bool
-throttle_has_seen(const throttle *t, const char *name)
+static throttle_standby *
+throttle_find_standby(throttle *t, const char *name)
 {
 	for (int i = 0; i < t->nseen; i++)
-		if (strcmp(t->seen[i], name) == 0)
-			return true;
-	return false;
+		if (strcmp(t->seen[i].name, name) == 0)
+			return &t->seen[i];
+	return NULL;
+}
+
+/*
+ * How long standby sb takes to replay what it has not: the WAL behind it at
+ * the pace it has replayed lately (smoothed over the checks).  Against a
+ * standby that replays slower than the copy writes, the age of its oldest
+ * unreplayed WAL alone would stop the copy only once a backlog of several
+ * times the limit was written.
+ */
+static double
+throttle_replay_ms(throttle_standby *sb, lsn_t replay, int64_t behind, int64_t now_us)
+{
+	if (sb->us > 0 && now_us - sb->us >= THROTTLE_CHECK_US && replay >= sb->replay)
+	{
+		double		pace = (double) (replay - sb->replay) / (double) (now_us - sb->us);
+
+		sb->bytes_per_us = sb->bytes_per_us > 0 ? 0.7 * sb->bytes_per_us + 0.3 * pace : pace;
+	}
+	if (sb->us == 0 || now_us - sb->us >= THROTTLE_CHECK_US)
+	{
+		sb->us = now_us;
+		sb->replay = replay;
+	}
+	return sb->bytes_per_us > 0 ? (double) behind / sb->bytes_per_us / 1000.0 : 0.0;
 }
 
 /*
@@ -259,8 +297,9 @@ throttle_standbys(throttle *t, const throttle_reading *rd, int64_t now_us, char 
 		const char *name = PQgetvalue(res, i, 0);
 		lsn_t		replay;
 		PGfloat8	server_ms = 0;
-		double		lag_ms;
+		double		lag_ms, replay_ms;
 		int64_t		lag_bytes;
+		throttle_standby *sb;
 
 		present[i] = PQgetvalue(res, i, 0);
 		if (strcmp(PQgetvalue(res, i, 1), "t") == 0)
@@ -271,30 +310,37 @@ throttle_standbys(throttle *t, const throttle_reading *rd, int64_t now_us, char 
 			t->warned_invisible = true;
 			continue;
 		}
-		if (!throttle_has_seen(t, name))
-			ARRAY_PUSH(t->seen, t->nseen, xstrdup(name));
+		if ((sb = throttle_find_standby(t, name)) == NULL)
+		{
+			throttle_standby fresh = {xstrdup(name), 0, 0, 0.0};
+
+			ARRAY_PUSH(t->seen, t->nseen, fresh);
+			sb = &t->seen[t->nseen - 1];
+		}
 		/* A standby that has not reported a position yet has nothing to measure. */
 		if (!lsn_parse(PQgetvalue(res, i, 2), &replay) ||
 			!db_getf(res, i, "%float8", 3, &server_ms))
 			continue;
+		lag_bytes = rd->wal > replay ? (int64_t) (rd->wal - replay) : 0;
 		lag_ms = throttle_sampled_lag_ms(t, replay, now_us);
 		if (server_ms > lag_ms)
 			lag_ms = server_ms;
-		lag_bytes = rd->wal > replay ? (int64_t) (rd->wal - replay) : 0;
+		replay_ms = throttle_replay_ms(sb, replay, lag_bytes, now_us);
 		if (why[0] == '\0' &&
-			((rd->max_lag_ms > 0 && lag_ms > rd->max_lag_ms) ||
+			((rd->max_lag_ms > 0 && (lag_ms > rd->max_lag_ms || replay_ms > rd->max_lag_ms)) ||
 			 (rd->max_lag_bytes > 0 && lag_bytes > rd->max_lag_bytes)))
-			snprintf(why, whysize, "replica lag: standby %s is %.1f s, %.1f MB behind", name,
-					 lag_ms / 1000.0, (double) lag_bytes / 1048576.0);
+			snprintf(why, whysize, "replica lag: standby %s is %.1f s, %.1f MB behind "
+					 "(%.1f s to replay at its pace)", name, lag_ms / 1000.0,
+					 (double) lag_bytes / 1048576.0, replay_ms / 1000.0);
 	}
 	for (int i = 0; i < t->nseen && why[0] == '\0'; i++)
 	{
 		bool		found = false;
 
 		for (int j = 0; j < n && !found; j++)
-			found = strcmp(t->seen[i], present[j]) == 0;
+			found = strcmp(t->seen[i].name, present[j]) == 0;
 		if (!found)
-			snprintf(why, whysize, "replica lag: standby %s disconnected", t->seen[i]);
+			snprintf(why, whysize, "replica lag: standby %s disconnected", t->seen[i].name);
 	}
 	free(present);
 	PQclear(res);
@@ -335,8 +381,10 @@ throttle_record(throttle *t, bool throttled, report_throttle reason, const char 
 		if (!throttled)
 			log_info("no longer throttled, after %.1f s", elapsed);
 	}
-	if (throttled && (changed || strcmp(why, t->why) != 0))
+	/* The figures of a reason that holds go to the row once a second. */
+	if (throttled && (changed || (strcmp(why, t->why) != 0 && now_us - t->recorded_us >= 1000000)))
 	{
+		t->recorded_us = now_us;
 		if (changed)
 		{
 			log_info("throttled: %s", why);
@@ -433,8 +481,9 @@ throttle_check(throttle *t, bool *go)
 }
 
 bool
-throttle_wait(throttle *t, bool (*idle) (void *arg, int ms), void *arg)
+throttle_wait(throttle *t, bool (*idle) (void *arg, int ms), void *arg, bool *waited)
 {
+	*waited = false;
 	for (;;)
 	{
 		bool		go;
@@ -444,6 +493,7 @@ throttle_wait(throttle *t, bool (*idle) (void *arg, int ms), void *arg)
 			return false;
 		if (go || *t->stop)
 			return true;
+		*waited = true;
 		left = t->checked_us + THROTTLE_CHECK_US - clock_monotonic_us();
 		if (left > 0 && !idle(arg, (int) (left / 1000) + 1))
 			return false;

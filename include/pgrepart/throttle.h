@@ -3,7 +3,7 @@
  * go on.
  *
  * Before every chunk and before each partition's index build, the run asks
- * whether it may go: not while the migration is paused (pgrepart pause),
+ * (the server, at most four times a second) whether it may go: not while the migration is paused (pgrepart pause),
  * while a physical standby's replay lags more than the limit or a standby
  * it has seen is gone, while more sessions than --max-load are active, or
  * while --throttle-query returns true.  More active sessions than
@@ -59,18 +59,21 @@ throttle   *throttle_create(db *d, const state_migration *m, report *r,
 void		throttle_free(throttle *t);
 
 /*
- * Whether work may start now (*go), from a check at most a second old.
+ * Whether work may start now (*go), from a check at most a quarter of a
+ * second old.
  * False on a failure.  On critical load *go is false and the run's stop
  * flag is set.
  */
 bool		throttle_check(throttle *t, bool *go);
 
 /*
- * Check now, and while throttled check again every second, calling
+ * Check, and while throttled check again every quarter of a second, calling
  * idle(arg, ms) for the time between (false from it ends the wait with a
- * failure).  Returns when work may go on or a stop is requested.
+ * failure).  Returns when work may go on or a stop is requested; *waited
+ * when it was held back.
  */
-bool		throttle_wait(throttle *t, bool (*idle) (void *arg, int ms), void *arg);
+bool		throttle_wait(throttle *t, bool (*idle) (void *arg, int ms), void *arg,
+						  bool *waited);
 
 /* "replica lag 12 s", "load 45 active sessions", ... while throttled; NULL when not. */
 const char *throttle_why(const throttle *t);

@@ -16,6 +16,7 @@ use File::Temp qw(tempdir);
 use Time::HiRes qw(time);
 use Pgrepart::Cluster;
 use Pgrepart::Test;
+use Pgrepart::Bench;
 
 my $rows = $ENV{BENCH_ROWS} // 1000000;
 my $rate = $ENV{BENCH_RATE} // 50;
@@ -25,40 +26,6 @@ $node->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
 # The loaded table vacuumed first, as a production table is: else the
 # autovacuum its inserts set off stalls the baseline.
 $node->psql('VACUUM ANALYZE chat_messages');
-
-# The longest latency (ms; with -R, from the scheduled start) of the
-# transactions pgbench logged that ended within [from, to] (epoch seconds);
-# with $exec, the longest time from the actual start (the schedule lag
-# taken off): what a lock makes a transaction wait, apart from how far a
-# load that outruns the machine has fallen behind.
-sub worst_latency
-{
-	my ($prefix, $from, $to, $exec) = @_;
-	my $worst = 0;
-	for my $file (glob "$prefix.*")
-	{
-		open my $fh, '<', $file or die $!;
-		while (<$fh>)
-		{
-			my (undef, undef, $us, undef, $sec, $usec, $lag) = split;
-			next unless defined $usec && $us =~ /^\d+$/;	# "skipped" and "failed" lines
-			$us -= $lag // 0 if $exec;
-			my $end = $sec + $usec / 1e6;
-			$worst = $us / 1000 if (!defined $from || ($end >= $from && $end <= $to)) && $us / 1000 > $worst;
-		}
-	}
-	return $worst;
-}
-
-# A load's errors: clients aborted, transactions failed, logged as failed.
-sub load_errors
-{
-	my ($log, $prefix) = @_;
-	my $out = slurp($log);
-	my $errors = () = $out =~ /client \d+ aborted/g;
-	my ($failed) = $out =~ /number of failed transactions: (\d+)/;
-	return $errors + ($failed // 0);
-}
 
 # Both loads for $seconds, logging transactions under $name.
 sub loads

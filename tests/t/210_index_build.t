@@ -3,8 +3,8 @@
 # adopt them.  A kill -9 in the middle of the build leaves some partitions
 # built; the next run builds the others only, so that every partition ends
 # with exactly one index per index of the parent, all attached.  Under a
-# mixed load, while pgrepart's sessions are sampled: none keeps a
-# transaction open for more than a few seconds, from the copy to sync.
+# mixed load, with pgrepart's sessions sampled from the copy to sync: none
+# keeps a transaction open for more than a few seconds.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -27,8 +27,28 @@ my $run;
 	local $ENV{PGREPART_FAULT_PAUSE_MS} = '200';
 	$run = pgrepart_background("$dir/first.log", @run);
 }
-ok(wait_for($node, q{SELECT count(*) >= 10 FROM pgrepart.built}, 120, $run),
-	'the first run built some partitions') or diag(slurp("$dir/first.log"));
+# pgrepart's sessions' longest open transaction (s), sampled until $sql holds (or 120 s).
+my ($longest, $samples) = (0, 0);
+sub sample_until
+{
+	my ($sql) = @_;
+	for my $i (1 .. 1200)
+	{
+		my ($done, $open) = split /\|/, $node->psql(qq{
+			SELECT COALESCE(($sql), false), (SELECT coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0)
+			  FROM pg_stat_activity WHERE application_name = 'pgrepart' AND backend_type = 'client backend')});
+		$longest = $open if $open > $longest;
+		$samples++;
+		return 1 if $done eq 't';
+		select undef, undef, undef, 0.1;
+	}
+	return 0;
+}
+
+ok(wait_for($node, q{SELECT to_regclass('pgrepart.built') IS NOT NULL}, 60, $run), 'the first run started')
+  or diag(slurp("$dir/first.log"));
+ok(sample_until(q{SELECT count(*) >= 10 FROM pgrepart.built}), 'it copied and built some partitions')
+  or diag(slurp("$dir/first.log"));
 kill 'KILL', $run;
 wait_exit($run);
 my ($built, $phase) = split /\|/, $node->psql(q{SELECT (SELECT count(*) FROM pgrepart.built), phase
@@ -40,25 +60,10 @@ cmp_ok($built, '<', $total, "with $built of $total partition indexes built");
 
 # The second run, sampled until it is in sync.
 $run = pgrepart_background("$dir/second.log", @run);
-my ($longest, $samples, $synced) = (0, 0, 0);
-for my $i (1 .. 1200)
-{
-	my ($p, $open) = split /\|/, $node->psql(q{
-		SELECT phase, (SELECT coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0)
-		  FROM pg_stat_activity WHERE application_name = 'pgrepart' AND backend_type = 'client backend')
-		FROM pgrepart.migration});
-	$longest = $open if $open > $longest;
-	$samples++;
-	if ($p eq 'synced')
-	{
-		$synced = 1;
-		last;
-	}
-	select undef, undef, undef, 0.1;
-}
-ok($synced, 'the second run reached sync') or diag(slurp("$dir/second.log"));
+ok(sample_until(q{SELECT phase = 'synced' FROM pgrepart.migration}), 'the second run reached sync')
+  or diag(slurp("$dir/second.log"));
 cmp_ok($samples, '>=', 5, 'sampled its sessions');
-cmp_ok($longest, '<', 5, "no pgrepart transaction stayed open 5 s (longest: ${longest} s)");
+cmp_ok($longest, '<', 5, "from the copy to sync, no pgrepart transaction stayed open 5 s (longest: ${longest} s)");
 like(slurp("$dir/second.log"), qr/building \d+ indexes or keys of partitions.*on 2 sessions/,
 	'two sessions built them');
 

@@ -26,7 +26,7 @@ my $load = pgbench_background($node, "$dir/pgbench.log", 'mixed.pgbench', '-c', 
 $standby->psql('SELECT pg_wal_replay_pause()');
 my $run = pgrepart_background("$dir/run.log", 'run', @table, '-k', 'created_at', '--cutover', 'manual',
 	'--max-replica-lag', '2s', '--rate', '3000', '--chunk-rows', '600', '--report', "$dir/report.json");
-ok(wait_for($node, q{SELECT throttle_reason LIKE 'replica lag: standby standby (127.0.0.1) is %behind'
+ok(wait_for($node, q{SELECT throttle_reason LIKE 'replica lag: standby standby (127.0.0.1) is %behind (% to replay at its pace)'
 	FROM pgrepart.migration}, 60, $run), 'the copy is throttled by the paused standby')
   or diag(slurp("$dir/run.log"));
 my $chunks = $node->psql('SELECT count(*) FROM pgrepart.chunk');
