@@ -233,7 +233,8 @@ session_handle_message(session *rs, const uint8_t *data, size_t len, lsn_t lsn)
 		backfill_filter_settled(rs->filter, msg.begin.final_lsn) &&
 		!session_build_unique(&rs->control, rs->conninfo, rs->m, rs->a, &rs->s, rs->ro))
 	{
-		rs->end = SESSION_FAILED;
+		/* A stop ends the build between partitions: what is built stays, the next run goes on. */
+		rs->end = run_stop_requested(rs->ro) ? SESSION_STOPPED : SESSION_FAILED;
 		return false;
 	}
 	/* The first transaction at or after P: P is reached, compare first. */
@@ -327,7 +328,8 @@ session_handle_quiet(session *rs)
 		backfill_filter_settled(rs->filter, rs->s.server_end) &&
 		!session_build_unique(&rs->control, rs->conninfo, rs->m, rs->a, &rs->s, rs->ro))
 	{
-		rs->end = SESSION_FAILED;
+		/* A stop ends the build between partitions: what is built stays, the next run goes on. */
+		rs->end = run_stop_requested(rs->ro) ? SESSION_STOPPED : SESSION_FAILED;
 		return false;
 	}
 	/* Every transaction before P is applied once the server has sent past P. */
