@@ -1121,16 +1121,16 @@ cli_cutover(int argc, char **argv)
 	return rc;
 }
 
+/* pgrepart pause and pgrepart resume. */
 static int
-cli_pause(int argc, char **argv)
+cli_set_paused(const char *command, const char *help, int argc, char **argv, bool pause)
 {
 	cli_common	common = {0};
 	char	   *schema = NULL, *table = NULL;
-	int			rc = cli_parse_table_command("pause", pause_help, argc, argv, &common,
-											 &schema, &table);
+	int			rc = cli_parse_table_command(command, help, argc, argv, &common, &schema, &table);
 
 	if (rc < 0)
-		rc = throttle_pause(common.dbname, schema, table, true) ? EXIT_OK : EXIT_FAIL;
+		rc = throttle_pause(common.dbname, schema, table, pause) ? EXIT_OK : EXIT_FAIL;
 	ident_free_keywords();
 	free(schema);
 	free(table);
@@ -1138,19 +1138,15 @@ cli_pause(int argc, char **argv)
 }
 
 static int
+cli_pause(int argc, char **argv)
+{
+	return cli_set_paused("pause", pause_help, argc, argv, true);
+}
+
+static int
 cli_resume(int argc, char **argv)
 {
-	cli_common	common = {0};
-	char	   *schema = NULL, *table = NULL;
-	int			rc = cli_parse_table_command("resume", resume_help, argc, argv, &common,
-											 &schema, &table);
-
-	if (rc < 0)
-		rc = throttle_pause(common.dbname, schema, table, false) ? EXIT_OK : EXIT_FAIL;
-	ident_free_keywords();
-	free(schema);
-	free(table);
-	return rc;
+	return cli_set_paused("resume", resume_help, argc, argv, false);
 }
 
 static int

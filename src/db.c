@@ -434,3 +434,15 @@ db_mask_password(char *s)
 		}
 	}
 }
+
+bool
+db_exec_bool(db *d, const char *what, const char *sql, bool *value)
+{
+	PGresult   *res = db_execf(d, what, sql);
+	PGbool		v = 0;
+	bool		ok = res != NULL && db_getf(res, 0, "%bool", 0, &v);
+
+	PQclear(res);
+	*value = ok && v;
+	return ok;
+}

@@ -121,9 +121,7 @@ static const char tables_sql[] =
 bool
 state_ensure(db *d)
 {
-	PGresult   *res;
-	PGbool		exists = 0;
-	bool		ok;
+	bool		exists = false;
 
 	/*
 	 * CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
@@ -134,11 +132,9 @@ state_ensure(db *d)
 				 "  pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgrepart.state_ensure'))"))
 		return false;
 	/* A statement of its own: one that waited for the lock must see what its holder made. */
-	res = db_execf(d, "look for the pgrepart schema",
-				   "SELECT pg_catalog.to_regnamespace('pgrepart') IS NOT NULL");
-	ok = res != NULL && db_getf(res, 0, "%bool", 0, &exists);
-	PQclear(res);
-	return ok && (exists || db_exec(d, "create the pgrepart schema", "CREATE SCHEMA pgrepart")) &&
+	return db_exec_bool(d, "look for the pgrepart schema",
+						"SELECT pg_catalog.to_regnamespace('pgrepart') IS NOT NULL", &exists) &&
+		(exists || db_exec(d, "create the pgrepart schema", "CREATE SCHEMA pgrepart")) &&
 		db_exec(d, "create the pgrepart tables", tables_sql);
 }
 
@@ -146,14 +142,8 @@ state_ensure(db *d)
 static bool
 state_present(db *d, bool *present)
 {
-	PGresult   *res = db_execf(d, "look for the pgrepart schema",
-							   "SELECT pg_catalog.to_regclass('pgrepart.migration') IS NOT NULL");
-	PGbool		value = 0;
-	bool		ok = res != NULL && db_getf(res, 0, "%bool", 0, &value);
-
-	PQclear(res);
-	*present = value;
-	return ok;
+	return db_exec_bool(d, "look for the pgrepart schema",
+						"SELECT pg_catalog.to_regclass('pgrepart.migration') IS NOT NULL", present);
 }
 
 bool

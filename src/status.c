@@ -282,12 +282,9 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 	bool		ok = false;
 
 	*found = false;
-	res = db_execf(d, "look for pgrepart's state",
-				   "SELECT pg_catalog.to_regclass('pgrepart.migration') IS NOT NULL");
-	if (res == NULL)
+	if (!db_exec_bool(d, "look for pgrepart's state",
+					  "SELECT pg_catalog.to_regclass('pgrepart.migration') IS NOT NULL", &exists))
 		return false;
-	exists = PQgetvalue(res, 0, 0)[0] != 0;
-	PQclear(res);
 	res = exists ? db_execf(d, "read the migrations", status_sql, table == NULL, schema == NULL,
 							schema ? schema : "", table ? table : "") : NULL;
 	if (exists && res == NULL)

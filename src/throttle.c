@@ -77,14 +77,8 @@ typedef struct throttle_reading
 static bool
 throttle_sees_stats(db *d, bool *sees)
 {
-	PGresult   *res = db_execf(d, "check for pg_read_all_stats",
-							   "SELECT pg_catalog.pg_has_role(CURRENT_USER, 'pg_read_all_stats', 'USAGE')");
-	PGbool		value = 0;
-	bool		ok = res != NULL && db_getf(res, 0, "%bool", 0, &value);
-
-	PQclear(res);
-	*sees = value;
-	return ok;
+	return db_exec_bool(d, "check for pg_read_all_stats",
+						"SELECT pg_catalog.pg_has_role(CURRENT_USER, 'pg_read_all_stats', 'USAGE')", sees);
 }
 
 bool

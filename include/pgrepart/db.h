@@ -48,6 +48,12 @@ PGresult   *db_execf(db *d, const char *what, const char *spec,...);
 bool		db_exec(db *d, const char *what, const char *sql);
 
 /*
+ * Run a query without parameters (a libpqtypes spec: no '%') that returns
+ * one boolean into *value; false after logging.
+ */
+bool		db_exec_bool(db *d, const char *what, const char *sql, bool *value);
+
+/*
  * Roll back the transaction open on d, if one is (after a failure that may
  * have come before BEGIN, or ended it); what names it in a failure's message.
  */

@@ -30,14 +30,7 @@ ok(wait_for($node, q{SELECT throttle_reason LIKE 'replica lag: standby standby (
 	FROM pgrepart.migration}, 60, $run), 'the copy is throttled by the paused standby')
   or diag(slurp("$dir/run.log"));
 my $chunks = $node->psql('SELECT count(*) FROM pgrepart.chunk');
-my $open = 0;
-for (1 .. 10)
-{
-	$open += $node->psql(q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrepart'
-		AND backend_type = 'client backend' AND xact_start < clock_timestamp() - interval '1 second'});
-	select undef, undef, undef, 0.3;
-}
-is($open, 0, 'while throttled, no pgrepart session keeps a transaction open');
+is(open_transactions($node, 10), 0, 'while throttled, no pgrepart session keeps a transaction open');
 cmp_ok($node->psql('SELECT count(*) FROM pgrepart.chunk'), '<=', $chunks + 1,
 	"the copy stopped within a chunk (chunk $chunks)");
 my ($rc, $status) = pgrepart('status', @table);

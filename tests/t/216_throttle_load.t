@@ -49,14 +49,7 @@ sub held
 	ok(wait_for($node, qq{SELECT throttle_reason LIKE '$reason' FROM pgrepart.migration}, 60, $run),
 		"$what holds the copy") or diag(slurp("$dir/run.log"));
 	my $chunks = $node->psql('SELECT count(*) FROM pgrepart.chunk');
-	my $open = 0;
-	for (1 .. 8)
-	{
-		$open += $node->psql(q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrepart'
-			AND backend_type = 'client backend' AND xact_start < clock_timestamp() - interval '1 second'});
-		select undef, undef, undef, 0.3;
-	}
-	is($open, 0, "$what: no pgrepart transaction stays open");
+	is(open_transactions($node, 8), 0, "$what: no pgrepart transaction stays open");
 	my $now = $node->psql('SELECT count(*) FROM pgrepart.chunk');
 	cmp_ok($now, '<=', $chunks + 1, "$what: the copy stopped within a chunk");
 	return $now;

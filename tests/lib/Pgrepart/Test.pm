@@ -8,7 +8,7 @@ use POSIX ();
 use Pgrepart::Cluster;
 
 our @EXPORT = qw(pgrepart fixture pgrepart_background hold_lock migrating_role wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
-	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu peak_rss_mb);
+	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu peak_rss_mb open_transactions);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
 # under test (the Makefile points it at ./pgrepart or the sanitizer build).
@@ -149,6 +149,21 @@ sub compare_tables
 	my $missing = $node->psql("SELECT count(*) FROM (SELECT x::text FROM $a x EXCEPT ALL SELECT y::text FROM $b y) d");
 	my $extra = $node->psql("SELECT count(*) FROM (SELECT y::text FROM $b y EXCEPT ALL SELECT x::text FROM $a x) d");
 	return ($missing, $extra);
+}
+
+# How many of $n samples, 0.3 s apart, found a pgrepart session with a
+# transaction open for more than a second: 0 when pgrepart holds none.
+sub open_transactions
+{
+	my ($node, $n) = @_;
+	my $open = 0;
+	for (1 .. $n)
+	{
+		$open += $node->psql(q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrepart'
+			AND backend_type = 'client backend' AND xact_start < clock_timestamp() - interval '1 second'});
+		select undef, undef, undef, 0.3;
+	}
+	return $open;
 }
 
 # Run one of PostgreSQL's client programs (psql, pgbench, pg_recvlogical)
