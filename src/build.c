@@ -168,7 +168,6 @@ build_send(build *b, build_job *j)
 static bool
 build_collect(build *b, build_job *j, bool *done)
 {
-	PGresult   *res;
 	bool		ok = true;
 
 	*done = false;
@@ -179,7 +178,9 @@ build_collect(build *b, build_job *j, bool *done)
 	}
 	while (!PQisBusy(j->d.conn))
 	{
-		if ((res = PQgetResult(j->d.conn)) == NULL)
+		PGresult   *res = PQgetResult(j->d.conn);
+
+		if (res == NULL)
 		{
 			*done = true;
 			break;
