@@ -254,9 +254,10 @@ throttle_replay_ms(throttle_standby *sb, lsn_t replay, int64_t behind, int64_t n
 }
 
 /*
- * The physical standbys (not logical senders, pgrepart's own included, nor
- * base backups): the worst lag over the limit, or one seen before and gone,
- * throttles.  *why is set when so.
+ * The physical standbys (senders connected to no database, so not a logical
+ * one such as pgrepart's own, nor a base backup's): the worst lag over the
+ * limit, or one seen replaying before and gone, throttles.  *why is set
+ * when so.
  */
 static bool
 throttle_standbys(throttle *t, const throttle_reading *rd, int64_t now_us, char *why, size_t whysize)
@@ -271,9 +272,9 @@ throttle_standbys(throttle *t, const throttle_reading *rd, int64_t now_us, char 
 				   "  r.state IS NULL, COALESCE(r.replay_lsn::pg_catalog.text, ''), "
 				   "  COALESCE(EXTRACT(epoch FROM r.replay_lag) * 1000, 0)::pg_catalog.float8 "
 				   "FROM pg_catalog.pg_stat_replication r "
-				   "WHERE r.state IS DISTINCT FROM 'backup' AND NOT EXISTS ("
-				   "  SELECT FROM pg_catalog.pg_replication_slots s "
-				   "  WHERE s.active_pid = r.pid AND s.slot_type = 'logical') "
+				   /* A logical sender is connected to a database, a physical one is not. */
+				   "JOIN pg_catalog.pg_stat_activity a ON a.pid = r.pid AND a.datid IS NULL "
+				   "WHERE r.state IS DISTINCT FROM 'backup' "
 				   "ORDER BY 1");
 	if (res == NULL)
 		return false;
@@ -304,6 +305,15 @@ throttle_standbys(throttle *t, const throttle_reading *rd, int64_t now_us, char 
 			t->warned_invisible = true;
 			continue;
 		}
+		/*
+		 * A standby that has not reported a position yet has nothing to
+		 * measure, nor a physical sender that only archives (pg_receivewal
+		 * replays nothing): only a standby that replays is watched, and
+		 * missed when it goes.
+		 */
+		if (!lsn_parse(PQgetvalue(res, i, 2), &replay) ||
+			!db_getf(res, i, "%float8", 3, &server_ms))
+			continue;
 		if ((sb = throttle_find_standby(t, name)) == NULL)
 		{
 			throttle_standby fresh = {xstrdup(name), 0, 0, 0.0};
@@ -311,10 +321,6 @@ throttle_standbys(throttle *t, const throttle_reading *rd, int64_t now_us, char 
 			ARRAY_PUSH(t->seen, t->nseen, fresh);
 			sb = &t->seen[t->nseen - 1];
 		}
-		/* A standby that has not reported a position yet has nothing to measure. */
-		if (!lsn_parse(PQgetvalue(res, i, 2), &replay) ||
-			!db_getf(res, i, "%float8", 3, &server_ms))
-			continue;
 		lag_bytes = rd->wal > replay ? (int64_t) (rd->wal - replay) : 0;
 		lag_ms = throttle_sampled_lag_ms(t, replay, now_us);
 		if (server_ms > lag_ms)

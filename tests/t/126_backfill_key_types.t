@@ -50,21 +50,27 @@ my $load = pgbench_background($node, "$dir/pgbench.log", 'keys.pgbench', '-c', '
 # Sample pgrepart's sessions while any table is still copying.
 my $xid_now = q{pg_snapshot_xmax(pg_current_snapshot())::text::bigint};
 my $first_xid = $node->psql("SELECT $xid_now");
-my ($oldest, $samples, $last_xid) = (0, 0, $first_xid);
-for (;;)
+my ($oldest, $samples, $last_xid, $copied) = (0, 0, $first_xid, 0);
+# At most two minutes: a copy held back for good must fail the test, not hang it.
+for (1 .. 1200)
 {
 	my ($copying, $xid, $age) = split /\|/, $node->psql(qq{
 		SELECT count(*) FILTER (WHERE phase IN ('prepared', 'copying')), $xid_now,
 		  (SELECT coalesce(max(age(backend_xmin)), 0) FROM pg_stat_activity
 		    WHERE application_name = 'pgrepart' AND backend_type = 'client backend')
 		FROM pgrepart.migration});
-	last if $copying == 0;
+	if ($copying == 0)
+	{
+		$copied = 1;
+		last;
+	}
 	$last_xid = $xid;
 	$oldest = $age if $age > $oldest;
 	$samples++;
 	select undef, undef, undef, 0.1;
 }
 my $span = $last_xid - $first_xid;
+ok($copied, 'the copies ended') or diag(join '', map { slurp("$dir/$_.log") } @tables);
 cmp_ok($samples, '>=', 3, 'sampled the sessions during the copies');
 cmp_ok($oldest, '<', $span / 2,
 	"no pgrepart snapshot was older than half the transactions the copies spanned ($oldest of $span)");
