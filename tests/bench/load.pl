@@ -10,7 +10,8 @@
 # scheduled start, so falling behind the schedule shows.  Prints each run's
 # copy-and-index time and the load's worst latency meanwhile, and
 #   bench load: worst_latency_ms=<with the limit> unlimited_worst_latency_ms=<without> baseline_worst_latency_ms=<load alone> copy_s=<with> unlimited_copy_s=<without>
-# BENCH_ROWS (default 1000000) changes the size.
+# BENCH_ROWS (default 1000000) changes the size, BENCH_LIMITS (options of
+# pgrepart run) the limits.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -87,7 +88,10 @@ close $fh;
 waitpid $alone, 0;
 my $baseline = worst_latency("$dir/baseline");
 my ($free_s, $free_worst) = migrate('unlimited');
-my ($held_s, $held_worst) = migrate('limited', '--max-load', $max_load, '--chunk-rows', 5000, '--jobs', 1);
+my @limits = $ENV{BENCH_LIMITS} ? split(' ', $ENV{BENCH_LIMITS})
+  : ('--max-load', $max_load, '--chunk-rows', 5000, '--jobs', 1);
+my ($held_s, $held_worst) = migrate('limited', @limits);
+print "limits: @limits\n";
 my $errors = 0;
 $errors += load_errors($_) for glob "$dir/*.log";
 printf "rows: %d; load: %d transactions/s of the mixed load on 2 clients; load errors %d\n", $rows, $rate,
