@@ -36,6 +36,7 @@
 #include "pgrepart/sqlstate.h"
 #include "pgrepart/state.h"
 #include "pgrepart/stream.h"
+#include "pgrepart/throttle.h"
 
 /* One streaming session: connect, apply until stopped or the connection fails. */
 typedef enum session_end
@@ -97,12 +98,25 @@ session_log_progress(const stream *s, const apply *a, int64_t started_us, int64_
 	}
 }
 
-/* While the unique constraints build, the stream hears from the run every 10 s. */
+/*
+ * While the unique constraints build, the stream hears from the run every
+ * 10 s, and the throttle decides each partition's start.
+ */
 typedef struct session_keepalive
 {
 	stream	   *s;
 	int64_t		next_us;
+	throttle   *th;
 } session_keepalive;
+
+static bool
+session_may_build(void *arg, bool *start)
+{
+	session_keepalive *k = arg;
+
+	*start = true;
+	return k->th == NULL || throttle_check(k->th, start);
+}
 
 static bool
 session_keep_stream(void *arg)
@@ -127,14 +141,19 @@ static bool
 session_build_unique(db *control, const char *conninfo, state_migration *m, apply *a,
 					 stream *s, const run_options *ro)
 {
-	session_keepalive keep = {s, 0};
-	build_options bo = {ro->jobs, session_keep_stream, NULL, &keep, ro->stop};
+	session_keepalive keep = {s, 0, NULL};
+	build_options bo = {ro->jobs, session_keep_stream, session_may_build, &keep, ro->stop};
+	bool		built;
 
 	if (!apply_commit(a))
 		return false;
 	stream_confirm(s, apply_committed(a));
 	log_info("the shadow is consistent: building its unique constraints");
-	if (!build_partitions(control, conninfo, m, PLAN_PHASE_UNIQUE, &bo) ||
+	if ((keep.th = throttle_create(control, m, ro->report, ro->stop)) == NULL)
+		return false;
+	built = build_partitions(control, conninfo, m, PLAN_PHASE_UNIQUE, &bo);
+	throttle_free(keep.th);
+	if (!built ||
 		!db_exec(control, "start building the unique constraints", "BEGIN") ||
 		!db_exec(control, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||
 		!state_run_statements(control, m, PLAN_PHASE_UNIQUE, NULL, NULL) ||
