@@ -46,7 +46,6 @@ typedef struct build
 	build_item *items;
 	int			nitems;
 	int			next;			/* the next item to start */
-	int			done;
 	build_job  *jobs;
 	int			njobs;
 } build;
@@ -225,7 +224,6 @@ build_advance(build *b, build_job *j)
 	{
 		log_debug("indexed partition \"%s\" in %.1f s", b->items[j->item].partition,
 				  (double) (clock_monotonic_us() - j->started_us) / 1e6);
-		b->done++;
 		j->step = STEP_IDLE;
 		fault_point("built");
 		return true;
@@ -270,7 +268,7 @@ bool
 build_partitions(db *d, const char *conninfo, const state_migration *m, plan_phase phase,
 				 const build_options *o)
 {
-	build		b = {m, NULL, 0, 0, 0, NULL, 0};
+	build		b = {m, NULL, 0, 0, NULL, 0};
 	int64_t		started_us = clock_monotonic_us();
 	bool		ok = false;
 
