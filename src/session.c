@@ -402,16 +402,11 @@ session_replay_spool(session *rs, lsn_t *start)
 static void
 session_sample_retained(session *rs)
 {
-	PGresult   *res = db_execf(&rs->control, "read the slot's retained WAL",
-							   "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), "
-							   "  restart_lsn)::pg_catalog.int8 FROM pg_catalog.pg_replication_slots "
-							   "WHERE slot_name = %text", rs->m->slot);
-	PGint8		bytes = 0;
+	bool		exists;
+	int64_t		bytes;
 
-	if (res != NULL && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
-		db_getf(res, 0, "%int8", 0, &bytes))
+	if (state_slot_retained(&rs->control, rs->m, &exists, &bytes) && exists)
 		report_peak(&rs->report->peak_retained_bytes, bytes);
-	PQclear(res);
 }
 
 /*
@@ -445,21 +440,14 @@ session_pause(session *rs, const run_options *ro)
 	{
 		if (clock_monotonic_us() >= next_log)
 		{
-			PGresult   *res = db_execf(&rs->control, "read the slot's retained WAL",
-									   "SELECT COALESCE(pg_catalog.pg_wal_lsn_diff("
-									   "  pg_catalog.pg_current_wal_lsn(), restart_lsn), 0)::pg_catalog.int8 "
-									   "FROM pg_catalog.pg_replication_slots WHERE slot_name = %text",
-									   rs->m->slot);
-			PGint8		bytes = 0;
+			bool		exists;
+			int64_t		bytes;
 
-			if (res == NULL)
+			if (!state_slot_retained(&rs->control, rs->m, &exists, &bytes))
 			{
 				rs->end = session_lost_or_failed(&rs->control);
 				return false;
 			}
-			if (PQntuples(res) == 1)
-				db_getf(res, 0, "%int8", 0, &bytes);
-			PQclear(res);
 			report_peak(&rs->report->peak_retained_bytes, bytes);
 			log_info("paused (pgrepart resume goes on): not applying; the slot retains %.1f MB "
 					 "of WAL", (double) bytes / 1048576.0);

@@ -452,6 +452,24 @@ state_slot_active(db *d, const state_migration *m, bool *exists, bool *active)
 }
 
 bool
+state_slot_retained(db *d, const state_migration *m, bool *exists, int64_t *bytes)
+{
+	PGresult   *res = db_execf(d, "read the slot's retained WAL",
+							   "SELECT COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), "
+							   "  restart_lsn), 0)::pg_catalog.int8 FROM pg_catalog.pg_replication_slots "
+							   "WHERE slot_name = %text", m->slot);
+	PGint8		value = 0;
+	bool		ok = res != NULL;
+
+	*exists = ok && PQntuples(res) == 1;
+	if (*exists)
+		ok = db_getf(res, 0, "%int8", 0, &value);
+	*bytes = value;
+	PQclear(res);
+	return ok;
+}
+
+bool
 state_check_home(db *d, const state_migration *m)
 {
 	bool		exists = false, active;

@@ -512,8 +512,8 @@ throttle_pause(const char *conninfo, const char *schema, const char *table, bool
 	db			d = {0};
 	catalog_table *t = NULL;
 	state_migration *m = NULL;
-	PGresult   *res = NULL;
-	PGfloat8	retained_mb = 0;
+	bool		slot_exists;
+	int64_t		retained;
 	bool		ok = false;
 
 	if (!state_open(&d, conninfo, schema, table, &t, &m) || (m != NULL && !state_check_home(&d, m)))
@@ -533,23 +533,18 @@ throttle_pause(const char *conninfo, const char *schema, const char *table, bool
 		ok = true;
 		goto cleanup;
 	}
-	res = db_execf(&d, "read the slot's retained WAL",
-				   "SELECT COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), "
-				   "  restart_lsn), 0)::pg_catalog.float8 / 1048576 FROM pg_catalog.pg_replication_slots "
-				   "WHERE slot_name = %text", m->slot);
-	if (res == NULL)
+	if (!state_slot_retained(&d, m, &slot_exists, &retained))
 		goto cleanup;
 	log_info("paused the migration of \"%s.%s\": its copy and index build wait, holding no "
 			 "snapshot, while the spooler reads on; a streaming run stops applying", m->schema,
 			 m->table);
-	if (PQntuples(res) == 1 && db_getf(res, 0, "%float8", 0, &retained_mb))
+	if (slot_exists)
 		log_info("its slot \"%s\" retains %.1f MB of WAL now; while the apply is paused it "
-				 "retains all the server writes", m->slot, retained_mb);
+				 "retains all the server writes", m->slot, (double) retained / 1048576.0);
 	log_hint("\"pgrepart resume -t %s.%s\" goes on.", m->schema, m->table);
 	ok = true;
 
 cleanup:
-	PQclear(res);
 	state_migration_free(m);
 	catalog_table_free(t);
 	db_close(&d);

@@ -153,6 +153,8 @@ bool		state_check_home(db *d, const state_migration *m);
  * NULL) and a run is consuming it.
  */
 bool		state_slot_active(db *d, const state_migration *m, bool *exists, bool *active);
+/* The WAL m's slot retains (0 before it reserves any); *exists when it is on the server. */
+bool		state_slot_retained(db *d, const state_migration *m, bool *exists, int64_t *bytes);
 
 /*
  * For a command waiting on the run: *gone once no run has consumed the slot
