@@ -23,7 +23,7 @@ WARNINGS = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wmissing-prototypes \
            -Wstrict-prototypes -Wvla -Wpointer-arith -Wno-missing-field-initializers
 CPPFLAGS += -Iinclude -I$(PG_INCLUDEDIR) -D_GNU_SOURCE \
             -DPGREPART_VERSION='"$(VERSION)"'
-LDLIBS  += -L$(PG_LIBDIR) -lpqtypes -lpq -lxxhash
+LDLIBS  += -L$(PG_LIBDIR) -lpqtypes -lpq -lxxhash -lm
 SANITIZE = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 # BUILD is where objects go; the sanitizer build uses its own tree so the two

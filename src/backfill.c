@@ -25,6 +25,7 @@
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
+#include "pgrepart/reconcile.h"
 #include "pgrepart/sqlstate.h"
 #include "pgrepart/stream.h"
 #include "pgrepart/wire.h"
@@ -66,6 +67,19 @@ typedef struct backfill
 	buf			columns;		/* "a, b, c" */
 	buf			lo;				/* the last chunk's hi_key: where the next begins */
 	bool		has_lo;
+
+	/*
+	 * In physical order (docs/design.md, "The copy in physical order"): the
+	 * next chunk's first page, the table's file the chunks read (0 before
+	 * the first), and the rows a page holds, which turn a chunk's rows into
+	 * pages.
+	 */
+	bool		physical;
+	char	   *qtable;
+	uint32_t	lo_page;
+	uint32_t	filenode;
+	double		rows_per_page;
+	bool		copied;			/* every page is copied: only the reconciliation is left */
 	int			ord;			/* the next chunk's number */
 	int64_t		rows;			/* copied so far */
 	int64_t		bytes;			/* ... and their COPY bytes, this run */
@@ -120,6 +134,31 @@ backfill_decode_key(const uint8_t *key, size_t len, int nkeys, const uint8_t **v
 	return !r.failed && wire_remaining(&r) == 0;
 }
 
+/* A chunk's upper page in physical order, as its hi_key: one 4-byte value. */
+static void
+backfill_encode_page(buf *out, uint32_t page)
+{
+	uint8_t		be[4] = {(uint8_t) (page >> 24), (uint8_t) (page >> 16), (uint8_t) (page >> 8),
+	(uint8_t) page};
+	const uint8_t *values[1] = {be};
+	uint32_t	lens[1] = {4};
+
+	backfill_encode_key(out, 1, values, lens);
+}
+
+static bool
+backfill_page_of(const uint8_t *key, size_t len, uint32_t *page)
+{
+	const uint8_t *values[1];
+	uint32_t	lens[1];
+
+	if (key == NULL || !backfill_decode_key(key, len, 1, values, lens) || lens[0] != 4)
+		return false;
+	*page = (uint32_t) values[0][0] << 24 | (uint32_t) values[0][1] << 16 |
+		(uint32_t) values[0][2] << 8 | values[0][3];
+	return true;
+}
+
 /* ---- set-up ---- */
 
 static bool
@@ -138,6 +177,8 @@ backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
 	buf_init(&b->columns);
 	buf_init(&b->lo);
 	b->chunk_rows = o->chunk_rows > 0 ? o->chunk_rows : BACKFILL_FIRST_ROWS;
+	b->physical = m->physical;
+	b->qtable = ident_qualified(m->schema, m->table);
 	b->target_us = BACKFILL_TARGET_US;
 	b->estimated_rows = t->estimated_rows;
 	b->nkeys = t->nkey_columns;
@@ -189,6 +230,7 @@ backfill_free(backfill *b)
 	free(b->key_at);
 	buf_free(&b->columns);
 	buf_free(&b->lo);
+	free(b->qtable);
 	db_close(&b->target);
 }
 
@@ -204,6 +246,17 @@ backfill_resume(backfill *b)
 	for (int i = 0; i < n; i++)
 		b->rows += chunks[i].rows;
 	b->ord = n;
+	if (n > 0)
+		b->filenode = chunks[0].filenode;
+	/* In physical order the open-ended chunk is recorded before the keys are reconciled. */
+	b->copied = n > 0 && b->physical && chunks[n - 1].hi_key == NULL;
+	if (n > 0 && b->physical && !b->copied &&
+		!backfill_page_of(chunks[n - 1].hi_key, chunks[n - 1].hi_key_len, &b->lo_page))
+	{
+		log_error("chunk %d's upper page is malformed", n - 1);
+		state_chunks_free(chunks, n);
+		return false;
+	}
 	if (n > 0)
 	{
 		buf_append_len(&b->lo, chunks[n - 1].hi_key, chunks[n - 1].hi_key_len);
@@ -335,9 +388,89 @@ cleanup:
 	return ok;
 }
 
-static void
-backfill_copy_sql(const backfill *b, buf *sql)
+/*
+ * In physical order: the chunk's pages, from lo_page, about chunk_rows
+ * rows' worth, open-ended when they reach the table's end as it is now (a
+ * row the snapshot sees is on a page that was there when it was taken);
+ * held in transaction-local settings for the COPY, like a key's bound.
+ */
+static bool
+backfill_set_pages(backfill *b, uint32_t *hi_page, bool *open_ended)
 {
+	PGresult   *res;
+	PGint8		nblocks = 0;
+	PGfloat8	per_page = 0;
+	int64_t		pages;
+	char		lo[32], hi[32];
+	bool		ok;
+
+	res = db_execf(b->source, "measure the table",
+				   "SELECT (pg_catalog.pg_relation_size(c.oid) / "
+				   "    pg_catalog.current_setting('block_size')::pg_catalog.int8)::pg_catalog.int8, "
+				   "  (CASE WHEN c.relpages > 0 AND c.reltuples > 0 "
+				   "        THEN c.reltuples / c.relpages ELSE 0 END)::pg_catalog.float8 "
+				   "FROM pg_catalog.pg_class c WHERE c.oid = %text::pg_catalog.regclass", b->qtable);
+	if (res == NULL || !db_getf(res, 0, "%int8 %float8", 0, &nblocks, 1, &per_page))
+	{
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	if (b->rows_per_page <= 0)
+		b->rows_per_page = per_page > 0 ? per_page : 50;
+	pages = (int64_t) ((double) b->chunk_rows / b->rows_per_page) + 1;
+	*open_ended = (int64_t) b->lo_page + pages >= nblocks;
+	*hi_page = *open_ended ? 0 : (uint32_t) (b->lo_page + pages);
+	snprintf(lo, sizeof(lo), "(%" PRIu32 ",0)", b->lo_page);
+	snprintf(hi, sizeof(hi), "(%" PRIu32 ",0)", *hi_page);
+	res = db_execf(b->source, "set the chunk's pages",
+				   "SELECT pg_catalog.set_config('pgrepart.lo', %text, true), "
+				   "  pg_catalog.set_config('pgrepart.hi', %text, true)", lo, hi);
+	ok = res != NULL;
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * In physical order, after the chunk's COPY (whose lock keeps the table's
+ * file as it is until the chunk ends): whether it read the file the chunks
+ * before it read.  VACUUM FULL, CLUSTER and the like write every row anew
+ * at other places, so the pages copied before no longer say which rows the
+ * rest hold.
+ */
+static bool
+backfill_same_file(backfill *b, uint32_t *filenode, bool *same)
+{
+	PGresult   *res = db_execf(b->source, "read the table's file",
+							   "SELECT pg_catalog.pg_relation_filenode(%text::pg_catalog.regclass)"
+							   "::pg_catalog.int8", b->qtable);
+	PGint8		node = 0;
+
+	if (res == NULL || !db_getf(res, 0, "%int8", 0, &node))
+	{
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	*filenode = (uint32_t) node;
+	*same = b->filenode == 0 || b->filenode == *filenode;
+	return true;
+}
+
+static void
+backfill_copy_sql(const backfill *b, bool open_ended, buf *sql)
+{
+	if (b->physical)
+	{
+		/* A TID range scan: the pages from lo up to hi, or to the end. */
+		buf_appendf(sql, "COPY (SELECT %s FROM ONLY %s WHERE ctid >= "
+					"pg_catalog.current_setting('pgrepart.lo')::pg_catalog.tid", b->columns.data,
+					b->qtable);
+		if (!open_ended)
+			buf_append(sql, " AND ctid < pg_catalog.current_setting('pgrepart.hi')::pg_catalog.tid");
+		buf_append(sql, ") TO STDOUT (FORMAT binary)");
+		return;
+	}
 	buf_appendf(sql, "COPY (SELECT %s FROM ", b->columns.data);
 	ident_quote_qualified(sql, b->m->schema, b->m->table);
 	if (b->has_lo)
@@ -432,7 +565,7 @@ typedef enum chunk_outcome
  * when the target refused a row no partition takes (SQLSTATE 23514).
  */
 static bool
-backfill_pipe(backfill *b, int64_t *rows, buf *last_key, bool *no_partition)
+backfill_pipe(backfill *b, bool open_ended, int64_t *rows, buf *last_key, bool *no_partition)
 {
 	char	   *last = NULL;
 	int			last_len = 0;
@@ -447,7 +580,7 @@ backfill_pipe(backfill *b, int64_t *rows, buf *last_key, bool *no_partition)
 	*rows = 0;
 	*no_partition = false;
 	buf_init(&sql);
-	backfill_copy_sql(b, &sql);
+	backfill_copy_sql(b, open_ended, &sql);
 	res = PQexec(b->source->conn, sql.data);
 	if (PQresultStatus(res) != PGRES_COPY_OUT)
 	{
@@ -523,7 +656,8 @@ backfill_pipe(backfill *b, int64_t *rows, buf *last_key, bool *no_partition)
 			db_log_error(b->target.conn, "target", "load a chunk", res, b->target.sqlstate);
 		goto cleanup;
 	}
-	ok = *rows < b->chunk_rows || backfill_last_key(b, last, last_len, last_first, last_key);
+	ok = b->physical || *rows < b->chunk_rows ||
+		backfill_last_key(b, last, last_len, last_first, last_key);
 
 cleanup:
 	PQclear(res);
@@ -535,6 +669,8 @@ cleanup:
 	return ok;
 }
 
+static bool backfill_restart(backfill *b, const char *why);
+
 /* Copy one chunk in a source snapshot of its own, recorded with its rows. */
 static chunk_outcome
 backfill_chunk(backfill *b, bool *last)
@@ -542,7 +678,8 @@ backfill_chunk(backfill *b, bool *last)
 	state_chunk c = {0};
 	PGresult   *res = NULL;
 	chunk_outcome outcome = CHUNK_FAILED;
-	bool		usable = true, no_partition = false;
+	bool		usable = true, no_partition = false, open_ended = false, same_file = true;
+	uint32_t	hi_page = 0;
 	int64_t		started = clock_monotonic_us();
 	buf			hi;
 
@@ -566,10 +703,11 @@ backfill_chunk(backfill *b, bool *last)
 		usleep(100000);
 		goto rollback;
 	}
-	if ((b->has_lo && !backfill_set_bound(b)) ||
+	if ((b->physical && !backfill_set_pages(b, &hi_page, &open_ended)) ||
+		(!b->physical && b->has_lo && !backfill_set_bound(b)) ||
 		!db_exec(&b->target, "start loading a chunk", "BEGIN"))
 		goto rollback;
-	if (!backfill_pipe(b, &c.rows, &hi, &no_partition))
+	if (!backfill_pipe(b, open_ended, &c.rows, &hi, &no_partition))
 	{
 		if (no_partition)
 		{
@@ -584,12 +722,25 @@ backfill_chunk(backfill *b, bool *last)
 		}
 		goto rollback;
 	}
-	*last = c.rows < b->chunk_rows;
+	if (b->physical)
+	{
+		if (!backfill_same_file(b, &c.filenode, &same_file))
+			goto rollback;
+		if (!same_file)
+			goto rollback;
+		*last = open_ended;
+		buf_reset(&hi);
+		if (!open_ended)
+			backfill_encode_page(&hi, hi_page);
+	}
+	else
+		*last = c.rows < b->chunk_rows;
 	c.ord = b->ord;
 	c.hi_key = *last ? NULL : (uint8_t *) hi.data;
 	c.hi_key_len = *last ? 0 : hi.len;
+	/* In physical order the keys are reconciled before the copy is done (backfill_copy). */
 	if (!state_add_chunk(&b->target, b->m, &c) ||
-		(*last && !state_set_phase(&b->target, b->m, STATE_COPIED, LSN_INVALID)) ||
+		(*last && !b->physical && !state_set_phase(&b->target, b->m, STATE_COPIED, LSN_INVALID)) ||
 		!db_exec(&b->target, "commit the chunk", "COMMIT"))
 		goto rollback;
 	db_exec(b->source, "end the chunk's snapshot", "COMMIT");
@@ -599,6 +750,13 @@ backfill_chunk(backfill *b, bool *last)
 	buf_reset(&b->lo);
 	buf_append_len(&b->lo, hi.data, hi.len);
 	b->has_lo = true;
+	if (b->physical)
+	{
+		if (c.rows > 0 && !open_ended && hi_page > b->lo_page)
+			b->rows_per_page = (double) c.rows / (double) (hi_page - b->lo_page);
+		b->lo_page = hi_page;
+		b->filenode = c.filenode;
+	}
 	if (b->o->chunk_rows == 0)
 	{
 		/* Aim at about a second a chunk, changing by at most half or double. */
@@ -617,6 +775,9 @@ backfill_chunk(backfill *b, bool *last)
 rollback:
 	db_rollback(&b->target, "roll back the chunk");
 	db_exec(b->source, "end the chunk's snapshot", "ROLLBACK");
+	if (!same_file)
+		outcome = backfill_restart(b, "was rewritten (VACUUM FULL, CLUSTER or the like) during "
+								   "the copy") ? CHUNK_RETRY : CHUNK_FAILED;
 cleanup:
 	PQclear(res);
 	free(c.snapshot);
@@ -625,14 +786,13 @@ cleanup:
 }
 
 bool
-backfill_reset(db *d, state_migration *m)
+backfill_reset(db *d, state_migration *m, const char *why)
 {
 	PGresult   *res;
 	bool		ok;
 	buf			sql;
 
-	log_info("\"%s.%s\" was truncated during the copy: starting the copy again",
-			 m->schema, m->table);
+	log_info("\"%s.%s\" %s: starting the copy again", m->schema, m->table, why);
 	res = db_execf(d, "read the next transaction id",
 				   "SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::pg_catalog.text");
 	if (res == NULL)
@@ -654,13 +814,15 @@ backfill_reset(db *d, state_migration *m)
 }
 
 static bool
-backfill_restart(backfill *b)
+backfill_restart(backfill *b, const char *why)
 {
 	b->ord = 0;
 	b->rows = 0;
 	b->has_lo = false;
+	b->lo_page = 0;
+	b->filenode = 0;
 	buf_reset(&b->lo);
-	return backfill_reset(&b->target, b->m);
+	return backfill_reset(&b->target, b->m, why);
 }
 
 /*
@@ -776,7 +938,9 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 	b.started_us = clock_monotonic_us();
 	b.base_rows = b.rows;
 	b.next_log_us = b.started_us + (int64_t) o->progress_seconds * 1000000;
-	log_info("copying \"%s.%s\" in chunks, each under its own snapshot", m->schema, m->table);
+	log_info("copying \"%s.%s\" in chunks %s, each under its own snapshot", m->schema, m->table,
+			 b.physical ? "of heap pages" : "of the key");
+	last = b.copied;
 	while (!last)
 	{
 		chunk_outcome outcome;
@@ -804,7 +968,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 			if (o->stop != NULL && *o->stop)
 				continue;
 		}
-		if (truncated && !backfill_restart(&b))
+		if (truncated && !backfill_restart(&b, "was truncated during the copy"))
 			goto cleanup;
 		truncated = false;
 		chunk_started = clock_monotonic_us();
@@ -832,6 +996,17 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 			truncated = idle.truncated;
 		}
 		backfill_progress(&b, *sp, last);
+	}
+	if (b.physical)
+	{
+		bool		stopped = false;
+
+		if (!reconcile_prepare(&b.target, conninfo, t, m, *sp, o->stop, &stopped) ||
+			!state_set_phase(d, m, STATE_COPIED, LSN_INVALID))
+		{
+			result = stopped ? BACKFILL_STOPPED : BACKFILL_FAILED;
+			goto cleanup;
+		}
 	}
 	result = BACKFILL_DONE;
 

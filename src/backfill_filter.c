@@ -9,6 +9,7 @@
 #include "pgrepart/keyset.h"
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
+#include "pgrepart/reconcile.h"
 #include "pgrepart/visibility.h"
 #include "pgrepart/wire.h"
 
@@ -23,14 +24,20 @@ typedef struct filter_chunk
 	uint32_t   *hi_lens;
 } filter_chunk;
 
-/* One key the lookahead asked about: its side of a chunk's upper key. */
+/*
+ * One key the lookahead asked about: its side of a chunk's upper key; or,
+ * after a copy in physical order, whether the change at (lsn, ord) is the
+ * key's first among those reconciled.
+ */
 typedef struct filter_answer
 {
 	int			chunk;
 	size_t		key_at;			/* in look_keys */
 	uint32_t	key_len;
 	uint64_t	hash;
-	bool		above;
+	lsn_t		lsn;
+	int32_t		ord;
+	bool		above;			/* or: first */
 } filter_answer;
 
 struct backfill_filter
@@ -72,8 +79,23 @@ struct backfill_filter
 	lsn_t		retire_lsn;		/* after every chunk's WAL position: no snapshot sees it */
 	bool		retired;
 
+	/*
+	 * After a copy in physical order (reconcile.h): whether a change is its
+	 * key's first among those reconciled, asked of pgrepart.reconcile_<id>
+	 * for one key or, by the lookahead, for a read's.  Changes are numbered
+	 * in their transaction as reconcile.c numbers them.
+	 */
+	bool		physical;
+	buf			first_sql;
+	buf			look_first_sql;
+	lsn_t		look_commit;
+	int32_t		look_ord;
+
 	/* The source transaction being read. */
 	uint32_t	xid;
+	lsn_t		commit;
+	int32_t		ord;			/* the next change's number in it */
+	int32_t		change_ord;		/* the change being decided's */
 	bool		filtering;		/* it committed before retire_lsn */
 	int			boundary;		/* the first chunk whose snapshot sees it, or nchunks */
 
@@ -151,6 +173,47 @@ filter_above_sql(backfill_filter *f, const catalog_table *t)
 	buf_append(&f->look_sql, "ord) ORDER BY u.ord");
 }
 
+/*
+ * Whether a change, at (commit position, number), is the first recorded for
+ * its key: for one key as parameters, and the lookahead's arrays of them.
+ */
+static void
+filter_first_sql(backfill_filter *f, const state_migration *m, const catalog_table *t)
+{
+	buf			cond;
+
+	buf_init(&cond);
+	buf_append(&cond, "NOT EXISTS (SELECT FROM ");
+	reconcile_table(&cond, m);
+	buf_append(&cond, " r WHERE (");
+	for (int k = 0; k < t->nkey_columns; k++)
+	{
+		buf_append(&cond, k > 0 ? ", r." : "r.");
+		ident_quote(&cond, t->key_columns[k]);
+	}
+	buf_append(&cond, ") = (");
+	buf_append(&f->first_sql, "SELECT ");
+	buf_append_len(&f->first_sql, cond.data, cond.len);
+	buf_append(&f->look_first_sql, "SELECT ");
+	buf_append_len(&f->look_first_sql, cond.data, cond.len);
+	for (int k = 0; k < t->nkey_columns; k++)
+	{
+		buf_appendf(&f->first_sql, "%s$%d::%s", k > 0 ? ", " : "", k + 1,
+					catalog_find_column(t, t->key_columns[k])->type);
+		buf_appendf(&f->look_first_sql, "%su.k%d", k > 0 ? ", " : "", k + 1);
+	}
+	buf_appendf(&f->first_sql, ") AND (r.commit_lsn, r.ord) < ($%d::pg_catalog.pg_lsn, "
+				"$%d::pg_catalog.int4))", t->nkey_columns + 1, t->nkey_columns + 2);
+	buf_append(&f->look_first_sql, ") AND (r.commit_lsn, r.ord) < (u.l, u.o)) FROM ROWS FROM (");
+	for (int i = 0; i < t->nkey_columns + 2; i++)
+		buf_appendf(&f->look_first_sql, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
+	buf_append(&f->look_first_sql, ") WITH ORDINALITY AS u(");
+	for (int k = 0; k < t->nkey_columns; k++)
+		buf_appendf(&f->look_first_sql, "k%d, ", k + 1);
+	buf_append(&f->look_first_sql, "l, o, ord) ORDER BY u.ord");
+	buf_free(&cond);
+}
+
 backfill_filter *
 backfill_filter_create(db *source, const state_migration *m, const catalog_table *t)
 {
@@ -165,6 +228,9 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 	buf_init(&f->look_sql);
 	buf_init(&f->look_keys);
 	buf_init(&f->probe);
+	buf_init(&f->first_sql);
+	buf_init(&f->look_first_sql);
+	f->physical = m->physical;
 	pgout_decoder_init(&f->look_dec);
 	f->look_boundary = -1;
 	f->nkeys = t->nkey_columns;
@@ -186,11 +252,18 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 		f->server_order = f->server_order || !visibility_orderable_type(f->key_types[k]);
 	}
 	f->look_key_pos = xcalloc((size_t) f->nkeys, sizeof(int));
-	if (f->server_order)
+	/* In physical order no key is placed among the chunks. */
+	if (f->physical)
+	{
+		f->server_order = false;
+		filter_first_sql(f, m, t);
+	}
+	if (f->server_order || f->physical)
 	{
 		bool	   *compressible = NULL;
 
-		filter_above_sql(f, t);
+		if (f->server_order)
+			filter_above_sql(f, t);
 		if (!catalog_array_types(source, f->key_types, f->nkeys, &f->key_array_types, &compressible))
 		{
 			backfill_filter_free(f);
@@ -224,7 +297,8 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 		}
 		if (chunks[i].lsn > f->retire_lsn)
 			f->retire_lsn = chunks[i].lsn;
-		if (chunks[i].hi_key == NULL)
+		/* In physical order a chunk's upper bound is a page, which no key is compared with. */
+		if (chunks[i].hi_key == NULL || f->physical)
 			continue;
 		c->hi_blob = chunks[i].hi_key;
 		chunks[i].hi_key = NULL;
@@ -272,6 +346,8 @@ backfill_filter_free(backfill_filter *f)
 	buf_free(&f->look_sql);
 	buf_free(&f->look_keys);
 	buf_free(&f->probe);
+	buf_free(&f->first_sql);
+	buf_free(&f->look_first_sql);
 	pgout_decoder_free(&f->look_dec);
 	free(f->look_key_pos);
 	free(f->answers);
@@ -450,14 +526,16 @@ filter_above(backfill_filter *f, int which, int chunk)
  * Whether the chunk holding f->key[which] already holds the transaction's
  * effect: 1 or 0, or -1 after logging.  Chunks before the boundary do not
  * see the transaction and the rest do, so the key's side of the upper key
- * of the chunk before the boundary decides.
+ * of the chunk before the boundary decides.  After a copy in physical
+ * order a key some chunks saw the transaction change is not in the shadow
+ * (reconcile.h): 0.
  */
 static int
 filter_seen(backfill_filter *f, int which)
 {
 	if (f->boundary == 0)
 		return 1;
-	if (f->boundary == f->nchunks)
+	if (f->boundary == f->nchunks || f->physical)
 		return 0;
 	return filter_above(f, which, f->boundary - 1);
 }
@@ -470,6 +548,123 @@ filter_same_key(const backfill_filter *f)
 			memcmp(f->key[0][k], f->key[1][k], f->key_lens[0][k]) != 0)
 			return false;
 	return true;
+}
+
+/* ---- the physical order ---- */
+
+static filter_action filter_insert_moved(backfill_filter *f, const pgout_message *in,
+										 pgout_message *out);
+
+static uint64_t
+filter_position_hash(lsn_t lsn, int32_t ord)
+{
+	return (lsn * UINT64_C(0x9E3779B97F4A7C15)) ^ ((uint64_t) (uint32_t) ord * UINT64_C(0xC2B2AE3D27D4EB4F));
+}
+
+/* The lookahead's answer for the change at (lsn, ord), or -1. */
+static int
+filter_first_find(const backfill_filter *f, lsn_t lsn, int32_t ord)
+{
+	uint64_t	h;
+
+	if (f->nslots == 0)
+		return -1;
+	h = filter_position_hash(lsn, ord);
+	for (size_t i = h & (size_t) (f->nslots - 1);; i = (i + 1) & (size_t) (f->nslots - 1))
+	{
+		const filter_answer *a;
+
+		if (f->slots[i] < 0)
+			return -1;
+		a = &f->answers[f->slots[i]];
+		if (a->hash == h && a->lsn == lsn && a->ord == ord)
+			return f->slots[i];
+	}
+}
+
+/*
+ * Whether the change being decided is the first recorded for f->key[which]
+ * (reconcile.h): 1 or 0, or -1 after logging.  The lookahead's answer, else
+ * a query of its own.
+ */
+static int
+filter_first(backfill_filter *f, int which)
+{
+	int			n = f->nkeys + 2;
+	const char **values;
+	int		   *lens, *formats;
+	Oid		   *types;
+	PGresult   *res;
+	int			first = -1, answer;
+	uint8_t		lsn[8], ord[4];
+
+	if ((answer = filter_first_find(f, f->commit, f->change_ord)) >= 0)
+		return f->answers[answer].above;
+	values = xcalloc((size_t) n, sizeof(char *));
+	lens = xcalloc((size_t) n, sizeof(int));
+	formats = xcalloc((size_t) n, sizeof(int));
+	types = xcalloc((size_t) n, sizeof(Oid));
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		values[k] = (const char *) f->key[which][k];
+		lens[k] = (int) f->key_lens[which][k];
+		types[k] = f->key_types[k];
+	}
+	for (int i = 0; i < 8; i++)
+		lsn[i] = (uint8_t) (f->commit >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		ord[i] = (uint8_t) ((uint32_t) f->change_ord >> (24 - 8 * i));
+	values[f->nkeys] = (const char *) lsn;
+	lens[f->nkeys] = 8;
+	types[f->nkeys] = CATALOG_PG_LSNOID;
+	values[f->nkeys + 1] = (const char *) ord;
+	lens[f->nkeys + 1] = 4;
+	types[f->nkeys + 1] = CATALOG_INT4OID;
+	for (int i = 0; i < n; i++)
+		formats[i] = 1;
+	res = PQexecParams(f->source->conn, f->first_sql.data, n, types, values, lens, formats, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		first = PQgetvalue(res, 0, 0)[0] == 't';
+	else
+		db_log_error(f->source->conn, "source", "look up a key to reconcile", res,
+					 f->source->sqlstate);
+	PQclear(res);
+	free(values);
+	free(lens);
+	free(formats);
+	free(types);
+	return first;
+}
+
+/*
+ * A change after a copy in physical order (backfill_filter.h): by whether
+ * every chunk, none, or some saw its transaction; for some, by whether it
+ * is its key's first change among those the reconciliation recorded.
+ */
+static filter_action
+filter_physical(backfill_filter *f, const pgout_message *in, pgout_message *out)
+{
+	const pgout_tuple *old;
+	int			first;
+
+	if (f->boundary == 0)
+		return FILTER_SKIP;
+	if (f->boundary == f->nchunks || in->kind == PGOUT_INSERT)
+		return FILTER_APPLY;
+	if (in->kind == PGOUT_DELETE)
+		old = &in->delete.oldtuple;
+	else
+	{
+		old = in->update.oldkind != '\0' ? &in->update.oldtuple : &in->update.newtuple;
+		if (!filter_key(f, &in->update.newtuple, 1))
+			return FILTER_FAILED;
+	}
+	if (!filter_key(f, old, 0) || (first = filter_first(f, 0)) < 0)
+		return FILTER_FAILED;
+	if (!first)
+		return FILTER_APPLY;
+	/* The row is not in the shadow: a delete has nothing to do, an update puts it in. */
+	return in->kind == PGOUT_DELETE ? FILTER_SKIP : filter_insert_moved(f, in, out);
 }
 
 /* ---- ghosts ---- */
@@ -696,6 +891,9 @@ backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_messa
 
 	f->nghost_changes = 0;
 	f->ghost_changes_taken = 0;
+	/* Numbered as reconcile.c numbers them. */
+	if (in->kind == PGOUT_INSERT || in->kind == PGOUT_UPDATE || in->kind == PGOUT_DELETE)
+		f->change_ord = f->ord++;
 	if (f->nghosts > 0 && (in->kind == PGOUT_UPDATE || in->kind == PGOUT_DELETE) &&
 		filter_ghost_change(f, in, out, &action))
 		return action;
@@ -722,6 +920,8 @@ backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_messa
 			return filter_relation(f, in) ? FILTER_APPLY : FILTER_FAILED;
 		case PGOUT_BEGIN:
 			f->xid = in->begin.xid;
+			f->commit = in->begin.final_lsn;
+			f->ord = 0;
 			/* A transaction committed after every chunk's WAL position: no chunk saw it. */
 			if (!f->retired && in->begin.final_lsn > f->retire_lsn)
 			{
@@ -738,16 +938,22 @@ backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_messa
 		case PGOUT_INSERT:
 			if (!f->filtering)
 				return FILTER_APPLY;
+			if (f->physical)
+				return filter_physical(f, in, out);
 			if (!filter_key(f, &in->insert.newtuple, 1))
 				return FILTER_FAILED;
 			return filter_decide(f, 1);
 		case PGOUT_DELETE:
 			if (!f->filtering)
 				return FILTER_APPLY;
+			if (f->physical)
+				return filter_physical(f, in, out);
 			if (!filter_key(f, &in->delete.oldtuple, 1))
 				return FILTER_FAILED;
 			return filter_decide(f, 1);
 		case PGOUT_UPDATE:
+			if (f->filtering && f->physical)
+				return filter_physical(f, in, out);
 			return f->filtering ? filter_update(f, in, out) : FILTER_APPLY;
 		case PGOUT_TRUNCATE:
 			return f->filtering ? filter_truncate(f) : FILTER_APPLY;
@@ -793,12 +999,28 @@ filter_look_key(backfill_filter *f, const pgout_tuple *t)
 	a->above = false;
 }
 
+/* In physical order: note the key of t, and the change's position, to be asked about. */
+static void
+filter_look_first(backfill_filter *f, const pgout_tuple *t)
+{
+	int			before = f->nanswers;
+	filter_answer *a;
+
+	filter_look_key(f, t);
+	if (f->nanswers == before)
+		return;
+	a = &f->answers[before];
+	a->lsn = f->look_commit;
+	a->ord = f->look_ord;
+	a->hash = filter_position_hash(a->lsn, a->ord);
+}
+
 bool
 backfill_filter_look(backfill_filter *f, const uint8_t *data, size_t len)
 {
 	pgout_message msg;
 
-	if (!f->server_order || f->retired)
+	if (!(f->server_order || f->physical) || f->retired)
 		return true;
 	if (f->answered)
 	{
@@ -828,23 +1050,33 @@ backfill_filter_look(backfill_filter *f, const uint8_t *data, size_t len)
 
 				/* Only a transaction some chunks see and some do not needs keys placed. */
 				f->look_boundary = b > 0 && b < f->nchunks ? b : -1;
+				f->look_commit = msg.begin.final_lsn;
+				f->look_ord = 0;
 				break;
 			}
 		case PGOUT_INSERT:
-			if (f->look_boundary > 0)
+			if (f->look_boundary > 0 && !f->physical)
 				filter_look_key(f, &msg.insert.newtuple);
+			f->look_ord++;
 			break;
 		case PGOUT_UPDATE:
-			if (f->look_boundary > 0)
+			if (f->look_boundary > 0 && f->physical)
+				filter_look_first(f, msg.update.oldkind != '\0' ? &msg.update.oldtuple :
+								  &msg.update.newtuple);
+			else if (f->look_boundary > 0)
 			{
 				filter_look_key(f, &msg.update.newtuple);
 				if (msg.update.oldkind != '\0')
 					filter_look_key(f, &msg.update.oldtuple);
 			}
+			f->look_ord++;
 			break;
 		case PGOUT_DELETE:
-			if (f->look_boundary > 0)
+			if (f->look_boundary > 0 && f->physical)
+				filter_look_first(f, &msg.delete.oldtuple);
+			else if (f->look_boundary > 0)
 				filter_look_key(f, &msg.delete.oldtuple);
+			f->look_ord++;
 			break;
 		default:
 			break;
@@ -880,6 +1112,21 @@ filter_look_array(backfill_filter *f, int k, int which, buf *out)
 	free(lens);
 }
 
+/* The changes' commit positions (lsn) or their numbers in their transactions, as an array. */
+static void
+filter_look_positions(const backfill_filter *f, bool lsn, buf *out)
+{
+	wire_put_array_header(out, lsn ? CATALOG_PG_LSNOID : CATALOG_INT4OID, false, f->nanswers);
+	for (int i = 0; i < f->nanswers; i++)
+	{
+		wire_put_u32(out, lsn ? 8 : 4);
+		if (lsn)
+			wire_put_u64(out, f->answers[i].lsn);
+		else
+			wire_put_u32(out, (uint32_t) f->answers[i].ord);
+	}
+}
+
 bool
 backfill_filter_look_resolve(backfill_filter *f)
 {
@@ -891,11 +1138,13 @@ backfill_filter_look_resolve(backfill_filter *f)
 	PGresult   *res;
 	bool		ok;
 
-	if (!f->server_order || f->answered)
+	if (!(f->server_order || f->physical) || f->answered)
 		return true;
 	f->answered = true;
 	if (f->nanswers == 0)
 		return true;
+	if (f->physical)
+		n = f->nkeys + 2;
 	arrays = xcalloc((size_t) n, sizeof(buf));
 	values = xcalloc((size_t) n, sizeof(char *));
 	lens = xcalloc((size_t) n, sizeof(int));
@@ -906,16 +1155,22 @@ backfill_filter_look_resolve(backfill_filter *f)
 		int			k = i % f->nkeys;
 
 		buf_init(&arrays[i]);
-		filter_look_array(f, k, i / f->nkeys, &arrays[i]);
+		if (f->physical && i >= f->nkeys)
+			filter_look_positions(f, i == f->nkeys, &arrays[i]);
+		else
+			filter_look_array(f, k, i / f->nkeys, &arrays[i]);
 		values[i] = arrays[i].data;
 		lens[i] = (int) arrays[i].len;
 		formats[i] = 1;
-		types[i] = f->key_array_types[k];
+		types[i] = !f->physical || i < f->nkeys ? f->key_array_types[k] :
+			i == f->nkeys ? CATALOG_PG_LSNARRAYOID : CATALOG_INT4ARRAYOID;
 	}
-	res = PQexecParams(f->source->conn, f->look_sql.data, n, types, values, lens, formats, 0);
+	res = PQexecParams(f->source->conn, f->physical ? f->look_first_sql.data : f->look_sql.data,
+					   n, types, values, lens, formats, 0);
 	ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == f->nanswers;
 	if (!ok)
-		db_log_error(f->source->conn, "source", "place the spool's keys among the chunks", res,
+		db_log_error(f->source->conn, "source", f->physical ? "look up the spool's keys to "
+					 "reconcile" : "place the spool's keys among the chunks", res,
 					 f->source->sqlstate);
 	for (int i = 0; ok && i < f->nanswers; i++)
 		f->answers[i].above = PQgetvalue(res, i, 0)[0] == 't';
@@ -958,6 +1213,23 @@ backfill_filter_ghost_change(backfill_filter *f, state_ghost_change *change, con
 	*key = &f->ghost_changes[f->ghost_changes_taken].key;
 	f->ghost_changes_taken++;
 	return true;
+}
+
+filter_seen_by
+backfill_filter_seen_by(const backfill_filter *f, uint32_t xid, lsn_t final_lsn)
+{
+	int			b;
+
+	if (f->nchunks == 0 || final_lsn > f->retire_lsn)
+		return FILTER_SEEN_BY_NONE;
+	b = filter_boundary(f, xid);
+	return b == 0 ? FILTER_SEEN_BY_ALL : b == f->nchunks ? FILTER_SEEN_BY_NONE : FILTER_SEEN_BY_SOME;
+}
+
+lsn_t
+backfill_filter_retire_lsn(const backfill_filter *f)
+{
+	return f->retire_lsn;
 }
 
 bool

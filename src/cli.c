@@ -73,6 +73,9 @@ static const char plan_help[] =
 	"                              of whole months, days, or below a day; a whole\n"
 	"                              number for an integer column\n"
 	"      --premake=N             future partitions beyond now (default 4)\n"
+	"      --copy-order=ORDER      physical: copy ranges of heap pages, each page read\n"
+	"                              once whatever the key (default); key: ranges of\n"
+	"                              the key, in the key's index order\n"
 	"      --no-default-partition  no DEFAULT partition: after the swap a row outside\n"
 	"                              every partition is refused (default: one takes them)\n"
 	"      --sql                   print only the DDL, runnable with psql\n"
@@ -84,7 +87,7 @@ static const char run_help[] =
 	"Usage: pgrepart run -d CONNINFO -t TABLE -k COLUMN [options]\n"
 	"\n"
 	"Migrate the table online: plan, create the publication, the partitioned\n"
-	"shadow and the replication slot, copy the rows in key-range chunks (each\n"
+	"shadow and the replication slot, copy the rows in chunks of heap pages (each\n"
 	"under its own short snapshot), build the keys and indexes, apply the change\n"
 	"stream into the shadow, and once it is in sync swap it in for the table under\n"
 	"a short lock, then drop the slot and publication. SIGINT or SIGTERM stop\n"
@@ -94,6 +97,7 @@ static const char run_help[] =
 	"  -k, --partition-key=COLUMN  as for plan\n"
 	"      --interval=INTERVAL     as for plan (default '3 months')\n"
 	"      --premake=N             as for plan (default 4)\n"
+	"      --copy-order=ORDER      as for plan (default physical)\n"
 	"      --no-default-partition  as for plan\n"
 	"      --batch-transactions=N  source transactions per shadow commit (default 2000;\n"
 	"                              up to 4 times as many while the last commit runs)\n"
@@ -395,6 +399,7 @@ enum
 	OPT_JSON = 256,
 	OPT_INTERVAL,
 	OPT_PREMAKE,
+	OPT_COPY_ORDER,
 	OPT_DEFAULT_PARTITION,
 	OPT_NO_DEFAULT_PARTITION,
 	OPT_SQL,
@@ -463,6 +468,7 @@ cli_plan_args_free(cli_plan_args *args)
 	{"partition-key", required_argument, NULL, 'k'}, \
 	{"interval", required_argument, NULL, OPT_INTERVAL}, \
 	{"premake", required_argument, NULL, OPT_PREMAKE}, \
+	{"copy-order", required_argument, NULL, OPT_COPY_ORDER}, \
 	{"default-partition", no_argument, NULL, OPT_DEFAULT_PARTITION}, \
 	{"no-default-partition", no_argument, NULL, OPT_NO_DEFAULT_PARTITION}, \
 	{"json", no_argument, NULL, OPT_JSON}, \
@@ -548,6 +554,16 @@ cli_plan_option(const char *command, const char *help, int c, cli_plan_args *arg
 				return cli_usage_error(command, "invalid --premake \"%s\": give a whole "
 									   "number from 0 to 1000", optarg);
 			args->o.given |= PLAN_GIVEN_PREMAKE;
+			return -1;
+		case OPT_COPY_ORDER:
+			if (strcmp(optarg, "physical") == 0)
+				args->o.copy_order = PLAN_COPY_PHYSICAL;
+			else if (strcmp(optarg, "key") == 0)
+				args->o.copy_order = PLAN_COPY_KEY;
+			else
+				return cli_usage_error(command, "invalid --copy-order \"%s\": give physical "
+									   "or key", optarg);
+			args->o.given |= PLAN_GIVEN_COPY_ORDER;
 			return -1;
 		case OPT_DEFAULT_PARTITION:
 		case OPT_NO_DEFAULT_PARTITION:

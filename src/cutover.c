@@ -23,6 +23,7 @@
 #include "pgrepart/mem.h"
 #include "pgrepart/partition.h"
 #include "pgrepart/plan.h"
+#include "pgrepart/reconcile.h"
 #include "pgrepart/sqlstate.h"
 #include "pgrepart/stream.h"
 
@@ -910,7 +911,7 @@ cutover_abort(const char *conninfo, const char *schema, const char *table)
 	buf_append(&sql, "DROP TABLE IF EXISTS ");
 	ident_quote_qualified(&sql, m->schema, m->shadow);
 	if (!db_exec(&d, "start the abort", "BEGIN") ||
-		!db_exec(&d, "drop the shadow", sql.data))
+		!db_exec(&d, "drop the shadow", sql.data) || !reconcile_drop(&d, m))
 		goto rollback;
 	res = db_execf(&d, "forget the migration", "DELETE FROM pgrepart.migration WHERE id = %int4",
 				   m->id);

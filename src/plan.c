@@ -6,6 +6,7 @@
  * what only the server knows: the column's range, the settings, the
  * privileges.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,26 +226,41 @@ plan_check_binary(plan *p)
 							 "carry the column", t->columns[i].name, t->columns[i].type);
 }
 
+const char *
+plan_copy_order_name(plan_copy_order order)
+{
+	return order == PLAN_COPY_KEY ? "key" : "physical";
+}
+
+/* "the key's correlation with the heap is 0.999", or why it is not known. */
+static void
+plan_correlation_text(buf *out, const plan *p)
+{
+	if (isnan(p->key_correlation))
+		buf_append(out, "its correlation with the heap is unknown until the table is analysed");
+	else
+		buf_appendf(out, "its correlation with the heap is %.3f", p->key_correlation);
+}
+
 /*
- * How the copy will read the table: in key ranges, each under its own short
- * snapshot, where the key has an order to page by; otherwise under the
- * slot's one snapshot, held for the whole copy.
+ * How the copy will read the table: in ranges of heap pages or of the key,
+ * each under its own short snapshot, where the key has an order and a
+ * binary form; otherwise under the slot's one snapshot, held for the whole
+ * copy.
  */
 static void
 plan_check_copy(plan *p)
 {
 	const catalog_table *t = p->table;
-	buf			b;
+	buf			b, c;
 
 	if (t->nkey_columns == 0)
 		return;
 	buf_init(&b);
+	buf_init(&c);
 	plan_column_list(&b, t->key_columns, t->nkey_columns, NULL);
-	if (backfill_supported(t))
-		plan_add_finding(p, FINDING_PASS, "copy", NULL,
-						 "the copy reads key ranges of %s, each under its own short snapshot",
-						 b.data);
-	else
+	plan_correlation_text(&c, p);
+	if (!backfill_supported(t))
 		plan_add_finding(p, FINDING_WARN, "copy",
 						 "Run it when the database can spare vacuum for the copy's length, or "
 						 "give the table a key of types with a btree order and a binary form.",
@@ -252,7 +268,23 @@ plan_check_copy(plan *p)
 						 "cannot be paged by: the copy runs under one snapshot held for its "
 						 "whole length, which holds back vacuum's horizon database-wide",
 						 b.data);
+	else if (p->copy_order == PLAN_COPY_PHYSICAL)
+		plan_add_finding(p, FINDING_PASS, "copy",
+						 NULL, "copy order: physical: the copy reads ranges of heap pages, each "
+						 "page once, each range under its own short snapshot (the key %s: %s)",
+						 b.data, c.data);
+	else if (isnan(p->key_correlation) || fabs(p->key_correlation) < 0.9)
+		plan_add_finding(p, FINDING_WARN, "copy",
+						 "Leave out --copy-order key: the physical order reads each page once.",
+						 "copy order: key: the copy reads key ranges of %s in the key's order, "
+						 "each under its own short snapshot, and %s, so it may read a heap page "
+						 "once per row, at random", b.data, c.data);
+	else
+		plan_add_finding(p, FINDING_PASS, "copy", NULL,
+						 "copy order: key: the copy reads key ranges of %s in the key's order, "
+						 "each under its own short snapshot (%s)", b.data, c.data);
 	buf_free(&b);
+	buf_free(&c);
 }
 
 static void

@@ -1,4 +1,5 @@
 /* preflight.c: what the server and the role must allow; see preflight.h. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -317,6 +318,33 @@ preflight_check(db *d, const char *conninfo, plan *p)
 /* ---- the plan ---- */
 
 
+/*
+ * How the key's first column follows the heap, from pg_stats: what plan
+ * says of the copy's order (NAN when the table has not been analysed, or
+ * the role may not see its statistics).
+ */
+static bool
+preflight_key_correlation(db *d, plan *p)
+{
+	const catalog_table *t = p->table;
+	PGresult   *res;
+	PGfloat4	correlation;
+
+	if (t->nkey_columns == 0)
+		return true;
+	res = db_execf(d, "read the key's correlation",
+				   "SELECT s.correlation FROM pg_catalog.pg_stats s WHERE s.schemaname = %text "
+				   "  AND s.tablename = %text AND s.attname = %text AND NOT s.inherited",
+				   t->schema, t->name, t->key_columns[0]);
+	if (res == NULL)
+		return false;
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+		db_getf(res, 0, "%float4", 0, &correlation))
+		p->key_correlation = correlation;
+	PQclear(res);
+	return true;
+}
+
 plan *
 preflight_plan(db *d, const char *conninfo, const char *schema, const char *table,
 			   const plan_options *o, bool *bad_interval)
@@ -329,7 +357,10 @@ preflight_plan(db *d, const char *conninfo, const char *schema, const char *tabl
 	p->interval = xstrdup(o->interval);
 	p->premake = o->premake;
 	p->rate = o->rate;
-	if (!catalog_read(d, schema, table, &p->table))
+	p->copy_order = o->copy_order;
+	p->key_correlation = NAN;
+	if (!catalog_read(d, schema, table, &p->table) ||
+		!preflight_key_correlation(d, p))
 		goto fail;
 	if (p->table->relkind != 'r' && p->table->relkind != 'p')
 	{

@@ -239,6 +239,9 @@ run_check_resumed_options(db *d, const state_migration *m, const plan_options *p
 		log_error("%s differs from the migration's, which %s a DEFAULT partition",
 				  po->default_partition ? "--default-partition" : "--no-default-partition",
 				  has_default ? "has" : "has no");
+	else if ((po->given & PLAN_GIVEN_COPY_ORDER) && (po->copy_order == PLAN_COPY_PHYSICAL) != m->physical)
+		log_error("--copy-order %s differs from the migration's, which copies in %s order",
+				  plan_copy_order_name(po->copy_order), m->physical ? "physical" : "key");
 	else if ((po->given & PLAN_GIVEN_PREMAKE) && premake >= 0 && po->premake != premake)
 		log_error("--premake %d differs from the migration's, which is %d (pgrepart partitions "
 				  "--ahead adds partitions)", po->premake, premake);
@@ -363,7 +366,7 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 			result = RUN_STOPPED;
 			goto cleanup;
 		}
-		if (!truncated || !backfill_reset(&d, m))
+		if (!truncated || !backfill_reset(&d, m, "was truncated during the copy"))
 			goto cleanup;
 	}
 	/* From here the spool is only read back, and only a pause holds the run back. */

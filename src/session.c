@@ -30,6 +30,7 @@
 #include "pgrepart/log.h"
 #include "pgrepart/mem.h"
 #include "pgrepart/pgout.h"
+#include "pgrepart/reconcile.h"
 #include "pgrepart/report.h"
 #include "pgrepart/session.h"
 #include "pgrepart/spool.h"
@@ -158,6 +159,7 @@ session_build_unique(db *control, const char *conninfo, state_migration *m, appl
 		!db_exec(control, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||
 		!state_run_statements(control, m, PLAN_PHASE_UNIQUE, NULL, NULL) ||
 		!state_run_statements(control, m, PLAN_PHASE_COMMENT, NULL, NULL) ||
+		(m->physical && !reconcile_drop(control, m)) ||
 		!state_set_phase(control, m, STATE_SYNCED, LSN_INVALID) ||
 		!db_exec(control, "commit the unique constraints", "COMMIT"))
 	{

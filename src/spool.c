@@ -300,6 +300,13 @@ spool_pump(spool *sp, int budget_ms, bool wait, bool *truncated)
 	return true;
 }
 
+lsn_t
+spool_upto(const spool *sp)
+{
+	/* What is confirmed to the slot: spool_pump confirms exactly that. */
+	return sp->s.flushed;
+}
+
 /*
  * Where the replay begins and ends: the commit position of the first
  * transaction ending after `after`, and of the last whole one.  False after

@@ -92,6 +92,13 @@ static const char tables_sql[] =
 	"  ADD COLUMN IF NOT EXISTS throttle_reason text, "
 	"  ADD COLUMN IF NOT EXISTS throttled_since timestamptz, "
 	"  ADD COLUMN IF NOT EXISTS throttled_seconds float8 NOT NULL DEFAULT 0; "
+	/*
+	 * The copy's order (plan.h), fixed when the migration starts; NULL for
+	 * one recorded before there was a choice, which copied by key.  A chunk
+	 * in physical order records the table's file it read (backfill.c).
+	 */
+	"ALTER TABLE pgrepart.migration ADD COLUMN IF NOT EXISTS copy_order text; "
+	"ALTER TABLE pgrepart.chunk ADD COLUMN IF NOT EXISTS filenode oid; "
 	"ALTER TABLE pgrepart.statement ADD COLUMN IF NOT EXISTS each_head text, "
 	"  ADD COLUMN IF NOT EXISTS each_tail text; "
 	/* An index or key built on one partition, committed with it (build.c). */
@@ -168,7 +175,7 @@ static const char select_sql[] =
 	"  shadow_table::pg_catalog.text, partition_column::pg_catalog.text, partition_interval, "
 	"  slot_name::pg_catalog.text, publication_name::pg_catalog.text, origin_name, phase, "
 	"  consistent_lsn::pg_catalog.text, next_xid::pg_catalog.text, "
-	STATE_HOME_COLUMNS
+	STATE_HOME_COLUMNS ", m.copy_order = 'physical' "
 	"FROM pgrepart.migration m ";
 
 static const char *const state_phase_names[] = {
@@ -206,6 +213,7 @@ state_from_row(const PGresult *res)
 {
 	state_migration *m = xcalloc(1, sizeof(state_migration));
 	PGint4		id, home = 0;
+	PGbool		physical = 0;
 
 	if (!db_getf(res, 0, "%int4", 0, &id))
 	{
@@ -238,6 +246,7 @@ state_from_row(const PGresult *res)
 		m->home_database = xstrdup(PQgetvalue(res, 0, 13));
 	if (!PQgetisnull(res, 0, 14))
 		m->home_system = xstrdup(PQgetvalue(res, 0, 14));
+	m->physical = !PQgetisnull(res, 0, 15) && db_getf(res, 0, "%bool", 15, &physical) && physical;
 	return m;
 }
 
@@ -284,19 +293,21 @@ state_create(db *d, const plan *p, state_migration **out)
 			   "  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) "
 			   "INSERT INTO pgrepart.migration (id, source_schema, source_table, shadow_table, "
 			   "  partition_column, partition_interval, slot_name, publication_name, origin_name, phase, "
-			   "  system_identifier, database_oid) "
+			   "  system_identifier, database_oid, copy_order) "
 			   "SELECT n.id, %text, %text, %text, %text, %text, "
 			   "  'pgrepart_' || n.dboid || '_' || n.id, 'pgrepart_' || n.dboid || '_' || n.id, "
 			   "  'pgrepart_' || n.dboid || '_' || n.id, %text, "
 			   "  (SELECT c.system_identifier::pg_catalog.text FROM pg_catalog.pg_control_system() c), "
-			   "  n.dboid FROM n "
+			   "  n.dboid, %text FROM n "
 			   "RETURNING id, source_schema::pg_catalog.text, source_table::pg_catalog.text, "
 			   "  shadow_table::pg_catalog.text, partition_column::pg_catalog.text, "
 			   "  partition_interval, slot_name::pg_catalog.text, "
 			   "  publication_name::pg_catalog.text, origin_name, phase, NULL::pg_catalog.text, "
-			   "  NULL::pg_catalog.text, 0, NULL::pg_catalog.text, system_identifier");
+			   "  NULL::pg_catalog.text, 0, NULL::pg_catalog.text, system_identifier, "
+			   "  copy_order = 'physical'");
 	res = db_execf(d, "record the migration", sql.data, p->table->schema, p->table->name,
-				   p->shadow_name, p->partition_column, p->interval, state_phase_name(STATE_NEW));
+				   p->shadow_name, p->partition_column, p->interval, state_phase_name(STATE_NEW),
+				   plan_copy_order_name(p->copy_order));
 	if (res == NULL)
 		goto cleanup;
 	*out = state_from_row(res);
@@ -646,11 +657,11 @@ state_add_chunk(db *d, const state_migration *m, const state_chunk *c)
 	PGresult   *res;
 
 	res = db_execf(d, "record the chunk",
-				   "INSERT INTO pgrepart.chunk (migration_id, ord, hi_key, snapshot, lsn, rows) "
+				   "INSERT INTO pgrepart.chunk (migration_id, ord, hi_key, snapshot, lsn, rows, filenode) "
 				   "VALUES (%int4, %int4, %bytea, %text::pg_catalog.pg_snapshot, "
-				   "  %text::pg_catalog.pg_lsn, %int8)",
+				   "  %text::pg_catalog.pg_lsn, %int8, NULLIF(%int8, 0))",
 				   m->id, c->ord, c->hi_key ? &hi : NULL, c->snapshot, lsn_format(c->lsn, lsn),
-				   (PGint8) c->rows);
+				   (PGint8) c->rows, (PGint8) c->filenode);
 	PQclear(res);
 	return res != NULL;
 }
@@ -659,7 +670,8 @@ bool
 state_read_chunks(db *d, const state_migration *m, state_chunk **chunks, int *count)
 {
 	PGresult   *res = db_execf(d, "read the copied chunks",
-							   "SELECT ord, hi_key, snapshot::pg_catalog.text, lsn::pg_catalog.text, rows "
+							   "SELECT ord, hi_key, snapshot::pg_catalog.text, lsn::pg_catalog.text, rows, "
+							   "  COALESCE(filenode, 0)::pg_catalog.int8 "
 							   "FROM pgrepart.chunk WHERE migration_id = %int4 ORDER BY ord", m->id);
 	int			n;
 
@@ -673,10 +685,10 @@ state_read_chunks(db *d, const state_migration *m, state_chunk **chunks, int *co
 	{
 		state_chunk *c = &(*chunks)[i];
 		PGint4		ord;
-		PGint8		rows;
+		PGint8		rows, filenode;
 		PGbytea		hi;
 
-		if (!db_getf(res, i, "%int4 %int8", 0, &ord, 4, &rows))
+		if (!db_getf(res, i, "%int4 %int8 %int8", 0, &ord, 4, &rows, 5, &filenode))
 		{
 			state_chunks_free(*chunks, i);
 			*chunks = NULL;
@@ -685,6 +697,7 @@ state_read_chunks(db *d, const state_migration *m, state_chunk **chunks, int *co
 		}
 		c->ord = ord;
 		c->rows = rows;
+		c->filenode = (uint32_t) filenode;
 		if (!PQgetisnull(res, i, 1) && db_getf(res, i, "%bytea", 1, &hi))
 		{
 			c->hi_key = xmalloc((size_t) hi.len + 1);

@@ -72,12 +72,13 @@ backfill_result backfill_copy(db *d, const char *conninfo, const catalog_table *
 bool		backfill_copy_snapshot(db *d, const char *conninfo, state_migration *m);
 
 /*
- * Start the copy over after a TRUNCATE of the table: the shadow emptied,
+ * Start the copy over after a TRUNCATE of the table (or, in physical order,
+ * a rewrite: why says which, for the log): the shadow emptied,
  * the chunks forgotten, the next xid read again (the first new chunk waits
  * until the TRUNCATE is visible to it), phase copying.  The spooled
  * transactions stay: every new chunk sees them, so the rule skips them.
  */
-bool		backfill_reset(db *d, state_migration *m);
+bool		backfill_reset(db *d, state_migration *m, const char *why);
 
 /* A key's binary values in a chunk's hi_key form: per field a 4-byte length and the bytes. */
 void		backfill_encode_key(buf *out, int nkeys, const uint8_t *const *values,

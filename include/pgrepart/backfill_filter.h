@@ -11,6 +11,14 @@
  * is inserted anew, when only the new end holds it the old row is deleted.
  * A TRUNCATE is skipped when every chunk saw it and applied when none did.
  *
+ * After a copy in physical order the chunks are ranges of heap pages, not
+ * of keys, and no key is compared: a change of a transaction every chunk
+ * sees is skipped, one none sees is applied, and for one some see, the
+ * row was removed from the shadow (reconcile.h) and is rebuilt from its
+ * key's first such change: an insert is applied, a delete skipped, an
+ * update inserts the new version (unchanged TOASTed values from the
+ * source, as below); every later change is applied as it is.
+ *
  * A row inserted anew needs its unchanged TOASTed values from the source;
  * when the source no longer has the row, a later change in the stream
  * deletes it or moves it to another key, and the key becomes a ghost until
@@ -77,6 +85,19 @@ bool		backfill_filter_look_resolve(backfill_filter *f);
  */
 bool		backfill_filter_ghost_change(backfill_filter *f, state_ghost_change *change,
 										 const buf **key);
+
+/* Which chunks' snapshots see a transaction: all, some (but not all), or none. */
+typedef enum filter_seen_by
+{
+	FILTER_SEEN_BY_ALL,
+	FILTER_SEEN_BY_SOME,
+	FILTER_SEEN_BY_NONE
+} filter_seen_by;
+
+filter_seen_by backfill_filter_seen_by(const backfill_filter *f, uint32_t xid, lsn_t final_lsn);
+
+/* The largest chunk's WAL position: no chunk sees a transaction committed after it. */
+lsn_t		backfill_filter_retire_lsn(const backfill_filter *f);
 
 /*
  * Whether the shadow is consistent once every transaction that committed

@@ -29,6 +29,9 @@
 #define CATALOG_DATEOID        1082
 #define CATALOG_TIMESTAMPOID   1114
 #define CATALOG_TIMESTAMPTZOID 1184
+#define CATALOG_INT4ARRAYOID   1007
+#define CATALOG_PG_LSNOID      3220
+#define CATALOG_PG_LSNARRAYOID 3221
 
 typedef struct catalog_column
 {

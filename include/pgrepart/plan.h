@@ -70,6 +70,20 @@ typedef struct plan_statement
 #define PLAN_GIVEN_INTERVAL 0x1
 #define PLAN_GIVEN_PREMAKE  0x2
 #define PLAN_GIVEN_DEFAULT  0x4
+#define PLAN_GIVEN_COPY_ORDER 0x8
+
+/*
+ * The order the chunked copy reads the table in (docs/design.md, "The copy
+ * in physical order"): ranges of heap pages, each page read once whatever
+ * the key, or ranges of the key, the index's order.
+ */
+typedef enum plan_copy_order
+{
+	PLAN_COPY_PHYSICAL,
+	PLAN_COPY_KEY
+} plan_copy_order;
+
+const char *plan_copy_order_name(plan_copy_order order);
 
 typedef struct plan_options
 {
@@ -78,6 +92,7 @@ typedef struct plan_options
 	int			premake;		/* future partitions beyond now; default 4 */
 	bool		default_partition;	/* default true: --no-default-partition */
 	int			rate;			/* rows per second the copy will take, for the estimate; 0 none */
+	plan_copy_order copy_order; /* default physical */
 	unsigned	given;			/* PLAN_GIVEN_* */
 } plan_options;
 
@@ -88,6 +103,8 @@ typedef struct plan
 	char	   *interval;
 	int			premake;		/* as planned, recorded with the migration */
 	int			rate;			/* plan_options' */
+	plan_copy_order copy_order; /* as planned, recorded with the migration */
+	double		key_correlation;	/* pg_stats' for the key's first column; NAN unknown */
 	char	   *shadow_name;
 	partition_set partitions;
 	plan_finding *findings;

@@ -49,6 +49,12 @@ bool		spool_pump(spool *sp, int budget_ms, bool wait, bool *truncated);
 /* Transactions and bytes spooled, for progress. */
 int64_t		spool_transactions(const spool *sp);
 int64_t		spool_bytes(const spool *sp);
+/*
+ * Every transaction that committed before this position is in the spool:
+ * the end of the last one stored, or, with nothing received left to store,
+ * the position the server has decoded up to.
+ */
+lsn_t		spool_upto(const spool *sp);
 /* WAL the server has sent beyond what the spool holds. */
 int64_t		spool_lag_bytes(const spool *sp);
 

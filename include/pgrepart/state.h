@@ -57,6 +57,7 @@ typedef struct state_migration
 	state_phase phase;
 	lsn_t		consistent_lsn; /* the slot's consistent point, once copied */
 	uint64_t	next_xid;		/* the next xid read right after the slot's creation */
+	bool		physical;		/* the copy goes in physical order (plan.h) */
 	/*
 	 * Where the migration belongs, when not here: its row was copied with
 	 * the database (CREATE DATABASE ... TEMPLATE, pg_dump), and its slot and
@@ -81,6 +82,7 @@ typedef struct state_chunk
 	char	   *snapshot;		/* pg_current_snapshot() text; owned */
 	lsn_t		lsn;
 	int64_t		rows;
+	uint32_t	filenode;		/* in physical order: the table's file the chunk read; else 0 */
 } state_chunk;
 
 /*

@@ -1,5 +1,5 @@
-# Keys the client cannot order are copied in chunks under short snapshots
-# too, and the stream's keys are placed among the chunks in the server's
+# In key order (--copy-order key), keys the client cannot order are copied
+# in chunks under short snapshots too, and the stream's keys are placed among the chunks in the server's
 # order: a text key under an ICU collation (mixed case, where that order is
 # not the bytes'), a numeric key and a (text, bigint) key, each migrated
 # while a mixed load inserts, updates, changes keys, deletes and rolls back
@@ -32,8 +32,9 @@ ANALYZE;
 });
 my @tables = qw(by_text by_numeric by_pair);
 
-my ($rc, $out) = pgrepart('plan', '-d', $node->connstr, '-t', 'by_text', '-k', 'created_at');
-like($out, qr/pass\s+copy\s+the copy reads key ranges of \(id\), each under its own short snapshot/,
+my ($rc, $out) = pgrepart('plan', '-d', $node->connstr, '-t', 'by_text', '-k', 'created_at',
+	'--copy-order', 'key');
+like($out, qr/copy\s+copy order: key: the copy reads key ranges of \(id\) in the key's order, each under its own short snapshot/,
 	'plan: a text key is copied in key ranges') or diag($out);
 
 # 20,000 rows a table in chunks of 400 at 4,000 rows/s: about five seconds each, at once.
@@ -41,7 +42,7 @@ my %run;
 for my $t (@tables)
 {
 	$run{$t} = pgrepart_background("$dir/$t.log", 'run', '--cutover', 'manual', '-d', $node->connstr,
-		'-t', $t, '-k', 'created_at', '--chunk-rows', '400', '--rate', '4000');
+		'-t', $t, '-k', 'created_at', '--chunk-rows', '400', '--rate', '4000', '--copy-order', 'key');
 }
 ok(wait_for($node, q{SELECT count(DISTINCT migration_id) = 3 FROM pgrepart.chunk}, 60),
 	'the three copies started') or diag(join '', map { slurp("$dir/$_.log") } @tables);
@@ -84,7 +85,7 @@ for my $t (@tables)
 	kill 'TERM', $run{$t};
 	is(wait_exit($run{$t}), 5, "$t: the run stops cleanly");
 	my $log = slurp("$dir/$t.log");
-	like($log, qr/copying "public.$t" in chunks, each under its own snapshot/, "$t: copied in chunks");
+	like($log, qr/copying "public.$t" in chunks of the key, each under its own snapshot/, "$t: copied in chunks");
 	unlike($log, qr/error:/, "$t: no errors") or diag($log);
 	cmp_ok($node->psql(qq{SELECT count(*) FROM pgrepart.chunk c JOIN pgrepart.migration m
 		ON m.id = c.migration_id WHERE m.source_table = '$t'}), '>', 20, "$t: many chunks");

@@ -1,4 +1,4 @@
-# The short fault-injection run inside make check: five faults at five
+# The short fault-injection run inside make check: six faults at six
 # phases, the riskiest moments (make check-faults runs every fault at every
 # phase).  After each, running the same command again must finish the
 # migration with the ledger intact and nothing left behind.  The check
@@ -12,7 +12,8 @@ use Pgrepart::Faults qw(trial summary);
 
 my $node = Pgrepart::Cluster->new(settings => { max_replication_slots => 20, max_wal_senders => 20 });
 my %results;
-for my $pair ([ 'kill9', 'rename' ], [ 'restart_immediate', 'copy' ], [ 'terminate_source', 'lock' ],
+for my $pair ([ 'kill9', 'rename' ], [ 'restart_immediate', 'copy' ], [ 'kill9', 'reconcile' ],
+	[ 'terminate_source', 'lock' ],
 	[ 'sigint', 'catchup' ], [ 'terminate_replication', 'verify' ])
 {
 	my ($fault, $point) = @$pair;

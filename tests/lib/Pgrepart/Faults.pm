@@ -25,7 +25,7 @@ our @EXPORT_OK = qw(@FAULTS @POINTS trial summary);
 
 our @FAULTS = qw(kill9 sigint sigterm restart_fast restart_immediate terminate_source
   terminate_replication timeouts);
-our @POINTS = qw(prepared copy index catchup verify lock rename cleanup);
+our @POINTS = qw(prepared copy reconcile index catchup verify lock rename cleanup);
 
 my $trials = 0;
 
