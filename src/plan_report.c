@@ -1,4 +1,5 @@
 /* plan_report.c: a plan as SQL, as text for people, or as JSON; see plan_report.h. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +180,9 @@ plan_json_table(const plan *p, json_writer *w)
 	json_kv_int(w, "total_bytes", t->total_bytes);
 	json_kv_int(w, "index_bytes", t->index_bytes);
 	json_kv_int(w, "wal_estimate_bytes", plan_estimate_wal(t));
+	json_kv_string(w, "copy_order", plan_copy_order_name(p->copy_order));
+	if (!isnan(p->key_correlation))
+		json_kv_double(w, "key_correlation", p->key_correlation);
 	if (p->rate > 0 && t->estimated_rows >= 0)
 		json_kv_double(w, "copy_estimate_seconds", t->estimated_rows / p->rate);
 	json_key(w, "key");

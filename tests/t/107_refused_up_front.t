@@ -55,15 +55,15 @@ like($out, qr/block\s+primary_key\s+table has no primary key: pgrepart copies th
 	'saying pgrepart needs a key') or diag($out);
 unlike($out, qr/would make UPDATE and DELETE on it fail/, 'not that publishing it would break writes');
 
-# The plan says how the copy will read: key ranges for any key with a btree
-# order, text under a collation as much as bigint.
+# The plan says how the copy will read: in chunks under short snapshots for
+# any key with a btree order, text under a collation as much as bigint.
 $node->psql(q{CREATE TABLE texts (id text COLLATE "en-x-icu" PRIMARY KEY, at timestamptz NOT NULL);
 	INSERT INTO texts VALUES ('msg_01', now())});
 ($rc, $out, $err) = pgrepart('plan', '-d', $node->connstr, '-t', 'events', '-k', 'at');
-like($out, qr/pass\s+copy\s+the copy reads key ranges of \(id\), each under its own short snapshot/,
-	'a bigint key: copied in key ranges') or diag($out);
+like($out, qr/pass\s+copy\s+copy order: physical: the copy reads ranges of heap pages, each page once, each range under its own short snapshot/,
+	'a bigint key: copied in ranges of pages') or diag($out);
 ($rc, $out, $err) = pgrepart('plan', '-d', $node->connstr, '-t', 'texts', '-k', 'at');
-like($out, qr/pass\s+copy\s+the copy reads key ranges of \(id\), each under its own short snapshot/,
+like($out, qr/pass\s+copy\s+copy order: physical: the copy reads ranges of heap pages, each page once, each range under its own short snapshot/,
 	'a text key too') or diag($out);
 
 # A bad --interval is a usage error, for plan and run.

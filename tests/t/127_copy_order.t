@@ -33,18 +33,6 @@ like($out, qr/copy order: physical: the copy reads ranges of heap pages, each pa
 like($out, qr/warn\s+copy\s+copy order: key: .* so it may read a heap page once per row, at random/,
 	'plan: the key order of a uuid is a warning') or diag($out);
 
-# Heap page accesses as the server counts them (hits and reads), once the
-# backends that made them have ended and sent their counts.
-sub heap_accesses
-{
-	my ($table, $at_least) = @_;
-	wait_for($node, qq{SELECT heap_blks_hit + heap_blks_read >= $at_least
-		FROM pg_statio_user_tables WHERE relname = '$table'}, 30);
-	sleep 1;
-	return $node->psql(qq{SELECT heap_blks_hit + heap_blks_read FROM pg_statio_user_tables
-		WHERE relname = '$table'});
-}
-
 # Heap page accesses of one copy, no load: the run's, less the plan's (the
 # partitions' range may scan the table), which the run makes too.
 sub copy_pages
@@ -55,7 +43,7 @@ sub copy_pages
 	my $pages = $node->psql("SELECT pg_relation_size('$table') / 8192");
 	$node->psql("SELECT pg_stat_reset_single_table_counters('$table'::regclass)");
 	pgrepart('plan', '-d', $node->connstr, '-t', $table, '-k', 'created_at', @options);
-	my $planned = heap_accesses($table, 0);
+	my $planned = heap_accesses($node, $table, 0);
 	$node->psql("SELECT pg_stat_reset_single_table_counters('$table'::regclass)");
 	my $run = pgrepart_background($log, 'run', '--cutover', 'manual', '-d', $node->connstr,
 		'-t', $table, '-k', 'created_at', '--chunk-rows', '2000', @options);
@@ -63,7 +51,7 @@ sub copy_pages
 			120, $run), "$label: copied and synced") or diag(slurp($log));
 	kill 'TERM', $run;
 	is(wait_exit($run), 5, "$label: the run stops cleanly");
-	my $accesses = heap_accesses($table, $planned + $pages * 0.9) - $planned;
+	my $accesses = heap_accesses($node, $table, $planned + $pages * 0.9) - $planned;
 	my ($missing, $extra) = compare_tables($node, $table, "${table}_pgrepart");
 	is("$missing/$extra", '0/0', "$label: every row equal");
 	my ($aborted) = pgrepart('abort', '-d', $node->connstr, '-t', $table);

@@ -8,7 +8,7 @@ use POSIX ();
 use Pgrepart::Cluster;
 
 our @EXPORT = qw(pgrepart fixture pgrepart_background hold_lock migrating_role wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
-	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu peak_rss_mb open_transactions);
+	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu peak_rss_mb open_transactions heap_accesses);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
 # under test (the Makefile points it at ./pgrepart or the sanitizer build).
@@ -325,6 +325,19 @@ sub peak_rss_mb
 	open my $st, '<', "/proc/$pid/status" or return 0;
 	while (<$st>) { return $1 / 1024 if /^VmHWM:\s+(\d+) kB/ }
 	return 0;
+}
+
+# The heap page accesses (hits and reads) the server counted for a table,
+# once they reach at_least: a backend sends its counts when its transaction
+# ends idle or when it exits, so wait for those expected, then a second more.
+sub heap_accesses
+{
+	my ($node, $table, $at_least) = @_;
+	wait_for($node, qq{SELECT heap_blks_hit + heap_blks_read >= $at_least
+		FROM pg_statio_user_tables WHERE relname = '$table'}, 60);
+	sleep 1;
+	return $node->psql(qq{SELECT heap_blks_hit + heap_blks_read FROM pg_statio_user_tables
+		WHERE relname = '$table'});
 }
 
 sub slurp
