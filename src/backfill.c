@@ -922,6 +922,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 	int			rate = 0;
 	bool		last = false;
 	bool		truncated = false;
+	bool		stopped = false;
 
 	if (m->phase == STATE_PREPARED && !backfill_create_slot(d, conninfo, m))
 		return BACKFILL_FAILED;
@@ -941,73 +942,81 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 	log_info("copying \"%s.%s\" in chunks %s, each under its own snapshot", m->schema, m->table,
 			 b.physical ? "of heap pages" : "of the key");
 	last = b.copied;
-	while (!last)
+	/* In physical order, a TRUNCATE seen as the keys are reconciled starts the copy over too. */
+	for (;;)
 	{
-		chunk_outcome outcome;
-
-		if (o->stop != NULL && *o->stop)
+		while (!last)
 		{
-			result = BACKFILL_STOPPED;
-			goto cleanup;
-		}
-		/* Between chunks the stream goes to the spool, so the slot holds little WAL. */
-		if (!spool_pump(*sp, BACKFILL_PUMP_MS, false, &truncated))
-			goto cleanup;
-		/* The source's health first: a wait holds no snapshot (throttle.h). */
-		if (o->throttle != NULL)
-		{
-			backfill_idle idle = {*sp, o, false};
-			bool		waited;
+			chunk_outcome outcome;
 
-			if (!throttle_wait(o->throttle, backfill_pump_for, &idle, &waited))
-				goto cleanup;
-			truncated = truncated || idle.truncated;
-			b.target_us = waited ? b.target_us / 2 : b.target_us + b.target_us / 10;
-			b.target_us = b.target_us < BACKFILL_THROTTLED_US ? BACKFILL_THROTTLED_US :
-				b.target_us > BACKFILL_TARGET_US ? BACKFILL_TARGET_US : b.target_us;
 			if (o->stop != NULL && *o->stop)
-				continue;
-		}
-		if (truncated && !backfill_restart(&b, "was truncated during the copy"))
-			goto cleanup;
-		truncated = false;
-		chunk_started = clock_monotonic_us();
-		chunk_rows_before = b.rows;
-		if (!state_read_rate(d, m, &rate))
-			goto cleanup;
-		/* Under a cap, an adapting chunk is never bigger than a second's worth. */
-		if (o->chunk_rows == 0 && rate > 0 && b.chunk_rows > rate)
-			b.chunk_rows = rate > BACKFILL_MIN_ROWS ? rate : BACKFILL_MIN_ROWS;
-		outcome = backfill_chunk(&b, &last);
-		if (outcome == CHUNK_FAILED)
-			goto cleanup;
-		/*
-		 * The time the cap leaves between chunks goes to the spool, a tenth
-		 * of a second at a time so that a stop is not kept waiting.
-		 */
-		if (rate > 0 && !last)
-		{
-			int64_t		due = chunk_started + (b.rows - chunk_rows_before) * 1000000 / rate;
-			backfill_idle idle = {*sp, o, false};
-
-			if (due > clock_monotonic_us() &&
-				!backfill_pump_for(&idle, (int) ((due - clock_monotonic_us()) / 1000)))
+			{
+				result = BACKFILL_STOPPED;
 				goto cleanup;
-			truncated = idle.truncated;
-		}
-		backfill_progress(&b, *sp, last);
-	}
-	if (b.physical)
-	{
-		bool		stopped = false;
+			}
+			/* Between chunks the stream goes to the spool, so the slot holds little WAL. */
+			if (!spool_pump(*sp, BACKFILL_PUMP_MS, false, &truncated))
+				goto cleanup;
+			/* The source's health first: a wait holds no snapshot (throttle.h). */
+			if (o->throttle != NULL)
+			{
+				backfill_idle idle = {*sp, o, false};
+				bool		waited;
 
-		if (!reconcile_prepare(&b.target, conninfo, t, m, *sp, o->stop, &stopped) ||
-			!state_set_phase(d, m, STATE_COPIED, LSN_INVALID))
+				if (!throttle_wait(o->throttle, backfill_pump_for, &idle, &waited))
+					goto cleanup;
+				truncated = truncated || idle.truncated;
+				b.target_us = waited ? b.target_us / 2 : b.target_us + b.target_us / 10;
+				b.target_us = b.target_us < BACKFILL_THROTTLED_US ? BACKFILL_THROTTLED_US :
+					b.target_us > BACKFILL_TARGET_US ? BACKFILL_TARGET_US : b.target_us;
+				if (o->stop != NULL && *o->stop)
+					continue;
+			}
+			if (truncated && !backfill_restart(&b, "was truncated during the copy"))
+				goto cleanup;
+			truncated = false;
+			chunk_started = clock_monotonic_us();
+			chunk_rows_before = b.rows;
+			if (!state_read_rate(d, m, &rate))
+				goto cleanup;
+			/* Under a cap, an adapting chunk is never bigger than a second's worth. */
+			if (o->chunk_rows == 0 && rate > 0 && b.chunk_rows > rate)
+				b.chunk_rows = rate > BACKFILL_MIN_ROWS ? rate : BACKFILL_MIN_ROWS;
+			outcome = backfill_chunk(&b, &last);
+			if (outcome == CHUNK_FAILED)
+				goto cleanup;
+			/*
+			 * The time the cap leaves between chunks goes to the spool, a tenth
+			 * of a second at a time so that a stop is not kept waiting.
+			 */
+			if (rate > 0 && !last)
+			{
+				int64_t		due = chunk_started + (b.rows - chunk_rows_before) * 1000000 / rate;
+				backfill_idle idle = {*sp, o, false};
+
+				if (due > clock_monotonic_us() &&
+					!backfill_pump_for(&idle, (int) ((due - clock_monotonic_us()) / 1000)))
+					goto cleanup;
+				truncated = idle.truncated;
+			}
+			backfill_progress(&b, *sp, last);
+		}
+		if (!b.physical)
+			break;
+		if (!reconcile_prepare(&b.target, conninfo, t, m, *sp, o->stop, &stopped, &truncated))
 		{
 			result = stopped ? BACKFILL_STOPPED : BACKFILL_FAILED;
 			goto cleanup;
 		}
+		if (!truncated)
+			break;
+		if (!backfill_restart(&b, "was truncated during the copy"))
+			goto cleanup;
+		truncated = false;
+		last = false;
 	}
+	if (b.physical && !state_set_phase(d, m, STATE_COPIED, LSN_INVALID))
+		goto cleanup;
 	result = BACKFILL_DONE;
 
 cleanup:

@@ -263,17 +263,17 @@ reconcile_purge(db *d, const catalog_table *t, const state_migration *m,
 
 bool
 reconcile_prepare(db *d, const char *conninfo, const catalog_table *t, const state_migration *m,
-				  spool *sp, volatile sig_atomic_t *stop, bool *stopped)
+				  spool *sp, volatile sig_atomic_t *stop, bool *stopped, bool *truncated)
 {
 	reconcile_scan sc;
 	spool_reader reader = {reconcile_message, NULL, NULL, &sc};
-	bool		truncated = false, ok = false;
+	bool		ok = false;
 	int64_t		deleted = 0;
 	lsn_t		end;
 	buf			sql, copy;
 	char		text[LSN_TEXT_SIZE];
 
-	*stopped = false;
+	*stopped = *truncated = false;
 	memset(&sc, 0, sizeof(sc));
 	sc.t = t;
 	pgout_decoder_init(&sc.dec);
@@ -295,13 +295,12 @@ reconcile_prepare(db *d, const char *conninfo, const catalog_table *t, const sta
 			*stopped = true;
 			goto cleanup;
 		}
-		if (!spool_pump(sp, 100, true, &truncated))
+		if (!spool_pump(sp, 100, true, truncated))
 			goto cleanup;
-		if (truncated)
+		/* Some chunks may have seen it: the caller starts the copy over. */
+		if (*truncated)
 		{
-			/* The copy starts over (backfill.c); this is done again after it. */
-			log_error("the table was truncated as its copy ended");
-			log_hint("Run the same command again: the copy starts over.");
+			ok = true;
 			goto cleanup;
 		}
 	}

@@ -35,12 +35,14 @@ void		reconcile_table(buf *out, const state_migration *m);
  * After the last chunk: spool the stream up to the chunks' last WAL
  * position, record the keys, delete them from the shadow.  d is a source
  * connection.  Running it again before the apply has started (a run
- * stopped in the middle) does the same again.  False after logging, or
- * when stop was set (*stopped).
+ * stopped in the middle) does the same again.  True with *truncated set,
+ * doing nothing, when the stream brings a TRUNCATE of the table first (the
+ * caller starts the copy over); false after logging, or when stop was set
+ * (*stopped).
  */
 bool		reconcile_prepare(db *d, const char *conninfo, const catalog_table *t,
 							  const state_migration *m, spool *sp,
-							  volatile sig_atomic_t *stop, bool *stopped);
+							  volatile sig_atomic_t *stop, bool *stopped, bool *truncated);
 
 /* Drop the table, in d's open transaction (not outside one), if it is there. */
 bool		reconcile_drop(db *d, const state_migration *m);

@@ -1,6 +1,8 @@
 #!/usr/bin/env perl
 # bench copy_order: on the seed's table (random uuid key), in one run,
 #   seq_copy  one COPY of the whole table, in binary, to /dev/null;
+#   pipe      one COPY of the whole table piped into the unindexed shadow (what
+#             the copy does, in one piece: the floor for a copy that writes);
 #   physical  pgrepart's copy phase in physical order (the default);
 #   key       the same in key order (--copy-order key), the baseline it replaces.
 # Heap page accesses are the server's (pg_statio_user_tables, hits and reads),
@@ -11,6 +13,7 @@
 # table no longer fits in memory.  Prints the line
 #   bench copy_order: pages_per_table_page=<physical accesses / table pages>
 #     copy_s=<s> seq_copy_s=<s> ratio=<copy_s / seq_copy_s>
+#     pipe_copy_s=<s> pipe_ratio=<copy_s / pipe_copy_s>
 #     key_pages_per_table_page=<...> key_copy_s=<s>
 use strict;
 use warnings;
@@ -80,6 +83,20 @@ system('sh', '-c', "$psql -X -q -d '$conn' -c 'COPY chat_messages TO STDOUT (FOR
   or die 'the COPY failed';
 my $seq = time - $start;
 
+# The same COPY piped into the shadow as plan makes it, without its indexes.
+my ($prc, $ddl, $perr) = pgrepart('plan', '-d', $conn, '-t', 'chat_messages', '-k', 'created_at', '--sql');
+$prc == 0 or die "plan failed: $perr";
+$ddl =~ s/^(ALTER TABLE .* ADD CONSTRAINT|CREATE (UNIQUE )?INDEX).*$//mg;
+$node->psql($ddl);
+$node->psql('CHECKPOINT');
+drop_caches();
+$start = time;
+system('sh', '-c', "$psql -X -q -d '$conn' -c 'COPY chat_messages TO STDOUT (FORMAT binary)' | "
+	. "$psql -X -q -d '$conn' -c 'COPY chat_messages_pgrepart FROM STDIN (FORMAT binary)'") == 0
+  or die 'the COPY pipe failed';
+my $pipe = time - $start;
+$node->psql('DROP TABLE chat_messages_pgrepart CASCADE');
+
 # pgrepart's copy phase, from its report; the run stops once the shadow is complete.
 sub pgrepart_copy
 {
@@ -106,8 +123,10 @@ sub pgrepart_copy
 my ($physical_pages, $physical_s) = pgrepart_copy();
 my ($key_pages, $key_s) = pgrepart_copy('--copy-order', 'key');
 
-printf "rows: %d; table %d pages%s; seq COPY %.1f s; physical copy %.1f s, key copy %.1f s\n",
-	$rows, $pages, $memory_mb ? ", server in $memory_mb MB" : '', $seq, $physical_s, $key_s;
+printf "rows: %d; table %d pages%s; seq COPY %.1f s; COPY pipe %.1f s; physical copy %.1f s, "
+	. "key copy %.1f s\n", $rows, $pages, $memory_mb ? ", server in $memory_mb MB" : '', $seq, $pipe,
+	$physical_s, $key_s;
 printf "bench copy_order: pages_per_table_page=%.2f copy_s=%.1f seq_copy_s=%.1f ratio=%.2f "
-	. "key_pages_per_table_page=%.2f key_copy_s=%.1f\n", $physical_pages, $physical_s, $seq,
-	$physical_s / $seq, $key_pages, $key_s;
+	. "pipe_copy_s=%.1f pipe_ratio=%.2f key_pages_per_table_page=%.2f key_copy_s=%.1f\n",
+	$physical_pages, $physical_s, $seq, $physical_s / $seq, $pipe, $physical_s / $pipe, $key_pages,
+	$key_s;
