@@ -71,14 +71,16 @@ typedef struct backfill
 	/*
 	 * In physical order (docs/design.md, "The copy in physical order"): the
 	 * next chunk's first page, the table's file the chunks read (0 before
-	 * the first), and the rows a page holds, which turn a chunk's rows into
-	 * pages.
+	 * the first), and the rows a page held so far, which turn a chunk's rows
+	 * into pages, at most half or double the last chunk's: a stretch of dead
+	 * or emptied pages must not make the next chunk the rest of the table.
 	 */
 	bool		physical;
 	char	   *qtable;
 	uint32_t	lo_page;
 	uint32_t	filenode;
 	double		rows_per_page;
+	int64_t		chunk_pages;	/* the last chunk's, 0 before the first this run */
 	bool		copied;			/* every page is copied: only the reconciliation is left */
 	int			ord;			/* the next chunk's number */
 	int64_t		rows;			/* copied so far */
@@ -419,6 +421,10 @@ backfill_set_pages(backfill *b, uint32_t *hi_page, bool *open_ended)
 	if (b->rows_per_page <= 0)
 		b->rows_per_page = per_page > 0 ? per_page : 50;
 	pages = (int64_t) ((double) b->chunk_rows / b->rows_per_page) + 1;
+	if (b->chunk_pages > 0)
+		pages = pages > 2 * b->chunk_pages ? 2 * b->chunk_pages :
+			pages < b->chunk_pages / 2 ? b->chunk_pages / 2 : pages;
+	pages = pages < 1 ? 1 : pages;
 	*open_ended = (int64_t) b->lo_page + pages >= nblocks;
 	*hi_page = *open_ended ? 0 : (uint32_t) (b->lo_page + pages);
 	snprintf(lo, sizeof(lo), "(%" PRIu32 ",0)", b->lo_page);
@@ -752,8 +758,12 @@ backfill_chunk(backfill *b, bool *last)
 	b->has_lo = true;
 	if (b->physical)
 	{
-		if (c.rows > 0 && !open_ended && hi_page > b->lo_page)
-			b->rows_per_page = (double) c.rows / (double) (hi_page - b->lo_page);
+		if (!open_ended && hi_page > b->lo_page)
+		{
+			b->chunk_pages = hi_page - b->lo_page;
+			if (c.rows > 0)
+				b->rows_per_page = (double) c.rows / (double) b->chunk_pages;
+		}
 		b->lo_page = hi_page;
 		b->filenode = c.filenode;
 	}

@@ -38,6 +38,15 @@ typedef struct filter_answer
 	lsn_t		lsn;
 	int32_t		ord;
 	bool		above;			/* or: first */
+	/*
+	 * In physical order, an update with unchanged TOASTed values: its new
+	 * key (in look_keys; length 0: none) and, once a first change's row is
+	 * read, its row in the prefetch (-1: the source has no such row; -2:
+	 * not read).
+	 */
+	size_t		fetch_at;
+	uint32_t	fetch_len;
+	int			fetched_row;
 } filter_answer;
 
 struct backfill_filter
@@ -90,6 +99,13 @@ struct backfill_filter
 	buf			look_first_sql;
 	lsn_t		look_commit;
 	int32_t		look_ord;
+	/*
+	 * The rows a read's first updates need their unchanged TOASTed values
+	 * from, read from the source in one query once the read is looked at
+	 * (by the columns of the Relation message the lookahead saw last).
+	 */
+	buf			look_columns;
+	PGresult   *prefetched;
 
 	/* The source transaction being read. */
 	uint32_t	xid;
@@ -230,6 +246,7 @@ backfill_filter_create(db *source, const state_migration *m, const catalog_table
 	buf_init(&f->probe);
 	buf_init(&f->first_sql);
 	buf_init(&f->look_first_sql);
+	buf_init(&f->look_columns);
 	f->physical = m->physical;
 	pgout_decoder_init(&f->look_dec);
 	f->look_boundary = -1;
@@ -348,6 +365,8 @@ backfill_filter_free(backfill_filter *f)
 	buf_free(&f->probe);
 	buf_free(&f->first_sql);
 	buf_free(&f->look_first_sql);
+	buf_free(&f->look_columns);
+	PQclear(f->prefetched);
 	pgout_decoder_free(&f->look_dec);
 	free(f->look_key_pos);
 	free(f->answers);
@@ -716,6 +735,32 @@ filter_ghost_remove(backfill_filter *f, int at)
 	f->ghosts[at] = f->ghosts[--f->nghosts];
 }
 
+/* The row under f->key[1], read from the source into f->fetched, for its unchanged values. */
+static bool
+filter_fetch(backfill_filter *f)
+{
+	int		   *formats = xcalloc((size_t) f->nkeys, sizeof(int));
+	int		   *lens = xcalloc((size_t) f->nkeys, sizeof(int));
+
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		formats[k] = 1;
+		lens[k] = (int) f->key_lens[1][k];
+	}
+	PQclear(f->fetched);
+	f->fetched = PQexecParams(f->source->conn, f->fetch_sql.data, f->nkeys, f->key_types,
+							  (const char *const *) f->key[1], lens, formats, 1);
+	free(formats);
+	free(lens);
+	if (PQresultStatus(f->fetched) != PGRES_TUPLES_OK)
+	{
+		db_log_error(f->source->conn, "source", "read a moved row's unchanged values",
+					 f->fetched, f->source->sqlstate);
+		return false;
+	}
+	return true;
+}
+
 /*
  * The row an update moved out of a chunk that saw it into one that did not:
  * insert its new version.  Unchanged TOASTed values are not in the stream;
@@ -735,26 +780,25 @@ filter_insert_moved(backfill_filter *f, const pgout_message *in, pgout_message *
 	}
 	if (needs_fetch)
 	{
-		int		   *formats = xcalloc((size_t) f->nkeys, sizeof(int));
-		int		   *lens = xcalloc((size_t) f->nkeys, sizeof(int));
+		int			answer = f->physical ? filter_first_find(f, f->commit, f->change_ord) : -1;
+		const PGresult *rows;
+		int			row, from = 0;
 
-		for (int k = 0; k < f->nkeys; k++)
+		if (answer >= 0 && f->answers[answer].fetched_row > -2)
 		{
-			formats[k] = 1;
-			lens[k] = (int) f->key_lens[1][k];
+			/* Read ahead with the rest of the read (filter_prefetch). */
+			rows = f->prefetched;
+			row = f->answers[answer].fetched_row;
+			from = 1;
 		}
-		PQclear(f->fetched);
-		f->fetched = PQexecParams(f->source->conn, f->fetch_sql.data, f->nkeys, f->key_types,
-								  (const char *const *) f->key[1], lens, formats, 1);
-		free(formats);
-		free(lens);
-		if (PQresultStatus(f->fetched) != PGRES_TUPLES_OK)
-		{
-			db_log_error(f->source->conn, "source", "read a moved row's unchanged values",
-						 f->fetched, f->source->sqlstate);
+		else if (!filter_fetch(f))
 			return FILTER_FAILED;
+		else
+		{
+			rows = f->fetched;
+			row = PQntuples(f->fetched) > 0 ? 0 : -1;
 		}
-		if (PQntuples(f->fetched) == 0)
+		if (row < 0)
 		{
 			/*
 			 * Gone since: a later change in the stream deletes the row or
@@ -768,13 +812,13 @@ filter_insert_moved(backfill_filter *f, const pgout_message *in, pgout_message *
 		{
 			if (f->values[i].kind != 'u')
 				continue;
-			if (PQgetisnull(f->fetched, 0, i))
+			if (PQgetisnull(rows, row, from + i))
 				f->values[i].kind = 'n';
 			else
 			{
 				f->values[i].kind = 'b';
-				f->values[i].data = (const uint8_t *) PQgetvalue(f->fetched, 0, i);
-				f->values[i].len = (uint32_t) PQgetlength(f->fetched, 0, i);
+				f->values[i].data = (const uint8_t *) PQgetvalue(rows, row, from + i);
+				f->values[i].len = (uint32_t) PQgetlength(rows, row, from + i);
 			}
 		}
 	}
@@ -964,20 +1008,17 @@ backfill_filter_message(backfill_filter *f, const pgout_message *in, pgout_messa
 
 /* ---- the lookahead ---- */
 
-/* Note the key of t (at the lookahead's positions) to be asked about. */
-static void
-filter_look_key(backfill_filter *f, const pgout_tuple *t)
+/* Append the key of t (at the lookahead's positions) to look_keys; false when it has none. */
+static bool
+filter_look_encode(backfill_filter *f, const pgout_tuple *t)
 {
-	size_t		at = f->look_keys.len;
-	filter_answer *a;
-
 	for (int k = 0; k < f->nkeys; k++)
 	{
 		int			pos = f->look_key_pos[k];
 
 		/* The decision reports what is wrong with such a change. */
 		if (pos < 0 || pos >= t->ncols || t->values[pos].kind != 'b')
-			return;
+			return false;
 	}
 	for (int k = 0; k < f->nkeys; k++)
 	{
@@ -986,6 +1027,18 @@ filter_look_key(backfill_filter *f, const pgout_tuple *t)
 		wire_put_u32(&f->look_keys, v->len);
 		buf_append_len(&f->look_keys, v->data, v->len);
 	}
+	return true;
+}
+
+/* Note the key of t (at the lookahead's positions) to be asked about. */
+static void
+filter_look_key(backfill_filter *f, const pgout_tuple *t)
+{
+	size_t		at = f->look_keys.len;
+	filter_answer *a;
+
+	if (!filter_look_encode(f, t))
+		return;
 	if (f->nanswers == f->answers_cap)
 	{
 		f->answers_cap = f->answers_cap > 0 ? 2 * f->answers_cap : 256;
@@ -997,14 +1050,22 @@ filter_look_key(backfill_filter *f, const pgout_tuple *t)
 	a->key_len = (uint32_t) (f->look_keys.len - at);
 	a->hash = filter_answer_hash(a->chunk, f->look_keys.data + at, a->key_len);
 	a->above = false;
+	a->fetch_len = 0;
+	a->fetched_row = -2;
 }
 
-/* In physical order: note the key of t, and the change's position, to be asked about. */
+/*
+ * In physical order: note the key of t, and the change's position, to be
+ * asked about; for an update (newt) with unchanged TOASTed values, its new
+ * key too, for the row to be read if the change is the first.
+ */
 static void
-filter_look_first(backfill_filter *f, const pgout_tuple *t)
+filter_look_first(backfill_filter *f, const pgout_tuple *t, const pgout_tuple *newt)
 {
 	int			before = f->nanswers;
 	filter_answer *a;
+	size_t		at;
+	bool		unchanged = false;
 
 	filter_look_key(f, t);
 	if (f->nanswers == before)
@@ -1013,6 +1074,14 @@ filter_look_first(backfill_filter *f, const pgout_tuple *t)
 	a->lsn = f->look_commit;
 	a->ord = f->look_ord;
 	a->hash = filter_position_hash(a->lsn, a->ord);
+	for (int i = 0; newt != NULL && i < newt->ncols; i++)
+		unchanged = unchanged || newt->values[i].kind == 'u';
+	at = f->look_keys.len;
+	if (unchanged && filter_look_encode(f, newt))
+	{
+		a->fetch_at = at;
+		a->fetch_len = (uint32_t) (f->look_keys.len - at);
+	}
 }
 
 bool
@@ -1042,6 +1111,12 @@ backfill_filter_look(backfill_filter *f, const uint8_t *data, size_t len)
 					if (strcmp(msg.relation.columns[i].name, f->key_names[k]) == 0)
 						f->look_key_pos[k] = i;
 			}
+			buf_reset(&f->look_columns);
+			for (int i = 0; i < msg.relation.ncols; i++)
+			{
+				buf_append(&f->look_columns, ", t.");
+				ident_quote(&f->look_columns, msg.relation.columns[i].name);
+			}
 			break;
 		case PGOUT_BEGIN:
 			{
@@ -1062,7 +1137,7 @@ backfill_filter_look(backfill_filter *f, const uint8_t *data, size_t len)
 		case PGOUT_UPDATE:
 			if (f->look_boundary > 0 && f->physical)
 				filter_look_first(f, msg.update.oldkind != '\0' ? &msg.update.oldtuple :
-								  &msg.update.newtuple);
+								  &msg.update.newtuple, &msg.update.newtuple);
 			else if (f->look_boundary > 0)
 			{
 				filter_look_key(f, &msg.update.newtuple);
@@ -1073,7 +1148,7 @@ backfill_filter_look(backfill_filter *f, const uint8_t *data, size_t len)
 			break;
 		case PGOUT_DELETE:
 			if (f->look_boundary > 0 && f->physical)
-				filter_look_first(f, &msg.delete.oldtuple);
+				filter_look_first(f, &msg.delete.oldtuple, NULL);
 			else if (f->look_boundary > 0)
 				filter_look_key(f, &msg.delete.oldtuple);
 			f->look_ord++;
@@ -1127,6 +1202,118 @@ filter_look_positions(const backfill_filter *f, bool lsn, buf *out)
 	}
 }
 
+/*
+ * In physical order: the rows of a read's first updates with unchanged
+ * TOASTed values, from the source in one query (what filter_insert_moved
+ * would read row by row).  A row read now is as new as one read when the
+ * update is decided or newer: the update is spooled, so committed, and
+ * the changes that make the row newer follow it in the stream.
+ */
+static bool
+filter_prefetch(backfill_filter *f)
+{
+	int		   *wanted = xcalloc((size_t) f->nanswers + 1, sizeof(int));
+	int			n = 0;
+	buf		   *arrays = NULL;
+	const char **values = NULL;
+	int		   *lens = NULL, *formats = NULL;
+	Oid		   *types = NULL;
+	const uint8_t **keys = xcalloc((size_t) f->nkeys, sizeof(uint8_t *));
+	uint32_t   *key_lens = xcalloc((size_t) f->nkeys, sizeof(uint32_t));
+	bool		ok = true;
+	buf			sql;
+
+	buf_init(&sql);
+	PQclear(f->prefetched);
+	f->prefetched = NULL;
+	for (int i = 0; i < f->nanswers; i++)
+		if (f->answers[i].above && f->answers[i].fetch_len > 0)
+			wanted[n++] = i;
+	if (n == 0)
+		goto cleanup;
+	arrays = xcalloc((size_t) f->nkeys, sizeof(buf));
+	values = xcalloc((size_t) f->nkeys, sizeof(char *));
+	lens = xcalloc((size_t) f->nkeys, sizeof(int));
+	formats = xcalloc((size_t) f->nkeys, sizeof(int));
+	types = xcalloc((size_t) f->nkeys, sizeof(Oid));
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		buf_init(&arrays[k]);
+		wire_put_array_header(&arrays[k], f->key_types[k], false, n);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		const filter_answer *a = &f->answers[wanted[i]];
+
+		(void) backfill_decode_key((const uint8_t *) f->look_keys.data + a->fetch_at, a->fetch_len,
+								   f->nkeys, keys, key_lens);
+		for (int k = 0; k < f->nkeys; k++)
+		{
+			wire_put_u32(&arrays[k], key_lens[k]);
+			buf_append_len(&arrays[k], keys[k], key_lens[k]);
+		}
+	}
+	buf_append(&sql, "SELECT u.ord");
+	buf_append_len(&sql, f->look_columns.data, f->look_columns.len);
+	buf_append(&sql, " FROM ROWS FROM (");
+	for (int k = 0; k < f->nkeys; k++)
+		buf_appendf(&sql, "%spg_catalog.unnest($%d)", k > 0 ? ", " : "", k + 1);
+	buf_append(&sql, ") WITH ORDINALITY AS u(");
+	for (int k = 0; k < f->nkeys; k++)
+		buf_appendf(&sql, "k%d, ", k + 1);
+	buf_appendf(&sql, "ord) JOIN ONLY %s t ON (", f->qtable);
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		buf_append(&sql, k > 0 ? ", t." : "t.");
+		ident_quote(&sql, f->key_names[k]);
+	}
+	buf_append(&sql, ") = (");
+	for (int k = 0; k < f->nkeys; k++)
+		buf_appendf(&sql, "%su.k%d", k > 0 ? ", " : "", k + 1);
+	buf_append(&sql, ")");
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		values[k] = arrays[k].data;
+		lens[k] = (int) arrays[k].len;
+		formats[k] = 1;
+		types[k] = f->key_array_types[k];
+	}
+	f->prefetched = PQexecParams(f->source->conn, sql.data, f->nkeys, types, values, lens, formats, 1);
+	if (PQresultStatus(f->prefetched) != PGRES_TUPLES_OK)
+	{
+		db_log_error(f->source->conn, "source", "read the unchanged values of the spool's rows",
+					 f->prefetched, f->source->sqlstate);
+		ok = false;
+		goto cleanup;
+	}
+	for (int i = 0; i < n; i++)
+		f->answers[wanted[i]].fetched_row = -1;
+	for (int r = 0; r < PQntuples(f->prefetched); r++)
+	{
+		wire_reader rd;
+		uint64_t	ord;
+
+		wire_reader_init(&rd, PQgetvalue(f->prefetched, r, 0), (size_t) PQgetlength(f->prefetched, r, 0));
+		ord = wire_u64(&rd);
+		if (!rd.failed && ord >= 1 && ord <= (uint64_t) n)
+			f->answers[wanted[ord - 1]].fetched_row = r;
+	}
+
+cleanup:
+	for (int k = 0; arrays != NULL && k < f->nkeys; k++)
+		buf_free(&arrays[k]);
+	free(arrays);
+	free(values);
+	free(lens);
+	free(formats);
+	free(types);
+	free(keys);
+	free(key_lens);
+	free(wanted);
+	buf_free(&sql);
+	return ok;
+}
+
 bool
 backfill_filter_look_resolve(backfill_filter *f)
 {
@@ -1175,6 +1362,7 @@ backfill_filter_look_resolve(backfill_filter *f)
 	for (int i = 0; ok && i < f->nanswers; i++)
 		f->answers[i].above = PQgetvalue(res, i, 0)[0] == 't';
 	PQclear(res);
+	ok = ok && (!f->physical || filter_prefetch(f));
 	for (int i = 0; i < n; i++)
 		buf_free(&arrays[i]);
 	free(arrays);
