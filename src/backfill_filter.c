@@ -75,6 +75,7 @@ struct backfill_filter
 	pgout_decoder look_dec;
 	int		   *look_key_pos;
 	int			look_boundary;	/* of the transaction being looked at; -1: none needed */
+	int32_t		look_ord;		/* physical order: the next change's number in it */
 	buf			look_keys;		/* the keys asked about, in backfill_encode_key's form */
 	filter_answer *answers;
 	int			nanswers;
@@ -98,7 +99,6 @@ struct backfill_filter
 	buf			first_sql;
 	buf			look_first_sql;
 	lsn_t		look_commit;
-	int32_t		look_ord;
 	/*
 	 * The rows a read's first updates need their unchanged TOASTed values
 	 * from, read from the source in one query once the read is looked at
@@ -108,12 +108,12 @@ struct backfill_filter
 	PGresult   *prefetched;
 
 	/* The source transaction being read. */
-	uint32_t	xid;
 	lsn_t		commit;
+	uint32_t	xid;
 	int32_t		ord;			/* the next change's number in it */
 	int32_t		change_ord;		/* the change being decided's */
-	bool		filtering;		/* it committed before retire_lsn */
 	int			boundary;		/* the first chunk whose snapshot sees it, or nchunks */
+	bool		filtering;		/* it committed before retire_lsn */
 
 	/* The relation, from its latest Relation message. */
 	int			ncols;
@@ -1317,7 +1317,8 @@ cleanup:
 bool
 backfill_filter_look_resolve(backfill_filter *f)
 {
-	int			n = 2 * f->nkeys;
+	const int	nkeys = f->nkeys;
+	int			n = f->physical ? nkeys + 2 : 2 * nkeys;
 	buf		   *arrays;
 	const char **values;
 	int		   *lens, *formats;
@@ -1325,13 +1326,11 @@ backfill_filter_look_resolve(backfill_filter *f)
 	PGresult   *res;
 	bool		ok;
 
-	if (!(f->server_order || f->physical) || f->answered)
+	if (!(f->server_order || f->physical) || f->answered || nkeys == 0)
 		return true;
 	f->answered = true;
 	if (f->nanswers == 0)
 		return true;
-	if (f->physical)
-		n = f->nkeys + 2;
 	arrays = xcalloc((size_t) n, sizeof(buf));
 	values = xcalloc((size_t) n, sizeof(char *));
 	lens = xcalloc((size_t) n, sizeof(int));
@@ -1339,18 +1338,18 @@ backfill_filter_look_resolve(backfill_filter *f)
 	types = xcalloc((size_t) n, sizeof(Oid));
 	for (int i = 0; i < n; i++)
 	{
-		int			k = i % f->nkeys;
+		int			k = i % nkeys;
 
 		buf_init(&arrays[i]);
-		if (f->physical && i >= f->nkeys)
-			filter_look_positions(f, i == f->nkeys, &arrays[i]);
+		if (f->physical && i >= nkeys)
+			filter_look_positions(f, i == nkeys, &arrays[i]);
 		else
-			filter_look_array(f, k, i / f->nkeys, &arrays[i]);
+			filter_look_array(f, k, i / nkeys, &arrays[i]);
 		values[i] = arrays[i].data;
 		lens[i] = (int) arrays[i].len;
 		formats[i] = 1;
-		types[i] = !f->physical || i < f->nkeys ? f->key_array_types[k] :
-			i == f->nkeys ? CATALOG_PG_LSNARRAYOID : CATALOG_INT4ARRAYOID;
+		types[i] = !f->physical || i < nkeys ? f->key_array_types[k] :
+			i == nkeys ? CATALOG_PG_LSNARRAYOID : CATALOG_INT4ARRAYOID;
 	}
 	res = PQexecParams(f->source->conn, f->physical ? f->look_first_sql.data : f->look_sql.data,
 					   n, types, values, lens, formats, 0);

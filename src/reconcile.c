@@ -96,8 +96,6 @@ reconcile_copy_flush(reconcile_scan *sc, bool end)
 static bool
 reconcile_add(reconcile_scan *sc, const pgout_tuple *tu)
 {
-	PGresult   *res;
-
 	for (int k = 0; k < sc->t->nkey_columns; k++)
 	{
 		int			pos = sc->key_pos[k];
@@ -111,7 +109,8 @@ reconcile_add(reconcile_scan *sc, const pgout_tuple *tu)
 	}
 	if (!sc->copying)
 	{
-		res = PQexec(sc->target.conn, sc->copy_sql);
+		PGresult   *res = PQexec(sc->target.conn, sc->copy_sql);
+
 		if (PQresultStatus(res) != PGRES_COPY_IN)
 		{
 			db_log_error(sc->target.conn, "target", "record the keys to reconcile", res,
@@ -205,7 +204,7 @@ reconcile_message(void *arg, const uint8_t *data, size_t len, lsn_t lsn)
 /* Delete the recorded keys from each of the shadow's partitions, a transaction each. */
 static bool
 reconcile_purge(db *d, const catalog_table *t, const state_migration *m,
-				volatile sig_atomic_t *stop, bool *stopped, int64_t *deleted)
+				const volatile sig_atomic_t *stop, bool *stopped, int64_t *deleted)
 {
 	char	   *qshadow = ident_qualified(m->schema, m->shadow);
 	PGresult   *res = db_execf(d, "list the shadow's partitions",
@@ -263,7 +262,7 @@ reconcile_purge(db *d, const catalog_table *t, const state_migration *m,
 
 bool
 reconcile_prepare(db *d, const char *conninfo, const catalog_table *t, const state_migration *m,
-				  spool *sp, volatile sig_atomic_t *stop, bool *stopped, bool *truncated)
+				  spool *sp, const volatile sig_atomic_t *stop, bool *stopped, bool *truncated)
 {
 	reconcile_scan sc;
 	spool_reader reader = {reconcile_message, NULL, NULL, &sc};

@@ -42,7 +42,7 @@ void		reconcile_table(buf *out, const state_migration *m);
  */
 bool		reconcile_prepare(db *d, const char *conninfo, const catalog_table *t,
 							  const state_migration *m, spool *sp,
-							  volatile sig_atomic_t *stop, bool *stopped, bool *truncated);
+							  const volatile sig_atomic_t *stop, bool *stopped, bool *truncated);
 
 /* Drop the table, in d's open transaction (not outside one), if it is there. */
 bool		reconcile_drop(db *d, const state_migration *m);
