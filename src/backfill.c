@@ -933,6 +933,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 	bool		last = false;
 	bool		truncated = false;
 	bool		stopped = false;
+	int64_t		reconciled_changes = 0, reconciled_rows = 0;
 
 	if (m->phase == STATE_PREPARED && !backfill_create_slot(d, conninfo, m))
 		return BACKFILL_FAILED;
@@ -1013,7 +1014,8 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		}
 		if (!b.physical)
 			break;
-		if (!reconcile_prepare(&b.target, conninfo, t, m, *sp, o->stop, &stopped, &truncated))
+		if (!reconcile_prepare(&b.target, conninfo, t, m, *sp, o->stop, &stopped, &truncated,
+							   &reconciled_changes, &reconciled_rows))
 		{
 			result = stopped ? BACKFILL_STOPPED : BACKFILL_FAILED;
 			goto cleanup;
@@ -1027,6 +1029,10 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 	}
 	if (b.physical && !state_set_phase(d, m, STATE_COPIED, LSN_INVALID))
 		goto cleanup;
+	if (o->reconciled_changes != NULL)
+		*o->reconciled_changes += reconciled_changes;
+	if (o->reconciled_rows != NULL)
+		*o->reconciled_rows += reconciled_rows;
 	result = BACKFILL_DONE;
 
 cleanup:

@@ -262,7 +262,8 @@ reconcile_purge(db *d, const catalog_table *t, const state_migration *m,
 
 bool
 reconcile_prepare(db *d, const char *conninfo, const catalog_table *t, const state_migration *m,
-				  spool *sp, const volatile sig_atomic_t *stop, bool *stopped, bool *truncated)
+				  spool *sp, const volatile sig_atomic_t *stop, bool *stopped, bool *truncated,
+				  int64_t *changes, int64_t *rows)
 {
 	reconcile_scan sc;
 	spool_reader reader = {reconcile_message, NULL, NULL, &sc};
@@ -273,6 +274,7 @@ reconcile_prepare(db *d, const char *conninfo, const catalog_table *t, const sta
 	char		text[LSN_TEXT_SIZE];
 
 	*stopped = *truncated = false;
+	*changes = *rows = 0;
 	memset(&sc, 0, sizeof(sc));
 	sc.t = t;
 	pgout_decoder_init(&sc.dec);
@@ -346,6 +348,8 @@ reconcile_prepare(db *d, const char *conninfo, const catalog_table *t, const sta
 	log_info("%" PRId64 " change(s) of transactions that only some chunks saw (up to %s) are "
 			 "reconciled by the apply: %" PRId64 " copied row(s) of their keys removed from "
 			 "the shadow", sc.keys, lsn_format(sc.retire, text), deleted);
+	*changes = sc.keys;
+	*rows = deleted;
 	ok = true;
 
 cleanup:

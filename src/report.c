@@ -121,6 +121,9 @@ report_write_json(const report *r, const char *path)
 		json_kv_double(&w, report_phase_name[i], r->phase_seconds[i]);
 	json_end_object(&w);
 	json_kv_int(&w, "rows_copied", r->rows_copied);
+	json_kv_string(&w, "copy_order", r->copy_order);
+	json_kv_int(&w, "reconciled_changes", r->reconciled_changes);
+	json_kv_int(&w, "reconciled_rows_removed", r->reconciled_rows);
 	json_kv_double(&w, "mb_copied", (double) r->bytes_copied / 1e6);
 	json_kv_double(&w, "rows_per_second", r->copy_seconds > 0 ? (double) r->rows_copied / r->copy_seconds : 0.0);
 	json_kv_int(&w, "changes_applied", r->changes_applied);
@@ -186,6 +189,10 @@ report_print(const report *r, FILE *out)
 	fprintf(out, "\n  copied:       %" PRId64 " rows, %.1f MB, %.0f rows/s\n", r->rows_copied,
 			(double) r->bytes_copied / 1e6,
 			r->copy_seconds > 0 ? (double) r->rows_copied / r->copy_seconds : 0.0);
+	if (r->copy_order != NULL && strcmp(r->copy_order, "physical") == 0)
+		fprintf(out, "  reconciled:   %" PRId64 " changes of transactions only some chunks saw; "
+				"%" PRId64 " copied rows of their keys rebuilt from the stream\n",
+				r->reconciled_changes, r->reconciled_rows);
 	fprintf(out, "  applied:      %" PRId64 " changes; peak lag %.1f MB; peak WAL retained %.1f MB\n",
 			r->changes_applied, (double) r->peak_lag_bytes / 1048576.0,
 			(double) r->peak_retained_bytes / 1048576.0);

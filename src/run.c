@@ -326,7 +326,10 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 				backfill_options bo = {ro->chunk_rows, ro->rate, ro->progress_seconds,
 								   ro->terminal, ro->json, ro->stop, th,
 								   &ro->report->rows_copied, &ro->report->bytes_copied,
-								   &ro->report->copy_seconds};
+								   &ro->report->copy_seconds, &ro->report->reconciled_changes,
+								   &ro->report->reconciled_rows};
+
+				ro->report->copy_order = m->physical ? "physical" : "key";
 
 				switch (backfill_copy(&d, conninfo, t, m, &bo, &sp))
 				{

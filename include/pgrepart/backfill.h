@@ -37,6 +37,8 @@ typedef struct backfill_options
 	int64_t    *rows_copied;	/* out, optional: rows and COPY bytes this run copied, */
 	int64_t    *bytes_copied;
 	double	   *copy_seconds;	/* and the seconds it took, as the progress lines count them */
+	int64_t    *reconciled_changes; /* out, optional: in physical order, reconcile_prepare's */
+	int64_t    *reconciled_rows;
 } backfill_options;
 
 /*

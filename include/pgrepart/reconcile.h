@@ -38,11 +38,13 @@ void		reconcile_table(buf *out, const state_migration *m);
  * stopped in the middle) does the same again.  True with *truncated set,
  * doing nothing, when the stream brings a TRUNCATE of the table first (the
  * caller starts the copy over); false after logging, or when stop was set
- * (*stopped).
+ * (*stopped).  *changes and *rows count the changes recorded and the
+ * shadow's rows deleted.
  */
 bool		reconcile_prepare(db *d, const char *conninfo, const catalog_table *t,
 							  const state_migration *m, spool *sp,
-							  const volatile sig_atomic_t *stop, bool *stopped, bool *truncated);
+							  const volatile sig_atomic_t *stop, bool *stopped, bool *truncated,
+							  int64_t *changes, int64_t *rows);
 
 /* Drop the table, in d's open transaction (not outside one), if it is there. */
 bool		reconcile_drop(db *d, const state_migration *m);

@@ -75,6 +75,9 @@ typedef struct report
 	int64_t		rows_copied;
 	int64_t		bytes_copied;
 	double		copy_seconds;
+	const char *copy_order;		/* "physical" or "key"; NULL: the copy did not run */
+	int64_t		reconciled_changes; /* physical order: changes of transactions some chunks saw */
+	int64_t		reconciled_rows;	/* ... and the copied rows of their keys removed */
 	int64_t		changes_applied;
 	int64_t		peak_lag_bytes;
 	int64_t		peak_retained_bytes;

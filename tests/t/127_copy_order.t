@@ -90,7 +90,7 @@ my %run;
 for my $t (@tables)
 {
 	$run{$t} = pgrepart_background("$dir/$t.log", 'run', '--cutover', 'manual', '-d', $node->connstr,
-		'-t', $t, '-k', 'created_at', '--chunk-rows', '400', '--rate', '4000');
+		'-t', $t, '-k', 'created_at', '--chunk-rows', '400', '--rate', '4000', '--report', "$dir/$t.json");
 }
 ok(wait_for($node, q{SELECT count(DISTINCT migration_id) = 3 FROM pgrepart.chunk}, 60),
 	'the three copies started') or diag(join '', map { slurp("$dir/$_.log") } @tables);
@@ -114,6 +114,10 @@ for my $t (@tables)
 	my ($missing, $extra) = compare_tables($node, $t, "${t}_pgrepart");
 	is("$missing/$extra", '0/0', "$t: every row equal");
 }
+my $report = slurp("$dir/by_pair.json");
+like($report, qr/"copy_order":\s*"physical"/, 'the report gives the copy order');
+my ($reconciled) = $report =~ /"reconciled_changes":\s*(\d+)/;
+cmp_ok($reconciled // 0, '>', 0, "the report counts the changes reconciled ($reconciled)");
 like(slurp("$dir/by_numeric.log"), qr/"public.by_numeric" was rewritten \(VACUUM FULL, CLUSTER or the like\) during the copy: starting the copy again/,
 	'by_numeric: the rewrite started the copy again');
 
