@@ -492,6 +492,54 @@ filter_answer_find(const backfill_filter *f, int chunk, const buf *key)
 	}
 }
 
+/* A question's n binary parameters, the first of them f->key[which]. */
+typedef struct filter_params
+{
+	const char **values;
+	int		   *lens;
+	Oid		   *types;
+} filter_params;
+
+static void
+filter_params_init(filter_params *p, const backfill_filter *f, int which, int n)
+{
+	p->values = xcalloc((size_t) n, sizeof(char *));
+	p->lens = xcalloc((size_t) n, sizeof(int));
+	p->types = xcalloc((size_t) n, sizeof(Oid));
+	for (int k = 0; k < f->nkeys; k++)
+	{
+		p->values[k] = (const char *) f->key[which][k];
+		p->lens[k] = (int) f->key_lens[which][k];
+		p->types[k] = f->key_types[k];
+	}
+}
+
+/*
+ * Ask the source a question of one boolean with the n parameters p (freed
+ * here): 1 or 0, or -1 after logging.
+ */
+static int
+filter_ask(backfill_filter *f, const char *sql, int n, filter_params *p, const char *what)
+{
+	int		   *formats = xcalloc((size_t) n, sizeof(int));
+	PGresult   *res;
+	int			answer = -1;
+
+	for (int i = 0; i < n; i++)
+		formats[i] = 1;
+	res = PQexecParams(f->source->conn, sql, n, p->types, p->values, p->lens, formats, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		answer = PQgetvalue(res, 0, 0)[0] == 't';
+	else
+		db_log_error(f->source->conn, "source", what, res, f->source->sqlstate);
+	PQclear(res);
+	free(formats);
+	free(p->values);
+	free(p->lens);
+	free(p->types);
+	return answer;
+}
+
 /*
  * Whether f->key[which] lies above the upper key of chunk `chunk`, in the
  * server's order: 1 or 0, or -1 after logging.  Where the client cannot
@@ -501,11 +549,8 @@ static int
 filter_above(backfill_filter *f, int which, int chunk)
 {
 	const filter_chunk *c = &f->chunks[chunk];
-	const char **values;
-	int		   *lens, *formats;
-	Oid		   *types;
-	PGresult   *res;
-	int			n = 2 * f->nkeys, above = -1, answer;
+	filter_params p;
+	int			n = 2 * f->nkeys, answer;
 
 	if (!f->server_order)
 		return visibility_compare_key(f->nkeys, f->key_types, f->key[which], f->key_lens[which],
@@ -514,31 +559,14 @@ filter_above(backfill_filter *f, int which, int chunk)
 	backfill_encode_key(&f->probe, f->nkeys, f->key[which], f->key_lens[which]);
 	if ((answer = filter_answer_find(f, chunk, &f->probe)) >= 0)
 		return f->answers[answer].above;
-	values = xcalloc((size_t) n, sizeof(char *));
-	lens = xcalloc((size_t) n, sizeof(int));
-	formats = xcalloc((size_t) n, sizeof(int));
-	types = xcalloc((size_t) n, sizeof(Oid));
+	filter_params_init(&p, f, which, n);
 	for (int k = 0; k < f->nkeys; k++)
 	{
-		values[k] = (const char *) f->key[which][k];
-		lens[k] = (int) f->key_lens[which][k];
-		values[f->nkeys + k] = (const char *) c->hi[k];
-		lens[f->nkeys + k] = (int) c->hi_lens[k];
-		types[k] = types[f->nkeys + k] = f->key_types[k];
-		formats[k] = formats[f->nkeys + k] = 1;
+		p.values[f->nkeys + k] = (const char *) c->hi[k];
+		p.lens[f->nkeys + k] = (int) c->hi_lens[k];
+		p.types[f->nkeys + k] = f->key_types[k];
 	}
-	res = PQexecParams(f->source->conn, f->above_sql.data, n, types, values, lens, formats, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		above = PQgetvalue(res, 0, 0)[0] == 't';
-	else
-		db_log_error(f->source->conn, "source", "place a key among the chunks", res,
-					 f->source->sqlstate);
-	PQclear(res);
-	free(values);
-	free(lens);
-	free(formats);
-	free(types);
-	return above;
+	return filter_ask(f, f->above_sql.data, n, &p, "place a key among the chunks");
 }
 
 /*
@@ -610,49 +638,24 @@ static int
 filter_first(backfill_filter *f, int which)
 {
 	int			n = f->nkeys + 2;
-	const char **values;
-	int		   *lens, *formats;
-	Oid		   *types;
-	PGresult   *res;
-	int			first = -1, answer;
+	filter_params p;
+	int			answer;
 	uint8_t		lsn[8], ord[4];
 
 	if ((answer = filter_first_find(f, f->commit, f->change_ord)) >= 0)
 		return f->answers[answer].above;
-	values = xcalloc((size_t) n, sizeof(char *));
-	lens = xcalloc((size_t) n, sizeof(int));
-	formats = xcalloc((size_t) n, sizeof(int));
-	types = xcalloc((size_t) n, sizeof(Oid));
-	for (int k = 0; k < f->nkeys; k++)
-	{
-		values[k] = (const char *) f->key[which][k];
-		lens[k] = (int) f->key_lens[which][k];
-		types[k] = f->key_types[k];
-	}
+	filter_params_init(&p, f, which, n);
 	for (int i = 0; i < 8; i++)
 		lsn[i] = (uint8_t) (f->commit >> (56 - 8 * i));
 	for (int i = 0; i < 4; i++)
 		ord[i] = (uint8_t) ((uint32_t) f->change_ord >> (24 - 8 * i));
-	values[f->nkeys] = (const char *) lsn;
-	lens[f->nkeys] = 8;
-	types[f->nkeys] = CATALOG_PG_LSNOID;
-	values[f->nkeys + 1] = (const char *) ord;
-	lens[f->nkeys + 1] = 4;
-	types[f->nkeys + 1] = CATALOG_INT4OID;
-	for (int i = 0; i < n; i++)
-		formats[i] = 1;
-	res = PQexecParams(f->source->conn, f->first_sql.data, n, types, values, lens, formats, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		first = PQgetvalue(res, 0, 0)[0] == 't';
-	else
-		db_log_error(f->source->conn, "source", "look up a key to reconcile", res,
-					 f->source->sqlstate);
-	PQclear(res);
-	free(values);
-	free(lens);
-	free(formats);
-	free(types);
-	return first;
+	p.values[f->nkeys] = (const char *) lsn;
+	p.lens[f->nkeys] = 8;
+	p.types[f->nkeys] = CATALOG_PG_LSNOID;
+	p.values[f->nkeys + 1] = (const char *) ord;
+	p.lens[f->nkeys + 1] = 4;
+	p.types[f->nkeys + 1] = CATALOG_INT4OID;
+	return filter_ask(f, f->first_sql.data, n, &p, "look up a key to reconcile");
 }
 
 /*

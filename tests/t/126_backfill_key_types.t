@@ -15,21 +15,7 @@ use Pgrepart::Test;
 
 my $node = Pgrepart::Cluster->new(settings => { logical_decoding_work_mem => "'64kB'" });
 my $dir = tempdir(CLEANUP => 1);
-$node->psql(q{
-CREATE TABLE by_text (id text COLLATE "en-x-icu" PRIMARY KEY, created_at timestamptz NOT NULL, body text);
-INSERT INTO by_text SELECT (ARRAY['msg_', 'Msg_', 'MSG-', 'msg-'])[1 + g % 4]
-	|| translate(md5(g::text), 'abc', 'ABC'), '2026-01-01'::timestamptz + g * interval '1 hour', 'b'
-FROM generate_series(1, 20000) g;
-CREATE TABLE by_numeric (id numeric PRIMARY KEY, created_at timestamptz NOT NULL, body text);
-INSERT INTO by_numeric SELECT g * 97.123 - 1000000, '2026-01-01'::timestamptz + g * interval '1 hour', 'b'
-FROM generate_series(1, 20000) g;
-CREATE TABLE by_pair (tenant text COLLATE "en-x-icu", seq bigint, created_at timestamptz NOT NULL,
-	body text, PRIMARY KEY (tenant, seq));
-INSERT INTO by_pair SELECT (ARRAY['acme', 'Acme', 'ACME', 'b-corp', 'Bcorp'])[1 + g % 5], g * 50000,
-	'2026-01-01'::timestamptz + g * interval '1 hour', 'b'
-FROM generate_series(1, 20000) g;
-ANALYZE;
-});
+$node->psql(fixture('key_types.sql'));
 my @tables = qw(by_text by_numeric by_pair);
 
 my ($rc, $out) = pgrepart('plan', '-d', $node->connstr, '-t', 'by_text', '-k', 'created_at',
