@@ -259,12 +259,15 @@ backfill_resume(backfill *b)
 		state_chunks_free(chunks, n);
 		return false;
 	}
-	if (n > 0)
+	if (n > 0 && chunks[n - 1].hi_key != NULL)
 	{
 		buf_append_len(&b->lo, chunks[n - 1].hi_key, chunks[n - 1].hi_key_len);
 		b->has_lo = true;
 		log_info("resuming the copy after chunk %d (%" PRId64 " rows copied)", n - 1, b->rows);
 	}
+	else if (b->copied)
+		log_info("every page is copied (%" PRId64 " rows): reconciling the keys changed meanwhile",
+				 b->rows);
 	state_chunks_free(chunks, n);
 	return true;
 }
