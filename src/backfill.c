@@ -70,12 +70,11 @@ typedef struct backfill
 
 	/*
 	 * In physical order (docs/design.md, "The copy in physical order"): the
-	 * next chunk's first page, the table's file the chunks read (0 before
+	 * table, quoted, the next chunk's first page, the table's file the chunks read (0 before
 	 * the first), and the rows a page held so far, which turn a chunk's rows
 	 * into pages, at most half or double the last chunk's: a stretch of dead
 	 * or emptied pages must not make the next chunk the rest of the table.
 	 */
-	bool		physical;
 	char	   *qtable;
 	uint32_t	lo_page;
 	uint32_t	filenode;
@@ -137,29 +136,29 @@ backfill_decode_key(const uint8_t *key, size_t len, int nkeys, const uint8_t **v
 	return !r.failed && wire_remaining(&r) == 0;
 }
 
-/* A chunk's upper page in physical order, as its hi_key: one 4-byte value. */
+/*
+ * A chunk's upper page in physical order, as its hi_key: one value, in
+ * backfill_encode_key's form, of 4 bytes.
+ */
 static void
 backfill_encode_page(buf *out, uint32_t page)
 {
-	uint8_t		be[4] = {(uint8_t) (page >> 24), (uint8_t) (page >> 16), (uint8_t) (page >> 8),
-	(uint8_t) page};
-	const uint8_t *values[1] = {be};
-	uint32_t	lens[1] = {4};
-
-	backfill_encode_key(out, 1, values, lens);
+	wire_put_u32(out, 4);
+	wire_put_u32(out, page);
 }
 
 static bool
 backfill_page_of(const uint8_t *key, size_t len, uint32_t *page)
 {
-	const uint8_t *values[1];
-	uint32_t	lens[1];
+	wire_reader r;
 
-	if (key == NULL || !backfill_decode_key(key, len, 1, values, lens) || lens[0] != 4)
+	if (key == NULL)
 		return false;
-	*page = (uint32_t) values[0][0] << 24 | (uint32_t) values[0][1] << 16 |
-		(uint32_t) values[0][2] << 8 | values[0][3];
-	return true;
+	wire_reader_init(&r, key, len);
+	if (wire_u32(&r) != 4)
+		return false;
+	*page = wire_u32(&r);
+	return !r.failed && wire_remaining(&r) == 0;
 }
 
 /* ---- set-up ---- */
@@ -182,7 +181,6 @@ backfill_init(backfill *b, db *d, const char *conninfo, const catalog_table *t,
 	buf_init(&b->columns);
 	buf_init(&b->lo);
 	b->chunk_rows = o->chunk_rows > 0 ? o->chunk_rows : BACKFILL_FIRST_ROWS;
-	b->physical = m->physical;
 	b->qtable = ident_qualified(m->schema, m->table);
 	b->target_us = BACKFILL_TARGET_US;
 	b->estimated_rows = t->estimated_rows;
@@ -261,8 +259,8 @@ backfill_resume(backfill *b)
 	if (n > 0)
 		b->filenode = chunks[0].filenode;
 	/* In physical order the open-ended chunk is recorded before the keys are reconciled. */
-	b->copied = n > 0 && b->physical && chunks[n - 1].hi_key == NULL;
-	if (n > 0 && b->physical && !b->copied &&
+	b->copied = n > 0 && b->m->physical && chunks[n - 1].hi_key == NULL;
+	if (n > 0 && b->m->physical && !b->copied &&
 		!backfill_page_of(chunks[n - 1].hi_key, chunks[n - 1].hi_key_len, &b->lo_page))
 	{
 		log_error("chunk %d's upper page is malformed", n - 1);
@@ -479,7 +477,7 @@ backfill_same_file(backfill *b, uint32_t *filenode, bool *same)
 static void
 backfill_copy_sql(const backfill *b, bool open_ended, buf *sql)
 {
-	if (b->physical)
+	if (b->m->physical)
 	{
 		/* A TID range scan: the pages from lo up to hi, or to the end. */
 		buf_appendf(sql, "COPY (SELECT %s FROM ONLY %s WHERE ctid >= "
@@ -675,7 +673,7 @@ backfill_pipe(backfill *b, bool open_ended, int64_t *rows, buf *last_key, bool *
 			db_log_error(b->target.conn, "target", "load a chunk", res, b->target.sqlstate);
 		goto cleanup;
 	}
-	ok = b->physical || *rows < b->chunk_rows ||
+	ok = b->m->physical || *rows < b->chunk_rows ||
 		backfill_last_key(b, last, last_len, last_first, last_key);
 
 cleanup:
@@ -723,8 +721,8 @@ backfill_chunk(backfill *b, bool *last)
 		usleep(100000);
 		goto rollback;
 	}
-	if ((b->physical && !backfill_set_pages(b, &hi_page, &open_ended)) ||
-		(!b->physical && b->has_lo && !backfill_set_bound(b)) ||
+	if ((b->m->physical && !backfill_set_pages(b, &hi_page, &open_ended)) ||
+		(!b->m->physical && b->has_lo && !backfill_set_bound(b)) ||
 		!db_exec(&b->target, "start loading a chunk", "BEGIN"))
 		goto rollback;
 	if (!backfill_pipe(b, open_ended, &c.rows, &hi, &no_partition))
@@ -742,7 +740,7 @@ backfill_chunk(backfill *b, bool *last)
 		}
 		goto rollback;
 	}
-	if (b->physical)
+	if (b->m->physical)
 	{
 		if (!backfill_same_file(b, &c.filenode, &same_file))
 			goto rollback;
@@ -760,7 +758,7 @@ backfill_chunk(backfill *b, bool *last)
 	c.hi_key_len = *last ? 0 : hi.len;
 	/* In physical order the keys are reconciled before the copy is done (backfill_copy). */
 	if (!state_add_chunk(&b->target, b->m, &c) ||
-		(*last && !b->physical && !state_set_phase(&b->target, b->m, STATE_COPIED, LSN_INVALID)) ||
+		(*last && !b->m->physical && !state_set_phase(&b->target, b->m, STATE_COPIED, LSN_INVALID)) ||
 		!db_exec(&b->target, "commit the chunk", "COMMIT"))
 		goto rollback;
 	db_exec(b->source, "end the chunk's snapshot", "COMMIT");
@@ -770,7 +768,7 @@ backfill_chunk(backfill *b, bool *last)
 	buf_reset(&b->lo);
 	buf_append_len(&b->lo, hi.data, hi.len);
 	b->has_lo = true;
-	if (b->physical)
+	if (b->m->physical)
 	{
 		if (!open_ended && hi_page > b->lo_page)
 		{
@@ -979,7 +977,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 	b.base_rows = b.rows;
 	b.next_log_us = b.started_us + (int64_t) o->progress_seconds * 1000000;
 	log_info("copying \"%s.%s\" in chunks %s, each under its own snapshot", m->schema, m->table,
-			 b.physical ? "of heap pages" : "of the key");
+			 m->physical ? "of heap pages" : "of the key");
 	last = b.copied;
 	/* In physical order, a TRUNCATE seen as the keys are reconciled starts the copy over too. */
 	for (;;)
@@ -1040,7 +1038,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 			}
 			backfill_progress(&b, *sp, last);
 		}
-		if (!b.physical)
+		if (!m->physical)
 			break;
 		if (!reconcile_prepare(&b.target, conninfo, t, m, *sp, o->stop, &stopped, &truncated,
 							   &reconciled_changes, &reconciled_rows))
@@ -1055,7 +1053,7 @@ backfill_copy(db *d, const char *conninfo, const catalog_table *t, state_migrati
 		truncated = false;
 		last = false;
 	}
-	if (b.physical && !state_set_phase(d, m, STATE_COPIED, LSN_INVALID))
+	if (m->physical && !state_set_phase(d, m, STATE_COPIED, LSN_INVALID))
 		goto cleanup;
 	if (o->reconciled_changes != NULL)
 		*o->reconciled_changes += reconciled_changes;

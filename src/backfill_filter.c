@@ -640,22 +640,23 @@ filter_first(backfill_filter *f, int which)
 	int			n = f->nkeys + 2;
 	filter_params p;
 	int			answer;
-	uint8_t		lsn[8], ord[4];
+	buf			position;		/* the commit position, then the number: 8 and 4 bytes */
 
 	if ((answer = filter_first_find(f, f->commit, f->change_ord)) >= 0)
 		return f->answers[answer].above;
 	filter_params_init(&p, f, which, n);
-	for (int i = 0; i < 8; i++)
-		lsn[i] = (uint8_t) (f->commit >> (56 - 8 * i));
-	for (int i = 0; i < 4; i++)
-		ord[i] = (uint8_t) ((uint32_t) f->change_ord >> (24 - 8 * i));
-	p.values[f->nkeys] = (const char *) lsn;
+	buf_init(&position);
+	wire_put_u64(&position, f->commit);
+	wire_put_u32(&position, (uint32_t) f->change_ord);
+	p.values[f->nkeys] = position.data;
 	p.lens[f->nkeys] = 8;
 	p.types[f->nkeys] = CATALOG_PG_LSNOID;
-	p.values[f->nkeys + 1] = (const char *) ord;
+	p.values[f->nkeys + 1] = position.data + 8;
 	p.lens[f->nkeys + 1] = 4;
 	p.types[f->nkeys + 1] = CATALOG_INT4OID;
-	return filter_ask(f, f->first_sql.data, n, &p, "look up a key to reconcile");
+	answer = filter_ask(f, f->first_sql.data, n, &p, "look up a key to reconcile");
+	buf_free(&position);
+	return answer;
 }
 
 /*

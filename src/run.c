@@ -241,7 +241,8 @@ run_check_resumed_options(db *d, const state_migration *m, const plan_options *p
 				  has_default ? "has" : "has no");
 	else if ((po->given & PLAN_GIVEN_COPY_ORDER) && (po->copy_order == PLAN_COPY_PHYSICAL) != m->physical)
 		log_error("--copy-order %s differs from the migration's, which copies in %s order",
-				  plan_copy_order_name(po->copy_order), m->physical ? "physical" : "key");
+				  plan_copy_order_name(po->copy_order),
+				  plan_copy_order_name(m->physical ? PLAN_COPY_PHYSICAL : PLAN_COPY_KEY));
 	else if ((po->given & PLAN_GIVEN_PREMAKE) && premake >= 0 && po->premake != premake)
 		log_error("--premake %d differs from the migration's, which is %d (pgrepart partitions "
 				  "--ahead adds partitions)", po->premake, premake);
@@ -329,7 +330,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 								   &ro->report->copy_seconds, &ro->report->reconciled_changes,
 								   &ro->report->reconciled_rows};
 
-				ro->report->copy_order = m->physical ? "physical" : "key";
+				ro->report->copy_order =
+					plan_copy_order_name(m->physical ? PLAN_COPY_PHYSICAL : PLAN_COPY_KEY);
 
 				switch (backfill_copy(&d, conninfo, t, m, &bo, &sp))
 				{
