@@ -20,6 +20,7 @@ $node->psql(q{
 CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, body text);
 INSERT INTO events SELECT g, '2026-01-01'::timestamptz + g * interval '1 minute', repeat('e', 100)
 FROM generate_series(1, 60000) g;
+CREATE INDEX ON events (created_at);
 ALTER TABLE chat_messages SET (autovacuum_enabled = off);
 ALTER TABLE events SET (autovacuum_enabled = off);
 VACUUM ANALYZE chat_messages, events;
@@ -33,17 +34,16 @@ like($out, qr/copy order: physical: the copy reads ranges of heap pages, each pa
 like($out, qr/warn\s+copy\s+copy order: key: .* so it may read a heap page once per row, at random/,
 	'plan: the key order of a uuid is a warning') or diag($out);
 
-# Heap page accesses of one copy, no load: the run's, less the plan's (the
-# partitions' range may scan the table), which the run makes too.
+# Heap page accesses of one run, no load, counted once at least $least
+# times the table's pages have arrived (a backend sends its counts as it
+# ends).  Both tables have an index on the partition column, so the plan's
+# range reads no heap pages to speak of: what is counted is the copy.
 sub copy_pages
 {
-	my ($table, @options) = @_;
+	my ($table, $least, @options) = @_;
 	my $log = "$dir/$table-pages.log";
 	my $label = join ' ', $table, @options;
 	my $pages = $node->psql("SELECT pg_relation_size('$table') / 8192");
-	$node->psql("SELECT pg_stat_reset_single_table_counters('$table'::regclass)");
-	pgrepart('plan', '-d', $node->connstr, '-t', $table, '-k', 'created_at', @options);
-	my $planned = heap_accesses($node, $table, 0);
 	$node->psql("SELECT pg_stat_reset_single_table_counters('$table'::regclass)");
 	my $run = pgrepart_background($log, 'run', '--cutover', 'manual', '-d', $node->connstr,
 		'-t', $table, '-k', 'created_at', '--chunk-rows', '2000', @options);
@@ -51,7 +51,7 @@ sub copy_pages
 			120, $run), "$label: copied and synced") or diag(slurp($log));
 	kill 'TERM', $run;
 	is(wait_exit($run), 5, "$label: the run stops cleanly");
-	my $accesses = heap_accesses($node, $table, $planned + $pages * 0.9) - $planned;
+	my $accesses = heap_accesses($node, $table, $pages * $least);
 	my ($missing, $extra) = compare_tables($node, $table, "${table}_pgrepart");
 	is("$missing/$extra", '0/0', "$label: every row equal");
 	my ($aborted) = pgrepart('abort', '-d', $node->connstr, '-t', $table);
@@ -59,13 +59,13 @@ sub copy_pages
 	return ($accesses, $pages);
 }
 
-my ($uuid, $uuid_pages) = copy_pages('chat_messages');
+my ($uuid, $uuid_pages) = copy_pages('chat_messages', 0.9);
 cmp_ok($uuid, '<=', 1.2 * $uuid_pages + 20,
 	"uuid key, physical order: $uuid heap page accesses for a table of $uuid_pages pages");
-my ($bigint, $bigint_pages) = copy_pages('events');
+my ($bigint, $bigint_pages) = copy_pages('events', 0.9);
 cmp_ok($bigint, '<=', 1.2 * $bigint_pages + 20,
 	"bigint key, physical order: $bigint heap page accesses for a table of $bigint_pages pages");
-my ($keyed) = copy_pages('chat_messages', '--copy-order', 'key');
+my ($keyed) = copy_pages('chat_messages', 3, '--copy-order', 'key');
 cmp_ok($keyed, '>', 3 * $uuid_pages,
 	"uuid key, key order: $keyed heap page accesses for the same $uuid_pages pages");
 
