@@ -202,11 +202,7 @@ filter_first_sql(backfill_filter *f, const state_migration *m, const catalog_tab
 	buf_append(&cond, "NOT EXISTS (SELECT FROM ");
 	reconcile_table(&cond, m);
 	buf_append(&cond, " r WHERE (");
-	for (int k = 0; k < t->nkey_columns; k++)
-	{
-		buf_append(&cond, k > 0 ? ", r." : "r.");
-		ident_quote(&cond, t->key_columns[k]);
-	}
+	reconcile_key_list(&cond, t, "r.");
 	buf_append(&cond, ") = (");
 	buf_append(&f->first_sql, "SELECT ");
 	buf_append_len(&f->first_sql, cond.data, cond.len);

@@ -45,7 +45,7 @@ reconcile_table(buf *out, const state_migration *m)
 	ident_quote_qualified(out, "pgrepart", name);
 }
 
-static void
+void
 reconcile_key_list(buf *out, const catalog_table *t, const char *prefix)
 {
 	for (int k = 0; k < t->nkey_columns; k++)

@@ -30,6 +30,8 @@
 
 /* "pgrepart.reconcile_<id>", quoted. */
 void		reconcile_table(buf *out, const state_migration *m);
+/* The key's columns, quoted, each after prefix ("r." or ""), comma-separated: the table's columns. */
+void		reconcile_key_list(buf *out, const catalog_table *t, const char *prefix);
 
 /*
  * After the last chunk: spool the stream up to the chunks' last WAL
