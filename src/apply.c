@@ -511,7 +511,7 @@ apply_relation(apply *a, const pgout_message *m)
 				  a->nkey == 0 ? "no replica identity columns" : "no partition column");
 		return false;
 	}
-	a->identity_has_part = rel->columns[a->part].is_key;
+	a->identity_has_part = a->plain || rel->columns[a->part].is_key;
 	buf_init(&prefix);
 	buf_append_char(&prefix, '(');
 	for (int i = 0; i < a->nkey; i++)
@@ -660,6 +660,12 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 	 * take the value meanwhile without touching its key, which sends the run
 	 * first).  A truncate or a new relation sends them first.
 	 */
+	if (a->skipping && (m->kind == PGOUT_INSERT || m->kind == PGOUT_UPDATE ||
+						m->kind == PGOUT_DELETE || m->kind == PGOUT_TRUNCATE))
+	{
+		a->stats.skipped++;
+		return true;
+	}
 	if ((m->kind == PGOUT_TRUNCATE || m->kind == PGOUT_RELATION) && !apply_flush_pending(a))
 		return false;
 
@@ -667,6 +673,7 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 	{
 		case PGOUT_BEGIN:
 			a->in_source_txn = true;
+			a->skipping = false;
 			a->last_final = m->begin.final_lsn;
 			return apply_begin_target(a);
 		case PGOUT_COMMIT:
@@ -691,10 +698,13 @@ apply_message(apply *a, const pgout_message *m, lsn_t lsn)
 			buf_appendf(&a->sql, "TRUNCATE %s", a->qshadow);
 			a->stats.truncates++;
 			return apply_send_plain(a, a->sql.data, "truncate");
-		case PGOUT_TYPE:
 		case PGOUT_ORIGIN:
+			/* It comes right after the BEGIN, before any change. */
+			a->skipping = a->o.skip_origins && a->in_source_txn;
+			return true;
+		case PGOUT_TYPE:
 		case PGOUT_MESSAGE:
-			/* Types travel in binary; changes of any origin apply alike. */
+			/* Types travel in binary. */
 			return true;
 	}
 	return true;
@@ -814,6 +824,22 @@ apply_create(db *target, const apply_options *o)
 
 	a->db = target;
 	a->o = *o;
+	/*
+	 * A plain target: its first key column stands in for the partition
+	 * column.  Every old key then carries the row's "partition value"
+	 * (identity_has_part), so each row is looked for exactly, by its key
+	 * (the redundant column adds nothing to the match), and there are no
+	 * leaves: every statement goes to the table itself.
+	 */
+	a->plain = o->partition_column == NULL;
+	if (a->plain && o->nkey_columns == 0)
+	{
+		log_error("a plain target needs its key columns named");
+		free(a);
+		return NULL;
+	}
+	if (a->plain)
+		a->o.partition_column = o->key_columns[0];
 	if (a->o.batch_transactions <= 0)
 		a->o.batch_transactions = 2000;
 	if (a->o.pipeline_depth <= 0)
@@ -845,6 +871,8 @@ apply_create(db *target, const apply_options *o)
 	if (!db_exec(a->db, "set up the apply session",
 				 "SET plan_cache_mode = force_generic_plan; SET enable_hashjoin = off; "
 				 "SET enable_mergejoin = off; SET enable_bitmapscan = off") ||
+		(a->o.replica_role &&
+		 !db_exec(a->db, "apply as a replica", "SET session_replication_role = replica")) ||
 		!apply_read_columns(a) || !apply_read_bounds(a) || !apply_take_origin(a, &a->committed))
 		goto fail;
 	a->pending_lsn = a->committed;

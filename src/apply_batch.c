@@ -518,9 +518,13 @@ apply_batch_rows_from(const apply *a, change_kind k, bool by_part, const char *k
 #define BATCH_GUARD_TEXT "pgrepart: batch row "
 
 void
-apply_batch_guard(buf *b)
+apply_batch_guard(const apply *a, buf *b)
 {
-	buf_append(b, "SELECT r.ord FROM r UNION ALL "
+	buf_append(b, "SELECT r.ord FROM r");
+	/* A missing row is no failure there: apply_check_batch counts it. */
+	if (a->o.tolerate_missing)
+		return;
+	buf_append(b, " UNION ALL "
 			   "SELECT pg_catalog.int8('" BATCH_GUARD_TEXT "' || "
 			   "(SELECT g.g || ' touched ' || pg_catalog.count(x.ord) || ' rows' "
 			   " FROM pg_catalog.generate_series(1, pg_catalog.cardinality($1)) AS g(g) "
@@ -565,7 +569,7 @@ apply_batch_sql(const apply *a, change_kind kind, bool by_part, const char *keep
 		buf_append(b, " WHERE ");
 		apply_batch_match(a, 0, true, b);
 		buf_append(b, " RETURNING v.ord) ");
-		apply_batch_guard(b);
+		apply_batch_guard(a, b);
 		return n;
 	}
 	if (kind == CHANGE_DELETE)
@@ -584,7 +588,7 @@ apply_batch_sql(const apply *a, change_kind kind, bool by_part, const char *keep
 		apply_batch_match_as(a, "t", "f", 0, false, b);
 		apply_batch_in_part(a, "f", b);
 		buf_append(b, " RETURNING f.ord) ");
-		apply_batch_guard(b);
+		apply_batch_guard(a, b);
 		return n;
 	}
 	if (by_part)
@@ -596,7 +600,7 @@ apply_batch_sql(const apply *a, change_kind kind, bool by_part, const char *keep
 		buf_append(b, " WHERE ");
 		apply_batch_match(a, a->rel->ncols, true, b);
 		buf_append(b, " RETURNING v.ord) ");
-		apply_batch_guard(b);
+		apply_batch_guard(a, b);
 		return n;
 	}
 	buf_append(b, "WITH v AS MATERIALIZED (SELECT * FROM ");
@@ -621,7 +625,7 @@ apply_batch_sql(const apply *a, change_kind kind, bool by_part, const char *keep
 	apply_batch_match(a, a->rel->ncols, false, b);
 	apply_batch_in_part(a, "v", b);
 	buf_append(b, " RETURNING v.ord), r AS (SELECT ord FROM found UNION ALL SELECT ord FROM moved) ");
-	apply_batch_guard(b);
+	apply_batch_guard(a, b);
 	return n;
 }
 
@@ -1022,7 +1026,9 @@ apply_check_batch(apply *a, const batch *b, PGresult *res, bool *logged)
 			hits[ord - 1]++;
 	}
 	for (int i = 0; ok && i < b->nlive; i++)
-		if (hits[i] != 1)
+		if (hits[i] == 0 && a->o.tolerate_missing)
+			a->stats.missed++;
+		else if (hits[i] != 1)
 		{
 			apply_report_batch_row(a, b, i + 1, hits[i], logged);
 			ok = false;

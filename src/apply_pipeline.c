@@ -274,6 +274,11 @@ apply_check_result(apply *a, expectation *e, PGresult *res, bool *logged)
 		e->retry = NULL;
 		return true;
 	}
+	if (rows == 0 && a->o.tolerate_missing)
+	{
+		a->stats.missed++;
+		return true;
+	}
 	apply_report_miss(a, e->what, e->key, e->lsn, rows, logged);
 	return false;
 }

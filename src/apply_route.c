@@ -51,6 +51,8 @@ apply_read_bounds(apply *a)
 	int			nleaves = 0;
 	bool		ok = false;
 
+	if (a->plain)
+		return true;
 	switch (a->partition_type)
 	{
 		case CATALOG_TIMESTAMPOID:
@@ -277,7 +279,7 @@ apply_check_partition(apply *a, const pgout_tuple *t, const char *what, lsn_t ls
 	char		at[LSN_TEXT_SIZE];
 	char	   *key;
 
-	if (a->has_default_partition || a->part >= t->ncols ||
+	if (a->plain || a->has_default_partition || a->part >= t->ncols ||
 		!apply_partition_value(a, &t->values[a->part], &v))
 		return true;
 	if (v >= a->lower && v < a->upper)

@@ -28,6 +28,7 @@
 #include "pgrepart/plan.h"
 #include "pgrepart/plan_report.h"
 #include "pgrepart/preflight.h"
+#include "pgrepart/revert.h"
 #include "pgrepart/run.h"
 #include "pgrepart/status.h"
 #include "pgrepart/verify.h"
@@ -114,6 +115,9 @@ static const char run_help[] =
 	"      --max-cutover-lag=BYTES try only when this close to the server (default 4194304)\n"
 	"      --old-name=NAME         the original table's name after the swap\n"
 	"                              (default TABLE_old)\n"
+	"      --revert-window=TIME    after the swap, keep the original in step with the\n"
+	"                              new table for TIME (30min, 12h, 2d; default 0: no),\n"
+	"                              so that \"pgrepart revert\" can swap back\n"
 	"      --rehearse              take the lock and swap, then roll back, remove what\n"
 	"                              the run made and stop\n"
 	"      --keep                  with --rehearse: keep the migration in sync instead\n"
@@ -156,6 +160,32 @@ static const char cutover_help[] =
 	"as it is in sync, and wait until it has.\n"
 	CLI_COMMON_OPTIONS
 	"\nExit status: 0 cut over, 1 error, 2 usage error.\n";
+static const char revert_help[] =
+	"Usage: pgrepart revert -d CONNINFO -t TABLE [options]\n"
+	"\n"
+	"Swap TABLE back to the original, within the migration's --revert-window: lock\n"
+	"the new table as the cutover does, apply the changes it has received up to the\n"
+	"lock to the original, rename both (the partitioned table becomes\n"
+	"TABLE_partitioned), carry views, grants, triggers, policies, rules,\n"
+	"publications and sequence positions back, and commit. The run following the\n"
+	"reverse stream does it; with none, this command does.\n"
+	"\n"
+	"Options:\n"
+	"      --lock-timeout=MS       as for run (default 100)\n"
+	"      --max-lock-hold=MS      as for run (default 1000)\n"
+	"      --cutover-retries=N     as for run (default 30)\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 reverted, 1 error or refused, 2 usage error, 5 stopped, 6 no\n"
+	"swapped migration.\n";
+static const char finish_help[] =
+	"Usage: pgrepart finish -d CONNINFO -t TABLE\n"
+	"\n"
+	"End a migration's revert window now: stop the reverse stream and drop its slot,\n"
+	"publication and origin. The original table stays under its old name, no longer\n"
+	"kept in step, for you to drop.\n"
+	CLI_COMMON_OPTIONS
+	"\nExit status: 0 finished, 1 error or refused, 2 usage error, 6 no swapped\n"
+	"migration.\n";
 static const char pause_help[] =
 	"Usage: pgrepart pause -d CONNINFO -t TABLE\n"
 	"\n"
@@ -229,6 +259,8 @@ static int	cli_verify(int argc, char **argv);
 static int	cli_cutover(int argc, char **argv);
 static int	cli_pause(int argc, char **argv);
 static int	cli_resume(int argc, char **argv);
+static int	cli_revert(int argc, char **argv);
+static int	cli_finish(int argc, char **argv);
 static int	cli_abort(int argc, char **argv);
 static int	cli_partitions(int argc, char **argv);
 
@@ -240,6 +272,9 @@ static const cli_command commands[] = {
 	{"verify", "compare two tables by xxHash checksums", cli_verify, verify_help},
 	{"pause", "pause a migration's copy or apply", cli_pause, pause_help},
 	{"resume", "resume a paused migration", cli_resume, resume_help},
+	{"revert", "swap back to the original table within the revert window", cli_revert,
+	revert_help},
+	{"finish", "end the revert window: drop the reverse stream", cli_finish, finish_help},
 	{"abort", "remove a migration's slot, publication, shadow and state",
 	cli_abort, abort_help},
 	{"partitions", "create future partitions (for cron)", cli_partitions, partitions_help},
@@ -297,6 +332,33 @@ cli_parse_int(const char *s, int min, int max, int *out)
  * A standby lag limit: a time ("500ms", "10s", "2min", "1h"; a bare number
  * is milliseconds) or a size ("64kB", "64MB", "1GB"); "0" is none.
  */
+/* A duration in seconds: a whole number with s, min, h or d (none: seconds). */
+static bool
+cli_parse_duration(const char *s, int *seconds)
+{
+	static const struct
+	{
+		const char *unit;
+		long long	factor;
+	}			units[] = {{"", 1}, {"s", 1}, {"min", 60}, {"h", 3600}, {"d", 86400}};
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || v < 0)
+		return false;
+	while (*end == ' ')
+		end++;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(end, units[i].unit) == 0 && v <= 365LL * 86400 / units[i].factor)
+		{
+			*seconds = (int) (v * units[i].factor);
+			return true;
+		}
+	return false;
+}
+
 static bool
 cli_parse_lag(const char *s, throttle_limits *l)
 {
@@ -424,6 +486,7 @@ enum
 	OPT_CUTOVER_RETRIES,
 	OPT_MAX_CUTOVER_LAG,
 	OPT_OLD_NAME,
+	OPT_REVERT_WINDOW,
 	OPT_REHEARSE,
 	OPT_KEEP,
 	OPT_NO_VERIFY,
@@ -500,6 +563,7 @@ static const struct option cli_run_options[] = {
 	{"cutover-retries", required_argument, NULL, OPT_CUTOVER_RETRIES},
 	{"max-cutover-lag", required_argument, NULL, OPT_MAX_CUTOVER_LAG},
 	{"old-name", required_argument, NULL, OPT_OLD_NAME},
+	{"revert-window", required_argument, NULL, OPT_REVERT_WINDOW},
 	{"rehearse", no_argument, NULL, OPT_REHEARSE},
 	{"keep", no_argument, NULL, OPT_KEEP},
 	{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
@@ -633,6 +697,11 @@ cli_run_option(int c, cli_plan_args *args)
 			if (strlen(optarg) == 0 || strlen(optarg) > 63)
 				return cli_usage_error("run", "invalid --old-name \"%s\"", optarg);
 			args->cutover.old_name = optarg;
+			return -1;
+		case OPT_REVERT_WINDOW:
+			if (!cli_parse_duration(optarg, &args->cutover.revert_window_s))
+				return cli_usage_error("run", "invalid --revert-window \"%s\": give a time "
+									   "such as 3600, 30min, 12h or 2d (at most 365d)", optarg);
 			return -1;
 		case OPT_REPORT:
 			args->report_path = optarg;
@@ -1163,6 +1232,75 @@ static int
 cli_resume(int argc, char **argv)
 {
 	return cli_set_paused("resume", resume_help, argc, argv, false);
+}
+
+/* pgrepart revert and pgrepart finish. */
+static int
+cli_revert_or_finish(const char *command, const char *help, int argc, char **argv, bool revert)
+{
+	static const struct option options[] = {
+		{"dbname", required_argument, NULL, 'd'},
+		{"table", required_argument, NULL, 't'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
+		{"max-lock-hold", required_argument, NULL, OPT_MAX_LOCK_HOLD},
+		{"cutover-retries", required_argument, NULL, OPT_CUTOVER_RETRIES},
+		{NULL, 0, NULL, 0}
+	};
+	cli_plan_args args;
+	char	   *schema = NULL, *table = NULL;
+	struct sigaction sa;
+	int			rc = -1;
+	int			c;
+
+	cli_plan_args_init(&args);
+	while (rc < 0 && (c = getopt_long(argc, argv, "d:t:vqh", options, NULL)) != -1)
+	{
+		if (cli_common_option(c, &args.common))
+			continue;
+		if (c == 'h')
+		{
+			fputs(help, stdout);
+			rc = EXIT_OK;
+		}
+		else if (revert && (c == OPT_LOCK_TIMEOUT || c == OPT_MAX_LOCK_HOLD || c == OPT_CUTOVER_RETRIES))
+			rc = cli_run_option(c, &args);
+		else
+			rc = cli_usage_error(command, "%s", "invalid option");
+	}
+	if (rc < 0 && optind < argc)
+		rc = cli_usage_error(command, "unexpected argument \"%s\"", argv[optind]);
+	if (rc < 0 && !cli_parse_table(command, "-t/--table", args.common.table, &schema, &table))
+		rc = EXIT_USAGE;
+	if (rc < 0)
+	{
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = cli_handle_stop;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		rc = revert_command(args.common.dbname, schema, table, &args.cutover, &stop_requested,
+							revert);
+	}
+	ident_free_keywords();
+	cli_plan_args_free(&args);
+	free(schema);
+	free(table);
+	return rc;
+}
+
+static int
+cli_revert(int argc, char **argv)
+{
+	return cli_revert_or_finish("revert", revert_help, argc, argv, true);
+}
+
+static int
+cli_finish(int argc, char **argv)
+{
+	return cli_revert_or_finish("finish", finish_help, argc, argv, false);
 }
 
 static int

@@ -28,6 +28,7 @@
 #include "pgrepart/plan_report.h"
 #include "pgrepart/preflight.h"
 #include "pgrepart/report.h"
+#include "pgrepart/revert.h"
 #include "pgrepart/run.h"
 #include "pgrepart/session.h"
 #include "pgrepart/spool.h"
@@ -290,7 +291,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 
 	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
 		!state_upgrade(&d) || !state_find(&d, t->schema, t->name, &m) ||
-		(m != NULL && !state_check_home(&d, m)) || !run_read_environment(&d, t, ro->report))
+		(m != NULL && !state_check_home(&d, m)) || !run_read_environment(&d, t, ro->report) ||
+		(ro->cutover.revert_window_s > 0 && !revert_check_privileges(&d)))
 		goto cleanup;
 	ro->report->schema = t->schema;
 	ro->report->table = t->name;
@@ -408,10 +410,25 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 		if (!db_connect(&d, conninfo, "source"))
 			goto cleanup;
 	}
-	if (cutover_finish(conninfo, &d, m, &ro->cutover))
+	if (!cutover_finish(conninfo, &d, m, &ro->cutover))
+		goto cleanup;
+	result = RUN_DONE;
+	ro->report->outcome = "swapped";
+	/* With --revert-window the run keeps the old table in step until the window ends. */
+	switch (revert_follow(conninfo, m, &ro->cutover, ro->stop, ro->progress_seconds))
 	{
-		result = RUN_DONE;
-		ro->report->outcome = "swapped";
+		case REVERT_NONE:
+		case REVERT_FINISHED:
+			break;
+		case REVERT_REVERTED:
+			ro->report->outcome = "reverted";
+			break;
+		case REVERT_STOPPED:
+			result = RUN_STOPPED;
+			break;
+		case REVERT_FAILED:
+			result = RUN_FAILED;
+			break;
 	}
 
 cleanup:

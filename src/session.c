@@ -32,6 +32,7 @@
 #include "pgrepart/pgout.h"
 #include "pgrepart/reconcile.h"
 #include "pgrepart/report.h"
+#include "pgrepart/revert.h"
 #include "pgrepart/session.h"
 #include "pgrepart/spool.h"
 #include "pgrepart/sqlstate.h"
@@ -546,24 +547,6 @@ session_current_lsn(db *aux, lsn_t *lsn)
 	return ok;
 }
 
-/*
- * Force the WAL up to the cutover's marker to disk, where the walsender
- * reads it: a transaction that wrote WAL flushes it at commit (one that only
- * took an xid would leave it to the WAL writer, up to wal_writer_delay later).
- * Only with synchronous_commit on, whatever the server's default: off would
- * leave the flush to the WAL writer too, and the lock held that much longer
- * (rehearsals under a server-wide off held it 208 to 225 ms, 16 to 35 ms
- * with this).
- * "local": a synchronous standby's acknowledgement is not waited for.
- */
-static bool
-session_flush_wal(db *aux)
-{
-	return db_exec(aux, "flush the WAL",
-				   "BEGIN; SET LOCAL synchronous_commit = local; "
-				   "SELECT pg_catalog.pg_logical_emit_message(true, 'pgrepart', 'flush'); COMMIT");
-}
-
 /* Between attempts: back off with jitter, applying the stream meanwhile. */
 static bool
 session_back_off(session *rs, int attempt)
@@ -658,6 +641,26 @@ session_cutover(session *rs, const run_options *ro, bool *swapped)
 				goto cleanup;
 			continue;
 		}
+		/*
+		 * The reverse slot exists before the swap commits (revert.h); its
+		 * creation waits for transactions in progress, the apply's own
+		 * among them, which therefore commits first.
+		 */
+		if (o->revert_window_s > 0)
+		{
+			if (!apply_commit(rs->a))
+			{
+				rs->end = session_apply_failed(rs);
+				goto cleanup;
+			}
+			stream_confirm(&rs->s, apply_committed(rs->a));
+			if (!revert_prepare(rs->conninfo, &aux, rs->m, REVERT_SLOT_WAIT_MS, &busy))
+			{
+				if (!busy || !session_back_off(rs, attempt))
+					goto cleanup;
+				continue;
+			}
+		}
 		if (!cutover_lock(&rs->control, rs->m, o, &l, &busy))
 		{
 			report_lock_attempt_add(ro->report, (double) (clock_monotonic_us() - asked_at) / 1000.0, 0,
@@ -671,7 +674,7 @@ session_cutover(session *rs, const run_options *ro, bool *swapped)
 		locked_at = clock_monotonic_us();
 		log_debug("cutover: locked");
 		fault_point("lock");
-		if (!session_flush_wal(&aux) ||
+		if (!cutover_flush_wal(&aux) ||
 			!session_catch_up(rs, l, locked_at + (int64_t) o->max_lock_hold_ms * 1000, &reached))
 		{
 			cutover_release(&rs->control);

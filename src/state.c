@@ -101,6 +101,17 @@ static const char tables_sql[] =
 	"ALTER TABLE pgrepart.chunk ADD COLUMN IF NOT EXISTS filenode oid; "
 	"ALTER TABLE pgrepart.statement ADD COLUMN IF NOT EXISTS each_head text, "
 	"  ADD COLUMN IF NOT EXISTS each_tail text; "
+	/*
+	 * The way back after the swap (revert.h): the old table's name, the
+	 * window's end, the requests, and how the reverse stream ended.
+	 */
+	"ALTER TABLE pgrepart.migration "
+	"  ADD COLUMN IF NOT EXISTS old_table name, "
+	"  ADD COLUMN IF NOT EXISTS revert_until timestamptz, "
+	"  ADD COLUMN IF NOT EXISTS revert_requested_at timestamptz, "
+	"  ADD COLUMN IF NOT EXISTS finish_requested_at timestamptz, "
+	"  ADD COLUMN IF NOT EXISTS reverse_ended_at timestamptz, "
+	"  ADD COLUMN IF NOT EXISTS reverse_end text; "
 	/* An index or key built on one partition, committed with it (build.c). */
 	"CREATE TABLE IF NOT EXISTS pgrepart.built ("
 	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"

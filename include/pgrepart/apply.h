@@ -34,7 +34,13 @@ typedef struct apply_options
 {
 	const char *schema;			/* of the source table, its shadow and partitions */
 	const char *table;			/* the source table: partitions are named after it */
-	const char *shadow;			/* the partitioned shadow table */
+	const char *shadow;			/* the partitioned shadow table, or a plain target */
+
+	/*
+	 * NULL: the target is a plain table (the reverse stream's, revert.h):
+	 * every row is found by the key alone, in the table itself, and no
+	 * partition is ever made.
+	 */
 	const char *partition_column;
 	const char *interval;		/* width of a new partition */
 	const char *origin;			/* replication origin name */
@@ -66,6 +72,26 @@ typedef struct apply_options
 	 * statement, in source order: a replay after apply_replay_until.
 	 */
 	lsn_t		in_order_until;
+
+	/*
+	 * A change that finds no row is counted (apply_stats.missed), not a
+	 * failure: the reverse stream's target loses rows to the cascades of
+	 * its own foreign keys before the stream brings the same deletes.
+	 */
+	bool		tolerate_missing;
+	/*
+	 * Apply as a replica (session_replication_role): the target's own
+	 * triggers, foreign key checks among them, stay quiet, as on a logical
+	 * replication subscriber.  The reverse stream's target keeps them.
+	 */
+	bool		replica_role;
+	/*
+	 * The changes of a source transaction that carries a replication origin
+	 * are not applied; it commits as an empty one, so the origin's progress
+	 * passes it.  The reverse stream's: those are pgrepart's own forward
+	 * apply, which wrote them to the shadow before the swap (revert.h).
+	 */
+	bool		skip_origins;
 } apply_options;
 
 typedef struct apply_stats
@@ -82,6 +108,8 @@ typedef struct apply_stats
 	int64_t		partitions_created;
 	int64_t		last_commit_time;	/* source commit time of the last durable transaction */
 	int64_t		durable_changes;	/* inserts, updates and deletes committed in the shadow */
+	int64_t		missed;			/* tolerate_missing: updates and deletes that found no row */
+	int64_t		skipped;		/* skip_origins: changes of transactions with an origin */
 } apply_stats;
 
 typedef struct apply apply;

@@ -138,6 +138,7 @@ struct apply
 	bool	   *compressible;	/* whether the server may compress a column's values */
 	int			ncolumns;
 	bool		can_batch;		/* every column has an array type */
+	bool		plain;			/* the target is not partitioned (apply_options.partition_column) */
 	bool		has_default_partition;
 	bool		have_bounds;	/* partition range known as int64 */
 	int64_t		lower, upper;	/* [lower, upper) covered by partitions */
@@ -158,6 +159,7 @@ struct apply
 	bool		identity_has_part;	/* the old key carries the partition value */
 	bool		can_fold;		/* see apply_fold_update */
 	bool		in_source_txn;
+	bool		skipping;		/* the source transaction carries an origin (skip_origins) */
 	bool		in_target_txn;
 	bool		run_has_text;	/* a pending insert carries a value as text: no COPY */
 	lsn_t		last_final;		/* commit LSN of the latest source transaction begun */
@@ -301,7 +303,7 @@ void apply_batch_release(batch *b);
 void apply_batch_free(batch *b);
 bool apply_batchable(const apply *a, const pgout_value *const *vals, int n);
 void apply_batch_add(apply *a, batch *b, const batch_row *row, const pgout_value *const *vals, int n);
-void apply_batch_guard(buf *b);
+void apply_batch_guard(const apply *a, buf *b);
 int apply_batch_sql(const apply *a, change_kind kind, bool by_part, const char *keep, buf *b, Oid *types);
 bool apply_fold_update(apply *a, const char *key, const char *newkey, const uint64_t hash[2],
 				  const pgout_tuple *newt);

@@ -31,6 +31,7 @@ typedef struct cutover_options
 	bool		rehearse;		/* take the lock and drain, then roll back */
 	bool		keep;			/* after a rehearsal keep the migration, else remove it */
 	int			snapshot_wait_ms;	/* before each attempt, wait this long for older snapshots to go; 0: no */
+	int			revert_window_s;	/* keep the old table in step this long after the swap (revert.h); 0: no */
 } cutover_options;
 
 /*
@@ -90,6 +91,27 @@ bool		cutover_request(const char *conninfo, const char *schema, const char *tabl
  * swap.  Returns an exit status: 0 done, 1 refused or failed, 6 no migration.
  */
 int			cutover_abort(const char *conninfo, const char *schema, const char *table);
+
+/*
+ * What points at qtable (views, grants, owner, triggers, row security,
+ * replica identity, publications but pgrepart's own, owned sequences,
+ * identity positions, rules), read while the names are the old ones, as
+ * statements that carry it over to qdest, a table with the same columns,
+ * once qdest has taken qtable's name and qtable is qafter.  Triggers,
+ * policies and rules qdest already has, by name, stay as they are.  The
+ * swap and the swap back (revert.h) both carry their dependents this way.
+ */
+bool		cutover_read_dependents(db *d, const char *qtable, const char *qdest,
+									const char *qafter, const char *publication,
+									PGresult **deps, PGresult **views);
+/* After the renames: run what cutover_read_dependents read. */
+bool		cutover_carry_dependents(db *d, PGresult *deps, PGresult *views);
+
+/*
+ * With the lock held (on another session): force the WAL up to the mark to
+ * disk, where the walsender reads it.
+ */
+bool		cutover_flush_wal(db *aux);
 
 /* Give up the attempt: roll back, releasing the lock. */
 void		cutover_release(db *d);

@@ -1,0 +1,829 @@
+/*
+ * revert.c: the reverse stream after the swap, and the swap back; see
+ * revert.h.
+ *
+ * The follower is the forward stream's loop in small: receive, apply,
+ * commit and confirm at least once a second, check the migration's row for
+ * requests once a second.  Its apply targets the old table: a plain table,
+ * rows found by key alone, as a replica, changes of transactions with an
+ * origin skipped, and a change that finds no row counted rather than fatal
+ * (a cascade of the old table's own foreign keys took the row first; the
+ * same delete follows in the stream).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpqtypes.h>
+
+#include "pgrepart/apply.h"
+#include "pgrepart/clock.h"
+#include "pgrepart/fault.h"
+#include "pgrepart/ident.h"
+#include "pgrepart/log.h"
+#include "pgrepart/mem.h"
+#include "pgrepart/pgout.h"
+#include "pgrepart/revert.h"
+#include "pgrepart/sqlstate.h"
+#include "pgrepart/stream.h"
+
+/* The reverse stream's names. */
+typedef struct revert_names
+{
+	char		slot[IDENT_MAX_BYTES + 1];
+	char		publication[IDENT_MAX_BYTES + 1];
+	char		origin[IDENT_MAX_BYTES + 1];
+} revert_names;
+
+static void
+revert_names_of(const state_migration *m, revert_names *n)
+{
+	snprintf(n->slot, sizeof(n->slot), "%s" REVERT_SUFFIX, m->slot);
+	snprintf(n->publication, sizeof(n->publication), "%s" REVERT_SUFFIX, m->publication);
+	snprintf(n->origin, sizeof(n->origin), "%s" REVERT_SUFFIX, m->origin);
+}
+
+bool
+revert_check_privileges(db *d)
+{
+	PGresult   *res = PQexec(d->conn, "BEGIN; SET LOCAL session_replication_role = replica");
+	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	PQclear(res);
+	if (!db_exec(d, "end the privilege check", "ROLLBACK"))
+		return false;
+	if (!ok)
+	{
+		log_error("--revert-window applies the new table's changes to the old one as a replica, "
+				  "and this role may not set session_replication_role");
+		log_hint("Run as a superuser, or GRANT SET ON PARAMETER session_replication_role TO the "
+				 "role (PostgreSQL 15 and later); or run without --revert-window.");
+	}
+	return ok;
+}
+
+bool
+revert_prepare(const char *conninfo, db *d, const state_migration *m, int lock_timeout_ms,
+			   bool *busy)
+{
+	revert_names n;
+	PGresult   *res;
+	PGbool		have_publication = 0, have_slot = 0;
+	stream		s;
+	lsn_t		consistent;
+	bool		ok = false;
+
+	*busy = false;
+	revert_names_of(m, &n);
+	res = db_execf(d, "look for the reverse stream",
+				   "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %text), "
+				   "  EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %text "
+				   "          AND database = pg_catalog.current_database())",
+				   n.publication, n.slot);
+	if (res == NULL || !db_getf(res, 0, "%bool %bool", 0, &have_publication, 1, &have_slot))
+	{
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	if (!have_publication)
+	{
+		buf			sql;
+
+		/*
+		 * Through the root: the old table is one table, and partitions made
+		 * after the swap are published as the parent's without a change here.
+		 */
+		buf_init(&sql);
+		buf_append(&sql, "CREATE PUBLICATION ");
+		ident_quote(&sql, n.publication);
+		buf_append(&sql, " FOR TABLE ");
+		ident_quote_qualified(&sql, m->schema, m->shadow);
+		buf_append(&sql, " WITH (publish_via_partition_root = true)");
+		ok = db_exec(d, "publish the shadow for the reverse stream", sql.data);
+		buf_free(&sql);
+		if (!ok)
+			return false;
+	}
+	if (have_slot)
+		return true;
+	memset(&s, 0, sizeof(s));
+	ok = stream_connect(&s, conninfo) &&
+		stream_create_slot(&s, n.slot, false, false, lock_timeout_ms, &consistent, NULL);
+	*busy = !ok && strcmp(s.sqlstate, ERRCODE_LOCK_NOT_AVAILABLE) == 0;
+	if (ok)
+	{
+		char		text[LSN_TEXT_SIZE];
+
+		log_info("reverse stream: slot \"%s\" created at %s, before the swap", n.slot,
+				 lsn_format(consistent, text));
+	}
+	else if (*busy)
+		log_info("creating the reverse slot waited %d ms for transactions in progress; trying "
+				 "again", lock_timeout_ms);
+	stream_close(&s);
+	return ok;
+}
+
+bool
+revert_record_swap(db *d, const state_migration *m, const char *old_name, int window_s)
+{
+	PGresult   *res = db_execf(d, "record the swap",
+							   "UPDATE pgrepart.migration SET old_table = %text, "
+							   "  revert_until = CASE WHEN %int4 > 0 THEN pg_catalog.now() + "
+							   "    pg_catalog.make_interval(secs => %int4) END "
+							   "WHERE id = %int4", old_name, window_s, window_s, m->id);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+revert_drop(const char *conninfo, db *d, const state_migration *m)
+{
+	revert_names n;
+	PGresult   *res;
+	PGbool		have_slot = 0;
+	const char *origin[1];
+	stream		s;
+	buf			sql;
+	bool		ok;
+
+	revert_names_of(m, &n);
+	res = db_execf(d, "look for the reverse slot",
+				   "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %text "
+				   "  AND database = pg_catalog.current_database())", n.slot);
+	if (res == NULL || !db_getf(res, 0, "%bool", 0, &have_slot))
+	{
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	memset(&s, 0, sizeof(s));
+	ok = !have_slot || (stream_connect(&s, conninfo) && stream_drop_slot(&s, n.slot));
+	stream_close(&s);
+	if (!ok)
+		return false;
+	buf_init(&sql);
+	buf_append(&sql, "DROP PUBLICATION IF EXISTS ");
+	ident_quote(&sql, n.publication);
+	ok = db_exec(d, "drop the reverse publication", sql.data);
+	buf_free(&sql);
+	if (!ok)
+		return false;
+	origin[0] = n.origin;
+	res = db_exec_when_free(d->conn, d->label, "drop the reverse origin",
+							"SELECT pg_catalog.pg_replication_origin_drop(roname) "
+							"FROM pg_catalog.pg_replication_origin WHERE roname = $1",
+							1, origin, PGRES_TUPLES_OK, d->sqlstate);
+	PQclear(res);
+	return res != NULL;
+}
+
+/* ---- the follower ---- */
+
+typedef struct follower
+{
+	const char *conninfo;
+	const state_migration *m;
+	const cutover_options *o;
+	revert_names n;
+	char	   *old_table;
+	db			control;		/* requests, the lock of a revert */
+	db			aux;			/* WAL positions while control holds the lock */
+	db			target;			/* the apply's */
+	stream		s;
+	apply	   *a;
+	pgout_decoder dec;
+	catalog_table *t;			/* the old table */
+	apply_options ao;
+} follower;
+
+/* The migration's row as the follower reads it each second. */
+typedef struct follower_state
+{
+	bool		gone;			/* the row is gone: a revert finished */
+	bool		following;		/* a window was given and the stream has not ended */
+	bool		window_over;
+	bool		revert;
+	bool		finish;
+	char	   *ended;			/* how the stream ended, when it has */
+} follower_state;
+
+static bool
+follower_read_state(db *d, const state_migration *m, follower_state *st, char **old_table)
+{
+	PGresult   *res = db_execf(d, "read the reverse stream's state",
+							   "SELECT revert_until IS NOT NULL AND reverse_ended_at IS NULL, "
+							   "  COALESCE(pg_catalog.now() >= revert_until, false), "
+							   "  revert_requested_at IS NOT NULL, finish_requested_at IS NOT NULL, "
+							   "  reverse_end, old_table::pg_catalog.text "
+							   "FROM pgrepart.migration WHERE id = %int4", m->id);
+	PGbool		following = 0, over = 0, revert = 0, finish = 0;
+
+	memset(st, 0, sizeof(*st));
+	if (res != NULL && PQntuples(res) == 0)
+	{
+		st->gone = true;
+		PQclear(res);
+		return true;
+	}
+	if (res == NULL ||
+		!db_getf(res, 0, "%bool %bool %bool %bool", 0, &following, 1, &over, 2, &revert,
+				 3, &finish))
+	{
+		PQclear(res);
+		return false;
+	}
+	st->following = following;
+	st->window_over = over;
+	st->revert = revert;
+	st->finish = finish;
+	st->ended = PQgetisnull(res, 0, 4) ? NULL : xstrdup(PQgetvalue(res, 0, 4));
+	if (old_table != NULL && !PQgetisnull(res, 0, 5))
+	{
+		free(*old_table);
+		*old_table = xstrdup(PQgetvalue(res, 0, 5));
+	}
+	PQclear(res);
+	return true;
+}
+
+/* Record how the stream ended; the follower then drops what it used. */
+static bool
+follower_record_end(db *d, const state_migration *m, const char *how)
+{
+	PGresult   *res = db_execf(d, "record the reverse stream's end",
+							   "UPDATE pgrepart.migration SET reverse_ended_at = pg_catalog.now(), "
+							   "  reverse_end = %text WHERE id = %int4", how, m->id);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+static bool
+follower_handle(follower *f, const uint8_t *data, size_t len, lsn_t lsn)
+{
+	pgout_message msg;
+
+	if (!pgout_decode(&f->dec, data, len, &msg))
+	{
+		log_error("could not decode a reverse stream message at %s: %s", LSN_TEXT(lsn),
+				  f->dec.error);
+		return false;
+	}
+	return apply_message(f->a, &msg, lsn);
+}
+
+/* Make what arrived durable, between source transactions, and tell the server. */
+static bool
+follower_commit(follower *f)
+{
+	if (apply_in_source_txn(f->a))
+		return true;
+	if (!apply_commit(f->a))
+		return false;
+	stream_confirm(&f->s, apply_committed(f->a));
+	return true;
+}
+
+static void
+follower_log_progress(const follower *f)
+{
+	const apply_stats *st = apply_get_stats(f->a);
+	uint64_t	behind = f->s.server_end > f->s.flushed ? f->s.server_end - f->s.flushed : 0;
+	char		lsn[LSN_TEXT_SIZE];
+
+	log_info("reverse stream: %" PRId64 " changes applied to \"%s.%s\" (%" PRId64 " found no row, "
+			 "%" PRId64 " of pgrepart's own skipped), at %s, %" PRIu64 " bytes behind",
+			 st->inserts + st->updates + st->deletes - st->skipped, f->m->schema, f->old_table,
+			 st->missed, st->skipped, lsn_format(apply_committed(f->a), lsn), behind);
+}
+
+/* One step: wait up to timeout_ms for a message and apply it. */
+static bool
+follower_step(follower *f, int timeout_ms, bool *lost)
+{
+	const uint8_t *data;
+	size_t		len;
+	lsn_t		lsn;
+
+	*lost = false;
+	switch (stream_receive(&f->s, timeout_ms, true, &data, &len, &lsn))
+	{
+		case STREAM_DATA:
+			return follower_handle(f, data, len, lsn);
+		case STREAM_TIMEOUT:
+		case STREAM_CAUGHT_UP:
+			return follower_commit(f);
+		case STREAM_ENDED:
+		case STREAM_FAILED:
+			*lost = true;
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Apply everything the server wrote before l, or give up at deadline_us;
+ * *reached says which.  As the cutover's catch-up: a status update that
+ * asks for a reply brings the server's position at once.
+ */
+static bool
+follower_catch_up(follower *f, lsn_t l, int64_t deadline_us, bool *reached)
+{
+	*reached = false;
+	while (clock_monotonic_us() < deadline_us)
+	{
+		bool		lost;
+
+		if (f->s.server_end >= l)
+		{
+			if (!follower_commit(f))
+				return false;
+			if (apply_idle(f->a))
+			{
+				*reached = true;
+				return true;
+			}
+		}
+		if (!stream_send_status(&f->s, true) || !follower_step(f, 5, &lost))
+			return false;
+	}
+	return true;
+}
+
+static bool
+follower_current_lsn(db *d, lsn_t *lsn)
+{
+	PGresult   *res = db_execf(d, "read the WAL position",
+							   "SELECT pg_catalog.pg_current_wal_lsn()::pg_catalog.text");
+	bool		ok = res != NULL && lsn_parse(PQgetvalue(res, 0, 0), lsn);
+
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * The renames of the swap back, in the locked transaction: the new table's
+ * indexes and key constraints take REVERT_PARTITIONED_SUFFIX (freeing the
+ * table's names), the old table's lose the "_old" the swap gave them, then
+ * the tables change names.
+ */
+static bool
+revert_rename(db *d, const char *schema, const char *qtable, const char *qold, const char *table,
+			  const char *partitioned)
+{
+	PGresult   *res = db_execf(d, "read the index names",
+							   "SELECT pg_catalog.format(CASE WHEN k.conname IS NOT NULL "
+							   "    THEN 'ALTER TABLE %1$s RENAME CONSTRAINT %2$I TO %3$I' "
+							   "    ELSE 'ALTER INDEX %4$I.%2$I RENAME TO %3$I' END, "
+							   "  %text, COALESCE(k.conname, i.relname), "
+							   "  COALESCE(k.conname, i.relname) || %text, %text), 0 "
+							   "FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
+							   "LEFT JOIN pg_catalog.pg_constraint k ON k.conindid = x.indexrelid "
+							   "  AND k.conrelid = x.indrelid "
+							   "WHERE x.indrelid = %text::pg_catalog.regclass "
+							   "UNION ALL "
+							   "SELECT pg_catalog.format(CASE WHEN k.conname IS NOT NULL "
+							   "    THEN 'ALTER TABLE %1$s RENAME CONSTRAINT %2$I TO %3$I' "
+							   "    ELSE 'ALTER INDEX %4$I.%2$I RENAME TO %3$I' END, "
+							   "  %text, COALESCE(k.conname, i.relname), "
+							   "  pg_catalog.regexp_replace(COALESCE(k.conname, i.relname), '_old$', ''), %text), 1 "
+							   "FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
+							   "LEFT JOIN pg_catalog.pg_constraint k ON k.conindid = x.indexrelid "
+							   "  AND k.conrelid = x.indrelid "
+							   "WHERE x.indrelid = %text::pg_catalog.regclass "
+							   "  AND COALESCE(k.conname, i.relname) ~ '_old$' "
+							   "UNION ALL "
+							   "SELECT pg_catalog.format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', %text, "
+							   "  k.conname, pg_catalog.regexp_replace(k.conname, '_old$', '')), 2 "
+							   "FROM pg_catalog.pg_constraint k WHERE k.conrelid = %text::pg_catalog.regclass "
+							   "  AND k.contype IN ('f', 'c') AND k.conname ~ '_old$' "
+							   "ORDER BY 2",
+							   qtable, REVERT_PARTITIONED_SUFFIX, schema, qtable,
+							   qold, schema, qold, qold, qold);
+	buf			sql;
+	bool		ok = res != NULL;
+
+	for (int i = 0; ok && i < PQntuples(res); i++)
+	{
+		log_debug("%s", PQgetvalue(res, i, 0));
+		ok = db_exec(d, "rename an index or constraint", PQgetvalue(res, i, 0));
+	}
+	PQclear(res);
+	buf_init(&sql);
+	buf_appendf(&sql, "ALTER TABLE %s RENAME TO ", qtable);
+	ident_quote(&sql, partitioned);
+	ok = ok && db_exec(d, "rename the partitioned table", sql.data);
+	buf_reset(&sql);
+	buf_appendf(&sql, "ALTER TABLE %s RENAME TO ", qold);
+	ident_quote(&sql, table);
+	ok = ok && db_exec(d, "rename the old table back", sql.data);
+	buf_free(&sql);
+	return ok;
+}
+
+/*
+ * Holding the lock on the new table, with the old one caught up to the
+ * mark: swap the names back, carry the dependents back, record the end,
+ * commit.  *busy when a lock the renames need was not granted in time.
+ */
+static bool
+revert_swap(follower *f, bool *busy)
+{
+	const state_migration *m = f->m;
+	db		   *d = &f->control;
+	char		partitioned[IDENT_MAX_BYTES + 1];
+	char	   *qtable = ident_qualified(m->schema, m->table);
+	char	   *qold = ident_qualified(m->schema, f->old_table);
+	char	   *qpartitioned;
+	PGresult   *deps = NULL, *views = NULL;
+	bool		ok = false;
+
+	*busy = false;
+	ident_with_suffix(partitioned, m->table, REVERT_PARTITIONED_SUFFIX, d->encoding);
+	qpartitioned = ident_qualified(m->schema, partitioned);
+	if (!cutover_read_dependents(d, qtable, qold, qpartitioned, f->n.publication, &deps, &views) ||
+		!revert_rename(d, m->schema, qtable, qold, m->table, partitioned) ||
+		!cutover_carry_dependents(d, deps, views) ||
+		!follower_record_end(d, m, "reverted"))
+	{
+		*busy = strcmp(d->sqlstate, ERRCODE_LOCK_NOT_AVAILABLE) == 0;
+		goto cleanup;
+	}
+	fault_point("revert");
+	ok = db_exec(d, "commit the swap back", "COMMIT");
+
+cleanup:
+	PQclear(deps);
+	PQclear(views);
+	free(qtable);
+	free(qold);
+	free(qpartitioned);
+	return ok;
+}
+
+/* Between attempts: back off with jitter, applying the stream meanwhile. */
+static bool
+follower_back_off(follower *f, int attempt)
+{
+	int64_t		until = clock_monotonic_us() + 50000 + (int64_t) (rand() % (100000 * (attempt < 5 ? attempt : 5)));
+
+	while (clock_monotonic_us() < until)
+	{
+		bool		lost;
+
+		if (!follower_step(f, 10, &lost))
+			return false;
+	}
+	return true;
+}
+
+/* "pgrepart revert": the swap back, under the cutover's bounds. */
+static revert_end
+follower_revert(follower *f, volatile sig_atomic_t *stop)
+{
+	const cutover_options *o = f->o;
+
+	log_info("revert: taking the lock on \"%s.%s\" (at most %d ms, held at most %d ms, %d "
+			 "attempts)", f->m->schema, f->m->table, o->lock_timeout_ms, o->max_lock_hold_ms,
+			 o->retries);
+	for (int attempt = 1; attempt <= o->retries; attempt++)
+	{
+		lsn_t		l, now;
+		bool		busy = false, reached = false;
+		int64_t		locked_at;
+		char		text[LSN_TEXT_SIZE];
+
+		if (*stop)
+			return REVERT_STOPPED;
+		/* Caught up first, so that the lock is held only for the moment between. */
+		if (!follower_current_lsn(&f->aux, &now) ||
+			!follower_catch_up(f, now, clock_monotonic_us() + 2000000, &reached))
+			return REVERT_FAILED;
+		if (!cutover_lock(&f->control, f->m, o, &l, &busy))
+		{
+			if (!busy || !follower_back_off(f, attempt))
+				return REVERT_FAILED;
+			continue;
+		}
+		locked_at = clock_monotonic_us();
+		if (!cutover_flush_wal(&f->aux) ||
+			!follower_catch_up(f, l, locked_at + (int64_t) o->max_lock_hold_ms * 1000, &reached))
+		{
+			cutover_release(&f->control);
+			return REVERT_FAILED;
+		}
+		if (!reached)
+		{
+			cutover_release(&f->control);
+			log_info("revert attempt %d: catching up to %s would hold the lock over %d ms; "
+					 "released, trying again", attempt, lsn_format(l, text), o->max_lock_hold_ms);
+			continue;
+		}
+		if (!revert_swap(f, &busy))
+		{
+			cutover_release(&f->control);
+			if (!busy || !follower_back_off(f, attempt))
+				return REVERT_FAILED;
+			log_info("revert attempt %d: a table the swap back needs was busy; released, trying "
+					 "again", attempt);
+			continue;
+		}
+		log_info("reverted at %s: \"%s.%s\" is the original table again, the partitioned one is "
+				 "\"%s%s\"; the lock was held %.0f ms (attempt %d)", lsn_format(l, text),
+				 f->m->schema, f->m->table, f->m->table, REVERT_PARTITIONED_SUFFIX,
+				 (double) (clock_monotonic_us() - locked_at) / 1000.0, attempt);
+		return REVERT_REVERTED;
+	}
+	log_error("could not revert \"%s.%s\" in %d attempts", f->m->schema, f->m->table, o->retries);
+	log_hint("Sessions kept the table locked; run pgrepart revert again, or raise --lock-timeout "
+			 "or --cutover-retries.");
+	return REVERT_FAILED;
+}
+
+static bool
+follower_open(follower *f)
+{
+	if (!db_connect(&f->control, f->conninfo, "source") ||
+		!db_connect(&f->aux, f->conninfo, "source") ||
+		!db_connect(&f->target, f->conninfo, "target") ||
+		!catalog_read(&f->control, f->m->schema, f->old_table, &f->t))
+		return false;
+	f->ao.schema = f->m->schema;
+	f->ao.table = f->old_table;
+	f->ao.shadow = f->old_table;
+	f->ao.partition_column = NULL;
+	f->ao.origin = f->n.origin;
+	f->ao.key_columns = f->t->key_columns;
+	f->ao.nkey_columns = f->t->nkey_columns;
+	f->ao.tolerate_missing = true;
+	f->ao.replica_role = true;
+	f->ao.skip_origins = true;
+	/* Updates are not folded: the old table's unique indexes are not looked at here. */
+	f->ao.fold = false;
+	if (f->t->nkey_columns == 0)
+	{
+		log_error("\"%s.%s\" has no key to find rows by", f->m->schema, f->old_table);
+		return false;
+	}
+	f->a = apply_create(&f->target, &f->ao);
+	return f->a != NULL && stream_connect(&f->s, f->conninfo) &&
+		stream_start(&f->s, f->n.slot, f->n.publication, apply_committed(f->a));
+}
+
+static void
+follower_close(follower *f)
+{
+	apply_destroy(f->a);
+	f->a = NULL;
+	stream_close(&f->s);
+	pgout_decoder_free(&f->dec);
+	catalog_table_free(f->t);
+	f->t = NULL;
+	db_close(&f->target);
+	db_close(&f->aux);
+	db_close(&f->control);
+}
+
+/*
+ * The stream ended for good: record how (a revert did in its transaction),
+ * then drop what it used; a revert's migration is then forgotten, its
+ * record gone with the table it described.  Each step is idempotent, and a
+ * crash between them leaves what the next follower finishes.
+ */
+static revert_end
+follower_end(follower *f, const char *how, revert_end end)
+{
+	db			d = {0};
+	PGresult   *res = NULL;
+	bool		ok;
+
+	follower_close(f);
+	ok = db_connect(&d, f->conninfo, "source") &&
+		(how == NULL || follower_record_end(&d, f->m, how)) && revert_drop(f->conninfo, &d, f->m);
+	if (ok && end == REVERT_REVERTED)
+	{
+		res = db_execf(&d, "forget the reverted migration",
+					   "DELETE FROM pgrepart.migration WHERE id = %int4", f->m->id);
+		ok = res != NULL;
+	}
+	PQclear(res);
+	db_close(&d);
+	return ok ? end : REVERT_FAILED;
+}
+
+revert_end
+revert_follow(const char *conninfo, const state_migration *m, const cutover_options *o,
+			  volatile sig_atomic_t *stop, int progress_seconds)
+{
+	follower	f;
+	follower_state st = {0};
+	revert_end	end = REVERT_FAILED;
+	int64_t		next_check = 0;
+	int64_t		next_progress = clock_monotonic_us() + (int64_t) progress_seconds * 1000000;
+
+	memset(&f, 0, sizeof(f));
+	f.conninfo = conninfo;
+	f.m = m;
+	f.o = o;
+	revert_names_of(m, &f.n);
+	pgout_decoder_init(&f.dec);
+	if (!db_connect(&f.control, conninfo, "source") ||
+		!follower_read_state(&f.control, m, &st, &f.old_table))
+		goto cleanup;
+	if (st.gone)
+	{
+		end = REVERT_REVERTED;
+		goto cleanup;
+	}
+	if (!st.following)
+	{
+		/* An end recorded before a crash: what it used may still be there. */
+		if (st.ended == NULL)
+			end = REVERT_NONE;
+		else
+			end = follower_end(&f, NULL, strcmp(st.ended, "reverted") == 0 ? REVERT_REVERTED :
+							   REVERT_FINISHED);
+		goto cleanup;
+	}
+	db_close(&f.control);
+	if (!follower_open(&f))
+		goto cleanup;
+	{
+		char		text[LSN_TEXT_SIZE];
+
+		log_info("reverse stream: applying the changes of \"%s.%s\" to \"%s.%s\" from %s",
+				 m->schema, m->table, m->schema, f.old_table,
+				 lsn_format(apply_committed(f.a), text));
+	}
+	for (;;)
+	{
+		int64_t		now = clock_monotonic_us();
+		bool		lost;
+
+		if (*stop)
+		{
+			end = follower_commit(&f) && stream_send_status(&f.s, false) ? REVERT_STOPPED :
+				REVERT_FAILED;
+			break;
+		}
+		if (now >= next_check && !apply_in_source_txn(f.a))
+		{
+			free(st.ended);
+			if (!follower_commit(&f) || !follower_read_state(&f.control, m, &st, NULL))
+				break;
+			if (st.gone)
+			{
+				log_error("the migration of \"%s.%s\" was removed under the reverse stream",
+						  m->schema, m->table);
+				break;
+			}
+			if (st.revert)
+			{
+				end = follower_revert(&f, stop);
+				if (end == REVERT_REVERTED)
+					end = follower_end(&f, NULL, REVERT_REVERTED);
+				break;
+			}
+			if (st.finish || st.window_over || !st.following)
+			{
+				log_info("reverse stream: %s; dropping its slot, publication and origin; \"%s.%s\" "
+						 "stays as it is", st.finish ? "finish was asked" : "the window is over",
+						 m->schema, f.old_table);
+				end = follower_end(&f, "finished", REVERT_FINISHED);
+				break;
+			}
+			next_check = now + 1000000;
+		}
+		if (now >= next_progress)
+		{
+			follower_log_progress(&f);
+			next_progress = now + (int64_t) progress_seconds * 1000000;
+		}
+		if (!follower_step(&f, apply_idle(f.a) ? 1000 : 50, &lost))
+		{
+			if (!lost && apply_get_failure(f.a) == APPLY_FAILURE_SCHEMA)
+			{
+				log_error("the columns of \"%s.%s\" changed after the swap: the old table cannot "
+						  "follow it, and a revert is no longer possible", m->schema, m->table);
+				end = follower_end(&f, "the new table's columns changed after the swap", REVERT_FAILED);
+			}
+			break;
+		}
+	}
+
+cleanup:
+	free(st.ended);
+	follower_close(&f);
+	free(f.old_table);
+	return end;
+}
+
+int
+revert_command(const char *conninfo, const char *schema, const char *table,
+			   const cutover_options *o, volatile sig_atomic_t *stop, bool revert)
+{
+	db			d = {0};
+	catalog_table *t = NULL;
+	state_migration *m = NULL;
+	follower_state st = {0};
+	revert_names n;
+	int			rc = 1;
+
+	if (!state_open(&d, conninfo, schema, table, &t, &m))
+		goto cleanup;
+	if (m == NULL || m->phase != STATE_DONE)
+	{
+		log_error("\"%s.%s\" has no swapped migration to %s", t->schema, t->name,
+				  revert ? "revert" : "finish");
+		rc = 6;
+		goto cleanup;
+	}
+	if (!follower_read_state(&d, m, &st, NULL))
+		goto cleanup;
+	if (!st.gone && !st.following && (st.ended == NULL || strcmp(st.ended, "reverted") != 0))
+	{
+		if (st.ended != NULL)
+			log_error("the reverse stream of \"%s.%s\" has ended (%s): %s", t->schema, t->name,
+					  st.ended, revert ? "there is no way back" : "nothing to finish");
+		else
+			log_error("the migration of \"%s.%s\" keeps no reverse stream (run without "
+					  "--revert-window)", t->schema, t->name);
+		goto cleanup;
+	}
+	revert_names_of(m, &n);
+	{
+		PGresult   *res = db_execf(&d, "record the request",
+								   revert ? "UPDATE pgrepart.migration SET revert_requested_at = pg_catalog.now() "
+								   "WHERE id = %int4" :
+								   "UPDATE pgrepart.migration SET finish_requested_at = pg_catalog.now() "
+								   "WHERE id = %int4", m->id);
+
+		PQclear(res);
+		if (res == NULL)
+			goto cleanup;
+	}
+	log_info("asked for the %s of \"%s.%s\"", revert ? "revert" : "finish", t->schema, t->name);
+	for (;;)
+	{
+		PGresult   *res;
+		PGbool		active = 0;
+
+		free(st.ended);
+		if (!follower_read_state(&d, m, &st, NULL))
+			goto cleanup;
+		if (st.gone || (!st.following && (st.ended == NULL || strcmp(st.ended, "reverted") != 0)))
+		{
+			rc = 0;
+			break;
+		}
+		res = db_execf(&d, "look up the reverse slot",
+					   "SELECT COALESCE((SELECT active FROM pg_catalog.pg_replication_slots "
+					   "  WHERE slot_name = %text AND database = pg_catalog.current_database()), false)",
+					   n.slot);
+		if (res == NULL || !db_getf(res, 0, "%bool", 0, &active))
+		{
+			PQclear(res);
+			goto cleanup;
+		}
+		PQclear(res);
+		if (!active)
+		{
+			/* No run follows the stream: this command does. */
+			switch (revert_follow(conninfo, m, o, stop, 10))
+			{
+				case REVERT_REVERTED:
+				case REVERT_FINISHED:
+				case REVERT_NONE:
+					rc = 0;
+					break;
+				case REVERT_STOPPED:
+					rc = 5;
+					break;
+				case REVERT_FAILED:
+					rc = 1;
+					break;
+			}
+			break;
+		}
+		if (*stop)
+		{
+			rc = 5;
+			break;
+		}
+		usleep(200000);
+	}
+	if (rc == 0 && revert)
+		log_info("\"%s.%s\" is reverted", t->schema, t->name);
+
+cleanup:
+	free(st.ended);
+	state_migration_free(m);
+	catalog_table_free(t);
+	db_close(&d);
+	return rc;
+}
