@@ -1,0 +1,109 @@
+# The revert window's edges.  Identity values continue across the swap back
+# (new inserts after a revert do not collide with rows made in the window);
+# a TRUNCATE of the new table reaches the old one; "pgrepart finish" and the
+# window's end drop the reverse stream and leave the old table, after which
+# a revert is refused; a column added to the new table ends the reverse
+# stream, and a revert is refused with that reason; abort before the swap
+# removes a prepared reverse stream too.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use Test::More;
+use Pgrepart::Cluster;
+use Pgrepart::Test;
+
+my $node = Pgrepart::Cluster->new;
+my $dir = tempdir(CLEANUP => 1);
+my $conn = $node->connstr;
+for my $t (qw(t_id t_tr t_win t_col))
+{
+	$node->psql("CREATE TABLE $t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		at timestamptz NOT NULL, v text);
+		INSERT INTO $t (at, v) SELECT timestamptz '2025-01-01' + g * interval '1 hour', 'v' || g
+		FROM generate_series(1, 3000) g");
+}
+
+# Runs the migration of $t with @more options in the background and waits
+# for its reverse stream: the run's pid.
+sub swapped
+{
+	my ($t, @more) = @_;
+	my $run = pgrepart_background("$dir/$t.log", 'run', '-d', $conn, '-t', $t, '-k', 'at', @more);
+	ok(wait_for_text("$dir/$t.log", qr/reverse stream: applying the changes/, 120, $run),
+		"$t: swapped, the reverse stream follows") or diag(slurp("$dir/$t.log"));
+	return $run;
+}
+
+sub rev_objects
+{
+	return $node->psql(q{SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '%_rev')
+		+ (SELECT count(*) FROM pg_publication WHERE pubname LIKE '%_rev')
+		+ (SELECT count(*) FROM pg_replication_origin WHERE roname LIKE '%_rev')});
+}
+
+# Identity: rows made in the window take values from the new table's
+# sequence; after the revert the original's continues past them.
+my $run = swapped('t_id', '--revert-window', '1h');
+$node->psql(q{INSERT INTO t_id (at, v) SELECT now(), 'window' FROM generate_series(1, 10)});
+ok(wait_for($node, q{SELECT count(*) = 3010 FROM t_id_old}, 60), 't_id: the window rows reach the old table');
+my ($rc, undef, $err) = pgrepart('revert', '-d', $conn, '-t', 't_id');
+is($rc, 0, 't_id: reverted') or diag($err);
+is(wait_exit($run), 0, 't_id: the run ended') or diag(slurp("$dir/t_id.log"));
+($rc, undef, $err) = $node->psql(q{INSERT INTO t_id (at, v) SELECT now(), 'after' FROM generate_series(1, 10)},
+	allow_fail => 1);
+is($rc, 0, 't_id: inserts after the revert do not collide') or diag($err);
+is($node->psql(q{SELECT count(*) || ' ' || count(DISTINCT id) || ' '
+	|| (min(id) FILTER (WHERE v = 'after') > max(id) FILTER (WHERE v = 'window')) FROM t_id}),
+	'3020 3020 true', 't_id: every row, each id once, the new ones after the window\'s');
+
+# TRUNCATE in the window, then finish.
+$run = swapped('t_tr', '--revert-window', '1h');
+$node->psql(q{TRUNCATE t_tr; INSERT INTO t_tr (at, v) VALUES (now(), 'after truncate')});
+ok(wait_for($node, q{SELECT count(*) = 1 FROM t_tr_old}, 60), 't_tr: the truncate and the row reach the old table');
+($rc, undef, $err) = pgrepart('finish', '-d', $conn, '-t', 't_tr');
+is($rc, 0, 't_tr: finished') or diag($err);
+is(wait_exit($run), 0, 't_tr: the run ended') or diag(slurp("$dir/t_tr.log"));
+is(rev_objects(), 0, 'finish dropped the reverse slot, publication and origin');
+is($node->psql(q{SELECT count(*) FROM t_tr_old}), 1, 't_tr: the old table stays');
+my $out;
+($rc, $out, $err) = pgrepart('revert', '-d', $conn, '-t', 't_tr');
+is($rc, 1, 't_tr: a revert after finish is refused');
+like($err, qr/has ended \(finished\)/, 't_tr: and says why');
+
+# The window's end.
+$run = swapped('t_win', '--revert-window', '4s');
+is(wait_exit($run, 60), 0, 't_win: the run ends with the window') or diag(slurp("$dir/t_win.log"));
+is(rev_objects(), 0, 'the window\'s end dropped the reverse stream');
+is($node->psql(q{SELECT reverse_end FROM pgrepart.migration WHERE source_table = 't_win'}), 'finished',
+	't_win: recorded as finished');
+
+# A column added to the new table: the old one cannot follow.
+$run = swapped('t_col', '--revert-window', '1h');
+$node->psql(q{ALTER TABLE t_col ADD COLUMN extra int; INSERT INTO t_col (at, v, extra) VALUES (now(), 'x', 1)});
+is(wait_exit($run, 60), 1, 't_col: the run stops its reverse stream') or diag(slurp("$dir/t_col.log"));
+like(slurp("$dir/t_col.log"), qr/columns of "public.t_col" changed after the swap/, 't_col: and says why');
+is(rev_objects(), 0, 'the reverse stream is dropped, holding no WAL');
+($rc, $out, $err) = pgrepart('revert', '-d', $conn, '-t', 't_col');
+is($rc, 1, 't_col: a revert is refused');
+like($err, qr/columns changed after the swap/, 't_col: with the reason');
+is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 't_col'::regclass}), 'p', 't_col: the new table stays');
+
+# Abort before the swap removes a reverse stream prepared for it.
+$node->psql(q{CREATE TABLE t_ab (id bigint PRIMARY KEY, at timestamptz NOT NULL);
+	INSERT INTO t_ab SELECT g, now() FROM generate_series(1, 100) g});
+$run = do
+{
+	local $ENV{PGREPART_FAULT_PAUSE} = 'lock';
+	local $ENV{PGREPART_FAULT_PAUSE_MS} = '60000';
+	pgrepart_background("$dir/t_ab.log", 'run', '-d', $conn, '-t', 't_ab', '-k', 'at', '--revert-window', '1h');
+};
+ok(wait_for_text("$dir/t_ab.log", qr/pausing at fault point lock/, 120, $run), 't_ab: at the lock')
+  or diag(slurp("$dir/t_ab.log"));
+kill 'KILL', $run;
+wait_exit($run);
+is(rev_objects(), 2, 't_ab: the reverse slot and publication were made before the lock');
+($rc, undef, $err) = pgrepart('abort', '-d', $conn, '-t', 't_ab');
+is($rc, 0, 't_ab: aborted') or diag($err);
+is(rev_objects(), 0, 't_ab: and the reverse stream with it');
+
+done_testing();
