@@ -8,6 +8,7 @@
 #include "pgrepart/ident.h"
 #include "pgrepart/json.h"
 #include "pgrepart/log.h"
+#include "pgrepart/revert.h"
 #include "pgrepart/state.h"
 #include "pgrepart/status.h"
 
@@ -50,12 +51,22 @@ static const char status_sql[] =
 	"  COALESCE((pg_catalog.to_jsonb(m) ->> 'max_replica_lag_bytes')::pg_catalog.int8, 0), "
 	"  COALESCE((pg_catalog.to_jsonb(m) ->> 'max_load')::pg_catalog.int8, 0), "
 	"  COALESCE((pg_catalog.to_jsonb(m) ->> 'critical_load')::pg_catalog.int8, 0), "
-	"  pg_catalog.to_jsonb(m) ->> 'throttle_query' "
+	"  pg_catalog.to_jsonb(m) ->> 'throttle_query', "
+	/* 28-34: the revert window (revert.h) and its reverse slot */
+	"  pg_catalog.to_char((pg_catalog.to_jsonb(m) ->> 'revert_until')::pg_catalog.timestamptz, "
+	"    'YYYY-MM-DD HH24:MI:SS OF'), "
+	"  pg_catalog.to_jsonb(m) ->> 'reverse_end', "
+	"  pg_catalog.to_jsonb(m) ->> 'old_table', "
+	"  rs.slot_name IS NOT NULL, COALESCE(rs.active, false), "
+	"  COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), rs.restart_lsn), 0)::pg_catalog.int8, "
+	"  COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), rs.confirmed_flush_lsn), 0)::pg_catalog.int8 "
 	"FROM pgrepart.migration m "
 	/* A slot of this name in another database is not this migration's (a copied row). */
 	"LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = m.slot_name "
 	"  AND s.database = pg_catalog.current_database() "
 	"LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid "
+	"LEFT JOIN pg_catalog.pg_replication_slots rs ON rs.slot_name = m.slot_name || '" REVERT_SUFFIX "' "
+	"  AND rs.database = pg_catalog.current_database() "
 	"LEFT JOIN pg_catalog.pg_partitioned_table dp ON dp.partdefid <> 0 AND dp.partrelid = "
 	"  pg_catalog.to_regclass(pg_catalog.quote_ident(m.source_schema) || '.' || pg_catalog.quote_ident("
 	"    CASE WHEN m.phase = 'done' THEN m.source_table ELSE m.shadow_table END)) "
@@ -143,6 +154,51 @@ status_text_health(const PGresult *res, int i, FILE *out, const status_health *h
 	fprintf(out, ", throttle query %s\n", PQgetisnull(res, i, 27) ? "none" : PQgetvalue(res, i, 27));
 }
 
+/* The revert window (revert.h), when the run was given one. */
+typedef struct status_revert
+{
+	bool		window;			/* the swap recorded a window */
+	bool		ended;
+	PGbool		slot_exists;
+	PGbool		slot_active;
+	PGint8		retained;
+	PGint8		behind;
+	bool		ready;			/* pgrepart revert would swap back now */
+} status_revert;
+
+static bool
+status_read_revert(const PGresult *res, int i, status_revert *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->window = !PQgetisnull(res, i, 28);
+	r->ended = !PQgetisnull(res, i, 29);
+	if (!db_getf(res, i, "%bool %bool %int8 %int8", 31, &r->slot_exists, 32, &r->slot_active,
+				 33, &r->retained, 34, &r->behind))
+		return false;
+	r->ready = r->window && !r->ended && r->slot_exists;
+	return true;
+}
+
+static void
+status_text_revert(const PGresult *res, int i, FILE *out, const status_revert *r)
+{
+	if (!r->window)
+		return;
+	if (r->ended)
+	{
+		fprintf(out, "  revert window  ended: %s\n", PQgetvalue(res, i, 29));
+		return;
+	}
+	fprintf(out, "  revert window  until %s, keeping \"%s\" in step (pgrepart revert swaps back, "
+			"pgrepart finish ends it)\n", PQgetvalue(res, i, 28), PQgetvalue(res, i, 30));
+	if (r->slot_exists)
+		fprintf(out, "  reverse slot   %s%s, %s, retains %.1f MB of WAL, %.1f MB behind\n",
+				PQgetvalue(res, i, 5), REVERT_SUFFIX,
+				r->slot_active ? "streaming" : "idle: no run is following it",
+				(double) r->retained / 1048576.0, (double) r->behind / 1048576.0);
+	fprintf(out, "  revert ready   %s\n", r->ready ? "yes" : "no: the reverse slot is missing");
+}
+
 static void
 status_text(const PGresult *res, int i, FILE *out, int id, PGint8 retained, PGint8 behind,
 			bool slot_exists, bool slot_active, double lag, state_home home, int64_t default_rows)
@@ -204,12 +260,16 @@ status_leftovers(db *d, bool have_state)
 
 	if (have_state)
 	{
-		unowned[0] = "NOT EXISTS (SELECT 1 FROM pgrepart.migration m WHERE m.slot_name = s.slot_name "
-			"AND m.phase <> 'done')";
-		unowned[1] = "NOT EXISTS (SELECT 1 FROM pgrepart.migration m WHERE m.publication_name = p.pubname "
-			"AND m.phase <> 'done')";
-		unowned[2] = "NOT EXISTS (SELECT 1 FROM pgrepart.migration m WHERE m.origin_name = o.roname "
-			"AND m.phase <> 'done')";
+		/* A reverse stream's (revert.h) are its migration's until the stream ends. */
+		unowned[0] = "NOT EXISTS (SELECT 1 FROM pgrepart.migration m WHERE (m.slot_name = s.slot_name "
+			"AND m.phase <> 'done') OR (m.slot_name || '" REVERT_SUFFIX "' = s.slot_name "
+			"AND pg_catalog.to_jsonb(m) ->> 'reverse_ended_at' IS NULL))";
+		unowned[1] = "NOT EXISTS (SELECT 1 FROM pgrepart.migration m WHERE (m.publication_name = p.pubname "
+			"AND m.phase <> 'done') OR (m.publication_name || '" REVERT_SUFFIX "' = p.pubname "
+			"AND pg_catalog.to_jsonb(m) ->> 'reverse_ended_at' IS NULL))";
+		unowned[2] = "NOT EXISTS (SELECT 1 FROM pgrepart.migration m WHERE (m.origin_name = o.roname "
+			"AND m.phase <> 'done') OR (m.origin_name || '" REVERT_SUFFIX "' = o.roname "
+			"AND pg_catalog.to_jsonb(m) ->> 'reverse_ended_at' IS NULL))";
 	}
 	buf_init(&sql);
 	buf_appendf(&sql,
@@ -318,6 +378,7 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		PGint8		retained, behind;
 		PGfloat8	lag;
 		status_health health;
+		status_revert rev;
 
 		if (!db_getf(res, i, "%int4 %bool %bool %int8 %int8 %float8 %int4", 0, &id, 6, &slot_exists,
 					 7, &slot_active, 8, &retained, 9, &behind, 13, &lag, 15, &home_code) ||
@@ -334,13 +395,22 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 					 "pgrepart abort -t %s.%s; the WAL is kept until one of them.",
 					 PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
 		}
-		if (!status_read_health(res, i, &health))
+		if (!status_read_health(res, i, &health) || !status_read_revert(res, i, &rev))
 			goto cleanup;
+		if (rev.ready && !rev.slot_active)
+		{
+			log_warning("migration %d's reverse slot retains %.1f MB of WAL and no run is following "
+						"it", id, (double) rev.retained / 1048576.0);
+			log_hint("Follow it with the same pgrepart run command, swap back with pgrepart revert, "
+					 "or end the window with pgrepart finish -t %s.%s; the WAL is kept until then.",
+					 PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+		}
 		if (!json)
 		{
 			status_text(res, i, out, id, retained, behind, slot_exists, slot_active, lag, home,
 						default_rows);
 			status_text_health(res, i, out, &health);
+			status_text_revert(res, i, out, &rev);
 			continue;
 		}
 		json_begin_object(&w);
@@ -374,6 +444,13 @@ status_report(db *d, const char *schema, const char *table, bool json, FILE *out
 		json_kv_int(&w, "max_load", health.max_load);
 		json_kv_int(&w, "critical_load", health.critical_load);
 		json_kv_string(&w, "throttle_query", PQgetisnull(res, i, 27) ? NULL : PQgetvalue(res, i, 27));
+		json_kv_string(&w, "revert_window_until", rev.window ? PQgetvalue(res, i, 28) : NULL);
+		json_kv_string(&w, "reverse_end", rev.ended ? PQgetvalue(res, i, 29) : NULL);
+		json_kv_string(&w, "old_table", PQgetisnull(res, i, 30) ? NULL : PQgetvalue(res, i, 30));
+		json_kv_bool(&w, "reverse_slot_active", rev.slot_active);
+		json_kv_int(&w, "reverse_retained_wal_bytes", rev.retained);
+		json_kv_int(&w, "reverse_behind_bytes", rev.behind);
+		json_kv_bool(&w, "revert_ready", rev.ready);
 		json_end_object(&w);
 	}
 	json_end_array(&w);

@@ -30,6 +30,9 @@ sleep 2;
 kill 'KILL', $run;
 wait_exit($run);
 sleep 2;
+my ($rc, $out, $err) = pgrepart('status', '-d', $conn, '-t', 'chat_messages');
+like($err, qr/reverse slot retains [\d.]+ MB of WAL and no run is following it/,
+	'status warns of the reverse slot no run follows');
 
 # Started again, the run goes on from the reverse origin's progress; this
 # time it stops in the swap back, holding the lock, before the commit.
