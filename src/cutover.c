@@ -550,6 +550,13 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o, bool *busy, ch
 		!cutover_partition_keys(d, qtable, qold, busy) ||
 		!cutover_read_clock(d, swapped_at))
 		goto cleanup;
+	if (o->rehearse && o->revert_window_s > 0)
+	{
+		/* The way back, rehearsed on the swapped catalogs before both roll back. */
+		if (!revert_swap_back(d, m, old, busy))
+			goto cleanup;
+		log_info("rehearsal: the swap back ran too");
+	}
 	if (o->rehearse)
 	{
 		log_info("rehearsal: the swap ran; rolling it back");

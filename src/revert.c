@@ -426,44 +426,45 @@ revert_rename(db *d, const char *schema, const char *qtable, const char *qold, c
 	return ok;
 }
 
-/*
- * Holding the lock on the new table, with the old one caught up to the
- * mark: swap the names back, carry the dependents back, record the end,
- * commit.  *busy when a lock the renames need was not granted in time.
- */
-static bool
-revert_swap(follower *f, bool *busy)
+bool
+revert_swap_back(db *d, const state_migration *m, const char *old_table, bool *busy)
 {
-	const state_migration *m = f->m;
-	db		   *d = &f->control;
 	char		partitioned[IDENT_MAX_BYTES + 1];
 	char	   *qtable = ident_qualified(m->schema, m->table);
-	char	   *qold = ident_qualified(m->schema, f->old_table);
+	char	   *qold = ident_qualified(m->schema, old_table);
 	char	   *qpartitioned;
+	revert_names n;
 	PGresult   *deps = NULL, *views = NULL;
-	bool		ok = false;
+	bool		ok;
 
-	*busy = false;
+	revert_names_of(m, &n);
 	ident_with_suffix(partitioned, m->table, REVERT_PARTITIONED_SUFFIX, d->encoding);
 	qpartitioned = ident_qualified(m->schema, partitioned);
-	if (!cutover_read_dependents(d, qtable, qold, qpartitioned, f->n.publication, &deps, &views) ||
-		!revert_rename(d, m->schema, qtable, qold, m->table, partitioned) ||
-		!cutover_carry_dependents(d, deps, views) ||
-		!follower_record_end(d, m, "reverted"))
-	{
-		*busy = strcmp(d->sqlstate, ERRCODE_LOCK_NOT_AVAILABLE) == 0;
-		goto cleanup;
-	}
-	fault_point("revert");
-	ok = db_exec(d, "commit the swap back", "COMMIT");
-
-cleanup:
+	ok = cutover_read_dependents(d, qtable, qold, qpartitioned, n.publication, &deps, &views) &&
+		revert_rename(d, m->schema, qtable, qold, m->table, partitioned) &&
+		cutover_carry_dependents(d, deps, views);
+	*busy = !ok && strcmp(d->sqlstate, ERRCODE_LOCK_NOT_AVAILABLE) == 0;
 	PQclear(deps);
 	PQclear(views);
 	free(qtable);
 	free(qold);
 	free(qpartitioned);
 	return ok;
+}
+
+/*
+ * Holding the lock on the new table, with the old one caught up to the
+ * mark: swap back, record the end, commit.
+ */
+static bool
+revert_swap(follower *f, bool *busy)
+{
+	db		   *d = &f->control;
+
+	if (!revert_swap_back(d, f->m, f->old_table, busy) || !follower_record_end(d, f->m, "reverted"))
+		return false;
+	fault_point("revert");
+	return db_exec(d, "commit the swap back", "COMMIT");
 }
 
 /* Between attempts: back off with jitter, applying the stream meanwhile. */

@@ -56,6 +56,15 @@ bool		revert_prepare(const char *conninfo, db *d, const state_migration *m,
  */
 bool		revert_record_swap(db *d, const state_migration *m, const char *old_name, int window_s);
 
+/*
+ * In the transaction holding the lock on the new table: the swap back's
+ * renames (the new table's indexes and keys take REVERT_PARTITIONED_SUFFIX,
+ * the old table's lose "_old", the tables change names) and the dependents
+ * carried back; no commit.  A rehearsal runs it after the swap, before
+ * rolling both back.  *busy when a lock it needs was not granted in time.
+ */
+bool		revert_swap_back(db *d, const state_migration *m, const char *old_table, bool *busy);
+
 /* How a follower ended. */
 typedef enum revert_end
 {

@@ -4,6 +4,7 @@
 # the row must look like; the load runs through the migration, the window
 # and the revert, and the table must match the ledger exactly at the end.
 # Rows of partitions made after the swap, a partition key changed after it,
+# a revert asked while the reverse stream lags,
 # a user deleted with its messages through the old table's own cascade, and
 # identity values after the revert are checked too.
 use strict;
@@ -67,8 +68,15 @@ sleep 3;
 ok(wait_for($node, q{SELECT (SELECT count(*) FROM chat_messages_old) > 3000}, 60),
 	'the old table receives the new rows');
 
-# Revert under load.
+# Revert under load, asked while the reverse stream lags: a session holds
+# the old table for a while, so the stream falls behind the load; the
+# revert catches up before it takes the lock.
+my $holder = hold_lock($node, 'chat_messages_old', 'ACCESS EXCLUSIVE', 6);
+ok(wait_for($node, q{SELECT count(*) = 1 FROM pg_locks WHERE relation = 'chat_messages_old'::regclass
+	AND mode = 'AccessExclusiveLock' AND granted}, 30), 'a session holds the old table');
+sleep 3;
 my ($rc, $out, $err) = pgrepart('revert', '-d', $conn, '-t', 'chat_messages');
+waitpid $holder, 0;
 is($rc, 0, 'pgrepart revert') or diag($err);
 is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 'chat_messages'::regclass}), 'r',
 	'chat_messages is the plain table again');

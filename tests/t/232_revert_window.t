@@ -95,6 +95,16 @@ is($rc, 1, 't_col: a revert is refused');
 like($err, qr/columns changed after the swap/, 't_col: with the reason');
 is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 't_col'::regclass}), 'p', 't_col: the new table stays');
 
+# A rehearsal with a window rehearses the way back too, and leaves nothing.
+$node->psql(q{CREATE TABLE t_re (id bigint PRIMARY KEY, at timestamptz NOT NULL, v text);
+	INSERT INTO t_re SELECT g, now() - g * interval '1 hour', 'v' FROM generate_series(1, 500) g;
+	CREATE VIEW t_re_view AS SELECT id FROM t_re});
+($rc, $out, $err) = pgrepart('run', '-d', $conn, '-t', 't_re', '-k', 'at', '--rehearse', '--revert-window', '1h');
+is($rc, 0, 't_re: rehearsed') or diag($err);
+like($err, qr/rehearsal: the swap back ran too/, 't_re: the swap back was rehearsed');
+is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 't_re'::regclass}), 'r', 't_re: the table is as it was');
+is(rev_objects(), 0, 't_re: no reverse stream is left');
+
 # Abort before the swap removes a reverse stream prepared for it.
 $node->psql(q{CREATE TABLE t_ab (id bigint PRIMARY KEY, at timestamptz NOT NULL);
 	INSERT INTO t_ab SELECT g, now() FROM generate_series(1, 100) g});
