@@ -27,7 +27,13 @@ $node->psql(q{CREATE TABLE ledger (id uuid PRIMARY KEY, h text NOT NULL);
 	INSERT INTO users (id, email) VALUES ('ffffffff-ffff-ffff-ffff-ffffffffffff', 'leaving@example.com');
 	-- A view and a grant the swaps carry each way.
 	CREATE VIEW recent_messages AS SELECT id, content FROM chat_messages;
-	CREATE ROLE reader; GRANT SELECT ON chat_messages TO reader});
+	CREATE ROLE reader; GRANT SELECT ON chat_messages TO reader;
+	-- An application's publication, and an audit trigger that must fire once per write.
+	CREATE PUBLICATION app_pub FOR TABLE chat_messages;
+	CREATE TABLE audit (id uuid, op text);
+	CREATE FUNCTION audit_far() RETURNS trigger LANGUAGE plpgsql AS
+	  $$BEGIN IF NEW.message_id = 'far' THEN INSERT INTO audit VALUES (NEW.id, TG_OP); END IF; RETURN NEW; END$$;
+	CREATE TRIGGER audit_far AFTER INSERT ON chat_messages FOR EACH ROW EXECUTE FUNCTION audit_far()});
 my $conn = $node->connstr;
 
 my $load = pgbench_background($node, "$dir/load.log", 'ledger.pgbench', '-c', '2', '-R', '100', '-T', '600');
@@ -108,6 +114,14 @@ is($node->psql(q{SELECT pg_get_viewdef('recent_messages'::regclass) LIKE '%chat_
 is($node->psql(q{SELECT has_table_privilege('reader', 'chat_messages', 'SELECT')}), 't', 'the grant is there');
 is($node->psql(q{SELECT count(*) FROM pg_indexes WHERE tablename = 'chat_messages' AND indexname LIKE '%\_old'}), 0,
 	'the original indexes have their names back');
+
+is($node->psql(q{SELECT count(*) FROM audit}), 1,
+	'the audit trigger fired once: the old table applied the row as a replica');
+is($node->psql(q{SELECT string_agg(prrelid::regclass::text, ',') FROM pg_publication_rel r
+	JOIN pg_publication p ON p.oid = r.prpubid WHERE p.pubname = 'app_pub'}), 'chat_messages',
+	"the application's publication has the original again, and only it");
+is($node->psql(q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'chat_messages'::regclass AND tgname = 'audit_far'}),
+	1, 'the original has its trigger, once');
 
 # A foreign key check of the original is its own again.
 my (undef, undef, $ferr) = $node->psql(q{INSERT INTO chat_messages (user_id, session_id, message_id, role, content,
