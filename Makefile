@@ -124,7 +124,7 @@ fuzz: | $(BUILD)/src
 	    $(BUILD)/fuzz-corpus/copybin tests/fuzz/corpus/copybin
 
 # Benchmarks print "bench NAME: ..." lines; they never decide pass or fail.
-BENCHES ?= apply verify backfill cutover memory throttle load copy_order
+BENCHES ?= apply verify backfill cutover memory throttle load copy_order revert
 bench: all
 	for b in $(BENCHES); do \
 	    PGREPART=$(CURDIR)/$(BIN) PG_BINDIR=$(PG_BINDIR) perl -I tests/lib tests/bench/$$b.pl || exit 1; \

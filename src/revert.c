@@ -37,6 +37,8 @@ typedef struct revert_names
 	char		origin[IDENT_MAX_BYTES + 1];
 } revert_names;
 
+static bool revert_check_privileges(db *d);
+
 static void
 revert_names_of(const state_migration *m, revert_names *n)
 {
@@ -46,6 +48,22 @@ revert_names_of(const state_migration *m, revert_names *n)
 }
 
 bool
+revert_check(db *d, const catalog_table *t, const char *partition_column)
+{
+	for (int i = 0; partition_column != NULL && i < t->nindexes; i++)
+	{
+		const catalog_index *ix = &t->indexes[i];
+
+		if (!ix->unique || catalog_has_column(ix->columns, ix->ncolumns, partition_column))
+			continue;
+		log_warning("with --revert-window: the new table's version of unique index \"%s\" holds "
+					"\"%s\" too, so it may take a row the original's refuses; the original then "
+					"cannot follow, and the reverse stream stops", ix->name, partition_column);
+	}
+	return revert_check_privileges(d);
+}
+
+static bool
 revert_check_privileges(db *d)
 {
 	PGresult   *res = PQexec(d->conn, "BEGIN; SET LOCAL session_replication_role = replica");
@@ -549,6 +567,7 @@ follower_revert(follower *f, volatile sig_atomic_t *stop)
 static bool
 follower_open(follower *f)
 {
+	pgout_decoder_init(&f->dec);
 	if (!db_connect(&f->control, f->conninfo, "source") ||
 		!db_connect(&f->aux, f->conninfo, "source") ||
 		!db_connect(&f->target, f->conninfo, "target") ||
@@ -582,6 +601,7 @@ follower_close(follower *f)
 	apply_destroy(f->a);
 	f->a = NULL;
 	stream_close(&f->s);
+	memset(&f->s, 0, sizeof(f->s));
 	pgout_decoder_free(&f->dec);
 	catalog_table_free(f->t);
 	f->t = NULL;
@@ -617,6 +637,116 @@ follower_end(follower *f, const char *how, revert_end end)
 	return ok ? end : REVERT_FAILED;
 }
 
+/*
+ * Whether to open the stream again after a failure, rather than give up: a
+ * unique violation that applying out of source order may have caused (the
+ * transactions up to it go again one change per statement, as the forward
+ * stream's do), or a connection lost.
+ */
+static bool
+follower_again(follower *f, bool lost)
+{
+	if (f->a != NULL && apply_replay_until(f->a) != LSN_INVALID)
+	{
+		f->ao.in_order_until = apply_replay_until(f->a);
+		return true;
+	}
+	return lost || SQLSTATE_IN_CLASS(f->s.sqlstate, SQLSTATE_CLASS_CONNECTION) ||
+		db_lost_connection(&f->target) || db_lost_connection(&f->control) ||
+		db_lost_connection(&f->aux);
+}
+
+/*
+ * Follow the opened stream until it ends for good (*end) or must be opened
+ * again (*again).
+ */
+static void
+follower_run(follower *f, volatile sig_atomic_t *stop, int progress_seconds, revert_end *end,
+			 bool *again)
+{
+	const state_migration *m = f->m;
+	follower_state st = {0};
+	int64_t		next_check = 0;
+	int64_t		next_progress = clock_monotonic_us() + (int64_t) progress_seconds * 1000000;
+	char		text[LSN_TEXT_SIZE];
+
+	*end = REVERT_FAILED;
+	*again = false;
+	log_info("reverse stream: applying the changes of \"%s.%s\" to \"%s.%s\" from %s", m->schema,
+			 m->table, m->schema, f->old_table, lsn_format(apply_committed(f->a), text));
+	for (;;)
+	{
+		int64_t		now = clock_monotonic_us();
+		bool		lost = false;
+
+		if (*stop)
+		{
+			if (follower_commit(f) && stream_send_status(&f->s, false))
+				*end = REVERT_STOPPED;
+			break;
+		}
+		if (now >= next_check && !apply_in_source_txn(f->a))
+		{
+			free(st.ended);
+			st.ended = NULL;
+			if (!follower_commit(f) || !follower_read_state(&f->control, m, &st, NULL))
+			{
+				*again = follower_again(f, false);
+				break;
+			}
+			if (st.gone)
+			{
+				log_error("the migration of \"%s.%s\" was removed under the reverse stream",
+						  m->schema, m->table);
+				break;
+			}
+			if (st.revert)
+			{
+				*end = follower_revert(f, stop);
+				if (*end == REVERT_REVERTED)
+					*end = follower_end(f, NULL, REVERT_REVERTED);
+				else if (*end == REVERT_FAILED)
+					*again = follower_again(f, false);
+				break;
+			}
+			if (st.finish || st.window_over || !st.following)
+			{
+				log_info("reverse stream: %s; dropping its slot, publication and origin; \"%s.%s\" "
+						 "stays as it is", st.finish ? "finish was asked" : "the window is over",
+						 m->schema, f->old_table);
+				*end = follower_end(f, "finished", REVERT_FINISHED);
+				break;
+			}
+			next_check = now + 1000000;
+		}
+		if (now >= next_progress)
+		{
+			follower_log_progress(f);
+			next_progress = now + (int64_t) progress_seconds * 1000000;
+		}
+		if (!follower_step(f, apply_idle(f->a) ? 1000 : 50, &lost))
+		{
+			if (!lost && apply_get_failure(f->a) == APPLY_FAILURE_SCHEMA)
+			{
+				log_error("the columns of \"%s.%s\" changed after the swap: the old table cannot "
+						  "follow it, and a revert is no longer possible", m->schema, m->table);
+				*end = follower_end(f, "the new table's columns changed after the swap", REVERT_FAILED);
+			}
+			else
+				*again = follower_again(f, lost);
+			if (!*again && strcmp(f->target.sqlstate, ERRCODE_UNIQUE_VIOLATION) == 0)
+				log_hint("The new table's unique keys hold the partition column, so it took a row the "
+						 "original's narrower key refuses: the original cannot follow, and a revert would "
+						 "lose rows. The reverse slot keeps its WAL until pgrepart finish ends the window.");
+			break;
+		}
+	}
+	free(st.ended);
+}
+
+/* Opening the stream again after a lost connection: this many times in a row at most. */
+#define FOLLOWER_MAX_REOPENS 10
+
 revert_end
 revert_follow(const char *conninfo, const state_migration *m, const cutover_options *o,
 			  volatile sig_atomic_t *stop, int progress_seconds)
@@ -624,15 +754,12 @@ revert_follow(const char *conninfo, const state_migration *m, const cutover_opti
 	follower	f;
 	follower_state st = {0};
 	revert_end	end = REVERT_FAILED;
-	int64_t		next_check = 0;
-	int64_t		next_progress = clock_monotonic_us() + (int64_t) progress_seconds * 1000000;
 
 	memset(&f, 0, sizeof(f));
 	f.conninfo = conninfo;
 	f.m = m;
 	f.o = o;
 	revert_names_of(m, &f.n);
-	pgout_decoder_init(&f.dec);
 	if (!db_connect(&f.control, conninfo, "source") ||
 		!follower_read_state(&f.control, m, &st, &f.old_table))
 		goto cleanup;
@@ -652,69 +779,23 @@ revert_follow(const char *conninfo, const state_migration *m, const cutover_opti
 		goto cleanup;
 	}
 	db_close(&f.control);
-	if (!follower_open(&f))
-		goto cleanup;
+	for (int reopens = 0;; reopens++)
 	{
-		char		text[LSN_TEXT_SIZE];
+		bool		again = false;
+		lsn_t		in_order = f.ao.in_order_until;
 
-		log_info("reverse stream: applying the changes of \"%s.%s\" to \"%s.%s\" from %s",
-				 m->schema, m->table, m->schema, f.old_table,
-				 lsn_format(apply_committed(f.a), text));
-	}
-	for (;;)
-	{
-		int64_t		now = clock_monotonic_us();
-		bool		lost;
-
-		if (*stop)
-		{
-			end = follower_commit(&f) && stream_send_status(&f.s, false) ? REVERT_STOPPED :
-				REVERT_FAILED;
+		if (follower_open(&f))
+			follower_run(&f, stop, progress_seconds, &end, &again);
+		else
+			again = follower_again(&f, false);
+		follower_close(&f);
+		/* A replay in order is progress; only lost connections count against the limit. */
+		if (f.ao.in_order_until != in_order)
+			reopens = 0;
+		if (!again || *stop || reopens >= FOLLOWER_MAX_REOPENS)
 			break;
-		}
-		if (now >= next_check && !apply_in_source_txn(f.a))
-		{
-			free(st.ended);
-			if (!follower_commit(&f) || !follower_read_state(&f.control, m, &st, NULL))
-				break;
-			if (st.gone)
-			{
-				log_error("the migration of \"%s.%s\" was removed under the reverse stream",
-						  m->schema, m->table);
-				break;
-			}
-			if (st.revert)
-			{
-				end = follower_revert(&f, stop);
-				if (end == REVERT_REVERTED)
-					end = follower_end(&f, NULL, REVERT_REVERTED);
-				break;
-			}
-			if (st.finish || st.window_over || !st.following)
-			{
-				log_info("reverse stream: %s; dropping its slot, publication and origin; \"%s.%s\" "
-						 "stays as it is", st.finish ? "finish was asked" : "the window is over",
-						 m->schema, f.old_table);
-				end = follower_end(&f, "finished", REVERT_FINISHED);
-				break;
-			}
-			next_check = now + 1000000;
-		}
-		if (now >= next_progress)
-		{
-			follower_log_progress(&f);
-			next_progress = now + (int64_t) progress_seconds * 1000000;
-		}
-		if (!follower_step(&f, apply_idle(f.a) ? 1000 : 50, &lost))
-		{
-			if (!lost && apply_get_failure(f.a) == APPLY_FAILURE_SCHEMA)
-			{
-				log_error("the columns of \"%s.%s\" changed after the swap: the old table cannot "
-						  "follow it, and a revert is no longer possible", m->schema, m->table);
-				end = follower_end(&f, "the new table's columns changed after the swap", REVERT_FAILED);
-			}
-			break;
-		}
+		log_info("reverse stream: opening it again (%d)", reopens + 1);
+		sleep(1);
 	}
 
 cleanup:

@@ -292,7 +292,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 	if (!db_connect(&d, conninfo, "source") || !catalog_read(&d, schema, table, &t) ||
 		!state_upgrade(&d) || !state_find(&d, t->schema, t->name, &m) ||
 		(m != NULL && !state_check_home(&d, m)) || !run_read_environment(&d, t, ro->report) ||
-		(ro->cutover.revert_window_s > 0 && !revert_check_privileges(&d)))
+		(ro->cutover.revert_window_s > 0 && (m == NULL || m->phase != STATE_DONE) &&
+		 !revert_check(&d, t, m != NULL ? m->partition_column : po->partition_column)))
 		goto cleanup;
 	ro->report->schema = t->schema;
 	ro->report->table = t->name;

@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stdbool.h>
 
+#include "pgrepart/catalog.h"
 #include "pgrepart/cutover.h"
 #include "pgrepart/db.h"
 #include "pgrepart/state.h"
@@ -34,11 +35,14 @@
 #define REVERT_PARTITIONED_SUFFIX "_partitioned"
 
 /*
- * Whether this role may keep a reverse stream: apply as a replica
- * (session_replication_role, a superuser's or, from PostgreSQL 15, granted
- * by GRANT SET ON PARAMETER).  Logs why not, with the grant to give.
+ * Before a run with a window: whether this role may keep a reverse stream,
+ * that is apply as a replica (session_replication_role, a superuser's or,
+ * from PostgreSQL 15, granted by GRANT SET ON PARAMETER); logs why not,
+ * with the grant to give.  Warns of each unique index of t that lacks the
+ * partition column: its widened copy on the new table may take a row the
+ * original refuses, which stops the reverse stream.
  */
-bool		revert_check_privileges(db *d);
+bool		revert_check(db *d, const catalog_table *t, const char *partition_column);
 
 /*
  * Before the cutover's lock: the reverse publication and slot, where
