@@ -217,6 +217,7 @@ typedef struct follower
 	pgout_decoder dec;
 	catalog_table *t;			/* the old table */
 	apply_options ao;
+	bool		by_command;		/* "revert" or "finish" follows: it ends with its request */
 } follower;
 
 /* The migration's row as the follower reads it each second. */
@@ -276,6 +277,18 @@ follower_record_end(db *d, const state_migration *m, const char *how)
 	PGresult   *res = db_execf(d, "record the reverse stream's end",
 							   "UPDATE pgrepart.migration SET reverse_ended_at = pg_catalog.now(), "
 							   "  reverse_end = %text WHERE id = %int4", how, m->id);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+/* A revert that gave up: its request is withdrawn. */
+static bool
+follower_withdraw(db *d, const state_migration *m)
+{
+	PGresult   *res = db_execf(d, "withdraw the revert request",
+							   "UPDATE pgrepart.migration SET revert_requested_at = NULL WHERE id = %int4",
+							   m->id);
 
 	PQclear(res);
 	return res != NULL;
@@ -501,9 +514,12 @@ follower_back_off(follower *f, int attempt)
 	return true;
 }
 
-/* "pgrepart revert": the swap back, under the cutover's bounds. */
+/*
+ * "pgrepart revert": the swap back, under the cutover's bounds.  *gave_up
+ * when every attempt found the table busy: the stream goes on.
+ */
 static revert_end
-follower_revert(follower *f, volatile sig_atomic_t *stop)
+follower_revert(follower *f, volatile sig_atomic_t *stop, bool *gave_up)
 {
 	const cutover_options *o = f->o;
 
@@ -559,8 +575,9 @@ follower_revert(follower *f, volatile sig_atomic_t *stop)
 		return REVERT_REVERTED;
 	}
 	log_error("could not revert \"%s.%s\" in %d attempts", f->m->schema, f->m->table, o->retries);
-	log_hint("Sessions kept the table locked; run pgrepart revert again, or raise --lock-timeout "
-			 "or --cutover-retries.");
+	log_hint("Sessions kept the table locked; the old table is still kept in step. Run pgrepart "
+			 "revert again, or raise --lock-timeout or --cutover-retries.");
+	*gave_up = true;
 	return REVERT_FAILED;
 }
 
@@ -623,9 +640,13 @@ follower_end(follower *f, const char *how, revert_end end)
 	PGresult   *res = NULL;
 	bool		ok;
 
+	/*
+	 * Recorded while this follower still holds the slot: a command waiting
+	 * for it then finds the end, never a slot free to follow.
+	 */
+	ok = db_connect(&d, f->conninfo, "source") && (how == NULL || follower_record_end(&d, f->m, how));
 	follower_close(f);
-	ok = db_connect(&d, f->conninfo, "source") &&
-		(how == NULL || follower_record_end(&d, f->m, how)) && revert_drop(f->conninfo, &d, f->m);
+	ok = ok && revert_drop(f->conninfo, &d, f->m);
 	if (ok && end == REVERT_REVERTED)
 	{
 		res = db_execf(&d, "forget the reverted migration",
@@ -702,9 +723,17 @@ follower_run(follower *f, volatile sig_atomic_t *stop, int progress_seconds, rev
 			}
 			if (st.revert)
 			{
-				*end = follower_revert(f, stop);
+				bool		gave_up = false;
+
+				*end = follower_revert(f, stop, &gave_up);
 				if (*end == REVERT_REVERTED)
 					*end = follower_end(f, NULL, REVERT_REVERTED);
+				else if (gave_up && follower_withdraw(&f->control, m) && !f->by_command)
+				{
+					/* The request is withdrawn, which tells the command; the window goes on. */
+					next_check = clock_monotonic_us() + 1000000;
+					continue;
+				}
 				else if (*end == REVERT_FAILED)
 					*again = follower_again(f, false);
 				break;
@@ -744,18 +773,23 @@ follower_run(follower *f, volatile sig_atomic_t *stop, int progress_seconds, rev
 	free(st.ended);
 }
 
+/* A command takes over a reverse stream no run has followed for this long. */
+#define REVERT_AWAY_US INT64_C(3000000)
+
 /* Opening the stream again after a lost connection: this many times in a row at most. */
 #define FOLLOWER_MAX_REOPENS 10
 
-revert_end
-revert_follow(const char *conninfo, const state_migration *m, const cutover_options *o,
-			  volatile sig_atomic_t *stop, int progress_seconds)
+/* The run's follower, or (by_command) one that ends with its request. */
+static revert_end
+follower_follow(const char *conninfo, const state_migration *m, const cutover_options *o,
+				volatile sig_atomic_t *stop, int progress_seconds, bool by_command)
 {
 	follower	f;
 	follower_state st = {0};
 	revert_end	end = REVERT_FAILED;
 
 	memset(&f, 0, sizeof(f));
+	f.by_command = by_command;
 	f.conninfo = conninfo;
 	f.m = m;
 	f.o = o;
@@ -805,6 +839,13 @@ cleanup:
 	return end;
 }
 
+revert_end
+revert_follow(const char *conninfo, const state_migration *m, const cutover_options *o,
+			  volatile sig_atomic_t *stop, int progress_seconds)
+{
+	return follower_follow(conninfo, m, o, stop, progress_seconds, false);
+}
+
 int
 revert_command(const char *conninfo, const char *schema, const char *table,
 			   const cutover_options *o, volatile sig_atomic_t *stop, bool revert)
@@ -850,7 +891,7 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 			goto cleanup;
 	}
 	log_info("asked for the %s of \"%s.%s\"", revert ? "revert" : "finish", t->schema, t->name);
-	for (;;)
+	for (int64_t idle_since = 0;;)
 	{
 		PGresult   *res;
 		PGbool		active = 0;
@@ -863,6 +904,12 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 			rc = 0;
 			break;
 		}
+		if (revert && !st.revert && st.following)
+		{
+			log_error("the run following the reverse stream could not revert \"%s.%s\" (see its "
+					  "log); the old table is still kept in step", t->schema, t->name);
+			break;
+		}
 		res = db_execf(&d, "look up the reverse slot",
 					   "SELECT COALESCE((SELECT active FROM pg_catalog.pg_replication_slots "
 					   "  WHERE slot_name = %text AND database = pg_catalog.current_database()), false)",
@@ -873,10 +920,17 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 			goto cleanup;
 		}
 		PQclear(res);
-		if (!active)
+		/*
+		 * No run has followed the stream for a while (a run opening it
+		 * again is away for a second): this command follows it.
+		 */
+		if (active)
+			idle_since = 0;
+		else if (idle_since == 0)
+			idle_since = clock_monotonic_us();
+		if (!active && clock_monotonic_us() - idle_since >= REVERT_AWAY_US)
 		{
-			/* No run follows the stream: this command does. */
-			switch (revert_follow(conninfo, m, o, stop, 10))
+			switch (follower_follow(conninfo, m, o, stop, 10, true))
 			{
 				case REVERT_REVERTED:
 				case REVERT_FINISHED:

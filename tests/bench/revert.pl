@@ -95,7 +95,7 @@ for (my $i = 0; time < $until; $i++)
 my $p99 = $lags[int(0.99 * $#lags)];
 
 my $from = time;
-my ($rc, $out, $err) = pgrepart('revert', '-d', $conn, '-t', 'chat_messages');
+my ($rc, $out, $err) = pgrepart('revert', '-d', $conn, '-t', 'chat_messages', '-v');
 die "revert failed:\n$err" if $rc != 0;
 my $to = time;
 wait_exit($run);
@@ -105,6 +105,26 @@ my ($held) = slurp("$dir/run.log") =~ /the lock was held (\d+) ms/;
 die "no lock hold in the run's log:\n" . slurp("$dir/run.log") unless defined $held;
 my $worst = worst_latency("$dir/window", $from - 1, $to + 1);
 my $worst_exec = worst_latency("$dir/window", $from - 1, $to + 1, 1);
+# The slowest transactions around the revert, with when they ended, for a
+# worst latency that needs explaining.
+if ($ENV{BENCH_VERBOSE})
+{
+	my @slow;
+	for my $file (glob "$dir/window.*")
+	{
+		open my $fh, '<', $file or die $!;
+		while (<$fh>)
+		{
+			my (undef, undef, $us, undef, $sec, $usec, $lag) = split;
+			next unless defined $usec && $us =~ /^\d+$/;
+			my $end = $sec + $usec / 1e6;
+			push @slow, [$us / 1000, ($lag // 0) / 1000, $end - $from] if $end >= $from - 1 && $end <= $to + 1;
+		}
+	}
+	@slow = (sort { $b->[0] <=> $a->[0] } @slow)[0 .. 9];
+	printf "slow: %.0f ms (schedule lag %.0f ms), ended %+.2f s from the request\n", @$_ for grep { defined } @slow;
+	print $err;
+}
 my $errors = 0;
 $errors += load_errors($_) for glob "$dir/*.log";
 printf "rows: %d; load: %d transactions/s of the mixed load on 2 clients; load errors %d; %d probes, "

@@ -43,10 +43,20 @@ sub rev_objects
 
 # Identity: rows made in the window take values from the new table's
 # sequence; after the revert the original's continues past them.
-my $run = swapped('t_id', '--revert-window', '1h');
-$node->psql(q{INSERT INTO t_id (at, v) SELECT now(), 'window' FROM generate_series(1, 10)});
-ok(wait_for($node, q{SELECT count(*) = 3010 FROM t_id_old}, 60), 't_id: the window rows reach the old table');
+my $run = swapped('t_id', '--revert-window', '1h', '--cutover-retries', '5');
+$node->psql(q{INSERT INTO t_id (at, v) SELECT now(), 'window' FROM generate_series(1, 5)});
+
+# A revert that finds the table busy for every attempt gives up; the window goes on.
+my $holder = hold_lock($node, 't_id', 'ROW EXCLUSIVE', 10);
+ok(wait_for($node, q{SELECT count(*) = 1 FROM pg_locks WHERE relation = 't_id'::regclass
+	AND mode = 'RowExclusiveLock' AND granted}, 30), 't_id: a session holds the new table');
 my ($rc, undef, $err) = pgrepart('revert', '-d', $conn, '-t', 't_id');
+is($rc, 1, 't_id: the revert gave up on the busy table');
+like($err, qr/could not revert "public.t_id".*still kept in step/, 't_id: and says the window goes on');
+waitpid $holder, 0;
+$node->psql(q{INSERT INTO t_id (at, v) SELECT now(), 'window' FROM generate_series(1, 5)});
+ok(wait_for($node, q{SELECT count(*) = 3010 FROM t_id_old}, 60), 't_id: the window rows reach the old table');
+($rc, undef, $err) = pgrepart('revert', '-d', $conn, '-t', 't_id');
 is($rc, 0, 't_id: reverted') or diag($err);
 is(wait_exit($run), 0, 't_id: the run ended') or diag(slurp("$dir/t_id.log"));
 ($rc, undef, $err) = $node->psql(q{INSERT INTO t_id (at, v) SELECT now(), 'after' FROM generate_series(1, 10)},
