@@ -86,7 +86,7 @@ bool
 revert_prepare(const char *conninfo, db *d, const state_migration *m, int lock_timeout_ms,
 			   bool *busy)
 {
-	revert_names n;
+	revert_names n = {0};
 	PGresult   *res;
 	PGbool		have_publication = 0, have_slot = 0;
 	stream		s;
@@ -161,7 +161,7 @@ revert_record_swap(db *d, const state_migration *m, const char *old_name, int wi
 bool
 revert_drop(const char *conninfo, db *d, const state_migration *m)
 {
-	revert_names n;
+	revert_names n = {0};
 	PGresult   *res;
 	PGbool		have_slot = 0;
 	const char *origin[1];
@@ -207,7 +207,7 @@ typedef struct follower
 	const char *conninfo;
 	const state_migration *m;
 	const cutover_options *o;
-	revert_names n;
+	revert_names n = {0};
 	char	   *old_table;
 	db			control;		/* requests, the lock of a revert */
 	db			aux;			/* WAL positions while control holds the lock */
@@ -464,7 +464,7 @@ revert_swap_back(db *d, const state_migration *m, const char *old_table, bool *b
 	char	   *qtable = ident_qualified(m->schema, m->table);
 	char	   *qold = ident_qualified(m->schema, old_table);
 	char	   *qpartitioned;
-	revert_names n;
+	revert_names n = {0};
 	PGresult   *deps = NULL, *views = NULL;
 	bool		ok;
 
@@ -854,7 +854,7 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 	catalog_table *t = NULL;
 	state_migration *m = NULL;
 	follower_state st = {0};
-	revert_names n;
+	revert_names n = {0};
 	int			rc = 1;
 
 	if (!state_open(&d, conninfo, schema, table, &t, &m))
