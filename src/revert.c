@@ -207,7 +207,7 @@ typedef struct follower
 	const char *conninfo;
 	const state_migration *m;
 	const cutover_options *o;
-	revert_names n = {0};
+	revert_names n;
 	char	   *old_table;
 	db			control;		/* requests, the lock of a revert */
 	db			aux;			/* WAL positions while control holds the lock */
