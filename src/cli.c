@@ -900,13 +900,25 @@ cli_handle_stop(int signo)
 	stop_requested = 1;
 }
 
+/* SIGINT and SIGTERM set stop_requested, for a command that stops cleanly. */
+static void
+cli_catch_stop(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = cli_handle_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 static int
 cli_run(int argc, char **argv)
 {
 	cli_plan_args args;
 	run_options ro = {0};
 	report		rep;
-	struct sigaction sa;
 	int			rc = cli_parse_run_args(argc, argv, &args);
 
 	if (rc >= 0)
@@ -914,11 +926,7 @@ cli_run(int argc, char **argv)
 		cli_plan_args_free(&args);
 		return rc;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = cli_handle_stop;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	cli_catch_stop();
 	ro.batch_transactions = args.batch;
 	ro.chunk_rows = args.chunk_rows;
 	ro.json = args.common.json;
@@ -1251,7 +1259,6 @@ cli_revert_or_finish(const char *command, const char *help, int argc, char **arg
 	};
 	cli_plan_args args;
 	char	   *schema = NULL, *table = NULL;
-	struct sigaction sa;
 	int			rc = -1;
 	int			c;
 
@@ -1276,11 +1283,7 @@ cli_revert_or_finish(const char *command, const char *help, int argc, char **arg
 		rc = EXIT_USAGE;
 	if (rc < 0)
 	{
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = cli_handle_stop;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGINT, &sa, NULL);
-		sigaction(SIGTERM, &sa, NULL);
+		cli_catch_stop();
 		rc = revert_command(args.common.dbname, schema, table, &args.cutover, &stop_requested,
 							revert);
 	}

@@ -15,7 +15,6 @@
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
-use POSIX ();
 use Time::HiRes qw(time sleep);
 use Pgrepart::Bench;
 use Pgrepart::Cluster;
@@ -30,30 +29,13 @@ $node->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
 $node->psql('VACUUM ANALYZE chat_messages');
 my $conn = $node->connstr;
 
-# The load, in runs of five seconds (each with its transaction log whole)
-# until $stop exists; returns the pid of the loop.
-sub load_until
-{
-	my ($name, $stop) = @_;
-	my $pid = fork // die "fork: $!";
-	if ($pid == 0)
-	{
-		for (my $i = 0; !-e $stop; $i++)
-		{
-			wait_exit(pgbench_background($node, "$dir/$name.log", 'mixed.pgbench', '-c', '2', '-R', $rate,
-				'-T', 5, '-l', "--log-prefix=$dir/$name.$i"));
-		}
-		POSIX::_exit(0);
-	}
-	return $pid;
-}
 
 # The load while pgrepart copies and indexes with @limits: (seconds from the
 # copy's start to the indexes built, the load's worst latency in ms meanwhile).
 sub migrate
 {
 	my ($name, @limits) = @_;
-	my $load = load_until($name, "$dir/$name.stop");
+	my $load = load_until($node, $dir, $name, 'mixed.pgbench', $rate);
 	my $run = pgrepart_background("$dir/$name-run.log", 'run', '--cutover', 'manual', '-d', $conn,
 		'-t', 'chat_messages', '-k', 'created_at', '--max-replica-lag', '0', @limits);
 	wait_for($node, q{SELECT to_regclass('pgrepart.migration') IS NOT NULL}, 600, $run)
@@ -67,11 +49,9 @@ sub migrate
 	wait_for($node, q{SELECT phase NOT IN ('prepared', 'copying', 'copied') FROM pgrepart.migration}, 3600, $run)
 	  or die "the indexes were not built:\n" . slurp("$dir/$name-run.log");
 	my $to = time;
-	open my $fh, '>', "$dir/$name.stop" or die $!;
-	close $fh;
 	kill 'TERM', $run;
 	wait_exit($run);
-	waitpid $load, 0;
+	load_stop($dir, $name, $load);
 	my ($rc, $out, $err) = pgrepart('abort', '-d', $conn, '-t', 'chat_messages');
 	die "abort failed: $err" if $rc != 0;
 	my $worst = worst_latency("$dir/$name", $from, $to);
@@ -81,11 +61,9 @@ sub migrate
 	return ($to - $from, $worst);
 }
 
-my $alone = load_until('baseline', "$dir/baseline.stop");
+my $alone = load_until($node, $dir, 'baseline', 'mixed.pgbench', $rate);
 sleep 9;
-open my $fh, '>', "$dir/baseline.stop" or die $!;
-close $fh;
-waitpid $alone, 0;
+load_stop($dir, 'baseline', $alone);
 my $baseline = worst_latency("$dir/baseline");
 my ($free_s, $free_worst) = migrate('unlimited');
 my @limits = $ENV{BENCH_LIMITS} ? split(' ', $ENV{BENCH_LIMITS})

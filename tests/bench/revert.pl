@@ -17,7 +17,6 @@
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
-use POSIX ();
 use Time::HiRes qw(time sleep);
 use Pgrepart::Bench;
 use Pgrepart::Cluster;
@@ -32,43 +31,15 @@ $node->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
 $node->psql('VACUUM ANALYZE chat_messages');
 my $conn = $node->connstr;
 
-# The loads' stop files: a bench that dies stops its loads too.
-my @stops;
-END { for (@stops) { open my $fh, '>', $_; close $fh if $fh } }
 
-# The load, in runs of five seconds (each with its transaction log whole)
-# until $stop exists; returns the pid of the loop.
-sub load_until
-{
-	my ($name, $stop) = @_;
-	push @stops, $stop;
-	my $pid = fork // die "fork: $!";
-	if ($pid == 0)
-	{
-		for (my $i = 0; !-e $stop; $i++)
-		{
-			wait_exit(pgbench_background($node, "$dir/$name.log", 'mixed.pgbench', '-c', '2', '-R', $rate,
-				'-T', 5, '-l', "--log-prefix=$dir/$name.$i"));
-		}
-		POSIX::_exit(0);
-	}
-	return $pid;
-}
 
-sub stop_load
-{
-	my ($name, $pid) = @_;
-	open my $fh, '>', "$dir/$name.stop" or die $!;
-	close $fh;
-	waitpid $pid, 0;
-}
 
-my $alone = load_until('baseline', "$dir/baseline.stop");
+my $alone = load_until($node, $dir, 'baseline', 'mixed.pgbench', $rate);
 sleep 9;
-stop_load('baseline', $alone);
+load_stop($dir, 'baseline', $alone);
 my $baseline = worst_latency("$dir/baseline");
 
-my $load = load_until('window', "$dir/window.stop");
+my $load = load_until($node, $dir, 'window', 'mixed.pgbench', $rate);
 my $run = pgrepart_background("$dir/run.log", 'run', '-d', $conn, '-t', 'chat_messages', '-k', 'created_at',
 	'--revert-window', '1h', '--max-replica-lag', '0');
 wait_for_text("$dir/run.log", qr/reverse stream: applying the changes/, 3600, $run)
@@ -109,7 +80,7 @@ die "revert failed:\n$err" if $rc != 0;
 my $to = time;
 wait_exit($run);
 sleep 2;
-stop_load('window', $load);
+load_stop($dir, 'window', $load);
 my ($held) = slurp("$dir/run.log") =~ /the lock was held (\d+) ms/;
 die "no lock hold in the run's log:\n" . slurp("$dir/run.log") unless defined $held;
 my $worst = worst_latency("$dir/window", $from - 1, $to + 1);

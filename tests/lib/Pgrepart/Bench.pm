@@ -4,9 +4,10 @@ package Pgrepart::Bench;
 use strict;
 use warnings;
 use Exporter 'import';
+use POSIX ();
 use Pgrepart::Test;
 
-our @EXPORT = qw(worst_latency load_errors);
+our @EXPORT = qw(worst_latency load_errors load_until load_stop);
 
 # The longest latency (ms; with -R, from the scheduled start) of the
 # transactions pgbench logged that ended within [from, to] (epoch seconds);
@@ -30,6 +31,41 @@ sub worst_latency
 		}
 	}
 	return $worst;
+}
+
+# The loads' stop files: a bench that dies stops its loads too.
+my @stops;
+END { for (@stops) { open my $fh, '>', $_; close $fh if $fh } }
+
+# The load: pgbench running $script (from tests/fixtures) on 2 clients at
+# $rate transactions/s, in runs of five seconds, each with its transaction
+# log whole ($dir/$name.<run>.*), until load_stop; returns the pid of the
+# loop.
+sub load_until
+{
+	my ($node, $dir, $name, $script, $rate) = @_;
+	my $stop = "$dir/$name.stop";
+	push @stops, $stop;
+	my $pid = fork // die "fork: $!";
+	if ($pid == 0)
+	{
+		for (my $i = 0; !-e $stop; $i++)
+		{
+			wait_exit(pgbench_background($node, "$dir/$name.log", $script, '-c', '2', '-R', $rate,
+				'-T', 5, '-l', "--log-prefix=$dir/$name.$i"));
+		}
+		POSIX::_exit(0);
+	}
+	return $pid;
+}
+
+# Stop the load load_until started, once its current run ends.
+sub load_stop
+{
+	my ($dir, $name, $pid) = @_;
+	open my $fh, '>', "$dir/$name.stop" or die $!;
+	close $fh;
+	waitpid $pid, 0;
 }
 
 # A load's errors: clients aborted, transactions failed, logged as failed.

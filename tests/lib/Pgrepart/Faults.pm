@@ -157,9 +157,7 @@ sub trial
 	# The checks below are no pgrepart session: they run without imposed timeouts.
 	$node->psql(qq{ALTER DATABASE "$dbname" RESET ALL});
 	my $kind = $db->psql(q{SELECT relkind FROM pg_class WHERE oid = 'public.chat_messages'::regclass});
-	my $diff = $db->psql(q{SELECT count(*) FROM (
-		(SELECT id, md5(content) FROM chat_messages EXCEPT SELECT id, h FROM ledger)
-		UNION ALL (SELECT id, h FROM ledger EXCEPT SELECT id, md5(content) FROM chat_messages)) d});
+	my $diff = ledger_differences($db);
 	my $left = $db->psql(qq{SELECT concat_ws(' ',
 		(SELECT 'slot ' || string_agg(slot_name, ',') FROM pg_replication_slots
 		  WHERE database = current_database()),

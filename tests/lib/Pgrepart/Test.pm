@@ -7,7 +7,7 @@ use Exporter 'import';
 use POSIX ();
 use Pgrepart::Cluster;
 
-our @EXPORT = qw(pgrepart fixture pgrepart_background hold_lock migrating_role wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
+our @EXPORT = qw(pgrepart fixture ledger_differences pgrepart_background hold_lock migrating_role wait_exit wait_for wait_on_server wait_for_text compare_tables origin_reached last_commit_end applied_up_to pgbench_background client_background slurp
 	ready_to_catch_up cpu_seconds server_cpu pgrepart_cpu peak_rss_mb open_transactions heap_accesses);
 
 # pgrepart(@args) -> (exit code, stdout, stderr).  PGREPART names the binary
@@ -338,6 +338,16 @@ sub heap_accesses
 	sleep 1;
 	return $node->psql(qq{SELECT heap_blks_hit + heap_blks_read FROM pg_statio_user_tables
 		WHERE relname = '$table'});
+}
+
+# Rows of chat_messages that differ from the ledger the load keeps
+# (tests/fixtures/ledger.pgbench): missing, extra or with other content.
+sub ledger_differences
+{
+	my ($node) = @_;
+	return $node->psql(q{SELECT count(*) FROM (
+		(SELECT id, md5(content) FROM chat_messages EXCEPT SELECT id, h FROM ledger)
+		UNION ALL (SELECT id, h FROM ledger EXCEPT SELECT id, md5(content) FROM chat_messages)) d});
 }
 
 sub slurp
