@@ -174,6 +174,8 @@ static const char revert_help[] =
 	"      --lock-timeout=MS       as for run (default 100)\n"
 	"      --max-lock-hold=MS      as for run (default 1000)\n"
 	"      --cutover-retries=N     as for run (default 30)\n"
+	"      --partitioned-name=NAME the partitioned table's name afterwards\n"
+	"                              (default TABLE_partitioned)\n"
 	CLI_COMMON_OPTIONS
 	"\nExit status: 0 reverted, 1 error or refused, 2 usage error, 5 stopped, 6 no\n"
 	"swapped migration.\n";
@@ -487,6 +489,7 @@ enum
 	OPT_MAX_CUTOVER_LAG,
 	OPT_OLD_NAME,
 	OPT_REVERT_WINDOW,
+	OPT_PARTITIONED_NAME,
 	OPT_REHEARSE,
 	OPT_KEEP,
 	OPT_NO_VERIFY,
@@ -1255,9 +1258,11 @@ cli_revert_or_finish(const char *command, const char *help, int argc, char **arg
 		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
 		{"max-lock-hold", required_argument, NULL, OPT_MAX_LOCK_HOLD},
 		{"cutover-retries", required_argument, NULL, OPT_CUTOVER_RETRIES},
+		{"partitioned-name", required_argument, NULL, OPT_PARTITIONED_NAME},
 		{NULL, 0, NULL, 0}
 	};
 	cli_plan_args args;
+	const char *partitioned_name = NULL;
 	char	   *schema = NULL, *table = NULL;
 	int			rc = -1;
 	int			c;
@@ -1274,6 +1279,12 @@ cli_revert_or_finish(const char *command, const char *help, int argc, char **arg
 		}
 		else if (revert && (c == OPT_LOCK_TIMEOUT || c == OPT_MAX_LOCK_HOLD || c == OPT_CUTOVER_RETRIES))
 			rc = cli_run_option(c, &args);
+		else if (revert && c == OPT_PARTITIONED_NAME)
+		{
+			if (strlen(optarg) == 0 || strlen(optarg) > IDENT_MAX_BYTES)
+				rc = cli_usage_error(command, "invalid --partitioned-name \"%s\"", optarg);
+			partitioned_name = optarg;
+		}
 		else
 			rc = cli_usage_error(command, "%s", "invalid option");
 	}
@@ -1284,8 +1295,8 @@ cli_revert_or_finish(const char *command, const char *help, int argc, char **arg
 	if (rc < 0)
 	{
 		cli_catch_stop();
-		rc = revert_command(args.common.dbname, schema, table, &args.cutover, &stop_requested,
-							revert);
+		rc = revert_command(args.common.dbname, schema, table, &args.cutover, partitioned_name,
+							&stop_requested, revert);
 	}
 	ident_free_keywords();
 	cli_plan_args_free(&args);

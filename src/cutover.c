@@ -553,7 +553,7 @@ cutover_swap(db *d, state_migration *m, const cutover_options *o, bool *busy, ch
 	if (o->rehearse && o->revert_window_s > 0)
 	{
 		/* The way back, rehearsed on the swapped catalogs before both roll back. */
-		if (!revert_swap_back(d, m, old, busy))
+		if (!revert_swap_back(d, m, old, NULL, busy))
 			goto cleanup;
 		log_info("rehearsal: the swap back ran too");
 	}

@@ -229,6 +229,7 @@ typedef struct follower_state
 	bool		revert;
 	bool		finish;
 	char	   *ended;			/* how the stream ended, when it has */
+	char	   *partitioned;	/* the revert's name for the partitioned table, or NULL */
 } follower_state;
 
 static bool
@@ -238,7 +239,7 @@ follower_read_state(db *d, const state_migration *m, follower_state *st, char **
 							   "SELECT revert_until IS NOT NULL AND reverse_ended_at IS NULL, "
 							   "  COALESCE(pg_catalog.now() >= revert_until, false), "
 							   "  revert_requested_at IS NOT NULL, finish_requested_at IS NOT NULL, "
-							   "  reverse_end, old_table::pg_catalog.text "
+							   "  reverse_end, old_table::pg_catalog.text, partitioned_name::pg_catalog.text "
 							   "FROM pgrepart.migration WHERE id = %int4", m->id);
 	PGbool		following = 0, over = 0, revert = 0, finish = 0;
 
@@ -261,6 +262,7 @@ follower_read_state(db *d, const state_migration *m, follower_state *st, char **
 	st->revert = revert;
 	st->finish = finish;
 	st->ended = PQgetisnull(res, 0, 4) ? NULL : xstrdup(PQgetvalue(res, 0, 4));
+	st->partitioned = PQgetisnull(res, 0, 6) ? NULL : xstrdup(PQgetvalue(res, 0, 6));
 	if (old_table != NULL && !PQgetisnull(res, 0, 5))
 	{
 		free(*old_table);
@@ -458,7 +460,8 @@ revert_rename(db *d, const char *schema, const char *qtable, const char *qold, c
 }
 
 bool
-revert_swap_back(db *d, const state_migration *m, const char *old_table, bool *busy)
+revert_swap_back(db *d, const state_migration *m, const char *old_table, const char *partitioned_name,
+				 bool *busy)
 {
 	char		partitioned[IDENT_MAX_BYTES + 1];
 	char	   *qtable = ident_qualified(m->schema, m->table);
@@ -469,7 +472,10 @@ revert_swap_back(db *d, const state_migration *m, const char *old_table, bool *b
 	bool		ok;
 
 	revert_names_of(m, &n);
-	ident_with_suffix(partitioned, m->table, REVERT_PARTITIONED_SUFFIX, d->encoding);
+	if (partitioned_name != NULL)
+		snprintf(partitioned, sizeof(partitioned), "%s", partitioned_name);
+	else
+		ident_with_suffix(partitioned, m->table, REVERT_PARTITIONED_SUFFIX, d->encoding);
 	qpartitioned = ident_qualified(m->schema, partitioned);
 	ok = cutover_read_dependents(d, qtable, qold, qpartitioned, n.publication, &deps, &views) &&
 		revert_rename(d, m->schema, qtable, qold, m->table, partitioned) &&
@@ -488,11 +494,11 @@ revert_swap_back(db *d, const state_migration *m, const char *old_table, bool *b
  * mark: swap back, record the end, commit.
  */
 static bool
-revert_swap(follower *f, bool *busy)
+revert_swap(follower *f, const char *partitioned, bool *busy)
 {
 	db		   *d = &f->control;
 
-	if (!revert_swap_back(d, f->m, f->old_table, busy) || !follower_record_end(d, f->m, "reverted"))
+	if (!revert_swap_back(d, f->m, f->old_table, partitioned, busy) || !follower_record_end(d, f->m, "reverted"))
 		return false;
 	fault_point("revert");
 	return db_exec(d, "commit the swap back", "COMMIT");
@@ -519,7 +525,7 @@ follower_back_off(follower *f, int attempt)
  * when every attempt found the table busy: the stream goes on.
  */
 static revert_end
-follower_revert(follower *f, volatile sig_atomic_t *stop, bool *gave_up)
+follower_revert(follower *f, const char *partitioned, volatile sig_atomic_t *stop, bool *gave_up)
 {
 	const cutover_options *o = f->o;
 
@@ -559,7 +565,7 @@ follower_revert(follower *f, volatile sig_atomic_t *stop, bool *gave_up)
 					 "released, trying again", attempt, lsn_format(l, text), o->max_lock_hold_ms);
 			continue;
 		}
-		if (!revert_swap(f, &busy))
+		if (!revert_swap(f, partitioned, &busy))
 		{
 			cutover_release(&f->control);
 			if (!busy || !follower_back_off(f, attempt))
@@ -570,7 +576,8 @@ follower_revert(follower *f, volatile sig_atomic_t *stop, bool *gave_up)
 		}
 		log_info("reverted at %s: \"%s.%s\" is the original table again, the partitioned one is "
 				 "\"%s%s\"; the lock was held %.0f ms (attempt %d)", lsn_format(l, text),
-				 f->m->schema, f->m->table, f->m->table, REVERT_PARTITIONED_SUFFIX,
+				 f->m->schema, f->m->table, partitioned ? partitioned : f->m->table,
+				 partitioned ? "" : REVERT_PARTITIONED_SUFFIX,
 				 (double) (clock_monotonic_us() - locked_at) / 1000.0, attempt);
 		return REVERT_REVERTED;
 	}
@@ -709,7 +716,9 @@ follower_run(follower *f, volatile sig_atomic_t *stop, int progress_seconds, rev
 		if (now >= next_check && !apply_in_source_txn(f->a))
 		{
 			free(st.ended);
+			free(st.partitioned);
 			st.ended = NULL;
+			st.partitioned = NULL;
 			if (!follower_commit(f) || !follower_read_state(&f->control, m, &st, NULL))
 			{
 				*again = follower_again(f, false);
@@ -725,7 +734,7 @@ follower_run(follower *f, volatile sig_atomic_t *stop, int progress_seconds, rev
 			{
 				bool		gave_up = false;
 
-				*end = follower_revert(f, stop, &gave_up);
+				*end = follower_revert(f, st.partitioned, stop, &gave_up);
 				if (*end == REVERT_REVERTED)
 					*end = follower_end(f, NULL, REVERT_REVERTED);
 				else if (gave_up && follower_withdraw(&f->control, m) && !f->by_command)
@@ -771,6 +780,7 @@ follower_run(follower *f, volatile sig_atomic_t *stop, int progress_seconds, rev
 		}
 	}
 	free(st.ended);
+	free(st.partitioned);
 }
 
 /* A command takes over a reverse stream no run has followed for this long. */
@@ -834,6 +844,7 @@ follower_follow(const char *conninfo, const state_migration *m, const cutover_op
 
 cleanup:
 	free(st.ended);
+	free(st.partitioned);
 	follower_close(&f);
 	free(f.old_table);
 	return end;
@@ -848,7 +859,8 @@ revert_follow(const char *conninfo, const state_migration *m, const cutover_opti
 
 int
 revert_command(const char *conninfo, const char *schema, const char *table,
-			   const cutover_options *o, volatile sig_atomic_t *stop, bool revert)
+			   const cutover_options *o, const char *partitioned_name, volatile sig_atomic_t *stop,
+			   bool revert)
 {
 	db			d = {0};
 	catalog_table *t = NULL;
@@ -880,11 +892,13 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 	}
 	revert_names_of(m, &n);
 	{
-		PGresult   *res = db_execf(&d, "record the request",
-								   revert ? "UPDATE pgrepart.migration SET revert_requested_at = pg_catalog.now() "
-								   "WHERE id = %int4" :
-								   "UPDATE pgrepart.migration SET finish_requested_at = pg_catalog.now() "
-								   "WHERE id = %int4", m->id);
+		PGresult   *res = revert ?
+			db_execf(&d, "record the request",
+					 "UPDATE pgrepart.migration SET revert_requested_at = pg_catalog.now(), "
+					 "  partitioned_name = %text WHERE id = %int4", partitioned_name, m->id) :
+			db_execf(&d, "record the request",
+					 "UPDATE pgrepart.migration SET finish_requested_at = pg_catalog.now() "
+					 "WHERE id = %int4", m->id);
 
 		PQclear(res);
 		if (res == NULL)
@@ -897,6 +911,7 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 		PGbool		active = 0;
 
 		free(st.ended);
+		free(st.partitioned);
 		if (!follower_read_state(&d, m, &st, NULL))
 			goto cleanup;
 		if (st.gone || (!st.following && (st.ended == NULL || strcmp(st.ended, "reverted") != 0)))
@@ -958,6 +973,7 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 
 cleanup:
 	free(st.ended);
+	free(st.partitioned);
 	state_migration_free(m);
 	catalog_table_free(t);
 	db_close(&d);

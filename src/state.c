@@ -103,7 +103,8 @@ static const char tables_sql[] =
 	"  ADD COLUMN IF NOT EXISTS each_tail text; "
 	/*
 	 * The way back after the swap (revert.h): the old table's name, the
-	 * window's end, the requests, and how the reverse stream ended.
+	 * window's end, the requests (a revert's with the partitioned table's
+	 * name afterwards), and how the reverse stream ended.
 	 */
 	"ALTER TABLE pgrepart.migration "
 	"  ADD COLUMN IF NOT EXISTS old_table name, "
@@ -111,7 +112,8 @@ static const char tables_sql[] =
 	"  ADD COLUMN IF NOT EXISTS revert_requested_at timestamptz, "
 	"  ADD COLUMN IF NOT EXISTS finish_requested_at timestamptz, "
 	"  ADD COLUMN IF NOT EXISTS reverse_ended_at timestamptz, "
-	"  ADD COLUMN IF NOT EXISTS reverse_end text; "
+	"  ADD COLUMN IF NOT EXISTS reverse_end text, "
+	"  ADD COLUMN IF NOT EXISTS partitioned_name name; "
 	/* An index or key built on one partition, committed with it (build.c). */
 	"CREATE TABLE IF NOT EXISTS pgrepart.built ("
 	"  migration_id int NOT NULL REFERENCES pgrepart.migration ON DELETE CASCADE,"

@@ -63,11 +63,13 @@ bool		revert_record_swap(db *d, const state_migration *m, const char *old_name, 
 /*
  * In the transaction holding the lock on the new table: the swap back's
  * renames (the new table's indexes and keys take REVERT_PARTITIONED_SUFFIX,
- * the old table's lose "_old", the tables change names) and the dependents
+ * the old table's lose "_old", the tables change names: the new one to
+ * partitioned_name, NULL for <table>_partitioned) and the dependents
  * carried back; no commit.  A rehearsal runs it after the swap, before
  * rolling both back.  *busy when a lock it needs was not granted in time.
  */
-bool		revert_swap_back(db *d, const state_migration *m, const char *old_table, bool *busy);
+bool		revert_swap_back(db *d, const state_migration *m, const char *old_table,
+							 const char *partitioned_name, bool *busy);
 
 /* How a follower ended. */
 typedef enum revert_end
@@ -88,13 +90,15 @@ revert_end	revert_follow(const char *conninfo, const state_migration *m, const c
 						  volatile sig_atomic_t *stop, int progress_seconds);
 
 /*
- * "pgrepart revert" (revert true) and "pgrepart finish": record the request,
+ * "pgrepart revert" (revert true; partitioned_name, or NULL, the partitioned
+ * table's name afterwards) and "pgrepart finish": record the request,
  * then wait for the run following the stream to act on it, or follow it
  * here when none does.  Returns an exit status: 0 done, 1 failed or
  * refused, 5 stopped, 6 no migration.
  */
 int			revert_command(const char *conninfo, const char *schema, const char *table,
-						   const cutover_options *o, volatile sig_atomic_t *stop, bool revert);
+						   const cutover_options *o, const char *partitioned_name,
+						   volatile sig_atomic_t *stop, bool revert);
 
 /* Drop the reverse slot, publication and origin, where they exist. */
 bool		revert_drop(const char *conninfo, db *d, const state_migration *m);

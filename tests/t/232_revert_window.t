@@ -56,8 +56,10 @@ like($err, qr/could not revert "public.t_id".*still kept in step/, 't_id: and sa
 waitpid $holder, 0;
 $node->psql(q{INSERT INTO t_id (at, v) SELECT now(), 'window' FROM generate_series(1, 5)});
 ok(wait_for($node, q{SELECT count(*) = 3010 FROM t_id_old}, 60), 't_id: the window rows reach the old table');
-($rc, undef, $err) = pgrepart('revert', '-d', $conn, '-t', 't_id');
+($rc, undef, $err) = pgrepart('revert', '-d', $conn, '-t', 't_id', '--partitioned-name', 't_id_by_month');
 is($rc, 0, 't_id: reverted') or diag($err);
+is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = to_regclass('t_id_by_month')}), 'p',
+	't_id: the partitioned table has the name given');
 is(wait_exit($run), 0, 't_id: the run ended') or diag(slurp("$dir/t_id.log"));
 ($rc, undef, $err) = $node->psql(q{INSERT INTO t_id (at, v) SELECT now(), 'after' FROM generate_series(1, 10)},
 	allow_fail => 1);
