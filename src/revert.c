@@ -50,6 +50,13 @@ revert_names_of(const state_migration *m, revert_names *n)
 bool
 revert_check(db *d, const catalog_table *t, const char *partition_column)
 {
+	if (t->nkey_columns == 0)
+	{
+		log_error("--revert-window: \"%s.%s\" has no primary key or replica identity index, by "
+				  "which the old table's rows could be found after the swap", t->schema, t->name);
+		log_hint("Give the table a primary key first, or run without --revert-window.");
+		return false;
+	}
 	for (int i = 0; partition_column != NULL && i < t->nindexes; i++)
 	{
 		const catalog_index *ix = &t->indexes[i];

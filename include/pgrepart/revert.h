@@ -35,7 +35,8 @@
 #define REVERT_PARTITIONED_SUFFIX "_partitioned"
 
 /*
- * Before a run with a window: whether this role may keep a reverse stream,
+ * Before a run with a window: whether t has a key the reverse stream can
+ * find the old table's rows by, and whether this role may keep a reverse stream,
  * that is apply as a replica (session_replication_role, a superuser's or,
  * from PostgreSQL 15, granted by GRANT SET ON PARAMETER); logs why not,
  * with the grant to give.  Warns of each unique index of t that lacks the

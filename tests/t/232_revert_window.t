@@ -117,6 +117,38 @@ like($err, qr/rehearsal: the swap back ran too/, 't_re: the swap back was rehear
 is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 't_re'::regclass}), 'r', 't_re: the table is as it was');
 is(rev_objects(), 0, 't_re: no reverse stream is left');
 
+# A composite key with a text column, under REPLICA IDENTITY FULL: updates
+# (the key changed too), deletes and inserts in the window, then the revert.
+$node->psql(q{CREATE TABLE t_txt (k text COLLATE "C", n bigint, at timestamptz NOT NULL, v text, PRIMARY KEY (k, n));
+	ALTER TABLE t_txt REPLICA IDENTITY FULL;
+	INSERT INTO t_txt SELECT 'key ' || g, g % 7, timestamptz '2025-01-01' + g * interval '1 hour', 'v'
+	FROM generate_series(1, 2000) g});
+$run = swapped('t_txt', '--revert-window', '1h');
+$node->psql(q{UPDATE t_txt SET v = 'updated' WHERE n = 1;
+	UPDATE t_txt SET k = k || ' moved', at = at + interval '1 year' WHERE n = 2;
+	DELETE FROM t_txt WHERE n = 3;
+	INSERT INTO t_txt SELECT 'new ' || g, g, now(), 'new' FROM generate_series(1, 50) g;
+	CREATE TABLE t_txt_expected AS SELECT * FROM t_txt});
+ok(wait_for($node, q{SELECT count(*) = 0 FROM ((TABLE t_txt_old EXCEPT TABLE t_txt_expected)
+	UNION ALL (TABLE t_txt_expected EXCEPT TABLE t_txt_old)) d}, 60), 't_txt: the old table follows');
+($rc, undef, $err) = pgrepart('revert', '-d', $conn, '-t', 't_txt');
+is($rc, 0, 't_txt: reverted') or diag($err);
+is(wait_exit($run), 0, 't_txt: the run ended') or diag(slurp("$dir/t_txt.log"));
+is($node->psql(q{SELECT count(*) FROM ((TABLE t_txt EXCEPT TABLE t_txt_expected)
+	UNION ALL (TABLE t_txt_expected EXCEPT TABLE t_txt)) d}), 0, 't_txt: every row as the new table had it');
+is($node->psql(q{SELECT relreplident FROM pg_class WHERE oid = 't_txt'::regclass}), 'f',
+	't_txt: the original keeps its replica identity');
+
+# A table without a key to find rows by is refused a window up front.
+$node->psql(q{CREATE TABLE t_nokey (at timestamptz NOT NULL, v text); ALTER TABLE t_nokey REPLICA IDENTITY FULL;
+	INSERT INTO t_nokey SELECT now(), 'v' FROM generate_series(1, 10)});
+($rc, $out, $err) = pgrepart('run', '-d', $conn, '-t', 't_nokey', '-k', 'at', '--revert-window', '1h');
+is($rc, 1, 't_nokey: refused');
+like($err, qr/has no primary key or replica identity index/, 't_nokey: naming why');
+is($node->psql(q{SELECT to_regclass('pgrepart.migration') IS NULL
+	OR NOT EXISTS (SELECT 1 FROM pgrepart.migration WHERE source_table = 't_nokey')}), 't',
+	't_nokey: before anything was made');
+
 # Abort before the swap removes a reverse stream prepared for it.
 $node->psql(q{CREATE TABLE t_ab (id bigint PRIMARY KEY, at timestamptz NOT NULL);
 	INSERT INTO t_ab SELECT g, now() FROM generate_series(1, 100) g});
