@@ -409,6 +409,12 @@ apply_collect(apply *a)
 	return ok;
 }
 
+bool
+apply_settle(apply *a)
+{
+	return apply_collect(a);
+}
+
 static bool apply_run_retries(apply *a, bool ok);
 
 /* Sync the pipeline and check every result queued since the last sync. */

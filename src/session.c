@@ -1042,6 +1042,9 @@ cleanup:
 	{
 		const apply_stats *st = apply_get_stats(rs.a);
 
+		/* A COMMIT still in flight counts once known, or the report misses its rows. */
+		if ((rs.end == SESSION_LOST || rs.end == SESSION_STOPPED) && !db_lost_connection(&rs.target))
+			apply_settle(rs.a);
 		session_log_progress(&rs.s, rs.a, started, 0, ro->json);
 		ro->report->changes_applied += st->durable_changes;
 	}

@@ -140,6 +140,14 @@ bool		apply_queue(apply *a, const char *sql, int nparams, const char *const *val
 /* Commit the open target transaction, if any; false after logging. */
 bool		apply_commit(apply *a);
 
+/*
+ * Read the result of the COMMIT in flight, if any, so that its rows count as
+ * durable; nothing is sent.  For a session ending (stopped, or its stream
+ * lost) whose shadow connection still holds: the COMMIT may well have
+ * succeeded, and the next session starts past it.  False when it failed.
+ */
+bool		apply_settle(apply *a);
+
 /* Nothing received is unapplied: no source transaction open, nothing uncommitted. */
 bool		apply_idle(const apply *a);
 
