@@ -338,7 +338,7 @@ follower_log_progress(const follower *f)
 
 	log_info("reverse stream: %" PRId64 " changes applied to \"%s.%s\" (%" PRId64 " found no row, "
 			 "%" PRId64 " of pgrepart's own skipped), at %s, %" PRIu64 " bytes behind",
-			 st->inserts + st->updates + st->deletes - st->skipped, f->m->schema, f->old_table,
+			 st->inserts + st->updates + st->deletes, f->m->schema, f->old_table,
 			 st->missed, st->skipped, lsn_format(apply_committed(f->a), lsn), behind);
 }
 
@@ -855,6 +855,42 @@ cleanup:
 	follower_close(&f);
 	free(f.old_table);
 	return end;
+}
+
+bool
+revert_rehearse(const char *conninfo, const state_migration *m)
+{
+	follower	f;
+	lsn_t		now;
+	bool		reached = false;
+	bool		ok = false;
+
+	memset(&f, 0, sizeof(f));
+	f.conninfo = conninfo;
+	f.m = m;
+	revert_names_of(m, &f.n);
+	f.old_table = xstrdup(m->shadow);
+	if (follower_open(&f) && follower_current_lsn(&f.aux, &now) &&
+		follower_catch_up(&f, now, clock_monotonic_us() + 30000000, &reached))
+	{
+		const apply_stats *st = apply_get_stats(f.a);
+		/* Skipped changes are counted apart, not among these. */
+		int64_t		applied = st->inserts + st->updates + st->deletes + st->truncates;
+		char		text[LSN_TEXT_SIZE];
+
+		ok = reached && applied == 0;
+		if (!reached)
+			log_error("rehearsal: the reverse stream did not reach %s in 30 s", lsn_format(now, text));
+		else if (applied > 0)
+			log_error("rehearsal: the reverse stream carried %" PRId64 " changes that were not "
+					  "pgrepart's own", applied);
+		else
+			log_info("rehearsal: the reverse stream followed to %s: %" PRId64 " changes of "
+					 "pgrepart's own skipped, none applied", lsn_format(now, text), st->skipped);
+	}
+	follower_close(&f);
+	free(f.old_table);
+	return ok;
 }
 
 revert_end

@@ -395,6 +395,8 @@ run_migration(const char *conninfo, const char *schema, const char *table,
 			goto cleanup;
 		if (ro->cutover.rehearse)
 		{
+			if (ro->cutover.revert_window_s > 0 && !revert_rehearse(conninfo, m))
+				result = RUN_FAILED;
 			ro->report->outcome = "rehearsed";
 			if (ro->cutover.keep)
 				run_log_kept(m);

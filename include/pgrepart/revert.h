@@ -101,6 +101,15 @@ int			revert_command(const char *conninfo, const char *schema, const char *table
 						   const cutover_options *o, const char *partitioned_name,
 						   volatile sig_atomic_t *stop, bool revert);
 
+/*
+ * A rehearsal's reverse stream, after its swap rolled back: follow the
+ * reverse slot up to the server's position now, with the shadow as the
+ * target.  Only pgrepart's own transactions can be there, and each must be
+ * skipped; false, logged, when the stream could not be followed or carried
+ * anything else.  What it made goes with the rehearsal's clean-up.
+ */
+bool		revert_rehearse(const char *conninfo, const state_migration *m);
+
 /* Drop the reverse slot, publication and origin, where they exist. */
 bool		revert_drop(const char *conninfo, db *d, const state_migration *m);
 

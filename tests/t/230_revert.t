@@ -3,6 +3,7 @@
 # Ledgered: every write of the load records, in its own transaction, what
 # the row must look like; the load runs through the migration, the window
 # and the revert, and the table must match the ledger exactly at the end.
+# A rehearsal with the window comes first, under the same load.
 # Rows of partitions made after the swap, a partition key changed after it,
 # a revert asked while the reverse stream lags,
 # a user deleted with its messages through the old table's own cascade, and
@@ -37,6 +38,16 @@ $node->psql(q{CREATE TABLE ledger (id uuid PRIMARY KEY, h text NOT NULL);
 my $conn = $node->connstr;
 
 my $load = pgbench_background($node, "$dir/load.log", 'ledger.pgbench', '-c', '2', '-R', '100', '-T', '600');
+# First a rehearsal under the load: the swap and the swap back rolled back,
+# the reverse stream followed (only pgrepart's own transactions in it), and
+# nothing left.
+my ($rrc, undef, $rerr) = pgrepart('run', '-d', $conn, '-t', 'chat_messages', '-k', 'created_at',
+	'--chunk-rows', '1000', '--revert-window', '1h', '--rehearse');
+is($rrc, 0, 'a rehearsal with a window, under the load') or diag($rerr);
+like($rerr, qr/rehearsal: the swap back ran too.*rehearsal: the reverse stream followed to \S+: \d+ changes of pgrepart's own skipped, none applied/s,
+	'it rehearsed the swap back and followed the reverse stream');
+is($node->psql(q{SELECT count(*) FROM pg_replication_slots}), 0, 'the rehearsal left no slot');
+
 my $run = pgrepart_background("$dir/run.log", 'run', '-d', $conn, '-t', 'chat_messages', '-k', 'created_at',
 	'--chunk-rows', '1000', '--revert-window', '1h');
 ok(wait_for($node, q{SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('chat_messages')}, 180, $run),

@@ -114,6 +114,8 @@ $node->psql(q{CREATE TABLE t_re (id bigint PRIMARY KEY, at timestamptz NOT NULL,
 ($rc, $out, $err) = pgrepart('run', '-d', $conn, '-t', 't_re', '-k', 'at', '--rehearse', '--revert-window', '1h');
 is($rc, 0, 't_re: rehearsed') or diag($err);
 like($err, qr/rehearsal: the swap back ran too/, 't_re: the swap back was rehearsed');
+like($err, qr/rehearsal: the reverse stream followed to \S+: \d+ changes of pgrepart's own skipped, none applied/,
+	't_re: and the reverse stream followed');
 is($node->psql(q{SELECT relkind FROM pg_class WHERE oid = 't_re'::regclass}), 'r', 't_re: the table is as it was');
 is(rev_objects(), 0, 't_re: no reverse stream is left');
 
