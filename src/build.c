@@ -115,13 +115,16 @@ build_read_items(build *b, db *d, plan_phase phase)
 
 /* A session of the build's own, each index build given the server's memory for one. */
 static bool
-build_connect(build_job *j, const char *conninfo, int njobs)
+build_connect(build_job *j, const char *conninfo, int njobs, bool no_workers)
 {
 	if (!db_connect(&j->d, conninfo, "source") ||
 		!db_exec(&j->d, "raise maintenance_work_mem", "SET maintenance_work_mem = '512MB'"))
 		return false;
-	/* Several sessions are the parallelism: no workers on top of each. */
-	return njobs == 1 ||
+	/*
+	 * Several sessions are the parallelism: no workers on top of each.  Under
+	 * a load limit none at all: each worker takes a core from the application.
+	 */
+	return (njobs == 1 && !no_workers) ||
 		db_exec(&j->d, "leave parallel workers to the other sessions",
 				"SET max_parallel_maintenance_workers = 0");
 }
@@ -282,7 +285,7 @@ build_partitions(db *d, const char *conninfo, const state_migration *m, plan_pha
 		log_info("building %d indexes or keys of partitions, each in a transaction of its own, "
 				 "on %d session%s", b.nitems, b.njobs, b.njobs == 1 ? "" : "s");
 	for (int i = 0; i < b.njobs; i++)
-		if (!build_connect(&b.jobs[i], conninfo, b.njobs))
+		if (!build_connect(&b.jobs[i], conninfo, b.njobs, o->no_workers))
 			goto cleanup;
 	while (b.next < b.nitems || build_busy(&b))
 	{

@@ -131,10 +131,15 @@ run_build_indexes(db *d, const char *conninfo, state_migration *m, spool *sp,
 				  const run_options *ro, throttle *th, bool *truncated)
 {
 	run_pump	pump = {sp, th, false};
-	build_options bo = {ro->jobs, sp ? run_pump_spool : NULL, run_may_build, &pump, ro->stop};
+	build_options bo = {ro->jobs, sp ? run_pump_spool : NULL, run_may_build, &pump, ro->stop, false};
 
 	log_info("building the shadow's keys and indexes");
 	fault_point("index");
+	if (!throttle_load_limited(th, &bo.no_workers))
+		return false;
+	if (bo.no_workers)
+		log_info("a load limit is in force: the index builds leave the server's parallel workers "
+				 "to the application");
 	if (!build_partitions(d, conninfo, m, PLAN_PHASE_INDEX, &bo) ||
 		!db_exec(d, "start the index build", "BEGIN") ||
 		!db_exec(d, "raise maintenance_work_mem", "SET LOCAL maintenance_work_mem = '512MB'") ||

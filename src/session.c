@@ -144,7 +144,7 @@ session_build_unique(db *control, const char *conninfo, state_migration *m, appl
 					 stream *s, const run_options *ro)
 {
 	session_keepalive keep = {s, 0, NULL};
-	build_options bo = {ro->jobs, session_keep_stream, session_may_build, &keep, ro->stop};
+	build_options bo = {ro->jobs, session_keep_stream, session_may_build, &keep, ro->stop, false};
 	bool		built;
 
 	if (!apply_commit(a))

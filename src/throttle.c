@@ -57,6 +57,7 @@ struct throttle
 	int			nseen;
 	char	   *accepted_at;	/* standbys_accepted_at as last read */
 	bool		warned_invisible;
+	bool		load_limited;	/* a load limit or throttle query, as last read */
 };
 
 /* What one check reads of the migration and the server. */
@@ -425,6 +426,7 @@ throttle_check_now(throttle *t)
 
 	if (!throttle_read(t, &rd))
 		goto cleanup;
+	t->load_limited = rd.max_load > 0 || rd.critical_load > 0 || rd.query != NULL;
 	t->samples[t->next_sample] = (throttle_sample) {now_us, rd.wal};
 	t->next_sample = (t->next_sample + 1) % THROTTLE_SAMPLES;
 	if (t->nsamples < THROTTLE_SAMPLES)
@@ -477,6 +479,15 @@ throttle_check(throttle *t, bool *go)
 		!throttle_check_now(t))
 		return false;
 	*go = t->go && !*t->stop;
+	return true;
+}
+
+bool
+throttle_load_limited(throttle *t, bool *limited)
+{
+	if (!throttle_check_now(t))
+		return false;
+	*limited = t->load_limited;
 	return true;
 }
 

@@ -37,6 +37,7 @@ typedef struct build_options
 	bool		(*may_start) (void *arg, bool *start);
 	void	   *arg;
 	volatile sig_atomic_t *stop;	/* set by a signal handler: stop the build */
+	bool		no_workers;		/* no parallel workers, even for one session */
 } build_options;
 
 /*

@@ -72,6 +72,14 @@ bool		throttle_check(throttle *t, bool *go);
  * failure).  Returns when work may go on or a stop is requested; *waited
  * when it was held back.
  */
+/*
+ * Whether the migration has a load limit in force (--max-load,
+ * --critical-load or --throttle-query), read now: the run was asked to give
+ * way to the application, and the index build then leaves the server's
+ * parallel workers to it.  False after logging.
+ */
+bool		throttle_load_limited(throttle *t, bool *limited);
+
 bool		throttle_wait(throttle *t, bool (*idle) (void *arg, int ms), void *arg,
 						  bool *waited);
 

@@ -92,6 +92,9 @@ like(slurp("$dir/run.log"), qr/critical load: \d+ active sessions, more than --c
 $run = pgrepart_background("$dir/second.log", @run);
 ok(wait_for($node, q{SELECT phase = 'synced' FROM pgrepart.migration}, 120, $run),
 	'the next run resumes and reaches sync') or diag(slurp("$dir/second.log"));
+like(slurp("$dir/run.log") . slurp("$dir/second.log"),
+	qr/a load limit is in force: the index builds leave the server's parallel workers to the application/,
+	'under a load limit the index builds use no parallel workers');
 
 # A pause while streaming: nothing is applied while the load goes on.
 ($rc) = pgrepart('pause', @table);
