@@ -168,6 +168,17 @@ cleanup:
 	return ok;
 }
 
+bool
+cutover_current_lsn(db *d, lsn_t *lsn)
+{
+	PGresult   *res = db_execf(d, "read the WAL position",
+							   "SELECT pg_catalog.pg_current_wal_lsn()::pg_catalog.text");
+	bool		ok = res != NULL && lsn_parse(PQgetvalue(res, 0, 0), lsn);
+
+	PQclear(res);
+	return ok;
+}
+
 /*
  * Force the WAL up to the cutover's marker to disk, where the walsender
  * reads it: a transaction that wrote WAL flushes it at commit (one that only
@@ -585,6 +596,45 @@ cleanup:
 	return ok;
 }
 
+bool
+cutover_drop_objects(const char *conninfo, db *d, const char *slot, const char *publication,
+					 const char *origin)
+{
+	stream		s;
+	PGresult   *res = NULL;
+	bool		exists = false, active = false;
+	bool		ok = false;
+	buf			sql;
+
+	memset(&s, 0, sizeof(s));
+	buf_init(&sql);
+	if (slot != NULL &&
+		(!state_named_slot_active(d, slot, &exists, &active) ||
+		 (exists && (!stream_connect(&s, conninfo) || !stream_drop_slot(&s, slot)))))
+		goto cleanup;
+	buf_append(&sql, "DROP PUBLICATION IF EXISTS ");
+	ident_quote(&sql, publication);
+	if (!db_exec(d, "drop the publication", sql.data))
+		goto cleanup;
+	if (origin == NULL)
+	{
+		ok = true;
+		goto cleanup;
+	}
+	/* As the slot's: the backend of a run that just ended may hold it a moment longer. */
+	res = db_exec_when_free(d->conn, d->label, "drop the replication origin",
+							"SELECT pg_catalog.pg_replication_origin_drop(roname) "
+							"FROM pg_catalog.pg_replication_origin WHERE roname = $1",
+							1, &origin, PGRES_TUPLES_OK, d->sqlstate);
+	ok = res != NULL;
+
+cleanup:
+	PQclear(res);
+	stream_close(&s);
+	buf_free(&sql);
+	return ok;
+}
+
 /*
  * Drop the migration's slot (if any), publication and replication origin;
  * of a migration copied from elsewhere only the publication, a copy of this
@@ -593,41 +643,10 @@ cleanup:
 static bool
 cutover_drop_replication(const char *conninfo, db *d, const state_migration *m)
 {
-	stream		s;
-	PGresult   *res = NULL;
-	const char *origin[1];
-	bool		exists = false, active = false;
-	bool		ok = false;
-	buf			sql;
+	bool		here = m->home == STATE_HOME_HERE;
 
-	memset(&s, 0, sizeof(s));
-	buf_init(&sql);
-	if (m->home == STATE_HOME_HERE &&
-		(!state_slot_active(d, m, &exists, &active) ||
-		 (exists && (!stream_connect(&s, conninfo) || !stream_drop_slot(&s, m->slot)))))
-		goto cleanup;
-	buf_append(&sql, "DROP PUBLICATION IF EXISTS ");
-	ident_quote(&sql, m->publication);
-	if (!db_exec(d, "drop the publication", sql.data))
-		goto cleanup;
-	if (m->home != STATE_HOME_HERE)
-	{
-		ok = true;
-		goto cleanup;
-	}
-	/* As the slot's: the backend of a run that just ended may hold it a moment longer. */
-	origin[0] = m->origin;
-	res = db_exec_when_free(d->conn, d->label, "drop the replication origin",
-							"SELECT pg_catalog.pg_replication_origin_drop(roname) "
-							"FROM pg_catalog.pg_replication_origin WHERE roname = $1",
-							1, origin, PGRES_TUPLES_OK, d->sqlstate);
-	ok = res != NULL;
-
-cleanup:
-	PQclear(res);
-	stream_close(&s);
-	buf_free(&sql);
-	return ok;
+	return cutover_drop_objects(conninfo, d, here ? m->slot : NULL, m->publication,
+								here ? m->origin : NULL);
 }
 
 /*

@@ -95,19 +95,19 @@ revert_prepare(const char *conninfo, db *d, const state_migration *m, int lock_t
 {
 	revert_names n = {0};
 	PGresult   *res;
-	PGbool		have_publication = 0, have_slot = 0;
+	PGbool		have_publication = 0;
+	bool		have_slot = false, active = false;
 	stream		s;
 	lsn_t		consistent;
 	bool		ok = false;
 
 	*busy = false;
 	revert_names_of(m, &n);
-	res = db_execf(d, "look for the reverse stream",
-				   "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %text), "
-				   "  EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %text "
-				   "          AND database = pg_catalog.current_database())",
-				   n.publication, n.slot);
-	if (res == NULL || !db_getf(res, 0, "%bool %bool", 0, &have_publication, 1, &have_slot))
+	res = db_execf(d, "look for the reverse publication",
+				   "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %text)",
+				   n.publication);
+	if (res == NULL || !db_getf(res, 0, "%bool", 0, &have_publication) ||
+		!state_named_slot_active(d, n.slot, &have_slot, &active))
 	{
 		PQclear(res);
 		return false;
@@ -169,42 +169,9 @@ bool
 revert_drop(const char *conninfo, db *d, const state_migration *m)
 {
 	revert_names n = {0};
-	PGresult   *res;
-	PGbool		have_slot = 0;
-	const char *origin[1];
-	stream		s;
-	buf			sql;
-	bool		ok;
 
 	revert_names_of(m, &n);
-	res = db_execf(d, "look for the reverse slot",
-				   "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %text "
-				   "  AND database = pg_catalog.current_database())", n.slot);
-	if (res == NULL || !db_getf(res, 0, "%bool", 0, &have_slot))
-	{
-		PQclear(res);
-		return false;
-	}
-	PQclear(res);
-	memset(&s, 0, sizeof(s));
-	ok = !have_slot || (stream_connect(&s, conninfo) && stream_drop_slot(&s, n.slot));
-	stream_close(&s);
-	if (!ok)
-		return false;
-	buf_init(&sql);
-	buf_append(&sql, "DROP PUBLICATION IF EXISTS ");
-	ident_quote(&sql, n.publication);
-	ok = db_exec(d, "drop the reverse publication", sql.data);
-	buf_free(&sql);
-	if (!ok)
-		return false;
-	origin[0] = n.origin;
-	res = db_exec_when_free(d->conn, d->label, "drop the reverse origin",
-							"SELECT pg_catalog.pg_replication_origin_drop(roname) "
-							"FROM pg_catalog.pg_replication_origin WHERE roname = $1",
-							1, origin, PGRES_TUPLES_OK, d->sqlstate);
-	PQclear(res);
-	return res != NULL;
+	return cutover_drop_objects(conninfo, d, n.slot, n.publication, n.origin);
 }
 
 /* ---- the follower ---- */
@@ -395,17 +362,6 @@ follower_catch_up(follower *f, lsn_t l, int64_t deadline_us, bool *reached)
 	return true;
 }
 
-static bool
-follower_current_lsn(db *d, lsn_t *lsn)
-{
-	PGresult   *res = db_execf(d, "read the WAL position",
-							   "SELECT pg_catalog.pg_current_wal_lsn()::pg_catalog.text");
-	bool		ok = res != NULL && lsn_parse(PQgetvalue(res, 0, 0), lsn);
-
-	PQclear(res);
-	return ok;
-}
-
 /*
  * The renames of the swap back, in the locked transaction: the new table's
  * indexes and key constraints take REVERT_PARTITIONED_SUFFIX (freeing the
@@ -549,7 +505,7 @@ follower_revert(follower *f, const char *partitioned, volatile sig_atomic_t *sto
 		if (*stop)
 			return REVERT_STOPPED;
 		/* Caught up first, so that the lock is held only for the moment between. */
-		if (!follower_current_lsn(&f->aux, &now) ||
+		if (!cutover_current_lsn(&f->aux, &now) ||
 			!follower_catch_up(f, now, clock_monotonic_us() + 2000000, &reached))
 			return REVERT_FAILED;
 		if (!cutover_lock(&f->control, f->m, o, &l, &busy))
@@ -870,7 +826,7 @@ revert_rehearse(const char *conninfo, const state_migration *m)
 	f.m = m;
 	revert_names_of(m, &f.n);
 	f.old_table = xstrdup(m->shadow);
-	if (follower_open(&f) && follower_current_lsn(&f.aux, &now) &&
+	if (follower_open(&f) && cutover_current_lsn(&f.aux, &now) &&
 		follower_catch_up(&f, now, clock_monotonic_us() + 30000000, &reached))
 	{
 		const apply_stats *st = apply_get_stats(f.a);
@@ -950,8 +906,7 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 	log_info("asked for the %s of \"%s.%s\"", revert ? "revert" : "finish", t->schema, t->name);
 	for (int64_t idle_since = 0;;)
 	{
-		PGresult   *res;
-		PGbool		active = 0;
+		bool		active = false;
 
 		free(st.ended);
 		free(st.partitioned);
@@ -968,16 +923,8 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 					  "log); the old table is still kept in step", t->schema, t->name);
 			break;
 		}
-		res = db_execf(&d, "look up the reverse slot",
-					   "SELECT COALESCE((SELECT active FROM pg_catalog.pg_replication_slots "
-					   "  WHERE slot_name = %text AND database = pg_catalog.current_database()), false)",
-					   n.slot);
-		if (res == NULL || !db_getf(res, 0, "%bool", 0, &active))
-		{
-			PQclear(res);
+		if (!state_named_slot_active(&d, n.slot, NULL, &active))
 			goto cleanup;
-		}
-		PQclear(res);
 		/*
 		 * No run has followed the stream for a while (a run opening it
 		 * again is away for a second): this command follows it.

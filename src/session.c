@@ -535,18 +535,6 @@ session_catch_up(session *rs, lsn_t l, int64_t deadline_us, bool *reached)
 	return true;
 }
 
-/* The server's current WAL write position. */
-static bool
-session_current_lsn(db *aux, lsn_t *lsn)
-{
-	PGresult   *res = db_execf(aux, "read the WAL position",
-							   "SELECT pg_catalog.pg_current_wal_lsn()::pg_catalog.text");
-	bool		ok = res != NULL && lsn_parse(PQgetvalue(res, 0, 0), lsn);
-
-	PQclear(res);
-	return ok;
-}
-
 /* Between attempts: back off with jitter, applying the stream meanwhile. */
 static bool
 session_back_off(session *rs, int attempt)
@@ -627,7 +615,7 @@ session_cutover(session *rs, const run_options *ro, bool *swapped)
 		 * Catch up to the server's current position first, so the lock is
 		 * held only for what commits in the moment between.
 		 */
-		if (!session_current_lsn(&aux, &now) ||
+		if (!cutover_current_lsn(&aux, &now) ||
 			!session_catch_up(rs, now, clock_monotonic_us() + 2000000, &reached))
 			goto cleanup;
 		if (o->snapshot_wait_ms > 0 && !cutover_wait_snapshots(&aux, o, &clear))

@@ -459,10 +459,16 @@ state_open(db *d, const char *conninfo, const char *schema, const char *table,
 bool
 state_slot_active(db *d, const state_migration *m, bool *exists, bool *active)
 {
+	return state_named_slot_active(d, m->slot, exists, active);
+}
+
+bool
+state_named_slot_active(db *d, const char *slot, bool *exists, bool *active)
+{
 	PGresult   *res = db_execf(d, "look up the replication slot",
 							   "SELECT active FROM pg_catalog.pg_replication_slots "
 							   "WHERE slot_name = %text AND database = pg_catalog.current_database()",
-							   m->slot);
+							   slot);
 	PGbool		value = 0;
 	bool		ok = res != NULL;
 

@@ -107,11 +107,22 @@ bool		cutover_read_dependents(db *d, const char *qtable, const char *qdest,
 /* After the renames: run what cutover_read_dependents read. */
 bool		cutover_carry_dependents(db *d, PGresult *deps, PGresult *views);
 
+/* The server's current WAL write position: what a catch-up before the lock aims at. */
+bool		cutover_current_lsn(db *d, lsn_t *lsn);
+
 /*
  * With the lock held (on another session): force the WAL up to the mark to
  * disk, where the walsender reads it.
  */
 bool		cutover_flush_wal(db *aux);
+
+/*
+ * Drop a slot (if it exists), a publication and a replication origin, each
+ * where given (NULL: not): the migration's after the swap or an abort, its
+ * reverse stream's (revert.h).
+ */
+bool		cutover_drop_objects(const char *conninfo, db *d, const char *slot,
+								 const char *publication, const char *origin);
 
 /* Give up the attempt: roll back, releasing the lock. */
 void		cutover_release(db *d);

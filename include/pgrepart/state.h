@@ -155,6 +155,8 @@ bool		state_check_home(db *d, const state_migration *m);
  * NULL) and a run is consuming it.
  */
 bool		state_slot_active(db *d, const state_migration *m, bool *exists, bool *active);
+/* The same of the slot named slot (a migration's reverse slot, revert.h). */
+bool		state_named_slot_active(db *d, const char *slot, bool *exists, bool *active);
 /* The WAL m's slot retains (0 before it reserves any); *exists when it is on the server. */
 bool		state_slot_retained(db *d, const state_migration *m, bool *exists, int64_t *bytes);
 
