@@ -194,6 +194,9 @@ typedef struct follower
 	bool		by_command;		/* "revert" or "finish" follows: it ends with its request */
 } follower;
 
+/* pgrepart.migration.reverse_end of a stream that ended in a revert. */
+#define FOLLOWER_REVERTED "reverted"
+
 /* The migration's row as the follower reads it each second. */
 typedef struct follower_state
 {
@@ -203,6 +206,7 @@ typedef struct follower_state
 	bool		revert;
 	bool		finish;
 	char	   *ended;			/* how the stream ended, when it has */
+	bool		reverted;		/* ... by a revert, whose clean-up may be left to do */
 	char	   *partitioned;	/* the revert's name for the partitioned table, or NULL */
 } follower_state;
 
@@ -236,6 +240,7 @@ follower_read_state(db *d, const state_migration *m, follower_state *st, char **
 	st->revert = revert;
 	st->finish = finish;
 	st->ended = PQgetisnull(res, 0, 4) ? NULL : xstrdup(PQgetvalue(res, 0, 4));
+	st->reverted = st->ended != NULL && strcmp(st->ended, FOLLOWER_REVERTED) == 0;
 	st->partitioned = PQgetisnull(res, 0, 6) ? NULL : xstrdup(PQgetvalue(res, 0, 6));
 	if (old_table != NULL && !PQgetisnull(res, 0, 5))
 	{
@@ -461,7 +466,7 @@ revert_swap(follower *f, const char *partitioned, bool *busy)
 {
 	db		   *d = &f->control;
 
-	if (!revert_swap_back(d, f->m, f->old_table, partitioned, busy) || !follower_record_end(d, f->m, "reverted"))
+	if (!revert_swap_back(d, f->m, f->old_table, partitioned, busy) || !follower_record_end(d, f->m, FOLLOWER_REVERTED))
 		return false;
 	fault_point("revert");
 	return db_exec(d, "commit the swap back", "COMMIT");
@@ -781,8 +786,7 @@ follower_follow(const char *conninfo, const state_migration *m, const cutover_op
 		if (st.ended == NULL)
 			end = REVERT_NONE;
 		else
-			end = follower_end(&f, NULL, strcmp(st.ended, "reverted") == 0 ? REVERT_REVERTED :
-							   REVERT_FINISHED);
+			end = follower_end(&f, NULL, st.reverted ? REVERT_REVERTED : REVERT_FINISHED);
 		goto cleanup;
 	}
 	db_close(&f.control);
@@ -879,7 +883,7 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 	}
 	if (!follower_read_state(&d, m, &st, NULL))
 		goto cleanup;
-	if (!st.gone && !st.following && (st.ended == NULL || strcmp(st.ended, "reverted") != 0))
+	if (!st.gone && !st.following && !st.reverted)
 	{
 		if (st.ended != NULL)
 			log_error("the reverse stream of \"%s.%s\" has ended (%s): %s", t->schema, t->name,
@@ -912,7 +916,7 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 		free(st.partitioned);
 		if (!follower_read_state(&d, m, &st, NULL))
 			goto cleanup;
-		if (st.gone || (!st.following && (st.ended == NULL || strcmp(st.ended, "reverted") != 0)))
+		if (st.gone || (!st.following && !st.reverted))
 		{
 			rc = 0;
 			break;
