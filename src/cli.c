@@ -334,15 +334,23 @@ cli_parse_int(const char *s, int min, int max, int *out)
  * A standby lag limit: a time ("500ms", "10s", "2min", "1h"; a bare number
  * is milliseconds) or a size ("64kB", "64MB", "1GB"); "0" is none.
  */
-/* A duration in seconds: a whole number with s, min, h or d (none: seconds). */
-static bool
-cli_parse_duration(const char *s, int *seconds)
+/* A unit a number may carry: what it multiplies by, and whether it is a size. */
+typedef struct cli_unit
 {
-	static const struct
-	{
-		const char *unit;
-		long long	factor;
-	}			units[] = {{"", 1}, {"s", 1}, {"min", 60}, {"h", 3600}, {"d", 86400}};
+	const char *name;			/* "" for none */
+	int64_t		factor;
+	bool		bytes;
+} cli_unit;
+
+/*
+ * A whole number, then (after spaces) one of n units: *value is the number
+ * times the unit's factor, *unit the unit.  False for anything else, and
+ * for a value past INT64_MAX.
+ */
+static bool
+cli_parse_quantity(const char *s, const cli_unit *units, size_t n, int64_t *value,
+				   const cli_unit **unit)
+{
 	char	   *end;
 	long long	v;
 
@@ -352,64 +360,69 @@ cli_parse_duration(const char *s, int *seconds)
 		return false;
 	while (*end == ' ')
 		end++;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcmp(end, units[i].unit) == 0 && v <= 365LL * 86400 / units[i].factor)
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(end, units[i].name) == 0)
 		{
-			*seconds = (int) (v * units[i].factor);
+			if (v > INT64_MAX / units[i].factor)
+				return false;
+			*value = v * units[i].factor;
+			*unit = &units[i];
 			return true;
 		}
 	return false;
 }
 
+/* A duration in seconds: a whole number with s, min, h or d (none: seconds), at most a year. */
+static bool
+cli_parse_duration(const char *s, int *seconds)
+{
+	static const cli_unit units[] = {
+		{"", 1, false}, {"s", 1, false}, {"min", 60, false}, {"h", 3600, false},
+		{"d", 86400, false}
+	};
+	const cli_unit *unit;
+	int64_t		v;
+
+	if (!cli_parse_quantity(s, units, sizeof(units) / sizeof(units[0]), &v, &unit) ||
+		v > INT64_C(365) * 86400)
+		return false;
+	*seconds = (int) v;
+	return true;
+}
+
 static bool
 cli_parse_lag(const char *s, throttle_limits *l)
 {
-	static const struct
-	{
-		const char *unit;
-		int64_t		factor;
-		bool		bytes;
-	}			units[] = {
+	static const cli_unit units[] = {
 		{"", 1, false}, {"ms", 1, false}, {"s", 1000, false}, {"min", 60000, false},
 		{"h", 3600000, false}, {"kB", 1024, true}, {"MB", 1048576, true},
 		{"GB", INT64_C(1073741824), true}
 	};
-	char	   *end;
-	long long	v;
+	const cli_unit *unit;
+	int64_t		v;
 
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || v < 0)
+	if (!cli_parse_quantity(s, units, sizeof(units) / sizeof(units[0]), &v, &unit) ||
+		(!unit->bytes && v > INT_MAX))
 		return false;
-	while (*end == ' ')
-		end++;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+	if (v == 0)
 	{
-		if (strcmp(end, units[i].unit) != 0)
-			continue;
-		if (v > INT64_MAX / units[i].factor || (!units[i].bytes && v * units[i].factor > INT_MAX))
-			return false;
-		if (v == 0)
-		{
-			l->max_lag_ms = 0;
-			l->max_lag_bytes = 0;
-		}
-		else if (units[i].bytes)
-		{
-			/* A size alone limits the size alone; given both ways, both. */
-			l->max_lag_bytes = v * units[i].factor;
-			if (l->max_lag_ms < 0)
-				l->max_lag_ms = 0;
-		}
-		else
-		{
-			l->max_lag_ms = (int) (v * units[i].factor);
-			if (l->max_lag_bytes < 0)
-				l->max_lag_bytes = 0;
-		}
-		return true;
+		l->max_lag_ms = 0;
+		l->max_lag_bytes = 0;
 	}
-	return false;
+	else if (unit->bytes)
+	{
+		/* A size alone limits the size alone; given both ways, both. */
+		l->max_lag_bytes = v;
+		if (l->max_lag_ms < 0)
+			l->max_lag_ms = 0;
+	}
+	else
+	{
+		l->max_lag_ms = (int) v;
+		if (l->max_lag_bytes < 0)
+			l->max_lag_bytes = 0;
+	}
+	return true;
 }
 
 /*
