@@ -152,6 +152,25 @@ is($node->psql(q{SELECT count(*) FROM ((TABLE t_txt EXCEPT TABLE t_txt_expected)
 is($node->psql(q{SELECT relreplident FROM pg_class WHERE oid = 't_txt'::regclass}), 'f',
 	't_txt: the original keeps its replica identity');
 
+# A unique key the new table widened with the partition column takes a row
+# the original's refuses: the run warns of the key up front, the reverse
+# stream stops with the server's message and what it means, and keeps its
+# slot until finish.
+$node->psql(q{CREATE TABLE t_uq (id bigint PRIMARY KEY, at timestamptz NOT NULL, code text UNIQUE);
+	INSERT INTO t_uq SELECT g, timestamptz '2025-01-01' + g * interval '1 hour', 'c' || g
+	FROM generate_series(1, 500) g});
+$run = swapped('t_uq', '--revert-window', '1h');
+like(slurp("$dir/t_uq.log"), qr/unique index "t_uq_code_key" holds "at" too/, 't_uq: the run warned of the key');
+$node->psql(q{INSERT INTO t_uq VALUES (1001, now(), 'twice'), (1002, now() + interval '1 year', 'twice')});
+is(wait_exit($run), 1, 't_uq: the reverse stream stops') or diag(slurp("$dir/t_uq.log"));
+like(slurp("$dir/t_uq.log"), qr/duplicate key value violates unique constraint.*hint: The new table's unique keys hold the partition column/s,
+	't_uq: with the server\'s message and what it means');
+is($node->psql(q{SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '%_rev'}), 1,
+	't_uq: the reverse slot is kept');
+($rc, undef, $err) = pgrepart('finish', '-d', $conn, '-t', 't_uq');
+is($rc, 0, 't_uq: finish ends the window') or diag($err);
+is(rev_objects(), 0, 't_uq: and drops the reverse stream');
+
 # A table without a key to find rows by is refused a window up front.
 $node->psql(q{CREATE TABLE t_nokey (at timestamptz NOT NULL, v text); ALTER TABLE t_nokey REPLICA IDENTITY FULL;
 	INSERT INTO t_nokey SELECT now(), 'v' FROM generate_series(1, 10)});
