@@ -1,8 +1,7 @@
 #!/usr/bin/env perl
 # bench load: what the copy and the index build take from the application.
 # The seed's table under the mixed load at a fixed rate (BENCH_RATE
-# transactions/s on 2 clients, default 100: at 200 a two-core machine falls
-# seconds behind the schedule without any migration): first the load alone (the
+# transactions/s on 2 clients, default 200): first the load alone (the
 # baseline), then pgrepart copying and indexing with no load limit, then
 # again with --max-load (BENCH_MAX_LOAD, default 1: wait while more than one
 # other session is active, which is the load falling behind), chunks of
@@ -21,7 +20,7 @@ use Pgrepart::Cluster;
 use Pgrepart::Test;
 
 my $rows = $ENV{BENCH_ROWS} // 1000000;
-my $rate = $ENV{BENCH_RATE} // 100;
+my $rate = $ENV{BENCH_RATE} // 200;
 my $max_load = $ENV{BENCH_MAX_LOAD} // 1;
 my $dir = tempdir(CLEANUP => 1);
 my $node = Pgrepart::Cluster->new(settings => { max_wal_size => "'4GB'" });
