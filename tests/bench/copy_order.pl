@@ -3,6 +3,10 @@
 #   seq_copy  one COPY of the whole table, in binary, to /dev/null;
 #   pipe      one COPY of the whole table piped into the unindexed shadow (what
 #             the copy does, in one piece: the floor for a copy that writes);
+#   write     the same rows loaded into the unindexed shadow from a file, with
+#             nothing reading the table: the writing's own share of the pipe;
+#   pipe2     two such pipes at once, each over half of the table's pages:
+#             whether splitting the copy across sessions gains on these cores;
 #   physical  pgrepart's copy phase in physical order (the default);
 #   key       the same in key order (--copy-order key), the baseline it replaces.
 # Heap page accesses are the server's (pg_statio_user_tables, hits and reads)
@@ -15,6 +19,7 @@
 #   bench copy_order: pages_per_table_page=<physical accesses / table pages>
 #     copy_s=<s> seq_copy_s=<s> ratio=<copy_s / seq_copy_s>
 #     pipe_copy_s=<s> pipe_ratio=<copy_s / pipe_copy_s>
+#     write_copy_s=<s> write_ratio=<write_copy_s / seq_copy_s> pipe2_copy_s=<s>
 #     key_pages_per_table_page=<...> key_copy_s=<s>
 use strict;
 use warnings;
@@ -91,11 +96,42 @@ $ddl =~ s/^(ALTER TABLE .* ADD CONSTRAINT|CREATE (UNIQUE )?INDEX).*$//mg;
 $node->psql($ddl);
 $node->psql('CHECKPOINT');
 drop_caches();
-$start = time;
-system('sh', '-c', "$psql -X -q -d '$conn' -c 'COPY chat_messages TO STDOUT (FORMAT binary)' | "
-	. "$psql -X -q -d '$conn' -c 'COPY chat_messages_pgrepart FROM STDIN (FORMAT binary)'") == 0
-  or die 'the COPY pipe failed';
-my $pipe = time - $start;
+
+# A shell pipe of the rows COPY $select reads into the shadow, as a command.
+sub pipe_into_shadow
+{
+	my ($select) = @_;
+	return "$psql -X -q -d '$conn' -c 'COPY $select TO STDOUT (FORMAT binary)' | "
+	  . "$psql -X -q -d '$conn' -c 'COPY chat_messages_pgrepart FROM STDIN (FORMAT binary)'";
+}
+
+# $command's time in seconds, from a checkpoint and cold caches; it must
+# have loaded every row, and the shadow is emptied after it.
+sub timed_into_shadow
+{
+	my ($what, $command) = @_;
+	$node->psql('CHECKPOINT');
+	drop_caches();
+	my $from = time;
+	system('sh', '-c', $command) == 0 or die "$what failed";
+	my $took = time - $from;
+	my $loaded = $node->psql('SELECT count(*) FROM chat_messages_pgrepart');
+	$loaded == $rows or die "$what loaded $loaded rows of $rows";
+	$node->psql('TRUNCATE chat_messages_pgrepart');
+	return $took;
+}
+
+my $pipe = timed_into_shadow('the COPY pipe', pipe_into_shadow('chat_messages'));
+system('sh', '-c', "$psql -X -q -d '$conn' -c \"\\copy chat_messages TO '$dir/rows.bin' (FORMAT binary)\"") == 0
+  or die 'the COPY to a file failed';
+my $write = timed_into_shadow('the COPY from a file',
+	"$psql -X -q -d '$conn' -c \"\\copy chat_messages_pgrepart FROM '$dir/rows.bin' (FORMAT binary)\"");
+unlink "$dir/rows.bin";
+my $half = int($pages / 2);
+my $pipe2 = timed_into_shadow('the two COPY pipes',
+	'(' . pipe_into_shadow("(SELECT * FROM chat_messages WHERE ctid < \$\$($half,0)\$\$)") . ') & a=$!; ('
+	. pipe_into_shadow("(SELECT * FROM chat_messages WHERE ctid >= \$\$($half,0)\$\$)") . ') & b=$!; '
+	. 'wait $a && wait $b');
 $node->psql('DROP TABLE chat_messages_pgrepart CASCADE');
 
 # pgrepart's copy phase, from its report; the run stops once the shadow is complete.
@@ -121,10 +157,11 @@ sub pgrepart_copy
 my ($physical_pages, $physical_s) = pgrepart_copy();
 my ($key_pages, $key_s) = pgrepart_copy('--copy-order', 'key');
 
-printf "rows: %d; table %d pages%s; seq COPY %.1f s; COPY pipe %.1f s; physical copy %.1f s, "
-	. "key copy %.1f s\n", $rows, $pages, $memory_mb ? ", server in $memory_mb MB" : '', $seq, $pipe,
-	$physical_s, $key_s;
+printf "rows: %d; table %d pages%s; seq COPY %.1f s; COPY pipe %.1f s; COPY from a file %.1f s; "
+	. "two COPY pipes %.1f s; physical copy %.1f s, key copy %.1f s\n", $rows, $pages,
+	$memory_mb ? ", server in $memory_mb MB" : '', $seq, $pipe, $write, $pipe2, $physical_s, $key_s;
 printf "bench copy_order: pages_per_table_page=%.2f copy_s=%.1f seq_copy_s=%.1f ratio=%.2f "
-	. "pipe_copy_s=%.1f pipe_ratio=%.2f key_pages_per_table_page=%.2f key_copy_s=%.1f\n",
-	$physical_pages, $physical_s, $seq, $physical_s / $seq, $pipe, $physical_s / $pipe, $key_pages,
-	$key_s;
+	. "pipe_copy_s=%.1f pipe_ratio=%.2f write_copy_s=%.1f write_ratio=%.2f pipe2_copy_s=%.1f "
+	. "key_pages_per_table_page=%.2f key_copy_s=%.1f\n",
+	$physical_pages, $physical_s, $seq, $physical_s / $seq, $pipe, $physical_s / $pipe, $write,
+	$write / $seq, $pipe2, $key_pages, $key_s;
