@@ -8,8 +8,7 @@
 # the loads' errors (counted, never fatal to the benchmark), as
 #   bench cutover: lock_hold_ms=<n> worst_latency_ms=<ms> worst_users_latency_ms=<ms> baseline_worst_latency_ms=<ms> load_errors=<n>
 # BENCH_ROWS (default 1000000) and BENCH_RATE (transactions/s of each load,
-# default 50, which a two-core machine sustains with 1,000,000
-# rows) change the size.
+# default 200) change the size.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -19,7 +18,7 @@ use Pgrepart::Test;
 use Pgrepart::Bench;
 
 my $rows = $ENV{BENCH_ROWS} // 1000000;
-my $rate = $ENV{BENCH_RATE} // 50;
+my $rate = $ENV{BENCH_RATE} // 200;
 my $dir = tempdir(CLEANUP => 1);
 my $node = Pgrepart::Cluster->new;
 $node->psql(fixture('chat_messages.sql'), vars => { rows => $rows });

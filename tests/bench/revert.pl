@@ -1,10 +1,8 @@
 #!/usr/bin/env perl
 # bench revert: what keeping the original in step costs the application, and
 # what swapping back does to it.  The seed's table under the mixed load
-# (BENCH_RATE transactions/s on 2 clients, default 50, as in the cutover
-# bench: at 100 the partitioned table's own cost for this load, whose
-# lookups by id cannot prune, puts the load a second behind its schedule on
-# two cores, with or without a revert): first the load alone (the
+# (BENCH_RATE transactions/s on 2 clients, default 200, as in the cutover
+# bench): first the load alone (the
 # baseline), then pgrepart migrating with --revert-window while the load
 # goes on.  After the swap, a probe writes a marked row to the new
 # table every 200 ms and times until the old table has it (the reverse
@@ -23,7 +21,7 @@ use Pgrepart::Cluster;
 use Pgrepart::Test;
 
 my $rows = $ENV{BENCH_ROWS} // 200000;
-my $rate = $ENV{BENCH_RATE} // 50;
+my $rate = $ENV{BENCH_RATE} // 200;
 my $probe_s = $ENV{BENCH_PROBE_S} // 20;
 my $dir = tempdir(CLEANUP => 1);
 my $node = Pgrepart::Cluster->new(settings => { max_wal_size => "'4GB'" });
