@@ -346,7 +346,8 @@ db_getf(const PGresult *res, int row, const char *spec,...)
 bool
 db_lost_connection(const db *d)
 {
-	return SQLSTATE_IN_CLASS(d->sqlstate, SQLSTATE_CLASS_CONNECTION);
+	return SQLSTATE_IN_CLASS(d->sqlstate, SQLSTATE_CLASS_CONNECTION) ||
+		(d->conn != NULL && PQstatus(d->conn) == CONNECTION_BAD);
 }
 
 static void

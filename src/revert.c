@@ -860,6 +860,29 @@ revert_follow(const char *conninfo, const state_migration *m, const cutover_opti
 	return follower_follow(conninfo, m, o, stop, progress_seconds, false);
 }
 
+/*
+ * The command waits for the run through a connection of its own; a server
+ * restart or a terminated session must not turn a revert that the run
+ * completes into a failed command.  Reconnecting is tried this many
+ * times, a second apart.
+ */
+#define COMMAND_RECONNECTS 60
+
+/* After the command's connection broke: connect again, or say why not. */
+static bool
+command_reconnect(db *d, const char *conninfo, volatile sig_atomic_t *stop)
+{
+	log_info("the connection was lost: connecting again to go on waiting");
+	for (int attempt = 0; attempt < COMMAND_RECONNECTS && !*stop; attempt++)
+	{
+		db_close(d);
+		sleep(1);
+		if (db_connect(d, conninfo, "source"))
+			return true;
+	}
+	return false;
+}
+
 int
 revert_command(const char *conninfo, const char *schema, const char *table,
 			   const cutover_options *o, const char *partitioned_name, volatile sig_atomic_t *stop,
@@ -915,7 +938,11 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 		free(st.ended);
 		free(st.partitioned);
 		if (!follower_read_state(&d, m, &st, NULL))
+		{
+			if (db_lost_connection(&d) && command_reconnect(&d, conninfo, stop))
+				continue;
 			goto cleanup;
+		}
 		if (st.gone || (!st.following && !st.reverted))
 		{
 			rc = 0;
@@ -928,7 +955,11 @@ revert_command(const char *conninfo, const char *schema, const char *table,
 			break;
 		}
 		if (!state_named_slot_active(&d, n.slot, NULL, &active))
+		{
+			if (db_lost_connection(&d) && command_reconnect(&d, conninfo, stop))
+				continue;
 			goto cleanup;
+		}
 		/*
 		 * No run has followed the stream for a while (a run opening it
 		 * again is away for a second): this command follows it.

@@ -91,7 +91,12 @@ PGresult   *db_exec_when_free(PGconn *conn, const char *label, const char *what,
 							  const char *sql, int nparams, const char *const *values,
 							  ExecStatusType expect, char *sqlstate);
 
-/* Whether the last failure was a lost or refused connection (class 08). */
+/*
+ * Whether the last failure was a lost or refused connection (class 08), or
+ * the server ended the session (a FATAL such as pg_terminate_backend's
+ * 57P01 arrives as a result with its own SQLSTATE; the connection is then
+ * bad all the same).
+ */
 bool		db_lost_connection(const db *d);
 
 /*

@@ -10,6 +10,14 @@
 # when the table is partitioned, matches the ledger exactly (every
 # acknowledged write, nothing else) and nothing of pgrepart's is left: no
 # slot, publication, origin, spool or chunk row.
+#
+# The point "revert" is the swap back, holding the new table's lock before
+# its commit: the run migrates with --revert-window, `pgrepart revert` asks
+# for the swap back once the run follows the reverse stream, and the fault
+# lands on the run.  The command (or, when it fails, the same command run
+# again) must swap back: the table is the original again, matches the
+# ledger, and nothing of pgrepart's is left, the reverse stream and the
+# migration's row included.
 package Pgrepart::Faults;
 
 use strict;
@@ -25,7 +33,7 @@ our @EXPORT_OK = qw(@FAULTS @POINTS trial summary);
 
 our @FAULTS = qw(kill9 sigint sigterm restart_fast restart_immediate terminate_source
   terminate_replication timeouts);
-our @POINTS = qw(prepared copy reconcile index catchup verify lock rename cleanup);
+our @POINTS = qw(prepared copy reconcile index catchup verify lock rename cleanup revert);
 
 my $trials = 0;
 
@@ -78,6 +86,21 @@ sub _inject
 	else { die "unknown fault $fault" }
 }
 
+# Whether the pgrepart command $pid finishes (exit 0) within 180 s; one
+# that hangs is killed.
+sub _finished
+{
+	my ($pid) = @_;
+	my $rc = _wait_child($pid, 180);
+	if (!defined $rc)
+	{
+		kill 'KILL', $pid;
+		waitpid $pid, 0;
+		return 0;
+	}
+	return $rc eq '0';
+}
+
 # trial($node, $fault, $point) -> { ok => 0|1, first_exit => N, runs => N, why => text }
 sub trial
 {
@@ -91,15 +114,30 @@ sub trial
 	$db->psql(fixture('chat_messages.sql'), vars => { rows => 3000 });
 	$db->psql(q{CREATE TABLE ledger (id uuid PRIMARY KEY, h text NOT NULL);
 		INSERT INTO ledger SELECT id, md5(content) FROM chat_messages});
-	my @run = ('run', '-d', $db->connstr, '-t', 'chat_messages', '-k', 'created_at',
-		'--chunk-rows', '1000');
+	my $reverting = $point eq 'revert';
+	my @table = ('-d', $db->connstr, '-t', 'chat_messages');
+	my @run = ('run', @table, '-k', 'created_at', '--chunk-rows', '1000',
+		$reverting ? ('--revert-window', '1h') : ());
+	# What finishes the job after the fault: the run, or the revert it was in.
+	my @finish = $reverting ? ('revert', @table) : @run;
 	my $load = _load($db, $dir);
 
-	my $pid;
+	my ($pid, $asked);
 	{
 		local $ENV{PGREPART_FAULT_PAUSE} = $point;
 		local $ENV{PGREPART_FAULT_PAUSE_MS} = 2000;
 		$pid = pgrepart_background("$dir/run1.log", @run);
+	}
+	if ($reverting)
+	{
+		if (!wait_for_text("$dir/run1.log", qr/reverse stream: applying the changes/, 180, $pid))
+		{
+			$r{why} = "never followed the reverse stream:\n" . slurp("$dir/run1.log");
+			kill 'KILL', $pid;
+			waitpid $pid, 0;
+			goto finish;
+		}
+		$asked = pgrepart_background("$dir/run2.log", @finish);
 	}
 	if (!wait_for_text("$dir/run1.log", qr/pausing at fault point \Q$point\E/, 120, $pid))
 	{
@@ -130,20 +168,18 @@ sub trial
 		$r{why} = "$fault: exit $exit, not a clean stop saying how to resume:\n" . slurp("$dir/run1.log");
 		goto finish;
 	}
-	# Run again until it finishes.
+	# Run again until it finishes; a revert is finished by the command that
+	# asked for it, which takes over from a run that no longer follows.
 	my $done = $exit eq '0';
-	while (!$done && $r{runs} < 4)
+	if ($reverting)
 	{
 		$r{runs}++;
-		my $again = pgrepart_background("$dir/run$r{runs}.log", @run);
-		my $rc = _wait_child($again, 180);
-		if (!defined $rc)
-		{
-			kill 'KILL', $again;
-			waitpid $again, 0;
-			$rc = 'hung';
-		}
-		$done = $rc eq '0';
+		$done = _finished($asked);
+	}
+	while (!$done && $r{runs} < ($reverting ? 5 : 4))
+	{
+		$r{runs}++;
+		$done = _finished(pgrepart_background("$dir/run$r{runs}.log", @finish));
 	}
 	if (!$done)
 	{
@@ -158,6 +194,7 @@ sub trial
 	$node->psql(qq{ALTER DATABASE "$dbname" RESET ALL});
 	my $kind = $db->psql(q{SELECT relkind FROM pg_class WHERE oid = 'public.chat_messages'::regclass});
 	my $diff = ledger_differences($db);
+	my $after_revert = $reverting ? 'true' : 'false';
 	my $left = $db->psql(qq{SELECT concat_ws(' ',
 		(SELECT 'slot ' || string_agg(slot_name, ',') FROM pg_replication_slots
 		  WHERE database = current_database()),
@@ -166,13 +203,24 @@ sub trial
 		  WHERE roname LIKE 'pgrepart\_' || (SELECT oid FROM pg_database
 		    WHERE datname = current_database()) || '\_%'),
 		(SELECT 'spool rows ' || count(*) FROM pgrepart.spool HAVING count(*) > 0),
-		(SELECT 'chunk rows ' || count(*) FROM pgrepart.chunk HAVING count(*) > 0))});
-	if ($kind ne 'p') { $r{why} = "chat_messages is not partitioned (relkind $kind)" }
+		(SELECT 'chunk rows ' || count(*) FROM pgrepart.chunk HAVING count(*) > 0),
+		(SELECT 'migration rows ' || count(*) FROM pgrepart.migration
+		  WHERE $after_revert HAVING count(*) > 0))});
+	if ($kind ne ($reverting ? 'r' : 'p'))
+	{
+		$r{why} = "chat_messages is " . ($reverting ? 'not the original again' : 'not partitioned')
+		  . " (relkind $kind)";
+	}
 	elsif ($diff != 0) { $r{why} = "$diff rows differ from the ledger" }
 	elsif ($left ne '') { $r{why} = "left behind: $left" }
 	else { $r{ok} = 1 }
 
   finish:
+	if (defined $asked && waitpid($asked, POSIX::WNOHANG()) == 0)
+	{
+		kill 'KILL', $asked;
+		waitpid $asked, 0;
+	}
 	if (defined $load)
 	{
 		kill 'INT', $load;
