@@ -23,6 +23,41 @@
 
 #define STREAM_LABEL "replication"
 
+/* Run a replication command; returns its result, or NULL after logging. */
+static PGresult *
+stream_command(stream *s, const char *what, const char *sql, ExecStatusType expect)
+{
+	PGresult   *res = PQexec(s->conn, sql);
+
+	if (res != NULL && PQresultStatus(res) == expect)
+		return res;
+	db_log_error(s->conn, STREAM_LABEL, what, res, s->sqlstate);
+	PQclear(res);
+	return NULL;
+}
+
+/*
+ * A slot created with an exported snapshot keeps a transaction open in
+ * this session until the snapshot is imported; an
+ * idle_in_transaction_session_timeout set for the database or role would
+ * end the session, and the snapshot with it, whenever the import comes
+ * later than the timeout.  The normal sessions turn it off too (db.c).
+ */
+static bool
+stream_prepare(stream *s)
+{
+	PGresult   *res = stream_command(s, "prepare the session",
+									 "SET idle_in_transaction_session_timeout = 0", PGRES_COMMAND_OK);
+
+	PQclear(res);
+	if (res == NULL)
+	{
+		PQfinish(s->conn);
+		s->conn = NULL;
+	}
+	return res != NULL;
+}
+
 bool
 stream_connect(stream *s, const char *conninfo)
 {
@@ -40,7 +75,7 @@ stream_connect(stream *s, const char *conninfo)
 		s->conn = NULL;
 		return false;
 	}
-	return true;
+	return stream_prepare(s);
 }
 
 void
@@ -53,19 +88,6 @@ stream_close(stream *s)
 	s->copybuf = NULL;
 	PQfinish(s->conn);
 	s->conn = NULL;
-}
-
-/* Run a replication command; returns its result, or NULL after logging. */
-static PGresult *
-stream_command(stream *s, const char *what, const char *sql, ExecStatusType expect)
-{
-	PGresult   *res = PQexec(s->conn, sql);
-
-	if (res != NULL && PQresultStatus(res) == expect)
-		return res;
-	db_log_error(s->conn, STREAM_LABEL, what, res, s->sqlstate);
-	PQclear(res);
-	return NULL;
 }
 
 bool
