@@ -870,7 +870,7 @@ revert_follow(const char *conninfo, const state_migration *m, const cutover_opti
 
 /* After the command's connection broke: connect again, or say why not. */
 static bool
-command_reconnect(db *d, const char *conninfo, volatile sig_atomic_t *stop)
+command_reconnect(db *d, const char *conninfo, const volatile sig_atomic_t *stop)
 {
 	log_info("the connection was lost: connecting again to go on waiting");
 	for (int attempt = 0; attempt < COMMAND_RECONNECTS && !*stop; attempt++)
