@@ -48,14 +48,15 @@ stream_prepare(stream *s)
 {
 	PGresult   *res = stream_command(s, "prepare the session",
 									 "SET idle_in_transaction_session_timeout = 0", PGRES_COMMAND_OK);
+	bool		ok = res != NULL;
 
 	PQclear(res);
-	if (res == NULL)
+	if (!ok)
 	{
 		PQfinish(s->conn);
 		s->conn = NULL;
 	}
-	return res != NULL;
+	return ok;
 }
 
 bool
