@@ -180,7 +180,12 @@ db_connect(db *d, const char *conninfo, const char *label)
 	 * batch while the stream is quiet; pgrepart bounds its own waits (the
 	 * cutover's lock_timeout), as pg_dump does.  Row security off: a read a
 	 * policy would filter fails instead of hiding rows, so a copy or a
-	 * comparison can never see less than the whole table.
+	 * comparison can never see less than the whole table.  Transactions
+	 * are read committed unless they say otherwise (the copy's and the
+	 * comparisons' do), which is what pgrepart's are written for, whatever
+	 * default the database sets: a transaction that waits on its other
+	 * sessions, as the cutover's does while the apply drains, must see
+	 * their commits.
 	 */
 	res = db_execf(d, "prepare the session",
 				   "SELECT pg_catalog.current_schemas(false)::pg_catalog.text, "
@@ -190,7 +195,8 @@ db_connect(db *d, const char *conninfo, const char *label)
 				   "pg_catalog.set_config('statement_timeout', '0', false), "
 				   "pg_catalog.set_config('lock_timeout', '0', false), "
 				   "pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false), "
-				   "pg_catalog.set_config('row_security', 'off', false)");
+				   "pg_catalog.set_config('row_security', 'off', false), "
+				   "pg_catalog.set_config('default_transaction_isolation', 'read committed', false)");
 	if (res == NULL)
 		goto cleanup;
 	d->search_path = xstrdup(PQgetvalue(res, 0, 0));

@@ -1,6 +1,7 @@
 # Timeouts a DBA set for the database apply to every session pgrepart opens,
-# its replication connections included.  With statement, lock and
-# idle-in-transaction timeouts far below what a run's steps take, and the
+# its replication connections included, and so does a default isolation
+# level.  With statement, lock and idle-in-transaction timeouts far below
+# what a run's steps take, transactions serializable by default, and the
 # run held 400 ms between exporting the live verification's snapshot and
 # importing it (longer than the idle timeout), the run still finishes in
 # one go: the table is partitioned and verified equal.
@@ -17,7 +18,8 @@ my $dir = tempdir(CLEANUP => 1);
 $node->psql(fixture('chat_messages.sql'), vars => { rows => 3000 });
 $node->psql(q{ALTER DATABASE postgres SET statement_timeout = '50ms';
 	ALTER DATABASE postgres SET lock_timeout = '20ms';
-	ALTER DATABASE postgres SET idle_in_transaction_session_timeout = '100ms'});
+	ALTER DATABASE postgres SET idle_in_transaction_session_timeout = '100ms';
+	ALTER DATABASE postgres SET default_transaction_isolation = 'serializable'});
 
 my $run = do
 {
