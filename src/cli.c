@@ -330,10 +330,6 @@ cli_parse_int(const char *s, int min, int max, int *out)
 	return true;
 }
 
-/*
- * A standby lag limit: a time ("500ms", "10s", "2min", "1h"; a bare number
- * is milliseconds) or a size ("64kB", "64MB", "1GB"); "0" is none.
- */
 /* A unit a number may carry: what it multiplies by, and whether it is a size. */
 typedef struct cli_unit
 {
@@ -390,6 +386,10 @@ cli_parse_duration(const char *s, int *seconds)
 	return true;
 }
 
+/*
+ * A standby lag limit: a time ("500ms", "10s", "2min", "1h"; a bare number
+ * is milliseconds) or a size ("64kB", "64MB", "1GB"); "0" is none.
+ */
 static bool
 cli_parse_lag(const char *s, throttle_limits *l)
 {

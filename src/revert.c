@@ -427,6 +427,16 @@ revert_rename(db *d, const char *schema, const char *qtable, const char *qold, c
 	return ok;
 }
 
+/* The partitioned table's name after the swap back: the one asked for, else <table>_partitioned. */
+static void
+revert_partitioned_name(char *out, const state_migration *m, const char *partitioned_name, int encoding)
+{
+	if (partitioned_name != NULL)
+		snprintf(out, IDENT_MAX_BYTES + 1, "%s", partitioned_name);
+	else
+		ident_with_suffix(out, m->table, REVERT_PARTITIONED_SUFFIX, encoding);
+}
+
 bool
 revert_swap_back(db *d, const state_migration *m, const char *old_table, const char *partitioned_name,
 				 bool *busy)
@@ -440,10 +450,7 @@ revert_swap_back(db *d, const state_migration *m, const char *old_table, const c
 	bool		ok;
 
 	revert_names_of(m, &n);
-	if (partitioned_name != NULL)
-		snprintf(partitioned, sizeof(partitioned), "%s", partitioned_name);
-	else
-		ident_with_suffix(partitioned, m->table, REVERT_PARTITIONED_SUFFIX, d->encoding);
+	revert_partitioned_name(partitioned, m, partitioned_name, d->encoding);
 	qpartitioned = ident_qualified(m->schema, partitioned);
 	ok = cutover_read_dependents(d, qtable, qold, qpartitioned, n.publication, &deps, &views) &&
 		revert_rename(d, m->schema, qtable, qold, m->table, partitioned) &&
@@ -506,6 +513,7 @@ follower_revert(follower *f, const char *partitioned, volatile sig_atomic_t *sto
 		bool		busy = false, reached = false;
 		int64_t		locked_at;
 		char		text[LSN_TEXT_SIZE];
+		char		name[IDENT_MAX_BYTES + 1];
 
 		if (*stop)
 			return REVERT_STOPPED;
@@ -542,10 +550,10 @@ follower_revert(follower *f, const char *partitioned, volatile sig_atomic_t *sto
 					 "again", attempt);
 			continue;
 		}
+		revert_partitioned_name(name, f->m, partitioned, f->control.encoding);
 		log_info("reverted at %s: \"%s.%s\" is the original table again, the partitioned one is "
-				 "\"%s%s\"; the lock was held %.0f ms (attempt %d)", lsn_format(l, text),
-				 f->m->schema, f->m->table, partitioned ? partitioned : f->m->table,
-				 partitioned ? "" : REVERT_PARTITIONED_SUFFIX,
+				 "\"%s\"; the lock was held %.0f ms (attempt %d)", lsn_format(l, text),
+				 f->m->schema, f->m->table, name,
 				 (double) (clock_monotonic_us() - locked_at) / 1000.0, attempt);
 		return REVERT_REVERTED;
 	}

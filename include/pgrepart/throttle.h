@@ -72,6 +72,9 @@ bool		throttle_check(throttle *t, bool *go);
  * failure).  Returns when work may go on or a stop is requested; *waited
  * when it was held back.
  */
+bool		throttle_wait(throttle *t, bool (*idle) (void *arg, int ms), void *arg,
+						  bool *waited);
+
 /*
  * Whether the migration has a load limit in force (--max-load,
  * --critical-load or --throttle-query), read now: the run was asked to give
@@ -79,9 +82,6 @@ bool		throttle_check(throttle *t, bool *go);
  * parallel workers to it.  False after logging.
  */
 bool		throttle_load_limited(throttle *t, bool *limited);
-
-bool		throttle_wait(throttle *t, bool (*idle) (void *arg, int ms), void *arg,
-						  bool *waited);
 
 /* "replica lag 12 s", "load 45 active sessions", ... while throttled; NULL when not. */
 const char *throttle_why(const throttle *t);
