@@ -28,7 +28,6 @@ $node->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
 $node->psql('VACUUM ANALYZE chat_messages');
 my $conn = $node->connstr;
 
-
 # The load while pgrepart copies and indexes with @limits: (seconds from the
 # copy's start to the indexes built, the load's worst latency in ms meanwhile).
 sub migrate

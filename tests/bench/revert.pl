@@ -2,12 +2,11 @@
 # bench revert: what keeping the original in step costs the application, and
 # what swapping back does to it.  The seed's table under the mixed load
 # (BENCH_RATE transactions/s on 2 clients, default 200, as in the cutover
-# bench): first the load alone (the
-# baseline), then pgrepart migrating with --revert-window while the load
-# goes on.  After the swap, a probe writes a marked row to the new
-# table every 200 ms and times until the old table has it (the reverse
-# stream's lag, end to end); then "pgrepart revert" swaps back under the
-# load.  Prints
+# bench): first the load alone (the baseline), then pgrepart migrating with
+# --revert-window while the load goes on.  After the swap, a probe writes a
+# marked row to the new table every 200 ms and times until the old table
+# has it (the reverse stream's lag, end to end); then "pgrepart revert"
+# swaps back under the load.  Prints
 #   bench revert: lock_hold_ms=<the revert's lock> worst_latency_ms=<the load's worst while the revert ran>
 #     baseline_worst_latency_ms=<the load alone> reverse_lag_ms=<p99 of the probe>
 # BENCH_ROWS (default 200000) changes the size, BENCH_PROBE_S (default 20)
@@ -28,9 +27,6 @@ my $node = Pgrepart::Cluster->new(settings => { max_wal_size => "'4GB'" });
 $node->psql(fixture('chat_messages.sql'), vars => { rows => $rows });
 $node->psql('VACUUM ANALYZE chat_messages');
 my $conn = $node->connstr;
-
-
-
 
 my $alone = load_until($node, $dir, 'baseline', 'mixed.pgbench', $rate);
 sleep 9;
@@ -88,18 +84,8 @@ my $worst_exec = worst_latency("$dir/window", $from - 1, $to + 1, 1);
 # worst latency that needs explaining.
 if ($ENV{BENCH_VERBOSE})
 {
-	my @slow;
-	for my $file (glob "$dir/window.*")
-	{
-		open my $fh, '<', $file or die $!;
-		while (<$fh>)
-		{
-			my (undef, undef, $us, undef, $sec, $usec, $lag) = split;
-			next unless defined $usec && $us =~ /^\d+$/;
-			my $end = $sec + $usec / 1e6;
-			push @slow, [$us / 1000, ($lag // 0) / 1000, $end - $from] if $end >= $from - 1 && $end <= $to + 1;
-		}
-	}
+	my @slow = map { [ $_->[0] / 1000, $_->[1] / 1000, $_->[2] - $from ] }
+	  grep { $_->[2] >= $from - 1 && $_->[2] <= $to + 1 } logged_transactions("$dir/window");
 	@slow = (sort { $b->[0] <=> $a->[0] } @slow)[0 .. 9];
 	printf "slow: %.0f ms (schedule lag %.0f ms), ended %+.2f s from the request\n", @$_ for grep { defined } @slow;
 	print $err;

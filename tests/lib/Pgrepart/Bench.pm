@@ -7,7 +7,27 @@ use Exporter 'import';
 use POSIX ();
 use Pgrepart::Test;
 
-our @EXPORT = qw(worst_latency load_errors load_until load_stop);
+our @EXPORT = qw(logged_transactions worst_latency load_errors load_until load_stop);
+
+# The transactions pgbench logged under $prefix.*, each as [latency in
+# us (with -R, from the scheduled start), schedule lag in us, end in epoch
+# seconds]; "skipped" and "failed" lines are left out.
+sub logged_transactions
+{
+	my ($prefix) = @_;
+	my @transactions;
+	for my $file (glob "$prefix.*")
+	{
+		open my $fh, '<', $file or die $!;
+		while (<$fh>)
+		{
+			my (undef, undef, $us, undef, $sec, $usec, $lag) = split;
+			next unless defined $usec && $us =~ /^\d+$/;
+			push @transactions, [ $us, $lag // 0, $sec + $usec / 1e6 ];
+		}
+	}
+	return @transactions;
+}
 
 # The longest latency (ms; with -R, from the scheduled start) of the
 # transactions pgbench logged that ended within [from, to] (epoch seconds);
@@ -18,17 +38,11 @@ sub worst_latency
 {
 	my ($prefix, $from, $to, $exec) = @_;
 	my $worst = 0;
-	for my $file (glob "$prefix.*")
+	for (logged_transactions($prefix))
 	{
-		open my $fh, '<', $file or die $!;
-		while (<$fh>)
-		{
-			my (undef, undef, $us, undef, $sec, $usec, $lag) = split;
-			next unless defined $usec && $us =~ /^\d+$/;	# "skipped" and "failed" lines
-			$us -= $lag // 0 if $exec;
-			my $end = $sec + $usec / 1e6;
-			$worst = $us / 1000 if (!defined $from || ($end >= $from && $end <= $to)) && $us / 1000 > $worst;
-		}
+		my ($us, $lag, $end) = @$_;
+		$us -= $lag if $exec;
+		$worst = $us / 1000 if (!defined $from || ($end >= $from && $end <= $to)) && $us / 1000 > $worst;
 	}
 	return $worst;
 }
